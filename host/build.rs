@@ -1,0 +1,59 @@
+//! Builds the stock policies (`policies/{preflight,canary,verify}`) for
+//! wasm32-wasip2 with a nested cargo and its own target directory, so the
+//! `shipgate` binary embeds them and evaluates with no policy files.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const POLICIES: [&str; 3] = ["preflight", "canary", "verify"];
+const TARGET: &str = "wasm32-wasip2";
+const PROFILE: &str = "policy";
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let workspace = manifest_dir.parent().expect("host/ is inside the workspace");
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo"));
+    for watched in ["policies", "wit", "Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
+    }
+
+    let target_dir = shared_target_dir(&out_dir).join("policy-wasm");
+    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cargo
+        .current_dir(workspace)
+        .args(["build", "--target", TARGET, "--profile", PROFILE, "--target-dir"])
+        .arg(&target_dir);
+    for policy in POLICIES {
+        cargo.args(["-p", &format!("shipgate-policy-{policy}")]);
+    }
+    // The outer build's flags are for the host, not for wasm.
+    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "RUSTC_WORKSPACE_WRAPPER"] {
+        cargo.env_remove(var);
+    }
+    let output = cargo.output().expect("running cargo to build the stock policies");
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let hint = if stderr.contains("target may not be installed") || stderr.contains("can't find crate for `core`") {
+            "\nhint: install the wasm target with `rustup target add wasm32-wasip2`"
+        } else {
+            ""
+        };
+        panic!("building the stock policies for {TARGET} failed:\n{stderr}{hint}");
+    }
+    let built = target_dir.join(TARGET).join(PROFILE);
+    for policy in POLICIES {
+        let file = format!("shipgate_policy_{policy}.wasm");
+        std::fs::copy(built.join(&file), out_dir.join(format!("{policy}.wasm")))
+            .unwrap_or_else(|e| panic!("copying {file}: {e}"));
+    }
+}
+
+/// The outer target directory (the one holding `CACHEDIR.TAG`), so the dev
+/// and release builds of the host share one build of the policies.
+fn shared_target_dir(out_dir: &Path) -> PathBuf {
+    out_dir
+        .ancestors()
+        .find(|dir| dir.join("CACHEDIR.TAG").is_file())
+        .unwrap_or(out_dir)
+        .to_path_buf()
+}

@@ -1,0 +1,258 @@
+//! The command line: argument definitions (clap derive) and what each
+//! command does. `main.rs` only parses and maps the outcome to an exit code.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use shipgate_policy::Phase;
+
+use crate::adapters::shell::{self, Format};
+use crate::audit;
+use crate::error::Error;
+use crate::evaluate::PreparedGate;
+use crate::gate::Gate;
+use crate::inspect;
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::snapshot::{self, ValidSnapshot};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   allow        the gate lets the deployment go ahead
+  1   deny         block / hold / not verified yet
+  2   rollback     roll back now
+  64  usage error  (a mistyped flag never reads as rollback)
+  65  invalid input: snapshot, gate file or policy config
+  66  an input file does not exist
+  70  internal error";
+
+/// A deployment gate: evaluates WebAssembly policies over a deployment
+/// snapshot and answers allow, deny or rollback, with the reasons.
+#[derive(Debug, Parser)]
+#[command(name = "shipgate", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Evaluate a phase of a deployment: the gate step of a pipeline.
+    #[command(after_help = EXIT_CODES)]
+    Eval(EvalArgs),
+    /// List the stock policies and the phases they evaluate.
+    Policies,
+    /// Show what a policy module is: name, version, phases, sha256, size, imports.
+    Inspect(InspectArgs),
+    /// Print the JSON Schema of a snapshot or a gate file.
+    Schema {
+        #[arg(value_enum)]
+        what: SchemaKind,
+    },
+    /// Re-evaluate every decision in a decision log and report any that differ.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// The phase to decide: preflight, promotion, abort or verify.
+    #[arg(long, value_parser = parse_phase)]
+    pub phase: Phase,
+    /// The deployment snapshot (JSON, schema v1); `-` reads standard input.
+    #[arg(long, value_name = "FILE|-")]
+    pub snapshot: PathBuf,
+    /// The gate file (TOML). Default: the built-in gate (stock policies,
+    /// stages 5/10/25/50/100, 15 minutes a stage).
+    #[arg(long, value_name = "FILE")]
+    pub gate: Option<PathBuf>,
+    /// Evaluate these modules (`builtin:NAME` or a .wasm path) instead of
+    /// the gate's policies, under the gate's plan, thresholds and limits.
+    #[arg(long = "policy", value_name = "MODULE")]
+    pub policies: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Append the decision, with its snapshot, to this JSON-lines log
+    /// (flushed to disk before the decision is printed).
+    #[arg(long, value_name = "FILE")]
+    pub decision_log: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// A .wasm policy component, or `builtin:NAME`.
+    pub module: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// A decision log written by `eval --decision-log`.
+    pub log: PathBuf,
+    /// The gate the decisions were made with (default: the built-in gate).
+    #[arg(long, value_name = "FILE")]
+    pub gate: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SchemaKind {
+    /// The deployment snapshot (v1).
+    Snapshot,
+    /// The gate file.
+    Gate,
+}
+
+fn parse_phase(text: &str) -> Result<Phase, String> {
+    text.parse()
+}
+
+/// Runs a parsed command; returns the exit code and what to print.
+pub fn run(cli: Cli) -> Result<i32, Error> {
+    match cli.command {
+        Command::Eval(args) => eval(&args),
+        Command::Policies => policies(),
+        Command::Inspect(args) => {
+            let inspection = inspect::inspect(&runtime()?, &args.module)?;
+            if args.json {
+                print(&format!("{}\n", serde_json::to_string_pretty(&inspection).expect("JSON")));
+            } else {
+                print(&inspection.text());
+            }
+            Ok(0)
+        }
+        Command::Schema { what } => {
+            let schema = match what {
+                SchemaKind::Snapshot => snapshot::schema(),
+                SchemaKind::Gate => crate::gate::schema(),
+            };
+            print(&format!("{}\n", serde_json::to_string_pretty(&schema).expect("JSON")));
+            Ok(0)
+        }
+        Command::Replay(args) => {
+            let gate = load_gate(args.gate.as_deref())?;
+            let report = audit::replay(Arc::new(runtime()?), gate, &args.log)?;
+            print(&report.text());
+            Ok(if report.differing.is_empty() { 0 } else { 1 })
+        }
+    }
+}
+
+fn runtime() -> Result<Runtime, Error> {
+    Ok(Runtime::new(&RuntimeConfig::default())?)
+}
+
+fn load_gate(path: Option<&Path>) -> Result<Gate, Error> {
+    match path {
+        Some(path) => Gate::read(path),
+        None => Ok(Gate::default_gate()),
+    }
+}
+
+fn eval(args: &EvalArgs) -> Result<i32, Error> {
+    // Inputs first: a bad snapshot or gate is reported before any module loads.
+    let snapshot = read_snapshot(&args.snapshot)?;
+    let mut gate = load_gate(args.gate.as_deref())?;
+    if !args.policies.is_empty() {
+        for module in args.policies.iter().filter(|m| !m.starts_with(crate::builtins::PREFIX)) {
+            if !Path::new(module).exists() {
+                return Err(Error::MissingInput(format!("{module}: no such module file")));
+            }
+        }
+        gate = gate.with_modules(&args.policies, args.phase);
+    }
+    let prepared = PreparedGate::prepare(Arc::new(runtime()?), gate, &[args.phase])?;
+    let evaluation = prepared.evaluate(args.phase, &snapshot);
+    if let Some(log) = &args.decision_log {
+        audit::append(log, &evaluation, &snapshot)?;
+    }
+    print(&shell::render(&evaluation, args.format));
+    if args.format == Format::Github
+        && let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty())
+    {
+        append_file(Path::new(&summary), &shell::markdown(&evaluation))?;
+    }
+    Ok(shell::exit_code(evaluation.decision))
+}
+
+/// Reads and validates the snapshot; errors are prefixed with the file.
+pub fn read_snapshot(path: &Path) -> Result<ValidSnapshot, Error> {
+    let (label, bytes) = if path.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::Internal(anyhow::Error::new(e).context("reading the snapshot from standard input")))?;
+        ("<stdin>".to_string(), bytes)
+    } else {
+        let bytes = std::fs::read(path).map_err(|e| Error::reading(path, e))?;
+        (path.display().to_string(), bytes)
+    };
+    snapshot::parse(&bytes).map_err(|e| Error::InvalidInput(format!("{label}: {e}")))
+}
+
+fn policies() -> Result<i32, Error> {
+    let runtime = runtime()?;
+    let mut out = String::new();
+    for (name, _) in crate::builtins::BUILTINS {
+        let module = format!("{}{name}", crate::builtins::PREFIX);
+        let info = inspect::inspect(&runtime, &module)?;
+        let phases: Vec<&str> = info.phases.iter().map(|p| p.as_str()).collect();
+        out.push_str(&format!("{module:<20} {:<20} {}\n", phases.join(", "), info.description));
+    }
+    print(&out);
+    Ok(0)
+}
+
+fn append_file(path: &Path, text: &str) -> Result<(), Error> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::reading(path, e))?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| Error::Internal(anyhow::Error::new(e).context(format!("writing {}", path.display()))))
+}
+
+/// Prints to stdout; a closed pipe (`shipgate ... | head`) is not an error.
+fn print(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("shipgate").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn eval_takes_phase_snapshot_gate_policies_and_format() {
+        let cli = parse(&[
+            "eval", "--phase", "abort", "--snapshot", "-", "--gate", "g.toml", "--policy", "builtin:canary",
+            "--policy", "x.wasm", "--format", "github",
+        ])
+        .unwrap();
+        let Command::Eval(args) = cli.command else { panic!("not eval") };
+        assert_eq!(args.phase, Phase::Abort);
+        assert_eq!(args.policies, ["builtin:canary", "x.wasm"]);
+        assert_eq!(args.format, Format::Github);
+    }
+
+    #[test]
+    fn an_unknown_phase_is_a_usage_error_that_lists_the_phases() {
+        let err = parse(&["eval", "--phase", "canary", "--snapshot", "s.json"]).unwrap_err();
+        assert!(err.to_string().contains("expected preflight, promotion, abort or verify"), "{err}");
+    }
+
+    #[test]
+    fn schema_takes_snapshot_or_gate() {
+        assert!(parse(&["schema", "gate"]).is_ok());
+        assert!(parse(&["schema", "verdict"]).is_err());
+    }
+}

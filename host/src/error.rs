@@ -1,0 +1,73 @@
+//! The one error type the library returns to its front ends, and the exit
+//! codes the CLI maps outcomes to.
+
+use std::fmt;
+use std::path::Path;
+
+/// Exit codes of `shipgate`, documented once (README, `--help`).
+pub mod exit {
+    /// The decision is allow.
+    pub const ALLOW: i32 = 0;
+    /// The decision is deny (block, hold, not verified).
+    pub const DENY: i32 = 1;
+    /// The decision is rollback.
+    pub const ROLLBACK: i32 = 2;
+    /// The command line is wrong (clap's own code 2 is remapped: a typo in a
+    /// pipeline must never read as "rollback").
+    pub const USAGE: i32 = 64;
+    /// An input (snapshot, gate file, policy config) is invalid.
+    pub const INVALID_INPUT: i32 = 65;
+    /// An input file does not exist.
+    pub const MISSING_INPUT: i32 = 66;
+    /// shipgate itself failed.
+    pub const INTERNAL: i32 = 70;
+}
+
+/// What went wrong before a decision could be made. Each message names the
+/// file (and field or line) it is about.
+#[derive(Debug)]
+pub enum Error {
+    Usage(String),
+    InvalidInput(String),
+    MissingInput(String),
+    Internal(anyhow::Error),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) => exit::USAGE,
+            Error::InvalidInput(_) => exit::INVALID_INPUT,
+            Error::MissingInput(_) => exit::MISSING_INPUT,
+            Error::Internal(_) => exit::INTERNAL,
+        }
+    }
+
+    /// An I/O error reading `path`: a missing file is a missing input,
+    /// anything else is internal.
+    pub fn reading(path: &Path, error: std::io::Error) -> Self {
+        match error.kind() {
+            std::io::ErrorKind::NotFound => {
+                Error::MissingInput(format!("{}: no such file", path.display()))
+            }
+            _ => Error::Internal(anyhow::Error::new(error).context(format!("reading {}", path.display()))),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(m) | Error::InvalidInput(m) | Error::MissingInput(m) => f.write_str(m),
+            Error::Internal(e) => write!(f, "internal error: {e:#}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<anyhow::Error> for Error {
+    fn from(error: anyhow::Error) -> Self {
+        Error::Internal(error)
+    }
+}

@@ -1,0 +1,151 @@
+//! The per-evaluation sandbox: a store whose WASI context grants nothing,
+//! whose clocks are frozen and whose randomness is seeded, and whose memory
+//! growth is capped.
+
+use std::time::Duration;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
+
+/// The most a policy may print (stdout and stderr each) in one evaluation.
+/// Writing more is a fault: the output lands in every decision record.
+pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
+
+/// Inputs that make an evaluation reproducible.
+#[derive(Debug, Clone, Copy)]
+pub struct Determinism {
+    /// The snapshot's `now`, in seconds since the Unix epoch.
+    pub now_unix_seconds: f64,
+    /// Seed for every random source the policy can reach.
+    pub seed: [u8; 32],
+}
+
+impl Determinism {
+    /// For calls without a snapshot (`describe`, `validate-config`).
+    pub const FIXED: Determinism = Determinism {
+        now_unix_seconds: 0.0,
+        seed: [0; 32],
+    };
+}
+
+/// What a store holds for one evaluation.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: MemoryCap,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+}
+
+impl HostState {
+    pub fn new(memory_bytes: usize, determinism: Determinism) -> Self {
+        let stdout = MemoryOutputPipe::new(MAX_OUTPUT_BYTES);
+        let stderr = MemoryOutputPipe::new(MAX_OUTPUT_BYTES);
+        let now = Duration::from_secs_f64(determinism.now_unix_seconds.max(0.0));
+        let seed = determinism.seed;
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .wall_clock(FrozenWallClock(now))
+            .monotonic_clock(FrozenMonotonicClock)
+            .secure_random(wasmtime_wasi::Deterministic::new(seed.to_vec()))
+            .insecure_random(wasmtime_wasi::Deterministic::new(seed.iter().rev().copied().collect()))
+            .insecure_random_seed(u128::from_le_bytes(seed[..16].try_into().expect("16 bytes")))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limits: MemoryCap {
+                max_bytes: memory_bytes,
+                refused: false,
+            },
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn limiter(&mut self) -> &mut MemoryCap {
+        &mut self.limits
+    }
+
+    /// Whether the policy tried to grow past its memory limit.
+    pub fn hit_memory_limit(&self) -> bool {
+        self.limits.refused
+    }
+
+    /// What the policy printed, stdout then stderr, one entry per line.
+    pub fn log(&self) -> Vec<String> {
+        [&self.stdout, &self.stderr]
+            .iter()
+            .flat_map(|pipe| {
+                String::from_utf8_lossy(&pipe.contents())
+                    .lines()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Caps linear memory and table growth, remembering a refusal so a trap that
+/// follows can be reported as "out of memory" rather than a bare trap.
+pub struct MemoryCap {
+    max_bytes: usize,
+    refused: bool,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.max_bytes;
+        self.refused |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        // A table entry costs the host a pointer or more; the same budget
+        // in entries is generous and still bounded.
+        let allowed = desired <= self.max_bytes / 8;
+        self.refused |= !allowed;
+        Ok(allowed)
+    }
+}
+
+struct FrozenWallClock(Duration);
+
+impl HostWallClock for FrozenWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_nanos(1)
+    }
+
+    fn now(&self) -> Duration {
+        self.0
+    }
+}
+
+/// Monotonic time does not move: a policy that waits on it waits forever and
+/// meets its deadline, instead of reading real time.
+struct FrozenMonotonicClock;
+
+impl HostMonotonicClock for FrozenMonotonicClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+
+    fn now(&self) -> u64 {
+        0
+    }
+}

@@ -1,0 +1,115 @@
+//! Stock policy `builtin:canary`: promotion and abort analysis of a staged
+//! rollout, against the plan and abort thresholds declared in the gate.
+//!
+//! Checks (stable ids): `canary-metrics`, `min-requests`, `error-rate`,
+//! `error-rate-ratio`, `latency-p50|p95|p99`, `latency-ratio-p50|p95|p99`,
+//! `business-<name>`; promotion adds `stage-plan` and `stage-duration`.
+
+use serde::Deserialize;
+use shipgate_policy::{
+    Decision, Findings, Phase, Policy, PolicyInfo, Snapshot, Timestamp, Unit, Verdict, checks,
+};
+
+/// The minimum observation per stage when the gate declares none.
+const DEFAULT_MIN_STAGE_MINUTES: f64 = 15.0;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {}
+
+pub struct Canary;
+
+impl Policy for Canary {
+    type Config = Config;
+
+    fn info() -> PolicyInfo {
+        PolicyInfo::new(
+            "canary",
+            env!("CARGO_PKG_VERSION"),
+            "Canary analysis: error rate, latency and business metrics against the declared abort \
+             thresholds and the baseline; promotion also needs the stage's minimum observation time.",
+            &[Phase::Promotion, Phase::Abort],
+        )
+    }
+
+    fn evaluate(phase: Phase, snapshot: &Snapshot, _: &Config) -> Result<Verdict, String> {
+        let plan = snapshot.plan();
+        let mut findings = Findings::new();
+        checks::canary_health(&mut findings, snapshot.metrics.as_ref(), &plan.abort);
+        if phase == Phase::Promotion {
+            stage_plan(&mut findings, snapshot, &plan.stages);
+            stage_duration(&mut findings, snapshot, plan.min_stage_minutes);
+        }
+        Ok(findings.verdict())
+    }
+}
+
+/// The canary weight must be the declared weight of the current stage: a
+/// rollout that skipped or invented a stage is not the one that was approved.
+fn stage_plan(findings: &mut Findings, snapshot: &Snapshot, stages: &[f64]) {
+    let rollout = snapshot.rollout.as_ref();
+    let (Some(index), Some(weight)) = (
+        rollout.and_then(|r| r.stage_index),
+        rollout.and_then(|r| r.weight),
+    ) else {
+        findings.missing("stage-plan", "rollout.stage_index and rollout.weight");
+        return;
+    };
+    let Some(&declared) = stages.get(index as usize) else {
+        findings
+            .deny(
+                "stage-plan",
+                format!("stage {index} is not in the declared plan of {} stages", stages.len()),
+            )
+            .observed(format!("stage {index}"))
+            .threshold(format!("stages {stages:?}"));
+        return;
+    };
+    findings
+        .require(
+            "stage-plan",
+            weight == declared,
+            format!("stage {index} runs at its declared weight {declared}%"),
+            format!("stage {index} runs at {weight}% but the plan declares {declared}%"),
+            Decision::Deny,
+        )
+        .observed(format!("{weight}%"))
+        .threshold(format!("{declared}%"));
+}
+
+/// Promotion waits until the stage has been observed long enough; a deny
+/// here is a hold that says how long is left.
+fn stage_duration(findings: &mut Findings, snapshot: &Snapshot, min_minutes: Option<f64>) {
+    let min_seconds = min_minutes.unwrap_or(DEFAULT_MIN_STAGE_MINUTES) * 60.0;
+    let started = snapshot
+        .rollout
+        .as_ref()
+        .and_then(|r| r.stage_started_at.as_deref())
+        .and_then(Timestamp::parse);
+    let (Some(now), Some(started)) = (snapshot.now(), started) else {
+        findings.missing("stage-duration", "rollout.stage_started_at");
+        return;
+    };
+    let observed = now.seconds_since(started);
+    let finding = findings.at_least(
+        "stage-duration",
+        "time observed in this stage",
+        observed,
+        min_seconds,
+        Unit::Seconds,
+        Decision::Deny,
+    );
+    if observed < min_seconds {
+        finding.message = format!(
+            "hold: {} of {} observed in this stage, {} left",
+            Unit::Seconds.format(observed),
+            Unit::Seconds.format(min_seconds),
+            Unit::Seconds.format(min_seconds - observed)
+        );
+    }
+}
+
+shipgate_policy::export_policy!(Canary);
+
+#[cfg(test)]
+mod tests;

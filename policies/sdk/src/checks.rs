@@ -1,0 +1,189 @@
+//! Ready-made checks over the snapshot's metrics, shared by the stock canary
+//! and verify policies and available to any policy author.
+
+use crate::findings::Findings;
+use crate::format::{Unit, ratio};
+use crate::snapshot::{AbortThresholds, Cohort, Metrics};
+use crate::verdict::Decision;
+
+/// Compares the canary cohort with the declared abort thresholds and the
+/// baseline: minimum traffic, error rate (absolute and vs baseline), latency
+/// p50/p95/p99 (absolute and vs baseline) and business events per request.
+///
+/// A breach rolls back. With fewer canary requests than `min_requests` a
+/// breach only denies (inconclusive): a handful of requests is not evidence
+/// enough to roll back on, nor to go ahead on.
+pub fn canary_health(findings: &mut Findings, metrics: Option<&Metrics>, limits: &AbortThresholds) {
+    let Some(canary) = metrics.and_then(|m| m.canary.as_ref()) else {
+        findings.missing("canary-metrics", "metrics.canary");
+        return;
+    };
+    let baseline = metrics.and_then(|m| m.baseline.as_ref());
+    let breach = min_requests(findings, canary, limits);
+    error_rate(findings, canary, baseline, limits, breach);
+    latency(findings, canary, baseline, limits, breach);
+    business(findings, canary, baseline, limits, breach);
+}
+
+/// Records `min-requests` and returns what a breach of the other checks means.
+fn min_requests(findings: &mut Findings, canary: &Cohort, limits: &AbortThresholds) -> Decision {
+    let Some(requests) = canary.requests else {
+        findings.missing("min-requests", "metrics.canary.requests");
+        return Decision::Deny;
+    };
+    let Some(minimum) = limits.min_requests else {
+        return Decision::Rollback;
+    };
+    findings.at_least(
+        "min-requests",
+        "canary traffic",
+        requests,
+        minimum,
+        Unit::Count,
+        Decision::Deny,
+    );
+    if requests >= minimum { Decision::Rollback } else { Decision::Deny }
+}
+
+fn error_rate(
+    findings: &mut Findings,
+    canary: &Cohort,
+    baseline: Option<&Cohort>,
+    limits: &AbortThresholds,
+    breach: Decision,
+) {
+    let Some(rate) = canary.error_rate() else {
+        findings.missing("error-rate", "metrics.canary.errors or a non-zero metrics.canary.requests");
+        return;
+    };
+    if let Some(max) = limits.max_error_rate {
+        findings.at_most("error-rate", "canary error rate", rate, max, Unit::Percent, breach);
+    }
+    let Some(max_ratio) = limits.max_error_rate_ratio else {
+        return;
+    };
+    let Some(base_rate) = baseline.and_then(Cohort::error_rate) else {
+        findings.missing("error-rate-ratio", "metrics.baseline.errors and metrics.baseline.requests");
+        return;
+    };
+    match ratio(rate, base_rate) {
+        Some(r) => {
+            findings
+                .at_most("error-rate-ratio", "canary error rate vs baseline", r, max_ratio, Unit::Ratio, breach)
+                .observed(format!(
+                    "{} ({} vs {})",
+                    Unit::Ratio.format(r),
+                    Unit::Percent.format(rate),
+                    Unit::Percent.format(base_rate)
+                ));
+        }
+        // No baseline errors: a ratio means nothing, the absolute limit rules.
+        None => {
+            findings
+                .allow(
+                    "error-rate-ratio",
+                    "baseline had no errors; the absolute error-rate limit applies",
+                )
+                .observed(format!("{} vs 0%", Unit::Percent.format(rate)))
+                .threshold(format!("<= {}", Unit::Ratio.format(max_ratio)));
+        }
+    }
+}
+
+fn latency(
+    findings: &mut Findings,
+    canary: &Cohort,
+    baseline: Option<&Cohort>,
+    limits: &AbortThresholds,
+    breach: Decision,
+) {
+    let declared = limits.max_latency_ms.clone().unwrap_or_default();
+    let canary_latency = canary.latency_ms.clone().unwrap_or_default();
+    let baseline_latency = baseline.and_then(|b| b.latency_ms.clone()).unwrap_or_default();
+    let quantiles = canary_latency
+        .quantiles()
+        .into_iter()
+        .zip(declared.quantiles())
+        .zip(baseline_latency.quantiles());
+    for (((q, observed), (_, max)), (_, base)) in quantiles {
+        let wants_ratio = limits.max_latency_ratio.is_some();
+        if max.is_none() && !wants_ratio {
+            continue;
+        }
+        let Some(observed) = observed else {
+            findings.missing(&format!("latency-{q}"), &format!("metrics.canary.latency_ms.{q}"));
+            continue;
+        };
+        if let Some(max) = max {
+            let what = format!("canary {q} latency");
+            findings.at_most(&format!("latency-{q}"), &what, observed, max, Unit::Millis, breach);
+        }
+        let Some(max_ratio) = limits.max_latency_ratio else {
+            continue;
+        };
+        let check = format!("latency-ratio-{q}");
+        match base.and_then(|b| ratio(observed, b)) {
+            Some(r) => {
+                let what = format!("canary {q} latency vs baseline");
+                findings
+                    .at_most(&check, &what, r, max_ratio, Unit::Ratio, breach)
+                    .observed(format!(
+                        "{} ({} vs {})",
+                        Unit::Ratio.format(r),
+                        Unit::Millis.format(observed),
+                        Unit::Millis.format(base.unwrap_or_default())
+                    ));
+            }
+            None => {
+                findings.missing(&check, &format!("a non-zero metrics.baseline.latency_ms.{q}"));
+            }
+        }
+    }
+}
+
+fn business(
+    findings: &mut Findings,
+    canary: &Cohort,
+    baseline: Option<&Cohort>,
+    limits: &AbortThresholds,
+    breach: Decision,
+) {
+    let Some(max_drop) = limits.max_business_drop else {
+        return;
+    };
+    let Some(base_events) = baseline.and_then(|b| b.business.as_ref()) else {
+        return;
+    };
+    for (name, &base_count) in base_events {
+        let check = format!("business-{name}");
+        let base_rate = baseline.and_then(|b| ratio(base_count, b.requests?));
+        let canary_rate = canary
+            .business
+            .as_ref()
+            .and_then(|events| events.get(name))
+            .and_then(|&count| ratio(count, canary.requests?));
+        let (Some(base_rate), Some(canary_rate)) = (base_rate, canary_rate) else {
+            findings.missing(&check, &format!("metrics.canary.business.{name} (or requests)"));
+            continue;
+        };
+        let drop = match ratio(canary_rate, base_rate) {
+            Some(r) => (1.0 - r).max(0.0),
+            None => 0.0,
+        };
+        findings
+            .at_most(
+                &check,
+                &format!("drop in {name} per request vs baseline"),
+                drop,
+                max_drop,
+                Unit::Percent,
+                breach,
+            )
+            .observed(format!(
+                "-{} ({:.4} vs {:.4} per request)",
+                Unit::Percent.format(drop),
+                canary_rate,
+                base_rate
+            ));
+    }
+}

@@ -1,0 +1,72 @@
+//! The wasm-only glue between the WIT bindings and the SDK's plain types.
+
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "policy",
+        pub_export_macro: true,
+        export_macro_name: "__export_policy_world",
+        default_bindings_module: "shipgate_policy::component::bindings",
+    });
+}
+
+use crate::Policy;
+use bindings::shipgate::policy::types as wit;
+
+pub use bindings::Guest;
+pub use wit::{Phase, PolicyInfo, Verdict};
+
+fn phase_from_wit(phase: wit::Phase) -> crate::Phase {
+    match phase {
+        wit::Phase::Preflight => crate::Phase::Preflight,
+        wit::Phase::Promotion => crate::Phase::Promotion,
+        wit::Phase::Abort => crate::Phase::Abort,
+        wit::Phase::Verify => crate::Phase::Verify,
+    }
+}
+
+fn phase_to_wit(phase: crate::Phase) -> wit::Phase {
+    match phase {
+        crate::Phase::Preflight => wit::Phase::Preflight,
+        crate::Phase::Promotion => wit::Phase::Promotion,
+        crate::Phase::Abort => wit::Phase::Abort,
+        crate::Phase::Verify => wit::Phase::Verify,
+    }
+}
+
+fn decision_to_wit(decision: crate::Decision) -> wit::Decision {
+    match decision {
+        crate::Decision::Allow => wit::Decision::Allow,
+        crate::Decision::Deny => wit::Decision::Deny,
+        crate::Decision::Rollback => wit::Decision::Rollback,
+    }
+}
+
+pub fn describe<P: Policy>() -> PolicyInfo {
+    let info = P::info();
+    PolicyInfo {
+        name: info.name,
+        version: info.version,
+        description: info.description,
+        phases: info.phases.into_iter().map(phase_to_wit).collect(),
+    }
+}
+
+pub fn evaluate<P: Policy>(phase: Phase, snapshot: &str, config: &str) -> Result<Verdict, String> {
+    let verdict = crate::run_evaluate::<P>(phase_from_wit(phase), snapshot, config)?;
+    Ok(Verdict {
+        decision: decision_to_wit(verdict.decision),
+        summary: verdict.summary,
+        findings: verdict
+            .findings
+            .into_iter()
+            .map(|f| wit::Finding {
+                check: f.check,
+                decision: decision_to_wit(f.decision),
+                message: f.message,
+                observed: f.observed,
+                threshold: f.threshold,
+            })
+            .collect(),
+    })
+}

@@ -1,0 +1,210 @@
+//! The findings builder: one line per check, "observed vs threshold".
+
+use crate::format::Unit;
+use crate::verdict::{Decision, Finding, Verdict};
+
+/// Collects findings and turns them into a [`Verdict`].
+///
+/// ```
+/// use shipgate_policy::{Decision, Findings, Unit};
+/// let mut findings = Findings::new();
+/// findings.at_most("error-rate", "canary error rate", 0.041, 0.01, Unit::Percent, Decision::Rollback);
+/// let verdict = findings.verdict();
+/// assert_eq!(verdict.decision, Decision::Rollback);
+/// assert_eq!(verdict.summary, "canary error rate 4.1% exceeds 1.0%");
+/// ```
+#[derive(Debug, Default)]
+pub struct Findings {
+    findings: Vec<Finding>,
+}
+
+impl Findings {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a finding with this decision and returns it, to add the
+    /// observed value and threshold.
+    pub fn add(
+        &mut self,
+        check: &str,
+        decision: Decision,
+        message: impl Into<String>,
+    ) -> &mut Finding {
+        self.findings.push(Finding {
+            check: check.to_string(),
+            decision,
+            message: message.into(),
+            observed: None,
+            threshold: None,
+        });
+        self.findings.last_mut().expect("just pushed")
+    }
+
+    pub fn allow(&mut self, check: &str, message: impl Into<String>) -> &mut Finding {
+        self.add(check, Decision::Allow, message)
+    }
+
+    pub fn deny(&mut self, check: &str, message: impl Into<String>) -> &mut Finding {
+        self.add(check, Decision::Deny, message)
+    }
+
+    pub fn rollback(&mut self, check: &str, message: impl Into<String>) -> &mut Finding {
+        self.add(check, Decision::Rollback, message)
+    }
+
+    /// Records that the evidence a check needs is absent. Missing evidence
+    /// never passes: the check denies and names what is missing.
+    pub fn missing(&mut self, check: &str, what: &str) -> &mut Finding {
+        let finding = self.deny(check, format!("no evidence: {what} is missing from the snapshot"));
+        finding.observed("missing");
+        finding
+    }
+
+    /// Allows when `observed <= limit`, otherwise records `on_breach`.
+    /// `what` names the quantity: "canary error rate".
+    pub fn at_most(
+        &mut self,
+        check: &str,
+        what: &str,
+        observed: f64,
+        limit: f64,
+        unit: Unit,
+        on_breach: Decision,
+    ) -> &mut Finding {
+        let (obs, lim) = (unit.format(observed), unit.format(limit));
+        let finding = if observed <= limit {
+            self.allow(check, format!("{what} {obs} is within {lim}"))
+        } else {
+            self.add(check, on_breach, format!("{what} {obs} exceeds {lim}"))
+        };
+        finding.observed(obs).threshold(format!("<= {lim}"))
+    }
+
+    /// Allows when `observed >= minimum`, otherwise records `on_shortfall`.
+    pub fn at_least(
+        &mut self,
+        check: &str,
+        what: &str,
+        observed: f64,
+        minimum: f64,
+        unit: Unit,
+        on_shortfall: Decision,
+    ) -> &mut Finding {
+        let (obs, min) = (unit.format(observed), unit.format(minimum));
+        let finding = if observed >= minimum {
+            self.allow(check, format!("{what} {obs} reaches {min}"))
+        } else {
+            self.add(check, on_shortfall, format!("{what} {obs} is below {min}"))
+        };
+        finding.observed(obs).threshold(format!(">= {min}"))
+    }
+
+    /// Records a yes/no requirement: allow with `ok` when it holds,
+    /// `on_fail` with `failed` when it does not.
+    pub fn require(
+        &mut self,
+        check: &str,
+        holds: bool,
+        ok: impl Into<String>,
+        failed: impl Into<String>,
+        on_fail: Decision,
+    ) -> &mut Finding {
+        if holds {
+            self.allow(check, ok)
+        } else {
+            self.add(check, on_fail, failed)
+        }
+    }
+
+    pub fn as_slice(&self) -> &[Finding] {
+        &self.findings
+    }
+
+    /// The most severe decision of all findings (allow when there are none).
+    pub fn decision(&self) -> Decision {
+        self.findings
+            .iter()
+            .map(|f| f.decision)
+            .max()
+            .unwrap_or(Decision::Allow)
+    }
+
+    /// Builds the verdict: the most severe decision wins, and the summary is
+    /// the first finding that decided it (with a count of the others).
+    pub fn verdict(self) -> Verdict {
+        let decision = self.decision();
+        let summary = summarize(&self.findings, decision);
+        Verdict {
+            decision,
+            summary,
+            findings: self.findings,
+        }
+    }
+}
+
+fn summarize(findings: &[Finding], decision: Decision) -> String {
+    if decision == Decision::Allow {
+        return match findings.len() {
+            0 => "no checks applied".to_string(),
+            1 => findings[0].message.clone(),
+            n => format!("all {n} checks passed"),
+        };
+    }
+    let mut deciding = findings.iter().filter(|f| f.decision == decision);
+    let first = deciding.next().expect("decision comes from a finding");
+    let failing = findings
+        .iter()
+        .filter(|f| f.decision != Decision::Allow)
+        .count();
+    match failing - 1 {
+        0 => first.message.clone(),
+        1 => format!("{} (and 1 more failing check)", first.message),
+        n => format!("{} (and {n} more failing checks)", first.message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_allows_at_the_limit_and_breaches_above() {
+        let mut f = Findings::new();
+        f.at_most("p99", "p99 latency", 800.0, 800.0, Unit::Millis, Decision::Rollback);
+        f.at_most("p95", "p95 latency", 401.0, 400.0, Unit::Millis, Decision::Rollback);
+        let v = f.verdict();
+        assert_eq!(v.findings[0].decision, Decision::Allow);
+        assert_eq!(v.findings[1].decision, Decision::Rollback);
+        assert_eq!(v.findings[1].observed.as_deref(), Some("401 ms"));
+        assert_eq!(v.findings[1].threshold.as_deref(), Some("<= 400 ms"));
+        assert_eq!(v.summary, "p95 latency 401 ms exceeds 400 ms");
+    }
+
+    #[test]
+    fn summary_counts_other_failures_and_allows_say_how_many_passed() {
+        let mut f = Findings::new();
+        f.deny("a", "first problem");
+        f.rollback("b", "the breach");
+        f.deny("c", "another problem");
+        assert_eq!(f.verdict().summary, "the breach (and 2 more failing checks)");
+
+        let mut f = Findings::new();
+        f.allow("a", "fine");
+        f.allow("b", "fine too");
+        let v = f.verdict();
+        assert_eq!((v.decision, v.summary.as_str()), (Decision::Allow, "all 2 checks passed"));
+    }
+
+    #[test]
+    fn missing_evidence_denies() {
+        let mut f = Findings::new();
+        f.missing("ci-status", "ci.status");
+        let v = f.verdict();
+        assert_eq!(v.decision, Decision::Deny);
+        assert_eq!(
+            v.summary,
+            "no evidence: ci.status is missing from the snapshot"
+        );
+    }
+}

@@ -1,0 +1,103 @@
+//! Formatting of observed values and thresholds for people, and the small
+//! arithmetic helpers policies need (rates, ratios, durations).
+
+/// How a number is shown in a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// A fraction shown as a percentage: 0.041 → "4.1%".
+    Percent,
+    /// Milliseconds: 401.0 → "401 ms".
+    Millis,
+    /// A multiple of a baseline: 1.32 → "1.32x".
+    Ratio,
+    /// A plain count: 500.0 → "500".
+    Count,
+    /// Seconds, shown as a duration: 540.0 → "9m 0s".
+    Seconds,
+}
+
+impl Unit {
+    pub fn format(self, value: f64) -> String {
+        match self {
+            Unit::Percent => format!("{}%", trim(value * 100.0, 2, true)),
+            Unit::Millis => format!("{} ms", trim(value, 1, false)),
+            Unit::Ratio => format!("{}x", trim(value, 2, true)),
+            Unit::Count => trim(value, 2, false),
+            Unit::Seconds => duration(value),
+        }
+    }
+}
+
+/// A number with at most `decimals` decimals and trailing zeros removed.
+/// `keep_one` keeps one decimal on whole rates and ratios, so "1.0%" and
+/// "2.0x" do not read like counts.
+fn trim(value: f64, decimals: usize, keep_one: bool) -> String {
+    if !value.is_finite() {
+        return if value.is_nan() { "n/a" } else { "∞" }.to_string();
+    }
+    let text = format!("{value:.decimals$}");
+    if !text.contains('.') {
+        return text;
+    }
+    let text = text.trim_end_matches('0');
+    if text.ends_with('.') {
+        if keep_one && value != 0.0 {
+            return format!("{text}0");
+        }
+        return text.trim_end_matches('.').to_string();
+    }
+    text.to_string()
+}
+
+/// A duration in whole seconds for people: "1h 5m", "9m 30s", "42s".
+pub fn duration(seconds: f64) -> String {
+    if !seconds.is_finite() {
+        return trim(seconds, 0, false);
+    }
+    let negative = seconds < 0.0;
+    let total = seconds.abs().round() as u64;
+    let (h, m, s) = (total / 3600, (total % 3600) / 60, total % 60);
+    let body = if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m {s}s")
+    } else {
+        format!("{s}s")
+    };
+    if negative { format!("-{body}") } else { body }
+}
+
+/// `part / whole`, or `None` when `whole` is zero.
+pub fn ratio(part: f64, whole: f64) -> Option<f64> {
+    if whole == 0.0 { None } else { Some(part / whole) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_each_unit() {
+        assert_eq!(Unit::Percent.format(0.041), "4.1%");
+        assert_eq!(Unit::Percent.format(0.01), "1.0%");
+        assert_eq!(Unit::Percent.format(0.0), "0%");
+        assert_eq!(Unit::Percent.format(0.000846), "0.08%");
+        assert_eq!(Unit::Millis.format(401.0), "401 ms");
+        assert_eq!(Unit::Millis.format(12.25), "12.3 ms");
+        assert_eq!(Unit::Ratio.format(1.5), "1.5x");
+        assert_eq!(Unit::Ratio.format(1.0), "1.0x");
+        assert_eq!(Unit::Ratio.format(f64::INFINITY), "∞x");
+        assert_eq!(Unit::Count.format(500.0), "500");
+        assert_eq!(Unit::Count.format(50.0), "50");
+        assert_eq!(Unit::Percent.format(0.1), "10.0%");
+        assert_eq!(Unit::Seconds.format(540.0), "9m 0s");
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration(42.0), "42s");
+        assert_eq!(duration(570.0), "9m 30s");
+        assert_eq!(duration(3900.0), "1h 5m");
+        assert_eq!(duration(-60.0), "-1m 0s");
+    }
+}

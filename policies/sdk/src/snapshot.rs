@@ -1,0 +1,218 @@
+//! Snapshot schema v1 as a policy reads it.
+//!
+//! Every section is optional: a policy decides what evidence it needs and
+//! reports what is missing (see [`crate::Findings::missing`]). Unknown fields
+//! are ignored so the schema can grow without breaking compiled policies.
+//! The host has already validated types and refused malformed input.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::time::Timestamp;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Snapshot {
+    pub schema_version: u32,
+    /// The time of the snapshot, RFC 3339. The only clock a policy has.
+    pub now: String,
+    pub deployment: Option<Deployment>,
+    pub ci: Option<Ci>,
+    pub migrations: Option<Vec<Migration>>,
+    pub feature_flags: Option<Vec<FeatureFlag>>,
+    pub rollback_plan: Option<RollbackPlan>,
+    pub window: Option<Window>,
+    pub stakeholders_notified: Option<bool>,
+    pub rollout: Option<Rollout>,
+    pub metrics: Option<Metrics>,
+    pub alerts: Option<Vec<Alert>>,
+    pub smoke_tests: Option<Vec<SmokeTest>>,
+    /// Added by the host from the gate file: the plan and thresholds
+    /// declared before the rollout. A caller cannot supply it.
+    #[cfg_attr(feature = "schema", schemars(skip))]
+    pub gate: Option<Gate>,
+}
+
+impl Snapshot {
+    /// Parses the snapshot JSON the host passes to `evaluate`.
+    pub fn from_json(json: &str) -> Result<Snapshot, String> {
+        serde_json::from_str(json).map_err(|e| format!("snapshot: {e}"))
+    }
+
+    /// `now` as a timestamp. The host has validated it.
+    pub fn now(&self) -> Option<Timestamp> {
+        Timestamp::parse(&self.now)
+    }
+
+    /// The gate's rollout plan, or the empty plan when the host sent none.
+    pub fn plan(&self) -> RolloutPlan {
+        self.gate
+            .as_ref()
+            .and_then(|g| g.rollout.clone())
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Deployment {
+    pub id: Option<String>,
+    pub service: Option<String>,
+    pub environment: Option<String>,
+    pub commit: Option<String>,
+    pub previous_commit: Option<String>,
+    /// Who started the deployment: "ci" (or "cd") for a pipeline; anything
+    /// else, such as "manual" or a user name, is a hand-started deploy.
+    pub triggered_by: Option<String>,
+    pub deployed_at: Option<String>,
+    /// Other deployments or changes to the same service in progress.
+    pub changes_in_flight: Option<Vec<serde_json::Value>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Ci {
+    pub commit: Option<String>,
+    pub status: Option<String>,
+    pub checks: Option<Vec<CiCheck>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct CiCheck {
+    pub name: String,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Migration {
+    pub id: String,
+    pub backward_compatible: Option<bool>,
+    pub adds_non_nullable_columns: Option<bool>,
+    pub drops_columns: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct FeatureFlag {
+    pub key: String,
+    pub new_in_release: Option<bool>,
+    pub default_enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RollbackPlan {
+    pub documented: Option<bool>,
+    pub steps: Option<Vec<String>>,
+    pub estimated_seconds: Option<f64>,
+    pub last_tested_at: Option<String>,
+    pub tested_duration_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Window {
+    pub low_traffic: Option<bool>,
+    pub approved: Option<bool>,
+    pub on_call: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Rollout {
+    pub stage_index: Option<u32>,
+    pub weight: Option<f64>,
+    pub stage_started_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Metrics {
+    pub window_seconds: Option<f64>,
+    pub baseline: Option<Cohort>,
+    pub canary: Option<Cohort>,
+}
+
+/// The traffic of one version over the metrics window.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Cohort {
+    pub requests: Option<f64>,
+    pub errors: Option<f64>,
+    pub latency_ms: Option<Latency>,
+    /// Business events (orders, sign-ups, …) counted over the window.
+    pub business: Option<BTreeMap<String, f64>>,
+}
+
+impl Cohort {
+    /// errors / requests, when both are known and requests > 0.
+    pub fn error_rate(&self) -> Option<f64> {
+        crate::format::ratio(self.errors?, self.requests?)
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Latency {
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+impl Latency {
+    /// The three quantiles by name, in order.
+    pub fn quantiles(&self) -> [(&'static str, Option<f64>); 3] {
+        [("p50", self.p50), ("p95", self.p95), ("p99", self.p99)]
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Alert {
+    pub name: String,
+    pub severity: Option<String>,
+    pub state: Option<String>,
+    pub since: Option<String>,
+    pub expected: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct SmokeTest {
+    pub name: String,
+    pub status: String,
+}
+
+/// What the host adds from the gate file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Gate {
+    pub name: Option<String>,
+    pub sha256: Option<String>,
+    pub rollout: Option<RolloutPlan>,
+}
+
+/// The staged plan and abort thresholds, declared before the rollout.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RolloutPlan {
+    #[serde(default)]
+    pub stages: Vec<f64>,
+    pub min_stage_minutes: Option<f64>,
+    #[serde(default)]
+    pub abort: AbortThresholds,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct AbortThresholds {
+    pub max_error_rate: Option<f64>,
+    pub max_error_rate_ratio: Option<f64>,
+    pub max_latency_ms: Option<Latency>,
+    pub max_latency_ratio: Option<f64>,
+    pub max_business_drop: Option<f64>,
+    pub min_requests: Option<f64>,
+}
