@@ -11,29 +11,52 @@ const PROFILE: &str = "policy";
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let workspace = manifest_dir.parent().expect("host/ is inside the workspace");
+    let workspace = manifest_dir
+        .parent()
+        .expect("host/ is inside the workspace");
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo"));
     for watched in ["policies", "wit", "Cargo.toml", "Cargo.lock"] {
-        println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join(watched).display()
+        );
     }
 
+    ensure_wasm_target();
     let target_dir = shared_target_dir(&out_dir).join("policy-wasm");
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo
         .current_dir(workspace)
-        .args(["build", "--target", TARGET, "--profile", PROFILE, "--target-dir"])
+        .args([
+            "build",
+            "--target",
+            TARGET,
+            "--profile",
+            PROFILE,
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for policy in POLICIES {
         cargo.args(["-p", &format!("shipgate-policy-{policy}")]);
     }
     // The outer build's flags are for the host, not for wasm.
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "RUSTC_WORKSPACE_WRAPPER"] {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
         cargo.env_remove(var);
     }
-    let output = cargo.output().expect("running cargo to build the stock policies");
+    let output = cargo
+        .output()
+        .expect("running cargo to build the stock policies");
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let hint = if stderr.contains("target may not be installed") || stderr.contains("can't find crate for `core`") {
+        let hint = if stderr.contains("target may not be installed")
+            || stderr.contains("can't find crate for `core`")
+        {
             "\nhint: install the wasm target with `rustup target add wasm32-wasip2`"
         } else {
             ""
@@ -45,6 +68,27 @@ fn main() {
         let file = format!("shipgate_policy_{policy}.wasm");
         std::fs::copy(built.join(&file), out_dir.join(format!("{policy}.wasm")))
             .unwrap_or_else(|e| panic!("copying {file}: {e}"));
+    }
+}
+
+/// Installs the wasm32-wasip2 standard library with rustup when it is
+/// missing, so a fresh clone builds with plain `cargo build`.
+fn ensure_wasm_target() {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let sysroot = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let installed = sysroot.is_some_and(|root| root.join("lib/rustlib").join(TARGET).is_dir());
+    if installed {
+        return;
+    }
+    println!("cargo:warning=installing the {TARGET} target with rustup (needed to build the stock policies)");
+    let added = Command::new("rustup").args(["target", "add", TARGET]).status();
+    if !added.is_ok_and(|status| status.success()) {
+        panic!("the {TARGET} target is missing and `rustup target add {TARGET}` failed; install it and build again");
     }
 }
 

@@ -34,12 +34,17 @@ pub fn append(path: &Path, evaluation: &Evaluation, snapshot: &ValidSnapshot) ->
     let mut line = serde_json::to_string(&record).expect("a record is JSON");
     line.push('\n');
     let write = || -> std::io::Result<()> {
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
         file.write_all(line.as_bytes())?;
         file.sync_data()
     };
     write().map_err(|e| {
-        Error::Internal(anyhow::Error::new(e).context(format!("writing the decision log {}", path.display())))
+        Error::Internal(
+            anyhow::Error::new(e).context(format!("writing the decision log {}", path.display())),
+        )
     })
 }
 
@@ -94,11 +99,14 @@ pub fn replay(runtime: Arc<Runtime>, gate: Gate, log: &Path) -> Result<Replay, E
                 prepared.gate().origin.label()
             )));
         }
-        let snapshot = snapshot::validate(record.snapshot.clone(), recorded.snapshot_sha256.clone())
-            .map_err(|e| Error::InvalidInput(format!("{at}: snapshot: {e}")))?;
+        let snapshot =
+            snapshot::validate(record.snapshot.clone(), recorded.snapshot_sha256.clone())
+                .map_err(|e| Error::InvalidInput(format!("{at}: snapshot: {e}")))?;
         let again = prepared.evaluate(recorded.phase, &snapshot);
         if let Some(difference) = difference(recorded, &again) {
-            report.differing.push((number, recorded.decision_id.clone(), difference));
+            report
+                .differing
+                .push((number, recorded.decision_id.clone(), difference));
         }
         report.replayed += 1;
     }
@@ -108,7 +116,10 @@ pub fn replay(runtime: Arc<Runtime>, gate: Gate, log: &Path) -> Result<Replay, E
 /// The first difference in what policies decided, ignoring timing and ids.
 fn difference(recorded: &Evaluation, again: &Evaluation) -> Option<String> {
     if recorded.decision != again.decision {
-        return Some(format!("decision was {}, now {}", recorded.decision, again.decision));
+        return Some(format!(
+            "decision was {}, now {}",
+            recorded.decision, again.decision
+        ));
     }
     if recorded.policies.len() != again.policies.len() {
         return Some(format!(
@@ -125,7 +136,10 @@ fn difference(recorded: &Evaluation, again: &Evaluation) -> Option<String> {
             && was.error == now.error
             && was.log == now.log;
         if !same {
-            return Some(format!("policy '{}' now says {}: {}", now.name, now.decision, now.summary));
+            return Some(format!(
+                "policy '{}' now says {}: {}",
+                now.name, now.decision, now.summary
+            ));
         }
     }
     None

@@ -117,7 +117,10 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         Command::Inspect(args) => {
             let inspection = inspect::inspect(&runtime()?, &args.module)?;
             if args.json {
-                print(&format!("{}\n", serde_json::to_string_pretty(&inspection).expect("JSON")));
+                print(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&inspection).expect("JSON")
+                ));
             } else {
                 print(&inspection.text());
             }
@@ -128,7 +131,10 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 SchemaKind::Snapshot => snapshot::schema(),
                 SchemaKind::Gate => crate::gate::schema(),
             };
-            print(&format!("{}\n", serde_json::to_string_pretty(&schema).expect("JSON")));
+            print(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&schema).expect("JSON")
+            ));
             Ok(0)
         }
         Command::Replay(args) => {
@@ -156,9 +162,15 @@ fn eval(args: &EvalArgs) -> Result<i32, Error> {
     let snapshot = read_snapshot(&args.snapshot)?;
     let mut gate = load_gate(args.gate.as_deref())?;
     if !args.policies.is_empty() {
-        for module in args.policies.iter().filter(|m| !m.starts_with(crate::builtins::PREFIX)) {
+        for module in args
+            .policies
+            .iter()
+            .filter(|m| !m.starts_with(crate::builtins::PREFIX))
+        {
             if !Path::new(module).exists() {
-                return Err(Error::MissingInput(format!("{module}: no such module file")));
+                return Err(Error::MissingInput(format!(
+                    "{module}: no such module file"
+                )));
             }
         }
         gate = gate.with_modules(&args.policies, args.phase);
@@ -181,9 +193,11 @@ fn eval(args: &EvalArgs) -> Result<i32, Error> {
 pub fn read_snapshot(path: &Path) -> Result<ValidSnapshot, Error> {
     let (label, bytes) = if path.as_os_str() == "-" {
         let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::Internal(anyhow::Error::new(e).context("reading the snapshot from standard input")))?;
+        std::io::stdin().read_to_end(&mut bytes).map_err(|e| {
+            Error::Internal(
+                anyhow::Error::new(e).context("reading the snapshot from standard input"),
+            )
+        })?;
         ("<stdin>".to_string(), bytes)
     } else {
         let bytes = std::fs::read(path).map_err(|e| Error::reading(path, e))?;
@@ -199,7 +213,11 @@ fn policies() -> Result<i32, Error> {
         let module = format!("{}{name}", crate::builtins::PREFIX);
         let info = inspect::inspect(&runtime, &module)?;
         let phases: Vec<&str> = info.phases.iter().map(|p| p.as_str()).collect();
-        out.push_str(&format!("{module:<20} {:<20} {}\n", phases.join(", "), info.description));
+        out.push_str(&format!(
+            "{module:<20} {:<20} {}\n",
+            phases.join(", "),
+            info.description
+        ));
     }
     print(&out);
     Ok(0)
@@ -212,15 +230,18 @@ fn append_file(path: &Path, text: &str) -> Result<(), Error> {
         .append(true)
         .open(path)
         .map_err(|e| Error::reading(path, e))?;
-    file.write_all(text.as_bytes())
-        .map_err(|e| Error::Internal(anyhow::Error::new(e).context(format!("writing {}", path.display()))))
+    file.write_all(text.as_bytes()).map_err(|e| {
+        Error::Internal(anyhow::Error::new(e).context(format!("writing {}", path.display())))
+    })
 }
 
 /// Prints to stdout; a closed pipe (`shipgate ... | head`) is not an error.
 fn print(text: &str) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
 }
 
 #[cfg(test)]
@@ -234,11 +255,24 @@ mod tests {
     #[test]
     fn eval_takes_phase_snapshot_gate_policies_and_format() {
         let cli = parse(&[
-            "eval", "--phase", "abort", "--snapshot", "-", "--gate", "g.toml", "--policy", "builtin:canary",
-            "--policy", "x.wasm", "--format", "github",
+            "eval",
+            "--phase",
+            "abort",
+            "--snapshot",
+            "-",
+            "--gate",
+            "g.toml",
+            "--policy",
+            "builtin:canary",
+            "--policy",
+            "x.wasm",
+            "--format",
+            "github",
         ])
         .unwrap();
-        let Command::Eval(args) = cli.command else { panic!("not eval") };
+        let Command::Eval(args) = cli.command else {
+            panic!("not eval")
+        };
         assert_eq!(args.phase, Phase::Abort);
         assert_eq!(args.policies, ["builtin:canary", "x.wasm"]);
         assert_eq!(args.format, Format::Github);
@@ -247,7 +281,11 @@ mod tests {
     #[test]
     fn an_unknown_phase_is_a_usage_error_that_lists_the_phases() {
         let err = parse(&["eval", "--phase", "canary", "--snapshot", "s.json"]).unwrap_err();
-        assert!(err.to_string().contains("expected preflight, promotion, abort or verify"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("expected preflight, promotion, abort or verify"),
+            "{err}"
+        );
     }
 
     #[test]

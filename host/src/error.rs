@@ -50,7 +50,9 @@ impl Error {
             std::io::ErrorKind::NotFound => {
                 Error::MissingInput(format!("{}: no such file", path.display()))
             }
-            _ => Error::Internal(anyhow::Error::new(error).context(format!("reading {}", path.display()))),
+            _ => Error::Internal(
+                anyhow::Error::new(error).context(format!("reading {}", path.display())),
+            ),
         }
     }
 }

@@ -32,7 +32,11 @@ impl PreparedGate {
     /// refuses or a phase it does not evaluate is an error in the gate; a
     /// module that cannot be loaded is kept as a fault, so the gate fails
     /// closed instead of refusing to answer.
-    pub fn prepare(runtime: Arc<Runtime>, gate: Gate, phases: &[Phase]) -> Result<PreparedGate, Error> {
+    pub fn prepare(
+        runtime: Arc<Runtime>,
+        gate: Gate,
+        phases: &[Phase],
+    ) -> Result<PreparedGate, Error> {
         let mut modules = HashMap::new();
         let wanted = gate
             .file
@@ -47,7 +51,11 @@ impl PreparedGate {
             };
             modules.insert(policy.name.clone(), module);
         }
-        Ok(PreparedGate { runtime, gate, modules })
+        Ok(PreparedGate {
+            runtime,
+            gate,
+            modules,
+        })
     }
 
     pub fn gate(&self) -> &Gate {
@@ -87,7 +95,13 @@ impl PreparedGate {
         }
     }
 
-    fn run(&self, policy: &PolicyEntry, phase: Phase, input: &str, determinism: Determinism) -> PolicyOutcome {
+    fn run(
+        &self,
+        policy: &PolicyEntry,
+        phase: Phase,
+        input: &str,
+        determinism: Determinism,
+    ) -> PolicyOutcome {
         let module = match self.modules.get(&policy.name) {
             Some(Ok(module)) => module,
             Some(Err(fault)) => return fail_closed(policy, phase, None, fault, 0, Vec::new()),
@@ -138,7 +152,10 @@ fn fail_closed(
         module_sha256: module.map(|m| m.sha256.clone()),
         mode: policy.mode,
         decision,
-        summary: format!("policy '{}' failed closed ({decision}): {fault}", policy.name),
+        summary: format!(
+            "policy '{}' failed closed ({decision}): {fault}",
+            policy.name
+        ),
         findings: Vec::new(),
         duration_us,
         error: Some(fault.to_string()),
@@ -148,7 +165,11 @@ fn fail_closed(
 
 /// Reads a policy's module (built-in, or a file under the module base),
 /// checks its pin and compiles it.
-pub fn load_module(runtime: &Runtime, base: &ModuleBase, policy: &PolicyEntry) -> Result<Arc<LoadedModule>, String> {
+pub fn load_module(
+    runtime: &Runtime,
+    base: &ModuleBase,
+    policy: &PolicyEntry,
+) -> Result<Arc<LoadedModule>, String> {
     let bytes = read_module(base, &policy.module)?;
     if let Some(pin) = &policy.sha256 {
         let actual = hex::encode(Sha256::digest(&bytes));
@@ -159,15 +180,20 @@ pub fn load_module(runtime: &Runtime, base: &ModuleBase, policy: &PolicyEntry) -
             ));
         }
     }
-    runtime.load(&bytes).map_err(|why| format!("module '{}': {why}", policy.module))
+    runtime
+        .load(&bytes)
+        .map_err(|why| format!("module '{}': {why}", policy.module))
 }
 
 /// The bytes of a module reference.
 pub fn read_module(base: &ModuleBase, module: &str) -> Result<Vec<u8>, String> {
     if module.starts_with(builtins::PREFIX) {
-        return builtins::lookup(module)
-            .map(<[u8]>::to_vec)
-            .ok_or_else(|| format!("no stock policy '{module}' (there are {})", builtins::names()));
+        return builtins::lookup(module).map(<[u8]>::to_vec).ok_or_else(|| {
+            format!(
+                "no stock policy '{module}' (there are {})",
+                builtins::names()
+            )
+        });
     }
     match base {
         ModuleBase::WorkingDir => std::fs::read(module).map_err(|e| match e.kind() {
@@ -188,11 +214,13 @@ fn read_confined(dir: &Path, module: &str) -> Result<Vec<u8>, String> {
         std::io::ErrorKind::NotFound => {
             format!("module file '{module}' not found in {}", dir.display())
         }
-        _ if Path::new(module).is_absolute() || module.split(['/', '\\']).any(|c| c == "..") => format!(
-            "module path '{module}' leaves the gate file's directory {}; \
+        _ if Path::new(module).is_absolute() || module.split(['/', '\\']).any(|c| c == "..") => {
+            format!(
+                "module path '{module}' leaves the gate file's directory {}; \
              module paths are relative to the gate file and stay inside it",
-            dir.display()
-        ),
+                dir.display()
+            )
+        }
         _ => format!("reading module '{module}' in {}: {e}", dir.display()),
     })
 }
@@ -218,7 +246,10 @@ fn check_policy(
             supported.join(", ")
         )));
     }
-    match runtime.validate_config(&module, &policy.config_json(), gate.limits()).result {
+    match runtime
+        .validate_config(&module, &policy.config_json(), gate.limits())
+        .result
+    {
         Ok(()) => Ok(Ok(module)),
         Err(Fault::PolicyError(why)) => Err(Error::InvalidInput(format!("{at}: {why}"))),
         Err(fault) => Ok(Err(fault)),
@@ -234,7 +265,12 @@ fn seed_from(snapshot_sha256: &str) -> [u8; 32] {
     seed
 }
 
-fn decision_id(snapshot_sha256: &str, gate_sha256: &str, phase: Phase, evaluated_at: &str) -> String {
+fn decision_id(
+    snapshot_sha256: &str,
+    gate_sha256: &str,
+    phase: Phase,
+    evaluated_at: &str,
+) -> String {
     let mut hasher = Sha256::new();
     for part in [snapshot_sha256, gate_sha256, phase.as_str(), evaluated_at] {
         hasher.update(part.as_bytes());

@@ -248,7 +248,10 @@ impl Gate {
 
     /// The policies bound to `phase`, in gate order.
     pub fn policies_for(&self, phase: Phase) -> impl Iterator<Item = &PolicyEntry> {
-        self.file.policies.iter().filter(move |p| p.phases.contains(&phase))
+        self.file
+            .policies
+            .iter()
+            .filter(move |p| p.phases.contains(&phase))
     }
 
     /// The `gate` object the host adds to every snapshot.
@@ -281,7 +284,9 @@ impl PolicyEntry {
 
 /// `builtin:canary` → `canary`, `path/to/team_rules.wasm` → `team_rules`.
 fn module_display_name(module: &str) -> String {
-    let name = module.strip_prefix(crate::builtins::PREFIX).unwrap_or(module);
+    let name = module
+        .strip_prefix(crate::builtins::PREFIX)
+        .unwrap_or(module);
     Path::new(name)
         .file_stem()
         .map_or_else(|| name.to_string(), |s| s.to_string_lossy().into_owned())
@@ -293,21 +298,31 @@ fn validate(file: &GateFile) -> Result<(), String> {
     }
     for (i, stage) in file.rollout.stages.iter().enumerate() {
         if !(*stage > 0.0 && *stage <= 100.0) {
-            return Err(format!("rollout.stages[{i}]: {stage} is not a percentage in (0, 100]"));
+            return Err(format!(
+                "rollout.stages[{i}]: {stage} is not a percentage in (0, 100]"
+            ));
         }
     }
     let abort = &file.rollout.abort;
-    let fractions = [("max_error_rate", abort.max_error_rate), ("max_business_drop", abort.max_business_drop)];
+    let fractions = [
+        ("max_error_rate", abort.max_error_rate),
+        ("max_business_drop", abort.max_business_drop),
+    ];
     for (key, value) in fractions {
         if let Some(v) = value
             && !(0.0..=1.0).contains(&v)
         {
-            return Err(format!("rollout.abort.{key}: {v} is not a fraction in [0, 1] (1% is 0.01)"));
+            return Err(format!(
+                "rollout.abort.{key}: {v} is not a fraction in [0, 1] (1% is 0.01)"
+            ));
         }
     }
     let positives = [
         ("rollout.min_stage_minutes", file.rollout.min_stage_minutes),
-        ("rollout.abort.max_error_rate_ratio", abort.max_error_rate_ratio),
+        (
+            "rollout.abort.max_error_rate_ratio",
+            abort.max_error_rate_ratio,
+        ),
         ("rollout.abort.max_latency_ratio", abort.max_latency_ratio),
         ("rollout.abort.min_requests", abort.min_requests),
     ];
@@ -320,10 +335,16 @@ fn validate(file: &GateFile) -> Result<(), String> {
     }
     let limits = &file.limits;
     if !(1..=60_000).contains(&limits.timeout_ms) {
-        return Err(format!("limits.timeout_ms: {} is outside 1..=60000", limits.timeout_ms));
+        return Err(format!(
+            "limits.timeout_ms: {} is outside 1..=60000",
+            limits.timeout_ms
+        ));
     }
     if !(1..=MAX_MEMORY_MIB).contains(&limits.memory_mib) {
-        return Err(format!("limits.memory_mib: {} is outside 1..={MAX_MEMORY_MIB}", limits.memory_mib));
+        return Err(format!(
+            "limits.memory_mib: {} is outside 1..={MAX_MEMORY_MIB}",
+            limits.memory_mib
+        ));
     }
     let mut names = HashSet::new();
     for (i, policy) in file.policies.iter().enumerate() {
@@ -340,7 +361,9 @@ fn validate(file: &GateFile) -> Result<(), String> {
         if let Some(pin) = &policy.sha256
             && !(pin.len() == 64 && pin.bytes().all(|b| b.is_ascii_hexdigit()))
         {
-            return Err(format!("{at}: sha256: '{pin}' is not a hex sha256 (64 hex digits)"));
+            return Err(format!(
+                "{at}: sha256: '{pin}' is not a hex sha256 (64 hex digits)"
+            ));
         }
     }
     Ok(())
@@ -372,7 +395,10 @@ fn explain_toml_error(message: &str) -> String {
         .max_by(|a, b| a.0.total_cmp(&b.0));
     match closest {
         Some((_, name)) => format!("unknown key '{unknown}' (did you mean '{name}'?)"),
-        None => format!("unknown key '{unknown}' (expected one of: {})", candidates.join(", ")),
+        None => format!(
+            "unknown key '{unknown}' (expected one of: {})",
+            candidates.join(", ")
+        ),
     }
 }
 
@@ -394,7 +420,10 @@ mod tests {
         let gate = Gate::default_gate();
         assert_eq!(gate.file.rollout.stages, [5.0, 10.0, 25.0, 50.0, 100.0]);
         assert_eq!(gate.file.rollout.min_stage_minutes, Some(15.0));
-        let names: Vec<&str> = gate.policies_for(Phase::Abort).map(|p| p.name.as_str()).collect();
+        let names: Vec<&str> = gate
+            .policies_for(Phase::Abort)
+            .map(|p| p.name.as_str())
+            .collect();
         assert_eq!(names, ["canary"]);
     }
 
@@ -406,7 +435,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_reported_with_line_column_and_a_suggestion() {
-        let text = "name = \"g\"\n\n[rollout.abort]\nmax_error_rate = 0.01\n  max_eror_rate = 0.02\n";
+        let text =
+            "name = \"g\"\n\n[rollout.abort]\nmax_error_rate = 0.01\n  max_eror_rate = 0.02\n";
         assert_eq!(
             parse(text).unwrap_err(),
             "gate.toml:5:3: unknown key 'max_eror_rate' (did you mean 'max_error_rate'?)"
@@ -419,18 +449,33 @@ mod tests {
     #[test]
     fn type_errors_point_at_the_value() {
         let err = parse("name = \"g\"\n[limits]\ntimeout_ms = \"fast\"\n").unwrap_err();
-        assert!(err.starts_with("gate.toml:3:14: invalid type: string \"fast\""), "{err}");
+        assert!(
+            err.starts_with("gate.toml:3:14: invalid type: string \"fast\""),
+            "{err}"
+        );
         let err = parse("name = \"g\"\n[[policy]]\nname = \"p\"\nmodule = \"builtin:canary\"\nphases = [\"canary\"]\n")
             .unwrap_err();
-        assert!(err.starts_with("gate.toml:5:11: unknown variant `canary`"), "{err}");
+        assert!(
+            err.starts_with("gate.toml:5:11: unknown variant `canary`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn semantic_errors_name_the_key() {
         let cases = [
-            ("name = \"g\"\n[rollout]\nstages = [5, 120]\n", "gate.toml: rollout.stages[1]: 120 is not a percentage in (0, 100]"),
-            ("name = \"g\"\n[rollout.abort]\nmax_error_rate = 1.5\n", "gate.toml: rollout.abort.max_error_rate: 1.5 is not a fraction in [0, 1] (1% is 0.01)"),
-            ("name = \"g\"\n[limits]\nmemory_mib = 0\n", "gate.toml: limits.memory_mib: 0 is outside 1..=1024"),
+            (
+                "name = \"g\"\n[rollout]\nstages = [5, 120]\n",
+                "gate.toml: rollout.stages[1]: 120 is not a percentage in (0, 100]",
+            ),
+            (
+                "name = \"g\"\n[rollout.abort]\nmax_error_rate = 1.5\n",
+                "gate.toml: rollout.abort.max_error_rate: 1.5 is not a fraction in [0, 1] (1% is 0.01)",
+            ),
+            (
+                "name = \"g\"\n[limits]\nmemory_mib = 0\n",
+                "gate.toml: limits.memory_mib: 0 is outside 1..=1024",
+            ),
             (
                 "name = \"g\"\n[[policy]]\nname = \"p\"\nmodule = \"m.wasm\"\nsha256 = \"abc\"\nphases = [\"abort\"]\n",
                 "gate.toml: policy[0] ('p'): sha256: 'abc' is not a hex sha256 (64 hex digits)",

@@ -62,7 +62,15 @@ impl Inspection {
         let _ = writeln!(out, "  phases:  {}", phases.join(", "));
         let _ = writeln!(out, "  sha256:  {}", self.sha256);
         let _ = writeln!(out, "  size:    {} bytes", self.size);
-        let _ = writeln!(out, "  imports: {}", if self.imports.is_empty() { "none".to_string() } else { self.imports.len().to_string() });
+        let _ = writeln!(
+            out,
+            "  imports: {}",
+            if self.imports.is_empty() {
+                "none".to_string()
+            } else {
+                self.imports.len().to_string()
+            }
+        );
         for import in &self.imports {
             let _ = writeln!(out, "    {import}");
         }

@@ -44,9 +44,8 @@ impl SnapshotError {
 
 /// Parses and validates a snapshot.
 pub fn parse(bytes: &[u8]) -> Result<ValidSnapshot, SnapshotError> {
-    let json: Value = serde_json::from_slice(bytes).map_err(|e| {
-        SnapshotError::at("", format!("not valid JSON: {e}"))
-    })?;
+    let json: Value = serde_json::from_slice(bytes)
+        .map_err(|e| SnapshotError::at("", format!("not valid JSON: {e}")))?;
     let sha256 = hex::encode(Sha256::digest(bytes));
     validate(json, sha256)
 }
@@ -67,14 +66,24 @@ pub fn validate(json: Value, sha256: String) -> Result<ValidSnapshot, SnapshotEr
         Some(other) => {
             return Err(SnapshotError::at(
                 "schema_version",
-                format!("unsupported schema version {other}; this shipgate reads version {SCHEMA_VERSION}"),
+                format!(
+                    "unsupported schema version {other}; this shipgate reads version {SCHEMA_VERSION}"
+                ),
             ));
         }
-        None => return Err(SnapshotError::at("schema_version", "missing field (expected 1)")),
+        None => {
+            return Err(SnapshotError::at(
+                "schema_version",
+                "missing field (expected 1)",
+            ));
+        }
     }
     let typed: Snapshot = serde_path_to_error::deserialize(&json).map_err(|e| {
         let path = e.path().to_string();
-        SnapshotError::at(if path == "." { String::new() } else { path }, e.into_inner().to_string())
+        SnapshotError::at(
+            if path == "." { String::new() } else { path },
+            e.into_inner().to_string(),
+        )
     })?;
     let now = check_timestamps(&typed)?;
     check_counts(&typed)?;
@@ -85,7 +94,10 @@ fn timestamp(path: &str, text: Option<&str>) -> Result<Option<Timestamp>, Snapsh
     match text {
         None => Ok(None),
         Some(text) => Timestamp::parse(text).map(Some).ok_or_else(|| {
-            SnapshotError::at(path, format!("'{text}' is not an RFC 3339 timestamp (like 2026-11-26T14:00:00Z)"))
+            SnapshotError::at(
+                path,
+                format!("'{text}' is not an RFC 3339 timestamp (like 2026-11-26T14:00:00Z)"),
+            )
         }),
     }
 }
@@ -96,10 +108,16 @@ fn check_timestamps(s: &Snapshot) -> Result<Timestamp, SnapshotError> {
         timestamp("deployment.deployed_at", d.deployed_at.as_deref())?;
     }
     if let Some(plan) = &s.rollback_plan {
-        timestamp("rollback_plan.last_tested_at", plan.last_tested_at.as_deref())?;
+        timestamp(
+            "rollback_plan.last_tested_at",
+            plan.last_tested_at.as_deref(),
+        )?;
     }
     if let Some(rollout) = &s.rollout {
-        timestamp("rollout.stage_started_at", rollout.stage_started_at.as_deref())?;
+        timestamp(
+            "rollout.stage_started_at",
+            rollout.stage_started_at.as_deref(),
+        )?;
     }
     for (i, alert) in s.alerts.iter().flatten().enumerate() {
         timestamp(&format!("alerts[{i}].since"), alert.since.as_deref())?;
@@ -122,7 +140,9 @@ fn check_counts(s: &Snapshot) -> Result<(), SnapshotError> {
         {
             return Err(SnapshotError::at(
                 at("errors"),
-                format!("{errors} errors out of {requests} requests: errors cannot exceed requests"),
+                format!(
+                    "{errors} errors out of {requests} requests: errors cannot exceed requests"
+                ),
             ));
         }
         if let Some(latency) = &c.latency_ms {
@@ -139,9 +159,10 @@ fn check_counts(s: &Snapshot) -> Result<(), SnapshotError> {
 
 fn non_negative(path: &str, value: Option<f64>) -> Result<(), SnapshotError> {
     match value {
-        Some(v) if v < 0.0 || !v.is_finite() => {
-            Err(SnapshotError::at(path, format!("{v} is negative; expected a count or duration >= 0")))
-        }
+        Some(v) if v < 0.0 || !v.is_finite() => Err(SnapshotError::at(
+            path,
+            format!("{v} is negative; expected a count or duration >= 0"),
+        )),
         _ => Ok(()),
     }
 }
@@ -167,7 +188,10 @@ mod tests {
     #[test]
     fn accepts_the_examples() {
         let parsed = validate(example(), "x".into()).unwrap();
-        assert_eq!(parsed.now, Timestamp::parse("2026-11-26T14:00:00Z").unwrap());
+        assert_eq!(
+            parsed.now,
+            Timestamp::parse("2026-11-26T14:00:00Z").unwrap()
+        );
     }
 
     #[test]
@@ -180,7 +204,10 @@ mod tests {
         );
         let mut s = example();
         s["alerts"][0]["expected"] = 3.into();
-        assert_eq!(error_of(s), "alerts[0].expected: invalid type: integer `3`, expected a boolean");
+        assert_eq!(
+            error_of(s),
+            "alerts[0].expected: invalid type: integer `3`, expected a boolean"
+        );
     }
 
     #[test]
@@ -200,7 +227,9 @@ mod tests {
         );
         let mut s = example();
         s["metrics"]["canary"]["errors"] = 20000.into();
-        assert!(error_of(s).starts_with("metrics.canary.errors: 20000 errors out of 13000 requests"));
+        assert!(
+            error_of(s).starts_with("metrics.canary.errors: 20000 errors out of 13000 requests")
+        );
         let mut s = example();
         s["metrics"]["baseline"]["latency_ms"]["p99"] = (-1).into();
         assert!(error_of(s).starts_with("metrics.baseline.latency_ms.p99: -1 is negative"));
@@ -213,7 +242,10 @@ mod tests {
     #[test]
     fn malformed_json_is_refused_with_its_position() {
         let err = parse(b"{\"schema_version\": 1,\n \"now\": }").unwrap_err();
-        assert_eq!(err.to_string(), "not valid JSON: expected value at line 2 column 9");
+        assert_eq!(
+            err.to_string(),
+            "not valid JSON: expected value at line 2 column 9"
+        );
     }
 
     #[test]

@@ -53,9 +53,15 @@ impl PolicyOutcome {
 /// cannot roll back (nothing shipped yet), and a phase no enforcing policy
 /// evaluates is denied: no evidence, no deployment.
 pub fn combine(phase: Phase, outcomes: &[PolicyOutcome]) -> (Decision, String) {
-    let enforcing: Vec<&PolicyOutcome> = outcomes.iter().filter(|o| o.mode == Mode::Enforce).collect();
+    let enforcing: Vec<&PolicyOutcome> = outcomes
+        .iter()
+        .filter(|o| o.mode == Mode::Enforce)
+        .collect();
     let Some(worst) = enforcing.iter().map(|o| o.decision).max() else {
-        return (Decision::Deny, format!("no enforcing policy evaluates the {phase} phase"));
+        return (
+            Decision::Deny,
+            format!("no enforcing policy evaluates the {phase} phase"),
+        );
     };
     let decision = match (phase, worst) {
         (Phase::Preflight, Decision::Rollback) => Decision::Deny,
@@ -105,7 +111,10 @@ mod tests {
             outcome("b", Mode::Enforce, Decision::Rollback),
             outcome("c", Mode::Enforce, Decision::Deny),
         ];
-        assert_eq!(combine(Phase::Abort, &outcomes), (Decision::Rollback, "b: b says rollback".into()));
+        assert_eq!(
+            combine(Phase::Abort, &outcomes),
+            (Decision::Rollback, "b: b says rollback".into())
+        );
     }
 
     #[test]
@@ -114,7 +123,10 @@ mod tests {
             outcome("a", Mode::Enforce, Decision::Allow),
             outcome("s", Mode::Shadow, Decision::Rollback),
         ];
-        assert_eq!(combine(Phase::Abort, &outcomes), (Decision::Allow, "a says allow".into()));
+        assert_eq!(
+            combine(Phase::Abort, &outcomes),
+            (Decision::Allow, "a says allow".into())
+        );
     }
 
     #[test]
@@ -128,15 +140,27 @@ mod tests {
         let outcomes = [outcome("s", Mode::Shadow, Decision::Allow)];
         assert_eq!(
             combine(Phase::Verify, &outcomes),
-            (Decision::Deny, "no enforcing policy evaluates the verify phase".into())
+            (
+                Decision::Deny,
+                "no enforcing policy evaluates the verify phase".into()
+            )
         );
     }
 
     #[test]
     fn summaries_count_policies() {
-        let allow = [outcome("a", Mode::Enforce, Decision::Allow), outcome("b", Mode::Enforce, Decision::Allow)];
+        let allow = [
+            outcome("a", Mode::Enforce, Decision::Allow),
+            outcome("b", Mode::Enforce, Decision::Allow),
+        ];
         assert_eq!(combine(Phase::Promotion, &allow).1, "all 2 policies allow");
-        let deny = [outcome("a", Mode::Enforce, Decision::Deny), outcome("b", Mode::Enforce, Decision::Deny)];
-        assert_eq!(combine(Phase::Promotion, &deny).1, "a: a says deny (and 1 more policy)");
+        let deny = [
+            outcome("a", Mode::Enforce, Decision::Deny),
+            outcome("b", Mode::Enforce, Decision::Deny),
+        ];
+        assert_eq!(
+            combine(Phase::Promotion, &deny).1,
+            "a: a says deny (and 1 more policy)"
+        );
     }
 }

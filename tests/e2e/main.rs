@@ -1,1 +1,19 @@
+//! End-to-end tests of shipgate: the real binary, real wasm modules built
+//! from this repository's crates, real files.
 
+mod support;
+
+/// Bad input: clear errors, the right exit codes, never a panic.
+mod bad_input;
+/// `policies`, `inspect`, `schema`.
+mod commands;
+/// A custom policy crate, built and loaded by path with a sha256 pin.
+mod custom_policy;
+/// Same inputs, byte-identical verdicts; decision log and replay.
+mod determinism;
+/// `shipgate eval` over the bundled examples: every phase and outcome.
+mod eval;
+/// Output formats: text for people, JSON, GitHub Actions.
+mod formats;
+/// Policies that misbehave: each fails closed, the host keeps working.
+mod hostile;

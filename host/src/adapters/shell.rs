@@ -54,10 +54,13 @@ fn mark(decision: Decision) -> &'static str {
 
 /// Observed and threshold of a finding, as "observed X, threshold Y".
 fn evidence(finding: &Finding) -> Option<String> {
-    let parts: Vec<String> = [("observed", &finding.observed), ("threshold", &finding.threshold)]
-        .into_iter()
-        .filter_map(|(label, value)| value.as_ref().map(|v| format!("{label} {v}")))
-        .collect();
+    let parts: Vec<String> = [
+        ("observed", &finding.observed),
+        ("threshold", &finding.threshold),
+    ]
+    .into_iter()
+    .filter_map(|(label, value)| value.as_ref().map(|v| format!("{label} {v}")))
+    .collect();
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 
@@ -65,7 +68,13 @@ fn evidence(finding: &Finding) -> Option<String> {
 /// threshold, then a count of the checks that passed.
 pub fn text(e: &Evaluation) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{}  {} · gate {}", e.decision.as_str().to_uppercase(), e.phase, e.gate);
+    let _ = writeln!(
+        out,
+        "{}  {} · gate {}",
+        e.decision.as_str().to_uppercase(),
+        e.phase,
+        e.gate
+    );
     let _ = writeln!(out, "{}", e.summary);
     for policy in &e.policies {
         out.push('\n');
@@ -82,8 +91,19 @@ pub fn text(e: &Evaluation) -> String {
 }
 
 fn policy_text(out: &mut String, p: &PolicyOutcome) {
-    let shadow = if p.mode == Mode::Shadow { " (shadow: does not count)" } else { "" };
-    let _ = writeln!(out, "{} {}: {} [{}]{shadow}", mark(p.decision), p.name, p.decision, p.module);
+    let shadow = if p.mode == Mode::Shadow {
+        " (shadow: does not count)"
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        out,
+        "{} {}: {} [{}]{shadow}",
+        mark(p.decision),
+        p.name,
+        p.decision,
+        p.module
+    );
     if let Some(error) = &p.error {
         let _ = writeln!(out, "    {error}");
     }
@@ -93,13 +113,24 @@ fn policy_text(out: &mut String, p: &PolicyOutcome) {
             passed += 1;
             continue;
         }
-        let _ = writeln!(out, "  {} {} ({}): {}", mark(f.decision), f.check, f.decision, f.message);
+        let _ = writeln!(
+            out,
+            "  {} {} ({}): {}",
+            mark(f.decision),
+            f.check,
+            f.decision,
+            f.message
+        );
         if let Some(evidence) = evidence(f) {
             let _ = writeln!(out, "      {evidence}");
         }
     }
     if passed > 0 {
-        let _ = writeln!(out, "  ✓ {passed} check{} passed", if passed == 1 { "" } else { "s" });
+        let _ = writeln!(
+            out,
+            "  ✓ {passed} check{} passed",
+            if passed == 1 { "" } else { "s" }
+        );
     }
     for line in &p.log {
         let _ = writeln!(out, "  | {line}");
@@ -113,7 +144,13 @@ fn workflow_commands(e: &Evaluation) -> String {
     let title = format!("shipgate {}", e.phase);
     for p in e.policies.iter().filter(|p| p.mode == Mode::Enforce) {
         if let Some(error) = &p.error {
-            let _ = writeln!(out, "::error title={}::{}: {}", property(&title), escape(&p.name), escape(error));
+            let _ = writeln!(
+                out,
+                "::error title={}::{}: {}",
+                property(&title),
+                escape(&p.name),
+                escape(error)
+            );
         }
         for f in p.findings.iter().filter(|f| f.decision != Decision::Allow) {
             let detail = evidence(f).map(|ev| format!(" ({ev})")).unwrap_or_default();
@@ -121,7 +158,11 @@ fn workflow_commands(e: &Evaluation) -> String {
             let _ = writeln!(out, "::error title={}::{}", property(&title), escape(&line));
         }
     }
-    let level = if e.decision == Decision::Allow { "notice" } else { "error" };
+    let level = if e.decision == Decision::Allow {
+        "notice"
+    } else {
+        "error"
+    };
     let _ = writeln!(
         out,
         "::{level} title={}::{}: {}",
@@ -138,15 +179,28 @@ pub fn markdown(e: &Evaluation) -> String {
     let _ = writeln!(out, "### shipgate {}: **{}**\n", e.phase, e.decision);
     let _ = writeln!(out, "{}\n", cell(&e.summary));
     for p in &e.policies {
-        let shadow = if p.mode == Mode::Shadow { " (shadow)" } else { "" };
-        let _ = writeln!(out, "#### {} `{}`: {}{shadow}\n", cell(&p.name), p.module, p.decision);
+        let shadow = if p.mode == Mode::Shadow {
+            " (shadow)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "#### {} `{}`: {}{shadow}\n",
+            cell(&p.name),
+            p.module,
+            p.decision
+        );
         if let Some(error) = &p.error {
             let _ = writeln!(out, "> {}\n", cell(error));
         }
         if p.findings.is_empty() {
             continue;
         }
-        let _ = writeln!(out, "| | check | observed | threshold | message |\n|---|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "| | check | observed | threshold | message |\n|---|---|---|---|---|"
+        );
         for f in &p.findings {
             let _ = writeln!(
                 out,
@@ -160,13 +214,20 @@ pub fn markdown(e: &Evaluation) -> String {
         }
         out.push('\n');
     }
-    let _ = writeln!(out, "<sub>decision `{}` · gate `{}`</sub>", e.decision_id, cell(&e.gate));
+    let _ = writeln!(
+        out,
+        "<sub>decision `{}` · gate `{}`</sub>",
+        e.decision_id,
+        cell(&e.gate)
+    );
     out
 }
 
 /// Escapes a workflow command's message (GitHub's rules: %, CR, LF).
 fn escape(text: &str) -> String {
-    text.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 /// Escapes a workflow command property (also `:` and `,`).

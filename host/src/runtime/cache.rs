@@ -24,7 +24,11 @@ impl ModuleCache {
     /// The cache directory: `$SHIPGATE_CACHE_DIR`, else `$XDG_CACHE_HOME/shipgate`,
     /// else `$HOME/.cache/shipgate`. `None` when none can be found.
     pub fn default_dir() -> Option<PathBuf> {
-        let env = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let env = |name| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         env("SHIPGATE_CACHE_DIR")
             .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("shipgate")))
             .or_else(|| env("HOME").map(|d| d.join(".cache").join("shipgate")))

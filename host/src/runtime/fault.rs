@@ -26,10 +26,16 @@ impl fmt::Display for Fault {
         match self {
             Fault::Load(why) => write!(f, "policy could not be loaded: {why}"),
             Fault::Timeout { limit_ms } => {
-                write!(f, "policy ran past its time limit of {limit_ms} ms and was stopped")
+                write!(
+                    f,
+                    "policy ran past its time limit of {limit_ms} ms and was stopped"
+                )
             }
             Fault::OutOfMemory { limit_mib } => {
-                write!(f, "policy tried to use more than its memory limit of {limit_mib} MiB")
+                write!(
+                    f,
+                    "policy tried to use more than its memory limit of {limit_mib} MiB"
+                )
             }
             Fault::Trap(why) => write!(f, "policy crashed: {why}"),
             Fault::PolicyError(why) => write!(f, "policy returned an error: {why}"),

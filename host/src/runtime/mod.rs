@@ -166,11 +166,16 @@ impl Runtime {
         if let Some(module) = self.loaded.lock().expect("not poisoned").get(&sha256) {
             return Ok(module.clone());
         }
-        let component = match self.cache.as_ref().and_then(|c| c.get(&self.engine, &sha256)) {
+        let component = match self
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(&self.engine, &sha256))
+        {
             Some(component) => component,
             None => {
-                let component = Component::new(&self.engine, bytes)
-                    .map_err(|e| format!("not a valid WebAssembly component: {}", root_cause(&e)))?;
+                let component = Component::new(&self.engine, bytes).map_err(|e| {
+                    format!("not a valid WebAssembly component: {}", root_cause(&e))
+                })?;
                 if let Some(cache) = &self.cache {
                     let _ = cache.put(&sha256, &component);
                 }
@@ -178,7 +183,10 @@ impl Runtime {
             }
         };
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
-            format!("it needs something shipgate does not provide: {}", root_cause(&e))
+            format!(
+                "it needs something shipgate does not provide: {}",
+                root_cause(&e)
+            )
         })?;
         let pre = bindings::PolicyPre::new(instance_pre).map_err(|e| {
             format!(
@@ -193,7 +201,10 @@ impl Runtime {
             component,
             pre,
         });
-        self.loaded.lock().expect("not poisoned").insert(sha256, module.clone());
+        self.loaded
+            .lock()
+            .expect("not poisoned")
+            .insert(sha256, module.clone());
         Ok(module)
     }
 
@@ -206,9 +217,16 @@ impl Runtime {
 
     /// Asks a policy to check its config; `Err(Fault::PolicyError)` carries
     /// the policy's complaint.
-    pub fn validate_config(&self, module: &LoadedModule, config_json: &str, limits: Limits) -> Called<()> {
+    pub fn validate_config(
+        &self,
+        module: &LoadedModule,
+        config_json: &str,
+        limits: Limits,
+    ) -> Called<()> {
         self.call(module, limits, Determinism::FIXED, |policy, store| {
-            Ok(policy.call_validate_config(store, config_json)?.map_err(Fault::PolicyError))
+            Ok(policy
+                .call_validate_config(store, config_json)?
+                .map_err(Fault::PolicyError))
         })
     }
 
@@ -223,7 +241,8 @@ impl Runtime {
         determinism: Determinism,
     ) -> Called<Verdict> {
         self.call(module, limits, determinism, |policy, store| {
-            let result = policy.call_evaluate(store, phase_to_wit(phase), snapshot_json, config_json)?;
+            let result =
+                policy.call_evaluate(store, phase_to_wit(phase), snapshot_json, config_json)?;
             Ok(match result {
                 Ok(verdict) => verdict_from_wit(verdict),
                 Err(message) => Err(Fault::PolicyError(truncate(message))),
@@ -238,10 +257,14 @@ impl Runtime {
         module: &LoadedModule,
         limits: Limits,
         determinism: Determinism,
-        body: impl FnOnce(&bindings::Policy, &mut Store<HostState>) -> wasmtime::Result<Result<T, Fault>>,
+        body: impl FnOnce(
+            &bindings::Policy,
+            &mut Store<HostState>,
+        ) -> wasmtime::Result<Result<T, Fault>>,
     ) -> Called<T> {
         let started = Instant::now();
-        let memory_bytes = usize::try_from(limits.memory_mib.min(MAX_MEMORY_MIB) << 20).unwrap_or(usize::MAX);
+        let memory_bytes =
+            usize::try_from(limits.memory_mib.min(MAX_MEMORY_MIB) << 20).unwrap_or(usize::MAX);
         let mut store = Store::new(&self.engine, HostState::new(memory_bytes, determinism));
         store.limiter(|state| state.limiter());
         store.set_epoch_deadline(deadline_ticks(limits.timeout_ms));
@@ -283,27 +306,40 @@ fn deadline_ticks(timeout_ms: u64) -> u64 {
     timeout_ms.div_ceil(tick_ms).max(1) + 1
 }
 
-/// Names a failed call: time limit, memory limit, or the trap itself (with
-/// the last line the policy printed, usually its panic message).
+/// Names a failed call: time limit, memory limit, output limit, or the trap
+/// itself (with the policy's last words, usually its panic message).
 fn classify_trap(error: &wasmtime::Error, state: &HostState, limits: Limits) -> Fault {
-    match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => return Fault::Timeout {
+    let trap = error.downcast_ref::<Trap>();
+    if trap == Some(&Trap::Interrupt) {
+        return Fault::Timeout {
             limit_ms: limits.timeout_ms,
-        },
-        _ if state.hit_memory_limit() => {
-            return Fault::OutOfMemory {
-                limit_mib: limits.memory_mib,
-            };
-        }
-        _ => {}
+        };
     }
-    let mut why = match error.downcast_ref::<Trap>() {
+    if state.hit_memory_limit() {
+        return Fault::OutOfMemory {
+            limit_mib: limits.memory_mib,
+        };
+    }
+    if state.output_full() {
+        return Fault::Trap(format!(
+            "printed more than its output limit of {} KiB",
+            MAX_OUTPUT_BYTES / 1024
+        ));
+    }
+    let mut why = match trap {
         Some(Trap::StackOverflow) => "stack overflow (runaway recursion?)".to_string(),
-        Some(trap) => format!("wasm trap: {trap}"),
+        // Rust keeps its stack in linear memory: overflowing it reads or
+        // writes below address 0.
+        Some(Trap::MemoryOutOfBounds) => {
+            "out of bounds memory access (often the policy's stack overflowing: runaway recursion?)"
+                .to_string()
+        }
+        Some(trap) => trap.to_string(),
         None => root_cause(error),
     };
-    if let Some(last) = state.log().last() {
-        why = format!("{why}; last output: {last}");
+    let log = state.log();
+    if let Some(last_words) = log.iter().rev().find(|line| !line.starts_with("note: ")) {
+        why = format!("{why}; it printed: {last_words}");
     }
     Fault::Trap(truncate(why))
 }
@@ -320,7 +356,7 @@ fn truncate(mut text: String) -> String {
             end -= 1;
         }
         text.truncate(end);
-        text.push_str("…");
+        text.push('…');
     }
     text
 }
@@ -334,9 +370,11 @@ fn check_is_component(bytes: &[u8]) -> Result<(), String> {
     }
     // Bytes 4..8: version and layer; a core module is version 1, layer 0.
     if bytes[4..8] == [1, 0, 0, 0] {
-        return Err("this is a core module, not a component; build it with the shipgate-policy \
+        return Err(
+            "this is a core module, not a component; build it with the shipgate-policy \
                     SDK for wasm32-wasip2"
-            .to_string());
+                .to_string(),
+        );
     }
     Ok(())
 }
@@ -416,8 +454,17 @@ fn verdict_from_wit(verdict: wit::Verdict) -> Result<Verdict, Fault> {
     let decision = decision_from_wit(verdict.decision);
     let mut findings = Vec::with_capacity(verdict.findings.len());
     for (i, f) in verdict.findings.into_iter().enumerate() {
-        let texts = [Some(&f.check), Some(&f.message), f.observed.as_ref(), f.threshold.as_ref()];
-        if let Some(long) = texts.into_iter().flatten().find(|t| t.len() > MAX_TEXT_BYTES) {
+        let texts = [
+            Some(&f.check),
+            Some(&f.message),
+            f.observed.as_ref(),
+            f.threshold.as_ref(),
+        ];
+        if let Some(long) = texts
+            .into_iter()
+            .flatten()
+            .find(|t| t.len() > MAX_TEXT_BYTES)
+        {
             return malformed(format!(
                 "finding {i} has a text of {} bytes, more than the limit of {MAX_TEXT_BYTES}",
                 long.len()
@@ -465,7 +512,11 @@ mod tests {
             Err("not a WebAssembly file (no \\0asm header)".to_string())
         );
         let core = [0, b'a', b's', b'm', 1, 0, 0, 0];
-        assert!(check_is_component(&core).unwrap_err().contains("core module, not a component"));
+        assert!(
+            check_is_component(&core)
+                .unwrap_err()
+                .contains("core module, not a component")
+        );
         let component = [0, b'a', b's', b'm', 0x0d, 0, 1, 0];
         assert_eq!(check_is_component(&component), Ok(()));
     }
@@ -503,14 +554,21 @@ mod tests {
         let many = wit::Verdict {
             decision: wit::Decision::Deny,
             summary: "s".into(),
-            findings: (0..=MAX_FINDINGS).map(|_| finding("x", wit::Decision::Deny)).collect(),
+            findings: (0..=MAX_FINDINGS)
+                .map(|_| finding("x", wit::Decision::Deny))
+                .collect(),
         };
-        assert!(matches!(verdict_from_wit(many), Err(Fault::MalformedVerdict(m)) if m.starts_with("1001 findings")));
+        assert!(
+            matches!(verdict_from_wit(many), Err(Fault::MalformedVerdict(m)) if m.starts_with("1001 findings"))
+        );
         let long = wit::Verdict {
             decision: wit::Decision::Deny,
             summary: "s".repeat(MAX_TEXT_BYTES + 1),
             findings: vec![],
         };
-        assert!(matches!(verdict_from_wit(long), Err(Fault::MalformedVerdict(_))));
+        assert!(matches!(
+            verdict_from_wit(long),
+            Err(Fault::MalformedVerdict(_))
+        ));
     }
 }

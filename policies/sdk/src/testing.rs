@@ -23,7 +23,11 @@ use crate::{Phase, Policy, Verdict};
 /// Evaluates a policy exactly as the exported component would: the snapshot
 /// and config go through JSON text, so config typos and phase checks behave
 /// as they will in the host.
-pub fn evaluate<P: Policy>(phase: Phase, snapshot: &Value, config: &Value) -> Result<Verdict, String> {
+pub fn evaluate<P: Policy>(
+    phase: Phase,
+    snapshot: &Value,
+    config: &Value,
+) -> Result<Verdict, String> {
     crate::run_evaluate::<P>(phase, &snapshot.to_string(), &config.to_string())
 }
 
@@ -49,7 +53,10 @@ pub fn set(json: &mut Value, path: &str, value: Value) {
 /// Removes the field at a dotted `path`, if present.
 pub fn remove(json: &mut Value, path: &str) {
     let (parent, last) = match path.rsplit_once('.') {
-        Some((parent, last)) => (json.pointer_mut(&format!("/{}", parent.replace('.', "/"))), last),
+        Some((parent, last)) => (
+            json.pointer_mut(&format!("/{}", parent.replace('.', "/"))),
+            last,
+        ),
         None => (Some(json), path),
     };
     if let Some(Value::Object(map)) = parent {
@@ -81,7 +88,8 @@ pub fn default_gate() -> Value {
 
 /// Parses an example snapshot and adds [`default_gate`], as the host would.
 pub fn with_default_gate(snapshot_json: &str) -> Value {
-    let mut snapshot: Value = serde_json::from_str(snapshot_json).expect("example snapshot is JSON");
+    let mut snapshot: Value =
+        serde_json::from_str(snapshot_json).expect("example snapshot is JSON");
     set(&mut snapshot, "gate", default_gate());
     snapshot
 }

@@ -111,7 +111,10 @@ mod tests {
 
     #[test]
     fn parses_utc_and_offsets() {
-        assert_eq!(Timestamp::parse("1970-01-01T00:00:00Z"), Some(Timestamp(0.0)));
+        assert_eq!(
+            Timestamp::parse("1970-01-01T00:00:00Z"),
+            Some(Timestamp(0.0))
+        );
         assert_eq!(
             Timestamp::parse("2026-11-26T14:00:00Z"),
             Some(Timestamp(1_795_701_600.0))

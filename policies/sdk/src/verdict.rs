@@ -113,7 +113,9 @@ impl FromStr for Phase {
         Phase::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| format!("unknown phase '{s}' (expected preflight, promotion, abort or verify)"))
+            .ok_or_else(|| {
+                format!("unknown phase '{s}' (expected preflight, promotion, abort or verify)")
+            })
     }
 }
 

@@ -51,7 +51,11 @@ impl Policy for Verify {
         let min_seconds = config.min_observation_minutes * 60.0;
         observation_time(&mut findings, snapshot, min_seconds);
         metrics_window(&mut findings, snapshot, min_seconds);
-        checks::canary_health(&mut findings, snapshot.metrics.as_ref(), &snapshot.plan().abort);
+        checks::canary_health(
+            &mut findings,
+            snapshot.metrics.as_ref(),
+            &snapshot.plan().abort,
+        );
         Ok(findings.verdict())
     }
 }
@@ -63,15 +67,25 @@ fn smoke_tests(findings: &mut Findings, snapshot: &Snapshot) {
         return;
     }
     let named = |status: fn(&str) -> bool| -> Vec<&str> {
-        tests.iter().filter(|t| status(&t.status)).map(|t| t.name.as_str()).collect()
+        tests
+            .iter()
+            .filter(|t| status(&t.status))
+            .map(|t| t.name.as_str())
+            .collect()
     };
     let failed = named(|s| s == "failed");
     let unfinished = named(|s| s != "failed" && s != "passed");
     let passed = tests.len() - failed.len() - unfinished.len();
     let finding = if !failed.is_empty() {
-        findings.rollback("smoke-tests", format!("smoke tests failed: {}", failed.join(", ")))
+        findings.rollback(
+            "smoke-tests",
+            format!("smoke tests failed: {}", failed.join(", ")),
+        )
     } else if !unfinished.is_empty() {
-        findings.deny("smoke-tests", format!("smoke tests not finished: {}", unfinished.join(", ")))
+        findings.deny(
+            "smoke-tests",
+            format!("smoke tests not finished: {}", unfinished.join(", ")),
+        )
     } else {
         findings.allow("smoke-tests", format!("all {passed} smoke tests passed"))
     };
@@ -89,10 +103,18 @@ fn alerts(findings: &mut Findings, snapshot: &Snapshot) {
         .iter()
         .filter(|a| a.state.as_deref() == Some("firing") && a.expected != Some(true))
         .collect();
-    let critical = unexpected.iter().any(|a| a.severity.as_deref() == Some("critical"));
+    let critical = unexpected
+        .iter()
+        .any(|a| a.severity.as_deref() == Some("critical"));
     let names: Vec<String> = unexpected
         .iter()
-        .map(|a| format!("{} ({})", a.name, a.severity.as_deref().unwrap_or("no severity")))
+        .map(|a| {
+            format!(
+                "{} ({})",
+                a.name,
+                a.severity.as_deref().unwrap_or("no severity")
+            )
+        })
         .collect();
     let decision = match (unexpected.is_empty(), critical) {
         (true, _) => Decision::Allow,

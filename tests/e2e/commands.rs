@@ -1,0 +1,99 @@
+use predicates::prelude::*;
+
+use crate::support::{fixture, json_output, shipgate};
+
+#[test]
+fn policies_lists_the_stock_policies_with_their_phases() {
+    let output = shipgate().arg("policies").output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[0].starts_with("builtin:preflight    preflight            Preflight checklist"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with("builtin:canary       promotion, abort     Canary analysis"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with("builtin:verify       verify               Post-deploy verification"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn inspect_a_builtin_shows_its_imports_and_size() {
+    let output = shipgate()
+        .args(["inspect", "builtin:canary", "--json"])
+        .output()
+        .unwrap();
+    let json = json_output(&output);
+    assert_eq!(json["name"], "canary");
+    assert_eq!(json["phases"], serde_json::json!(["promotion", "abort"]));
+    assert!(json["size"].as_u64().unwrap() > 1000);
+    let imports: Vec<&str> = json["imports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap())
+        .collect();
+    // WASI (linked with an empty context) and the contract's own types.
+    assert!(
+        imports.contains(&"shipgate:policy/types@0.1.0"),
+        "{imports:?}"
+    );
+    assert!(
+        imports
+            .iter()
+            .all(|i| i.starts_with("wasi:") || i.starts_with("shipgate:policy/")),
+        "{imports:?}"
+    );
+}
+
+#[test]
+fn inspect_text_is_readable() {
+    shipgate()
+        .args(["inspect", "builtin:verify"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::starts_with(
+            "verify 0.1.0 (builtin:verify)\n",
+        ))
+        .stdout(predicate::str::contains("  phases:  verify\n"));
+}
+
+#[test]
+fn inspect_refuses_a_wrong_world_component_with_a_clear_error() {
+    shipgate()
+        .arg("inspect")
+        .arg(fixture("wrong_world"))
+        .assert()
+        .code(65)
+        .stderr(predicate::str::contains(
+            "it does not implement the shipgate:policy/policy world",
+        ));
+    shipgate()
+        .args(["inspect", "builtin:nonesuch"])
+        .assert()
+        .code(65)
+        .stderr("shipgate: error: no stock policy 'builtin:nonesuch' (there are builtin:preflight, builtin:canary, builtin:verify)\n");
+    shipgate()
+        .args(["inspect", "missing.wasm"])
+        .assert()
+        .code(66);
+}
+
+#[test]
+fn schemas_are_json_schema_documents() {
+    for (what, field) in [("snapshot", "rollback_plan"), ("gate", "min_stage_minutes")] {
+        let output = shipgate().args(["schema", what]).output().unwrap();
+        let json = json_output(&output);
+        assert_eq!(
+            json["$schema"],
+            "https://json-schema.org/draft/2020-12/schema"
+        );
+        assert!(json.to_string().contains(field), "{what}");
+    }
+}

@@ -1,0 +1,125 @@
+use crate::support::{custom_policy, json_output, sha256_hex, shipgate, shipgate_in, snapshot};
+
+/// The example gate with the custom module copied beside it and pinned.
+fn pinned_gate(dir: &std::path::Path, pin: &str) {
+    let module = custom_policy();
+    let target = dir.join("target/wasm32-wasip2/release");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::copy(&module, target.join("change_freeze.wasm")).unwrap();
+    let example =
+        std::fs::read_to_string(crate::support::example("custom-policy/gate.toml")).unwrap();
+    let pinned = example.replace(
+        "# sha256 = \"<digest from shipgate inspect>\"",
+        &format!("sha256 = \"{pin}\""),
+    );
+    assert_ne!(
+        pinned, example,
+        "the example gate has a pin line to fill in"
+    );
+    std::fs::write(dir.join("gate.toml"), pinned).unwrap();
+}
+
+#[test]
+fn a_custom_policy_loads_by_path_with_its_pin_and_decides() {
+    let dir = tempfile::tempdir().unwrap();
+    let digest = sha256_hex(&std::fs::read(custom_policy()).unwrap());
+    pinned_gate(dir.path(), &digest);
+    // Thursday 2026-11-26, outside the end-of-year freeze: allowed.
+    let output = shipgate_in(dir.path())
+        .args([
+            "eval",
+            "--phase",
+            "preflight",
+            "--gate",
+            "gate.toml",
+            "--format",
+            "json",
+            "--snapshot",
+        ])
+        .arg(snapshot("preflight-ready"))
+        .output()
+        .unwrap();
+    let json = json_output(&output);
+    assert_eq!(json["decision"], "allow", "{json:#}");
+    let freeze = &json["policies"][1];
+    assert_eq!(freeze["name"], "change-freeze");
+    assert_eq!(freeze["module_sha256"], digest.as_str());
+    assert_eq!(freeze["findings"][1]["check"], "weekend");
+    assert_eq!(freeze["findings"][1]["observed"], "Thursday");
+
+    // The same snapshot on Christmas Eve is inside the freeze.
+    let mut christmas: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(snapshot("preflight-ready")).unwrap()).unwrap();
+    christmas["now"] = "2026-12-24T10:00:00Z".into();
+    let output = shipgate_in(dir.path())
+        .args([
+            "eval",
+            "--phase",
+            "preflight",
+            "--gate",
+            "gate.toml",
+            "--snapshot",
+            "-",
+        ])
+        .write_stdin(christmas.to_string())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.contains(
+            "change-freeze: change freeze 'end-of-year freeze' until 2027-01-04T00:00:00Z"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn inspect_shows_the_digest_to_pin() {
+    let module = custom_policy();
+    let digest = sha256_hex(&std::fs::read(&module).unwrap());
+    let output = shipgate()
+        .arg("inspect")
+        .arg(&module)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let json = json_output(&output);
+    assert_eq!(json["name"], "change-freeze");
+    assert_eq!(json["sha256"], digest.as_str());
+    assert_eq!(
+        json["phases"],
+        serde_json::json!(["preflight", "promotion"])
+    );
+}
+
+#[test]
+fn a_rebuilt_or_swapped_module_fails_its_pin() {
+    let dir = tempfile::tempdir().unwrap();
+    pinned_gate(dir.path(), &"ab".repeat(32));
+    let output = shipgate_in(dir.path())
+        .args([
+            "eval",
+            "--phase",
+            "promotion",
+            "--gate",
+            "gate.toml",
+            "--format",
+            "json",
+            "--snapshot",
+        ])
+        .arg(snapshot("promotion-allow"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let json = json_output(&output);
+    let freeze = &json["policies"][0];
+    assert_eq!(freeze["decision"], "deny");
+    assert!(
+        freeze["error"]
+            .as_str()
+            .unwrap()
+            .contains("but the gate pins abab"),
+        "{freeze:#}"
+    );
+}

@@ -1,0 +1,137 @@
+use crate::support::{example, json_output, shipgate, snapshot};
+
+/// Every bundled example decides as its name says, with the default gate
+/// and with the example gate file, with the matching exit code.
+#[test]
+fn every_example_decides_as_named() {
+    let cases = [
+        ("preflight-ready", "preflight", "allow", 0),
+        ("preflight-blocked", "preflight", "deny", 1),
+        ("promotion-allow", "promotion", "allow", 0),
+        ("promotion-hold", "promotion", "deny", 1),
+        ("promotion-rollback", "promotion", "rollback", 2),
+        ("abort-allow", "abort", "allow", 0),
+        ("abort-rollback", "abort", "rollback", 2),
+        ("verify-allow", "verify", "allow", 0),
+        ("verify-deny", "verify", "deny", 1),
+        ("verify-rollback", "verify", "rollback", 2),
+    ];
+    for gate in [None, Some(example("gate.toml"))] {
+        for (name, phase, decision, code) in cases {
+            let mut command = shipgate();
+            command
+                .args(["eval", "--phase", phase, "--format", "json", "--snapshot"])
+                .arg(snapshot(name));
+            if let Some(gate) = &gate {
+                command.arg("--gate").arg(gate);
+            }
+            let output = command.output().unwrap();
+            let json = json_output(&output);
+            assert_eq!(json["decision"], decision, "{name} with {gate:?}: {json:#}");
+            assert_eq!(output.status.code(), Some(code), "{name} with {gate:?}");
+            assert_eq!(json["phase"], phase);
+        }
+    }
+}
+
+#[test]
+fn the_snapshot_can_come_from_standard_input() {
+    let text = std::fs::read(snapshot("abort-rollback")).unwrap();
+    shipgate()
+        .args(["eval", "--phase", "abort", "--snapshot", "-"])
+        .write_stdin(text)
+        .assert()
+        .code(2)
+        .stdout(predicates::str::starts_with(
+            "ROLLBACK  abort · gate default\n",
+        ));
+}
+
+/// The example gate declares absolute latency limits; the default does not.
+#[test]
+fn the_gate_file_thresholds_reach_the_policy() {
+    let output = shipgate()
+        .args(["eval", "--phase", "abort", "--format", "json", "--snapshot"])
+        .arg(snapshot("abort-rollback"))
+        .arg("--gate")
+        .arg(example("gate.toml"))
+        .output()
+        .unwrap();
+    let json = json_output(&output);
+    let findings = json["policies"][0]["findings"].as_array().unwrap();
+    let p99 = findings
+        .iter()
+        .find(|f| f["check"] == "latency-p99")
+        .expect("latency-p99 finding");
+    assert_eq!(p99["decision"], "rollback");
+    assert_eq!(p99["observed"], "1240 ms");
+    assert_eq!(p99["threshold"], "<= 800 ms");
+    assert_eq!(json["gate"], "checkout-production");
+}
+
+#[test]
+fn policy_flag_runs_named_modules_under_the_gate() {
+    let output = shipgate()
+        .args([
+            "eval",
+            "--phase",
+            "abort",
+            "--policy",
+            "builtin:canary",
+            "--format",
+            "json",
+            "--snapshot",
+        ])
+        .arg(snapshot("abort-allow"))
+        .output()
+        .unwrap();
+    let json = json_output(&output);
+    assert_eq!(json["decision"], "allow");
+    assert_eq!(json["policies"][0]["name"], "canary");
+    assert_eq!(json["policies"][0]["module"], "builtin:canary");
+}
+
+#[test]
+fn shadow_policies_are_reported_but_do_not_decide() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate.toml");
+    std::fs::write(
+        &gate,
+        r#"name = "shadowed"
+[rollout]
+stages = [5, 10, 25, 50, 100]
+min_stage_minutes = 15
+[rollout.abort]
+max_error_rate = 0.001
+
+[[policy]]
+name = "lenient"
+module = "builtin:canary"
+phases = ["abort"]
+config = {}
+
+[[policy]]
+name = "strict-shadow"
+module = "builtin:verify"
+phases = ["verify"]
+mode = "shadow"
+"#,
+    )
+    .unwrap();
+    // The only verify policy is in shadow mode: nothing enforces the phase.
+    let output = shipgate()
+        .args(["eval", "--phase", "verify", "--format", "json", "--gate"])
+        .arg(&gate)
+        .arg("--snapshot")
+        .arg(snapshot("verify-allow"))
+        .output()
+        .unwrap();
+    let json = json_output(&output);
+    assert_eq!(json["decision"], "deny");
+    assert_eq!(
+        json["summary"],
+        "no enforcing policy evaluates the verify phase"
+    );
+    assert_eq!(json["policies"][0]["mode"], "shadow");
+    assert_eq!(json["policies"][0]["decision"], "allow");
+}

@@ -1,0 +1,115 @@
+//! Shared helpers: the real `shipgate` binary, example files, and wasm
+//! modules built from the repo's own crates (once per test process).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the repo")
+        .to_path_buf()
+}
+
+pub fn example(relative: &str) -> PathBuf {
+    repo().join("examples").join(relative)
+}
+
+pub fn snapshot(name: &str) -> PathBuf {
+    example(&format!("snapshots/{name}.json"))
+}
+
+/// The compiled-module cache the tests share (never the user's own).
+pub fn cache_dir() -> PathBuf {
+    repo().join("target").join("e2e-module-cache")
+}
+
+/// `shipgate` as a user runs it, from the working directory `dir`.
+pub fn shipgate_in(dir: &Path) -> assert_cmd::Command {
+    let binary = assert_cmd::cargo::cargo_bin("shipgate");
+    assert!(
+        binary.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`, which builds it",
+        binary.display()
+    );
+    let mut command = assert_cmd::Command::new(binary);
+    command
+        .current_dir(dir)
+        .env("SHIPGATE_CACHE_DIR", cache_dir())
+        .env_remove("GITHUB_STEP_SUMMARY");
+    command
+}
+
+pub fn shipgate() -> assert_cmd::Command {
+    shipgate_in(&repo())
+}
+
+/// Builds a workspace of policies for wasm32-wasip2 and returns the
+/// directory holding the .wasm files.
+fn build_wasm(manifest: &Path, target_dir: &Path) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let output = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(manifest)
+        .arg("--target-dir")
+        .arg(target_dir)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .expect("running cargo");
+    assert!(
+        output.status.success(),
+        "building {} failed:\n{}",
+        manifest.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    target_dir.join("wasm32-wasip2").join("release")
+}
+
+/// A module from `tests/fixtures` (`hostile`, `wrong_world`).
+pub fn fixture(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        build_wasm(
+            &repo().join("tests/fixtures/Cargo.toml"),
+            &repo().join("target/fixtures"),
+        )
+    });
+    dir.join(format!("{name}.wasm"))
+}
+
+/// The example custom policy (`examples/custom-policy`), built as a user would.
+pub fn custom_policy() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        build_wasm(
+            &repo().join("examples/custom-policy/Cargo.toml"),
+            &repo().join("target/custom-policy"),
+        )
+    });
+    dir.join("change_freeze.wasm")
+}
+
+/// The JSON printed by `eval --format json`.
+pub fn json_output(output: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
