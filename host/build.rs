@@ -85,10 +85,16 @@ fn ensure_wasm_target() {
     if installed {
         return;
     }
-    println!("cargo:warning=installing the {TARGET} target with rustup (needed to build the stock policies)");
-    let added = Command::new("rustup").args(["target", "add", TARGET]).status();
+    println!(
+        "cargo:warning=installing the {TARGET} target with rustup (needed to build the stock policies)"
+    );
+    let added = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status();
     if !added.is_ok_and(|status| status.success()) {
-        panic!("the {TARGET} target is missing and `rustup target add {TARGET}` failed; install it and build again");
+        panic!(
+            "the {TARGET} target is missing and `rustup target add {TARGET}` failed; install it and build again"
+        );
     }
 }
 

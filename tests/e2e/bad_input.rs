@@ -109,26 +109,10 @@ fn gate_with_module(dir: &Path, module_line: &str) {
 }
 
 fn eval_abort_in(dir: &Path) -> serde_json::Value {
-    let output = shipgate_in(dir)
-        .args([
-            "eval",
-            "--phase",
-            "abort",
-            "--gate",
-            "gate.toml",
-            "--format",
-            "json",
-            "--snapshot",
-        ])
-        .arg(snapshot("abort-allow"))
-        .output()
-        .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(2),
-        "abort fails closed to rollback"
-    );
-    crate::support::json_output(&output)
+    let args = ["--phase", "abort", "--gate", "gate.toml"];
+    let (status, json) = crate::support::eval_json(dir, &args, &snapshot("abort-allow"));
+    assert_eq!(status, Some(2), "abort fails closed to rollback");
+    json
 }
 
 #[test]

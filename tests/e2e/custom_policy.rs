@@ -1,4 +1,6 @@
-use crate::support::{custom_policy, json_output, sha256_hex, shipgate, shipgate_in, snapshot};
+use crate::support::{
+    custom_policy, eval_json, json_output, sha256_hex, shipgate, shipgate_in, snapshot,
+};
 
 /// The example gate with the custom module copied beside it and pinned.
 fn pinned_gate(dir: &std::path::Path, pin: &str) {
@@ -25,21 +27,8 @@ fn a_custom_policy_loads_by_path_with_its_pin_and_decides() {
     let digest = sha256_hex(&std::fs::read(custom_policy()).unwrap());
     pinned_gate(dir.path(), &digest);
     // Thursday 2026-11-26, outside the end-of-year freeze: allowed.
-    let output = shipgate_in(dir.path())
-        .args([
-            "eval",
-            "--phase",
-            "preflight",
-            "--gate",
-            "gate.toml",
-            "--format",
-            "json",
-            "--snapshot",
-        ])
-        .arg(snapshot("preflight-ready"))
-        .output()
-        .unwrap();
-    let json = json_output(&output);
+    let args = ["--phase", "preflight", "--gate", "gate.toml"];
+    let (_, json) = eval_json(dir.path(), &args, &snapshot("preflight-ready"));
     assert_eq!(json["decision"], "allow", "{json:#}");
     let freeze = &json["policies"][1];
     assert_eq!(freeze["name"], "change-freeze");
@@ -97,22 +86,9 @@ fn inspect_shows_the_digest_to_pin() {
 fn a_rebuilt_or_swapped_module_fails_its_pin() {
     let dir = tempfile::tempdir().unwrap();
     pinned_gate(dir.path(), &"ab".repeat(32));
-    let output = shipgate_in(dir.path())
-        .args([
-            "eval",
-            "--phase",
-            "promotion",
-            "--gate",
-            "gate.toml",
-            "--format",
-            "json",
-            "--snapshot",
-        ])
-        .arg(snapshot("promotion-allow"))
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let json = json_output(&output);
+    let args = ["--phase", "promotion", "--gate", "gate.toml"];
+    let (status, json) = eval_json(dir.path(), &args, &snapshot("promotion-allow"));
+    assert_eq!(status, Some(1));
     let freeze = &json["policies"][0];
     assert_eq!(freeze["decision"], "deny");
     assert!(
@@ -122,4 +98,25 @@ fn a_rebuilt_or_swapped_module_fails_its_pin() {
             .contains("but the gate pins abab"),
         "{freeze:#}"
     );
+}
+
+/// A policy author's own unit tests run natively with plain `cargo test`.
+#[test]
+fn the_example_policy_unit_tests_pass_natively() {
+    let repo = crate::support::repo();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let output = std::process::Command::new(cargo)
+        .args(["test", "--manifest-path"])
+        .arg(repo.join("examples/custom-policy/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(repo.join("target/custom-policy-native"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("test result: ok. 3 passed"), "{stdout}");
 }

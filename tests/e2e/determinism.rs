@@ -2,7 +2,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::{fixture, json_output, shipgate_in, snapshot};
+use crate::support::{fixture, shipgate_in, snapshot};
 
 /// The decision record without what legitimately changes per run: the id,
 /// the host's timestamp and how long each policy took.
@@ -17,14 +17,7 @@ fn stable_part(mut record: Value) -> String {
 }
 
 fn eval_json(dir: &Path, args: &[&str], snapshot_name: &str) -> Value {
-    let output = shipgate_in(dir)
-        .args(["eval", "--format", "json"])
-        .args(args)
-        .arg("--snapshot")
-        .arg(snapshot(snapshot_name))
-        .output()
-        .unwrap();
-    json_output(&output)
+    crate::support::eval_json(dir, args, &snapshot(snapshot_name)).1
 }
 
 #[test]

@@ -1,4 +1,4 @@
-use crate::support::{example, json_output, shipgate, snapshot};
+use crate::support::{eval_json, example, repo, shipgate, snapshot};
 
 /// Every bundled example decides as its name says, with the default gate
 /// and with the example gate file, with the matching exit code.
@@ -18,17 +18,13 @@ fn every_example_decides_as_named() {
     ];
     for gate in [None, Some(example("gate.toml"))] {
         for (name, phase, decision, code) in cases {
-            let mut command = shipgate();
-            command
-                .args(["eval", "--phase", phase, "--format", "json", "--snapshot"])
-                .arg(snapshot(name));
+            let mut args = vec!["--phase", phase];
             if let Some(gate) = &gate {
-                command.arg("--gate").arg(gate);
+                args.extend(["--gate", gate.to_str().unwrap()]);
             }
-            let output = command.output().unwrap();
-            let json = json_output(&output);
+            let (status, json) = eval_json(&repo(), &args, &snapshot(name));
             assert_eq!(json["decision"], decision, "{name} with {gate:?}: {json:#}");
-            assert_eq!(output.status.code(), Some(code), "{name} with {gate:?}");
+            assert_eq!(status, Some(code), "{name} with {gate:?}");
             assert_eq!(json["phase"], phase);
         }
     }
@@ -50,14 +46,12 @@ fn the_snapshot_can_come_from_standard_input() {
 /// The example gate declares absolute latency limits; the default does not.
 #[test]
 fn the_gate_file_thresholds_reach_the_policy() {
-    let output = shipgate()
-        .args(["eval", "--phase", "abort", "--format", "json", "--snapshot"])
-        .arg(snapshot("abort-rollback"))
-        .arg("--gate")
-        .arg(example("gate.toml"))
-        .output()
-        .unwrap();
-    let json = json_output(&output);
+    let gate = example("gate.toml");
+    let (_, json) = eval_json(
+        &repo(),
+        &["--phase", "abort", "--gate", gate.to_str().unwrap()],
+        &snapshot("abort-rollback"),
+    );
     let findings = json["policies"][0]["findings"].as_array().unwrap();
     let p99 = findings
         .iter()
@@ -71,21 +65,8 @@ fn the_gate_file_thresholds_reach_the_policy() {
 
 #[test]
 fn policy_flag_runs_named_modules_under_the_gate() {
-    let output = shipgate()
-        .args([
-            "eval",
-            "--phase",
-            "abort",
-            "--policy",
-            "builtin:canary",
-            "--format",
-            "json",
-            "--snapshot",
-        ])
-        .arg(snapshot("abort-allow"))
-        .output()
-        .unwrap();
-    let json = json_output(&output);
+    let args = ["--phase", "abort", "--policy", "builtin:canary"];
+    let (_, json) = eval_json(&repo(), &args, &snapshot("abort-allow"));
     assert_eq!(json["decision"], "allow");
     assert_eq!(json["policies"][0]["name"], "canary");
     assert_eq!(json["policies"][0]["module"], "builtin:canary");
@@ -94,9 +75,8 @@ fn policy_flag_runs_named_modules_under_the_gate() {
 #[test]
 fn shadow_policies_are_reported_but_do_not_decide() {
     let dir = tempfile::tempdir().unwrap();
-    let gate = dir.path().join("gate.toml");
     std::fs::write(
-        &gate,
+        dir.path().join("gate.toml"),
         r#"name = "shadowed"
 [rollout]
 stages = [5, 10, 25, 50, 100]
@@ -119,14 +99,11 @@ mode = "shadow"
     )
     .unwrap();
     // The only verify policy is in shadow mode: nothing enforces the phase.
-    let output = shipgate()
-        .args(["eval", "--phase", "verify", "--format", "json", "--gate"])
-        .arg(&gate)
-        .arg("--snapshot")
-        .arg(snapshot("verify-allow"))
-        .output()
-        .unwrap();
-    let json = json_output(&output);
+    let (_, json) = eval_json(
+        dir.path(),
+        &["--phase", "verify", "--gate", "gate.toml"],
+        &snapshot("verify-allow"),
+    );
     assert_eq!(json["decision"], "deny");
     assert_eq!(
         json["summary"],

@@ -113,3 +113,16 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+/// Runs `shipgate eval --format json ARGS --snapshot SNAPSHOT` in `dir` and
+/// returns the exit code and the decision record.
+pub fn eval_json(dir: &Path, args: &[&str], snapshot: &Path) -> (Option<i32>, serde_json::Value) {
+    let output = shipgate_in(dir)
+        .args(["eval", "--format", "json"])
+        .args(args)
+        .arg("--snapshot")
+        .arg(snapshot)
+        .output()
+        .expect("running shipgate");
+    (output.status.code(), json_output(&output))
+}

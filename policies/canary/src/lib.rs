@@ -6,9 +6,8 @@
 //! `business-<name>`; promotion adds `stage-plan` and `stage-duration`.
 
 use serde::Deserialize;
-use shipgate_policy::{
-    Decision, Findings, Phase, Policy, PolicyInfo, Snapshot, Timestamp, Unit, Verdict, checks,
-};
+use shipgate_policy::checks::{self, Waiting};
+use shipgate_policy::{Decision, Findings, Phase, Policy, PolicyInfo, Snapshot, Verdict};
 
 /// The minimum observation per stage when the gate declares none.
 const DEFAULT_MIN_STAGE_MINUTES: f64 = 15.0;
@@ -83,33 +82,19 @@ fn stage_plan(findings: &mut Findings, snapshot: &Snapshot, stages: &[f64]) {
 /// Promotion waits until the stage has been observed long enough; a deny
 /// here is a hold that says how long is left.
 fn stage_duration(findings: &mut Findings, snapshot: &Snapshot, min_minutes: Option<f64>) {
-    let min_seconds = min_minutes.unwrap_or(DEFAULT_MIN_STAGE_MINUTES) * 60.0;
-    let started = snapshot
+    let since = snapshot
         .rollout
         .as_ref()
-        .and_then(|r| r.stage_started_at.as_deref())
-        .and_then(Timestamp::parse);
-    let (Some(now), Some(started)) = (snapshot.now(), started) else {
-        findings.missing("stage-duration", "rollout.stage_started_at");
-        return;
+        .and_then(|r| r.stage_started_at.as_deref());
+    let spec = Waiting {
+        check: "stage-duration",
+        since_field: "rollout.stage_started_at",
+        since,
+        min_seconds: min_minutes.unwrap_or(DEFAULT_MIN_STAGE_MINUTES) * 60.0,
+        waiting: "hold",
+        measured: "observed in this stage",
     };
-    let observed = now.seconds_since(started);
-    let finding = findings.at_least(
-        "stage-duration",
-        "time observed in this stage",
-        observed,
-        min_seconds,
-        Unit::Seconds,
-        Decision::Deny,
-    );
-    if observed < min_seconds {
-        finding.message = format!(
-            "hold: {} of {} observed in this stage, {} left",
-            Unit::Seconds.format(observed),
-            Unit::Seconds.format(min_seconds),
-            Unit::Seconds.format(min_seconds - observed)
-        );
-    }
+    checks::time_elapsed(findings, snapshot.now(), spec);
 }
 
 shipgate_policy::export_policy!(Canary);

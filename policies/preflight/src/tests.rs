@@ -11,12 +11,7 @@ fn ready() -> Value {
 }
 
 fn finding_with(snapshot: &Value, config: &Value, check: &str) -> Finding {
-    let verdict =
-        testing::evaluate::<Preflight>(Phase::Preflight, snapshot, config).expect("evaluates");
-    verdict
-        .finding(check)
-        .unwrap_or_else(|| panic!("no finding {check} in {:#?}", verdict.findings))
-        .clone()
+    testing::finding::<Preflight>(Phase::Preflight, snapshot, config, check)
 }
 
 fn finding(snapshot: &Value, check: &str) -> Finding {

@@ -4,6 +4,7 @@
 use crate::findings::Findings;
 use crate::format::{Unit, ratio};
 use crate::snapshot::{AbortThresholds, Cohort, Metrics};
+use crate::time::Timestamp;
 use crate::verdict::Decision;
 
 /// Compares the canary cohort with the declared abort thresholds and the
@@ -227,5 +228,50 @@ fn business(
                 canary_rate,
                 base_rate
             ));
+    }
+}
+
+/// A check that waits: at least `min_seconds` must have passed between a
+/// timestamp in the snapshot and its `now`.
+pub struct Waiting<'a> {
+    /// The check id, e.g. "stage-duration".
+    pub check: &'a str,
+    /// The snapshot field the time is measured from, e.g. "rollout.stage_started_at".
+    pub since_field: &'a str,
+    /// Its value, when the snapshot has it.
+    pub since: Option<&'a str>,
+    pub min_seconds: f64,
+    /// What a deny means here, e.g. "hold" or "not verified yet".
+    pub waiting: &'a str,
+    /// What was measured, e.g. "observed in this stage".
+    pub measured: &'a str,
+}
+
+/// Allows once enough time has passed; otherwise denies, saying how long is
+/// left: "hold: 6m 0s of 15m 0s observed in this stage, 9m 0s left".
+pub fn time_elapsed(findings: &mut Findings, now: Option<Timestamp>, spec: Waiting<'_>) {
+    let since = spec.since.and_then(Timestamp::parse);
+    let (Some(now), Some(since)) = (now, since) else {
+        findings.missing(spec.check, spec.since_field);
+        return;
+    };
+    let observed = now.seconds_since(since);
+    let finding = findings.at_least(
+        spec.check,
+        &format!("time {}", spec.measured),
+        observed,
+        spec.min_seconds,
+        Unit::Seconds,
+        Decision::Deny,
+    );
+    if observed < spec.min_seconds {
+        finding.message = format!(
+            "{}: {} of {} {}, {} left",
+            spec.waiting,
+            Unit::Seconds.format(observed),
+            Unit::Seconds.format(spec.min_seconds),
+            spec.measured,
+            Unit::Seconds.format(spec.min_seconds - observed)
+        );
     }
 }

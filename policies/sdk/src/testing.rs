@@ -18,7 +18,7 @@
 
 use serde_json::Value;
 
-use crate::{Phase, Policy, Verdict};
+use crate::{Decision, Finding, Phase, Policy, Verdict};
 
 /// Evaluates a policy exactly as the exported component would: the snapshot
 /// and config go through JSON text, so config typos and phase checks behave
@@ -29,6 +29,25 @@ pub fn evaluate<P: Policy>(
     config: &Value,
 ) -> Result<Verdict, String> {
     crate::run_evaluate::<P>(phase, &snapshot.to_string(), &config.to_string())
+}
+
+/// Evaluates and returns the finding with id `check`; panics, listing the
+/// findings there are, when the policy reported none (or faulted).
+pub fn finding<P: Policy>(phase: Phase, snapshot: &Value, config: &Value, check: &str) -> Finding {
+    let verdict =
+        evaluate::<P>(phase, snapshot, config).unwrap_or_else(|e| panic!("policy fault: {e}"));
+    verdict
+        .finding(check)
+        .unwrap_or_else(|| panic!("no finding '{check}' in {:#?}", verdict.findings))
+        .clone()
+}
+
+/// Asserts a finding's decision, observed value and threshold.
+#[track_caller]
+pub fn assert_finding(finding: &Finding, decision: Decision, observed: &str, threshold: &str) {
+    assert_eq!(finding.decision, decision, "{finding:?}");
+    assert_eq!(finding.observed.as_deref(), Some(observed), "{finding:?}");
+    assert_eq!(finding.threshold.as_deref(), Some(threshold), "{finding:?}");
 }
 
 /// Sets `value` at a dotted `path` in a JSON object ("metrics.canary.errors"),

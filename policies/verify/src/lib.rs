@@ -9,9 +9,8 @@
 //! smoke test, an unexpected critical alert or a metrics breach rolls back.
 
 use serde::Deserialize;
-use shipgate_policy::{
-    Decision, Findings, Phase, Policy, PolicyInfo, Snapshot, Timestamp, Unit, Verdict, checks,
-};
+use shipgate_policy::checks::{self, Waiting};
+use shipgate_policy::{Decision, Findings, Phase, Policy, PolicyInfo, Snapshot, Unit, Verdict};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -133,32 +132,19 @@ fn alerts(findings: &mut Findings, snapshot: &Snapshot) {
 }
 
 fn observation_time(findings: &mut Findings, snapshot: &Snapshot, min_seconds: f64) {
-    let deployed = snapshot
+    let since = snapshot
         .deployment
         .as_ref()
-        .and_then(|d| d.deployed_at.as_deref())
-        .and_then(Timestamp::parse);
-    let (Some(now), Some(deployed)) = (snapshot.now(), deployed) else {
-        findings.missing("observation-time", "deployment.deployed_at");
-        return;
-    };
-    let observed = now.seconds_since(deployed);
-    let finding = findings.at_least(
-        "observation-time",
-        "time since deploy",
-        observed,
+        .and_then(|d| d.deployed_at.as_deref());
+    let spec = Waiting {
+        check: "observation-time",
+        since_field: "deployment.deployed_at",
+        since,
         min_seconds,
-        Unit::Seconds,
-        Decision::Deny,
-    );
-    if observed < min_seconds {
-        finding.message = format!(
-            "not verified yet: {} of {} since deploy, {} left",
-            Unit::Seconds.format(observed),
-            Unit::Seconds.format(min_seconds),
-            Unit::Seconds.format(min_seconds - observed)
-        );
-    }
+        waiting: "not verified yet",
+        measured: "since deploy",
+    };
+    checks::time_elapsed(findings, snapshot.now(), spec);
 }
 
 fn metrics_window(findings: &mut Findings, snapshot: &Snapshot, min_seconds: f64) {

@@ -1,5 +1,5 @@
 use serde_json::{Value, json};
-use shipgate_policy::testing::{self, remove, set};
+use shipgate_policy::testing::{self, assert_finding, remove, set};
 use shipgate_policy::{Decision, Finding, Phase};
 
 use crate::Verify;
@@ -15,18 +15,7 @@ fn example(name: &str) -> Value {
 }
 
 fn finding(snapshot: &Value, check: &str) -> Finding {
-    let verdict =
-        testing::evaluate::<Verify>(Phase::Verify, snapshot, &json!({})).expect("evaluates");
-    verdict
-        .finding(check)
-        .unwrap_or_else(|| panic!("no finding {check} in {:#?}", verdict.findings))
-        .clone()
-}
-
-fn assert_finding(f: &Finding, decision: Decision, observed: &str, threshold: &str) {
-    assert_eq!(f.decision, decision, "{f:?}");
-    assert_eq!(f.observed.as_deref(), Some(observed), "{f:?}");
-    assert_eq!(f.threshold.as_deref(), Some(threshold), "{f:?}");
+    testing::finding::<Verify>(Phase::Verify, snapshot, &json!({}), check)
 }
 
 #[test]
