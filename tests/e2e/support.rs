@@ -28,13 +28,7 @@ pub fn cache_dir() -> PathBuf {
 
 /// `shipgate` as a user runs it, from the working directory `dir`.
 pub fn shipgate_in(dir: &Path) -> assert_cmd::Command {
-    let binary = assert_cmd::cargo::cargo_bin("shipgate");
-    assert!(
-        binary.exists(),
-        "{} is missing: run the tests with `cargo test --workspace`, which builds it",
-        binary.display()
-    );
-    let mut command = assert_cmd::Command::new(binary);
+    let mut command = assert_cmd::Command::new(env!("CARGO_BIN_EXE_shipgate"));
     command
         .current_dir(dir)
         .env("SHIPGATE_CACHE_DIR", cache_dir())

@@ -76,6 +76,20 @@ pub fn ratio(part: f64, whole: f64) -> Option<f64> {
     }
 }
 
+/// The `q`-th percentile (0–100) of `samples`, interpolating linearly
+/// between the closest ranks; `None` for no samples or a `q` outside 0–100.
+/// For policies that receive raw samples rather than precomputed quantiles.
+pub fn percentile(samples: &[f64], q: f64) -> Option<f64> {
+    if samples.is_empty() || !(0.0..=100.0).contains(&q) {
+        return None;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = q / 100.0 * (sorted.len() - 1) as f64;
+    let (low, high) = (rank.floor() as usize, rank.ceil() as usize);
+    Some(sorted[low] + (sorted[high] - sorted[low]) * (rank - low as f64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +109,17 @@ mod tests {
         assert_eq!(Unit::Count.format(50.0), "50");
         assert_eq!(Unit::Percent.format(0.1), "10.0%");
         assert_eq!(Unit::Seconds.format(540.0), "9m 0s");
+    }
+
+    #[test]
+    fn percentiles_interpolate_between_ranks() {
+        let samples = [40.0, 10.0, 30.0, 20.0, 50.0];
+        assert_eq!(percentile(&samples, 50.0), Some(30.0));
+        assert_eq!(percentile(&samples, 0.0), Some(10.0));
+        assert_eq!(percentile(&samples, 100.0), Some(50.0));
+        assert_eq!(percentile(&samples, 95.0), Some(48.0));
+        assert_eq!(percentile(&[], 50.0), None);
+        assert_eq!(percentile(&samples, 101.0), None);
     }
 
     #[test]

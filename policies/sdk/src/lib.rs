@@ -46,7 +46,7 @@ mod time;
 mod verdict;
 
 pub use findings::Findings;
-pub use format::{Unit, duration, ratio};
+pub use format::{Unit, duration, percentile, ratio};
 pub use snapshot::Snapshot;
 pub use time::Timestamp;
 pub use verdict::{Decision, Finding, Phase, PolicyInfo, Verdict};
