@@ -5,12 +5,13 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use clap::error::ErrorKind;
 use clap::{Parser, Subcommand, ValueEnum};
 use shipgate_policy::Phase;
 
 use crate::adapters::shell::{self, Format};
 use crate::audit;
-use crate::error::Error;
+use crate::error::{Error, exit};
 use crate::evaluate::PreparedGate;
 use crate::gate::Gate;
 use crate::inspect;
@@ -109,7 +110,31 @@ fn parse_phase(text: &str) -> Result<Phase, String> {
     text.parse()
 }
 
-/// Runs a parsed command; returns the exit code and what to print.
+/// The whole program: parse the process's arguments, run, and return the
+/// exit code (see [`crate::exit`]). Errors are printed to stderr.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            // clap's own usage code is 2, which a pipeline would read as
+            // "rollback": usage errors are 64.
+            return match error.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => exit::ALLOW,
+                _ => exit::USAGE,
+            };
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("shipgate: error: {error}");
+            error.exit_code()
+        }
+    }
+}
+
+/// Runs a parsed command and returns its exit code.
 pub fn run(cli: Cli) -> Result<i32, Error> {
     match cli.command {
         Command::Eval(args) => eval(&args),

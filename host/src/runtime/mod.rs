@@ -250,6 +250,16 @@ impl Runtime {
         })
     }
 
+    /// A store with the sandbox's limits and deadline set.
+    fn new_store(&self, limits: Limits, determinism: Determinism) -> Store<HostState> {
+        let memory_bytes =
+            usize::try_from(limits.memory_mib.min(MAX_MEMORY_MIB) << 20).unwrap_or(usize::MAX);
+        let mut store = Store::new(&self.engine, HostState::new(memory_bytes, determinism));
+        store.limiter(|state| state.limiter());
+        store.set_epoch_deadline(deadline_ticks(limits.timeout_ms));
+        store
+    }
+
     /// One call in a fresh store and instance, with limits, turning traps
     /// into faults.
     fn call<T>(
@@ -281,6 +291,56 @@ impl Runtime {
             result,
             log,
             duration: started.elapsed(),
+        }
+    }
+}
+
+/// One instance kept across calls. **For measurement only**: it gives up
+/// the isolation every real decision has ([`Runtime::evaluate`] instantiates
+/// afresh); the benchmark uses it to show what a fresh instance costs.
+pub struct ReusedInstance {
+    store: Store<HostState>,
+    policy: bindings::Policy,
+    limits: Limits,
+}
+
+impl Runtime {
+    pub fn reused_instance(
+        &self,
+        module: &LoadedModule,
+        limits: Limits,
+    ) -> Result<ReusedInstance, Fault> {
+        let mut store = self.new_store(limits, Determinism::FIXED);
+        let policy = module
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| classify_trap(&e, store.data(), limits))?;
+        Ok(ReusedInstance {
+            store,
+            policy,
+            limits,
+        })
+    }
+}
+
+impl ReusedInstance {
+    pub fn evaluate(
+        &mut self,
+        phase: Phase,
+        snapshot_json: &str,
+        config_json: &str,
+    ) -> Result<Verdict, Fault> {
+        self.store
+            .set_epoch_deadline(deadline_ticks(self.limits.timeout_ms));
+        match self.policy.call_evaluate(
+            &mut self.store,
+            phase_to_wit(phase),
+            snapshot_json,
+            config_json,
+        ) {
+            Ok(Ok(verdict)) => verdict_from_wit(verdict),
+            Ok(Err(message)) => Err(Fault::PolicyError(truncate(message))),
+            Err(error) => Err(classify_trap(&error, self.store.data(), self.limits)),
         }
     }
 }

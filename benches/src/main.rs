@@ -1,0 +1,381 @@
+//! `cargo run --release -p shipgate-bench -- [--json]`
+//!
+//! Measures, in one run and on the same example snapshots (the repo's
+//! abort-allow and abort-rollback), the cost of one canary decision:
+//!
+//! - `native`: builtin:canary's rules compiled natively, JSON parse included (the floor);
+//! - `wasm_fresh`: the real runtime path: snapshot validated by the host, a fresh
+//!   store and instance with deadline and memory limit, the verdict checked;
+//! - `wasm_reused`: one instance reused (for reference only: no isolation);
+//! - `regorus` and `cel`: the same rules in Rego and in CEL;
+//! - `gate1` and `gate5`: a whole gate with 1 and with 5 policies for the phase;
+//! - `cli_cold` and `cli_native`: whole processes, `shipgate eval` with a cached
+//!   module against a native binary doing parse + rules + print.
+//!
+//! Every engine must reach the same decision on every snapshot; the run
+//! stops otherwise.
+
+mod peers;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::{Value, json};
+use shipgate::evaluate::PreparedGate;
+use shipgate::gate::{Gate, Origin};
+use shipgate::runtime::{Determinism, Limits, Runtime, RuntimeConfig};
+use shipgate::snapshot;
+use shipgate_policy::Phase;
+use shipgate_policy_canary::Canary;
+
+const SNAPSHOTS: [(&str, &str); 2] = [("abort-allow", "allow"), ("abort-rollback", "rollback")];
+
+struct Options {
+    json: bool,
+    iterations: usize,
+    process_runs: usize,
+}
+
+fn parse_options() -> Result<Options> {
+    let mut options = Options {
+        json: false,
+        iterations: 3000,
+        process_runs: 60,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut number = |name: &str| -> Result<usize> {
+            let value = args
+                .next()
+                .with_context(|| format!("{name} needs a number"))?;
+            value
+                .parse()
+                .with_context(|| format!("{name}: '{value}' is not a number"))
+        };
+        match arg.as_str() {
+            "--json" => options.json = true,
+            "--iterations" => options.iterations = number("--iterations")?.max(1),
+            "--process-runs" => options.process_runs = number("--process-runs")?.max(1),
+            "-h" | "--help" => {
+                println!(
+                    "usage: shipgate-bench [--json] [--iterations N (3000)] [--process-runs N (60)]"
+                );
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument '{other}' (try --help)"),
+        }
+    }
+    Ok(options)
+}
+
+/// Median and 99th percentile of a case, in microseconds.
+struct Figures {
+    name: &'static str,
+    median_us: f64,
+    p99_us: f64,
+}
+
+fn figures(name: &'static str, mut samples: Vec<Duration>) -> Figures {
+    samples.sort();
+    let at =
+        |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e6;
+    Figures {
+        name,
+        median_us: at(0.5),
+        p99_us: at(0.99),
+    }
+}
+
+/// Times `iterations` calls per snapshot, after a warm-up, alternating the
+/// snapshots so both cases weigh the same.
+fn time_calls(
+    iterations: usize,
+    inputs: &[Input],
+    mut call: impl FnMut(&Input) -> Result<()>,
+) -> Result<Vec<Duration>> {
+    for input in inputs {
+        for _ in 0..(iterations / 10).max(1) {
+            call(input)?;
+        }
+    }
+    let mut samples = Vec::with_capacity(iterations * inputs.len());
+    for _ in 0..iterations {
+        for input in inputs {
+            let started = Instant::now();
+            call(input)?;
+            samples.push(started.elapsed());
+        }
+    }
+    Ok(samples)
+}
+
+/// One example snapshot in the forms the engines take.
+struct Input {
+    name: &'static str,
+    expected: &'static str,
+    path: PathBuf,
+    /// The snapshot as a CD system sends it.
+    bytes: Vec<u8>,
+    /// The snapshot with the gate object, as a policy receives it.
+    with_gate: String,
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("benches/ is in the repo")
+        .to_path_buf()
+}
+
+fn load_inputs(gate: &Gate) -> Result<Vec<Input>> {
+    SNAPSHOTS
+        .iter()
+        .map(|&(name, expected)| {
+            let path = repo().join(format!("examples/snapshots/{name}.json"));
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let mut value: Value = serde_json::from_slice(&bytes)?;
+            value["gate"] = gate.snapshot_object();
+            Ok(Input {
+                name,
+                expected,
+                path,
+                bytes,
+                with_gate: value.to_string(),
+            })
+        })
+        .collect()
+}
+
+fn check(engine: &str, input: &Input, decision: &str) -> Result<()> {
+    ensure!(
+        decision == input.expected,
+        "{engine} decided {decision} on {}, expected {}",
+        input.name,
+        input.expected
+    );
+    Ok(())
+}
+
+fn gate_with_canaries(count: usize) -> Result<Gate> {
+    let mut text = String::from(shipgate::gate::DEFAULT_GATE);
+    text = text.replace("name = \"default\"", &format!("name = \"bench-{count}\""));
+    let policies_start = text
+        .find("[[policy]]")
+        .context("the default gate has policies")?;
+    text.truncate(policies_start);
+    for i in 1..=count {
+        text.push_str(&format!(
+            "[[policy]]\nname = \"canary-{i}\"\nmodule = \"builtin:canary\"\nphases = [\"abort\"]\n\n"
+        ));
+    }
+    Ok(Gate::parse(&text, Origin::BuiltIn)?)
+}
+
+fn main() -> Result<()> {
+    let options = parse_options()?;
+    let cache = tempfile::tempdir()?;
+    let runtime = Arc::new(Runtime::new(&RuntimeConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..RuntimeConfig::default()
+    })?);
+    let gate1 = PreparedGate::prepare(runtime.clone(), gate_with_canaries(1)?, &[Phase::Abort])?;
+    let gate5 = PreparedGate::prepare(runtime.clone(), gate_with_canaries(5)?, &[Phase::Abort])?;
+    let inputs = load_inputs(gate1.gate())?;
+    let module = runtime
+        .load(shipgate::builtins::lookup("builtin:canary").context("builtin:canary")?)
+        .map_err(anyhow::Error::msg)?;
+    let limits = Limits::default();
+    let n = options.iterations;
+    let mut results = Vec::new();
+
+    let native = time_calls(n, &inputs, |input| {
+        let verdict = shipgate_policy::run_evaluate::<Canary>(Phase::Abort, &input.with_gate, "{}")
+            .map_err(anyhow::Error::msg)?;
+        check("native", input, verdict.decision.as_str())
+    })?;
+    results.push(figures("native", native));
+
+    let wasm_fresh = time_calls(n, &inputs, |input| {
+        let snapshot = snapshot::parse(&input.bytes)?;
+        let mut with_gate = snapshot.json;
+        with_gate["gate"] = gate1.gate().snapshot_object();
+        let determinism = Determinism {
+            now_unix_seconds: snapshot.now.0,
+            seed: [0; 32],
+        };
+        let called = runtime.evaluate(
+            &module,
+            Phase::Abort,
+            &with_gate.to_string(),
+            "{}",
+            limits,
+            determinism,
+        );
+        let verdict = called.result.map_err(|f| anyhow::anyhow!("{f}"))?;
+        check("wasm_fresh", input, verdict.decision.as_str())
+    })?;
+    results.push(figures("wasm_fresh", wasm_fresh));
+
+    let mut reused = runtime
+        .reused_instance(&module, limits)
+        .map_err(|f| anyhow::anyhow!("{f}"))?;
+    let wasm_reused = time_calls(n, &inputs, |input| {
+        let verdict = reused
+            .evaluate(Phase::Abort, &input.with_gate, "{}")
+            .map_err(|f| anyhow::anyhow!("{f}"))?;
+        check("wasm_reused", input, verdict.decision.as_str())
+    })?;
+    results.push(figures("wasm_reused", wasm_reused));
+
+    let mut rego = peers::Rego::new()?;
+    // Rego is two orders of magnitude slower: fewer iterations give the same confidence.
+    let regorus = time_calls((n / 10).max(1), &inputs, |input| {
+        let decision = rego.decide(&input.with_gate)?;
+        check("regorus", input, &decision)
+    })?;
+    results.push(figures("regorus", regorus));
+
+    let cel = peers::Cel::new()?;
+    let cel_samples = time_calls(n, &inputs, |input| {
+        let decision = cel.decide(&input.with_gate)?;
+        check("cel", input, &decision)
+    })?;
+    results.push(figures("cel", cel_samples));
+
+    for (name, gate, policies) in [("gate1", &gate1, 1), ("gate5", &gate5, 5)] {
+        let samples = time_calls(n, &inputs, |input| {
+            let snapshot = snapshot::parse(&input.bytes)?;
+            let evaluation = gate.evaluate(Phase::Abort, &snapshot);
+            ensure!(
+                evaluation.policies.len() == policies,
+                "{name} ran {} policies",
+                evaluation.policies.len()
+            );
+            check(name, input, evaluation.decision.as_str())
+        })?;
+        results.push(figures(
+            if policies == 1 { "gate1" } else { "gate5" },
+            samples,
+        ));
+    }
+
+    let bin_dir = std::env::current_exe()?
+        .parent()
+        .context("the bench binary has a directory")?
+        .to_path_buf();
+    let shipgate_cli = bin_dir.join("shipgate-cli");
+    let cli_native = bin_dir.join("cli-native");
+    for binary in [&shipgate_cli, &cli_native] {
+        ensure!(
+            binary.exists(),
+            "{} is missing: run with `cargo run --release -p shipgate-bench`",
+            binary.display()
+        );
+    }
+    let cold = time_processes(options.process_runs, &inputs, |input| {
+        let mut command = Command::new(&shipgate_cli);
+        command
+            .args(["eval", "--phase", "abort", "--format", "json", "--snapshot"])
+            .arg(&input.path)
+            .env("SHIPGATE_CACHE_DIR", cache.path());
+        command
+    })?;
+    results.push(figures("cli_cold", cold));
+    let native_process = time_processes(options.process_runs, &inputs, |input| {
+        let mut command = Command::new(&cli_native);
+        command.arg(&input.path);
+        command
+    })?;
+    results.push(figures("cli_native", native_process));
+
+    report(&results, options.json);
+    Ok(())
+}
+
+/// Times whole processes; each must exit with its snapshot's decision code.
+fn time_processes(
+    runs: usize,
+    inputs: &[Input],
+    command: impl Fn(&Input) -> Command,
+) -> Result<Vec<Duration>> {
+    time_calls(runs, inputs, |input| {
+        let output = command(input).output()?;
+        let expected = match input.expected {
+            "allow" => 0,
+            "deny" => 1,
+            _ => 2,
+        };
+        ensure!(
+            output.status.code() == Some(expected),
+            "{:?} on {} exited {:?}: {}",
+            command(input).get_program(),
+            input.name,
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(())
+    })
+}
+
+fn find<'a>(results: &'a [Figures], name: &str) -> &'a Figures {
+    results
+        .iter()
+        .find(|f| f.name == name)
+        .expect("every case is measured")
+}
+
+fn report(results: &[Figures], as_json: bool) {
+    let ratio = |a: &str, b: &str| find(results, a).median_us / find(results, b).median_us;
+    let ratios = [
+        ("wasm_fresh/native", ratio("wasm_fresh", "native"), "<= 2.0"),
+        (
+            "regorus/wasm_fresh",
+            ratio("regorus", "wasm_fresh"),
+            ">= 20",
+        ),
+        ("cel/wasm_fresh", ratio("cel", "wasm_fresh"), ">= 10"),
+        ("gate5/gate1", ratio("gate5", "gate1"), "<= 2.0"),
+        (
+            "cli_cold/cli_native",
+            ratio("cli_cold", "cli_native"),
+            "<= 1.3",
+        ),
+        (
+            "wasm_fresh p99/median",
+            find(results, "wasm_fresh").p99_us / find(results, "wasm_fresh").median_us,
+            "<= 3.0",
+        ),
+    ];
+    if as_json {
+        let mut cases = serde_json::Map::new();
+        for f in results {
+            cases.insert(
+                f.name.to_string(),
+                json!({"median_us": round(f.median_us), "p99_us": round(f.p99_us)}),
+            );
+        }
+        let mut ratio_map = serde_json::Map::new();
+        for (name, value, _) in &ratios {
+            ratio_map.insert(name.to_string(), json!(round(*value)));
+        }
+        println!("{}", json!({"cases": cases, "ratios": ratio_map}));
+        return;
+    }
+    println!("{:<14} {:>12} {:>12}", "case", "median µs", "p99 µs");
+    for f in results {
+        println!("{:<14} {:>12.1} {:>12.1}", f.name, f.median_us, f.p99_us);
+    }
+    println!();
+    println!("{:<24} {:>8}   target", "ratio", "value");
+    for (name, value, target) in ratios {
+        println!("{name:<24} {value:>8.2}   {target}");
+    }
+}
+
+fn round(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}

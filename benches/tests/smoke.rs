@@ -1,0 +1,58 @@
+//! The benchmark runs and agrees across engines (a few iterations; the
+//! figures themselves are not checked here: timings belong to the bench).
+
+use std::process::Command;
+
+#[test]
+fn the_benchmark_runs_and_reports_every_case_and_ratio() {
+    let output = Command::new(env!("CARGO_BIN_EXE_shipgate-bench"))
+        .args(["--json", "--iterations", "5", "--process-runs", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    for case in [
+        "native",
+        "wasm_fresh",
+        "wasm_reused",
+        "regorus",
+        "cel",
+        "gate1",
+        "gate5",
+        "cli_cold",
+        "cli_native",
+    ] {
+        let figures = &report["cases"][case];
+        assert!(
+            figures["median_us"].as_f64().unwrap() > 0.0,
+            "{case}: {figures}"
+        );
+        assert!(
+            figures["p99_us"].as_f64().unwrap() >= figures["median_us"].as_f64().unwrap(),
+            "{case}"
+        );
+    }
+    for ratio in [
+        "wasm_fresh/native",
+        "regorus/wasm_fresh",
+        "cel/wasm_fresh",
+        "gate5/gate1",
+        "cli_cold/cli_native",
+    ] {
+        assert!(report["ratios"][ratio].as_f64().unwrap() > 0.0, "{ratio}");
+    }
+}
+
+#[test]
+fn unknown_arguments_are_refused() {
+    let output = Command::new(env!("CARGO_BIN_EXE_shipgate-bench"))
+        .arg("--fast")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown argument '--fast'"));
+}
