@@ -189,6 +189,7 @@ fn main() -> Result<()> {
         .load(shipgate::builtins::lookup("builtin:canary").context("builtin:canary")?)
         .map_err(anyhow::Error::msg)?;
     let limits = Limits::default();
+    let gate_json = gate1.gate().snapshot_object().to_string();
     let n = options.iterations;
     let mut results = Vec::new();
 
@@ -201,8 +202,7 @@ fn main() -> Result<()> {
 
     let wasm_fresh = time_calls(n, &inputs, |input| {
         let snapshot = snapshot::parse(&input.bytes)?;
-        let mut with_gate = snapshot.json;
-        with_gate["gate"] = gate1.gate().snapshot_object();
+        let with_gate = snapshot.with_gate(&gate_json);
         let determinism = Determinism {
             now_unix_seconds: snapshot.now.0,
             seed: [0; 32],

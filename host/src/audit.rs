@@ -29,7 +29,7 @@ pub struct Record {
 pub fn append(path: &Path, evaluation: &Evaluation, snapshot: &ValidSnapshot) -> Result<(), Error> {
     let record = Record {
         evaluation: evaluation.clone(),
-        snapshot: snapshot.json.clone(),
+        snapshot: snapshot.to_value(),
     };
     let mut line = serde_json::to_string(&record).expect("a record is JSON");
     line.push('\n');
@@ -99,9 +99,8 @@ pub fn replay(runtime: Arc<Runtime>, gate: Gate, log: &Path) -> Result<Replay, E
                 prepared.gate().origin.label()
             )));
         }
-        let snapshot =
-            snapshot::validate(record.snapshot.clone(), recorded.snapshot_sha256.clone())
-                .map_err(|e| Error::InvalidInput(format!("{at}: snapshot: {e}")))?;
+        let snapshot = snapshot::from_value(&record.snapshot, recorded.snapshot_sha256.clone())
+            .map_err(|e| Error::InvalidInput(format!("{at}: snapshot: {e}")))?;
         let again = prepared.evaluate(recorded.phase, &snapshot);
         if let Some(difference) = difference(recorded, &again) {
             report

@@ -171,8 +171,14 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
     }
 }
 
+/// A command evaluates one policy at a time: a small instance pool keeps
+/// start-up short (every pool slot costs set-up system calls).
 fn runtime() -> Result<Runtime, Error> {
-    Ok(Runtime::new(&RuntimeConfig::default())?)
+    let config = RuntimeConfig {
+        max_concurrent_instances: 2,
+        ..RuntimeConfig::default()
+    };
+    Ok(Runtime::new(&config)?)
 }
 
 fn load_gate(path: Option<&Path>) -> Result<Gate, Error> {

@@ -21,6 +21,8 @@ use crate::verdict::{Evaluation, PolicyOutcome, combine};
 pub struct PreparedGate {
     runtime: Arc<Runtime>,
     gate: Gate,
+    /// The `gate` object policies see, serialized once.
+    gate_json: String,
     /// Per policy name: the loaded module, or why it could not be used (the
     /// policy then fails closed at every evaluation).
     modules: HashMap<String, Result<Arc<LoadedModule>, Fault>>,
@@ -51,9 +53,11 @@ impl PreparedGate {
             };
             modules.insert(policy.name.clone(), module);
         }
+        let gate_json = gate.snapshot_object().to_string();
         Ok(PreparedGate {
             runtime,
             gate,
+            gate_json,
             modules,
         })
     }
@@ -65,12 +69,8 @@ impl PreparedGate {
     /// Evaluates one phase. Never fails: every policy problem is a fault
     /// that fails closed inside the returned decision.
     pub fn evaluate(&self, phase: Phase, snapshot: &ValidSnapshot) -> Evaluation {
-        let mut input = snapshot.json.clone();
-        input
-            .as_object_mut()
-            .expect("a valid snapshot is an object")
-            .insert("gate".to_string(), self.gate.snapshot_object());
-        let input = input.to_string();
+        // Built once, shared by every policy of the phase.
+        let input = snapshot.with_gate(&self.gate_json);
         let determinism = Determinism {
             now_unix_seconds: snapshot.now.0,
             seed: seed_from(&snapshot.sha256),

@@ -5,6 +5,9 @@
 //! policies read one definition. The host is stricter than a policy: it
 //! checks types, timestamps and counts, and refuses a snapshot that carries
 //! `gate` (only the host may add the declared thresholds).
+//!
+//! The text is parsed once, straight into the typed form; policies get the
+//! caller's text with the gate spliced in, never a re-serialization.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -13,15 +16,45 @@ use shipgate_policy::{Snapshot, Timestamp};
 /// The snapshot schema version this host understands.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// A snapshot that passed validation, kept as the JSON the caller sent.
+/// A snapshot that passed validation, kept as the JSON text the caller sent.
 #[derive(Debug, Clone)]
 pub struct ValidSnapshot {
-    /// The snapshot as sent, without the host's `gate` object.
-    pub json: Value,
+    /// The snapshot as sent (a JSON object), without the host's `gate`.
+    text: String,
     /// sha256 of the bytes as received.
     pub sha256: String,
     /// The snapshot's `now`: the only clock policies see.
     pub now: Timestamp,
+}
+
+impl ValidSnapshot {
+    /// The snapshot as the caller sent it.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The snapshot as a JSON value (for records; not on the hot path).
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(&self.text).expect("validated JSON")
+    }
+
+    /// The snapshot with `"gate": GATE_JSON` added, as policies receive it:
+    /// the caller's text byte for byte, the gate before the closing brace.
+    pub fn with_gate(&self, gate_json: &str) -> String {
+        let body = self.text.trim_end();
+        let body = body
+            .strip_suffix('}')
+            .expect("validated as an object")
+            .trim_end();
+        let separator = if body.ends_with('{') { "" } else { "," };
+        let mut input = String::with_capacity(body.len() + gate_json.len() + 12);
+        input.push_str(body);
+        input.push_str(separator);
+        input.push_str("\"gate\":");
+        input.push_str(gate_json);
+        input.push('}');
+        input
+    }
 }
 
 /// Why a snapshot was refused. `path` is the JSON path of the problem
@@ -44,50 +77,55 @@ impl SnapshotError {
 
 /// Parses and validates a snapshot.
 pub fn parse(bytes: &[u8]) -> Result<ValidSnapshot, SnapshotError> {
-    let json: Value = serde_json::from_slice(bytes)
-        .map_err(|e| SnapshotError::at("", format!("not valid JSON: {e}")))?;
-    let sha256 = hex::encode(Sha256::digest(bytes));
-    validate(json, sha256)
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| SnapshotError::at("", format!("not valid UTF-8 text: {e}")))?;
+    parse_text(text.to_string(), hex::encode(Sha256::digest(bytes)))
 }
 
-/// Validates an already parsed snapshot (a server's request body).
-pub fn validate(json: Value, sha256: String) -> Result<ValidSnapshot, SnapshotError> {
-    let Some(object) = json.as_object() else {
+/// Validates a snapshot held as a JSON value (a decision log record), under
+/// the digest it was received with.
+pub fn from_value(json: &Value, sha256: String) -> Result<ValidSnapshot, SnapshotError> {
+    parse_text(json.to_string(), sha256)
+}
+
+fn parse_text(text: String, sha256: String) -> Result<ValidSnapshot, SnapshotError> {
+    let not_json = |e: serde_json::Error| SnapshotError::at("", format!("not valid JSON: {e}"));
+    if !text.trim_start().starts_with('{') {
+        serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(not_json)?;
         return Err(SnapshotError::at("", "expected a JSON object"));
-    };
-    if object.contains_key("gate") {
+    }
+    let mut deserializer = serde_json::Deserializer::from_str(&text);
+    let typed: Snapshot = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            not_json(inner)
+        } else {
+            SnapshotError::at(
+                if path == "." { String::new() } else { path },
+                inner.to_string(),
+            )
+        }
+    })?;
+    deserializer.end().map_err(not_json)?;
+    if typed.gate.is_some() {
         return Err(SnapshotError::at(
             "gate",
             "a snapshot may not carry `gate`: the host adds the gate's declared plan and thresholds",
         ));
     }
-    match object.get("schema_version") {
-        Some(Value::Number(n)) if n.as_u64() == Some(SCHEMA_VERSION.into()) => {}
-        Some(other) => {
-            return Err(SnapshotError::at(
-                "schema_version",
-                format!(
-                    "unsupported schema version {other}; this shipgate reads version {SCHEMA_VERSION}"
-                ),
-            ));
-        }
-        None => {
-            return Err(SnapshotError::at(
-                "schema_version",
-                "missing field (expected 1)",
-            ));
-        }
+    if typed.schema_version != SCHEMA_VERSION {
+        return Err(SnapshotError::at(
+            "schema_version",
+            format!(
+                "unsupported schema version {}; this shipgate reads version {SCHEMA_VERSION}",
+                typed.schema_version
+            ),
+        ));
     }
-    let typed: Snapshot = serde_path_to_error::deserialize(&json).map_err(|e| {
-        let path = e.path().to_string();
-        SnapshotError::at(
-            if path == "." { String::new() } else { path },
-            e.into_inner().to_string(),
-        )
-    })?;
     let now = check_timestamps(&typed)?;
     check_counts(&typed)?;
-    Ok(ValidSnapshot { json, sha256, now })
+    Ok(ValidSnapshot { text, sha256, now })
 }
 
 fn timestamp(path: &str, text: Option<&str>) -> Result<Option<Timestamp>, SnapshotError> {
@@ -182,12 +220,12 @@ mod tests {
     }
 
     fn error_of(json: Value) -> String {
-        validate(json, String::new()).unwrap_err().to_string()
+        from_value(&json, String::new()).unwrap_err().to_string()
     }
 
     #[test]
     fn accepts_the_examples() {
-        let parsed = validate(example(), "x".into()).unwrap();
+        let parsed = from_value(&example(), "x".into()).unwrap();
         assert_eq!(
             parsed.now,
             Timestamp::parse("2026-11-26T14:00:00Z").unwrap()
@@ -195,18 +233,22 @@ mod tests {
     }
 
     #[test]
-    fn wrong_types_name_the_json_path() {
+    fn wrong_types_name_the_json_path_and_position() {
         let mut s = example();
         s["metrics"]["canary"]["errors"] = "many".into();
-        assert_eq!(
-            error_of(s),
-            "metrics.canary.errors: invalid type: string \"many\", expected f64"
+        let err = error_of(s);
+        assert!(
+            err.starts_with("metrics.canary.errors: invalid type: string \"many\", expected f64 at line 1 column "),
+            "{err}"
         );
         let mut s = example();
         s["alerts"][0]["expected"] = 3.into();
-        assert_eq!(
-            error_of(s),
-            "alerts[0].expected: invalid type: integer `3`, expected a boolean"
+        let err = error_of(s);
+        assert!(
+            err.starts_with(
+                "alerts[0].expected: invalid type: integer `3`, expected a boolean at line 1"
+            ),
+            "{err}"
         );
     }
 
@@ -237,6 +279,36 @@ mod tests {
         s["schema_version"] = 2.into();
         assert!(error_of(s).starts_with("schema_version: unsupported schema version 2"));
         assert_eq!(error_of(Value::Array(vec![])), "expected a JSON object");
+    }
+
+    #[test]
+    fn even_a_null_gate_is_refused() {
+        let mut s = example();
+        s["gate"] = Value::Null;
+        assert!(error_of(s).starts_with("gate: a snapshot may not carry `gate`"));
+    }
+
+    #[test]
+    fn the_gate_is_spliced_into_the_callers_text() {
+        let snapshot =
+            parse(b"{\"schema_version\": 1, \"now\": \"2026-11-26T14:00:00Z\"}\n").unwrap();
+        assert_eq!(
+            snapshot.with_gate("{\"name\":\"g\"}"),
+            "{\"schema_version\": 1, \"now\": \"2026-11-26T14:00:00Z\",\"gate\":{\"name\":\"g\"}}"
+        );
+        let spliced: Value = serde_json::from_str(&snapshot.with_gate("{}")).unwrap();
+        assert_eq!(spliced["gate"], serde_json::json!({}));
+    }
+
+    #[test]
+    fn trailing_text_is_refused() {
+        let err =
+            parse(b"{\"schema_version\": 1, \"now\": \"2026-11-26T14:00:00Z\"} {}").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("not valid JSON: trailing characters"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -31,11 +31,12 @@ fn malformed_json_names_file_line_and_column() {
 }
 
 #[test]
-fn a_wrong_type_names_the_json_path() {
+fn a_wrong_type_names_the_json_path_and_line() {
     let text = example_with(|s| s["metrics"]["canary"]["errors"] = "eleven".into());
-    eval_snapshot_text(&text).code(65).stderr(
-        "shipgate: error: snapshot.json: metrics.canary.errors: invalid type: string \"eleven\", expected f64\n",
-    );
+    let line = text.lines().position(|l| l.contains("\"eleven\"")).unwrap() + 1;
+    eval_snapshot_text(&text).code(65).stderr(format!(
+        "shipgate: error: snapshot.json: metrics.canary.errors: invalid type: string \"eleven\", expected f64 at line {line} column 24\n"
+    ));
 }
 
 #[test]

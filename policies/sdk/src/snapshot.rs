@@ -31,7 +31,16 @@ pub struct Snapshot {
     /// Added by the host from the gate file: the plan and thresholds
     /// declared before the rollout. A caller cannot supply it.
     #[cfg_attr(feature = "schema", schemars(skip))]
+    #[serde(default, deserialize_with = "present")]
     pub gate: Option<Gate>,
+}
+
+/// A `gate` key that is present, even as `null`, reads as `Some`, so the
+/// host can refuse a caller that tries to supply one.
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Gate>, D::Error> {
+    Ok(Some(
+        Option::<Gate>::deserialize(deserializer)?.unwrap_or_default(),
+    ))
 }
 
 impl Snapshot {
