@@ -204,7 +204,7 @@ fn eval(args: &EvalArgs) -> Result<i32, Error> {
                 )));
             }
         }
-        gate = gate.with_modules(&args.policies, args.phase);
+        gate = gate.with_modules(&args.policies, args.phase)?;
     }
     let prepared = PreparedGate::prepare(Arc::new(runtime()?), gate, &[args.phase])?;
     let evaluation = prepared.evaluate(args.phase, &snapshot);
@@ -215,7 +215,11 @@ fn eval(args: &EvalArgs) -> Result<i32, Error> {
     if args.format == Format::Github
         && let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty())
     {
-        append_file(Path::new(&summary), &shell::markdown(&evaluation))?;
+        // The decision is made and printed: a summary that cannot be written
+        // must not change the exit code a pipeline acts on.
+        if let Err(error) = append_file(Path::new(&summary), &shell::markdown(&evaluation)) {
+            eprintln!("shipgate: warning: GITHUB_STEP_SUMMARY: {error}");
+        }
     }
     Ok(shell::exit_code(evaluation.decision))
 }

@@ -11,7 +11,7 @@ use shipgate_policy::Phase;
 
 use crate::builtins;
 use crate::error::Error;
-use crate::gate::{Gate, ModuleBase, PolicyEntry};
+use crate::gate::{Gate, Mode, ModuleBase, PolicyEntry};
 use crate::runtime::{Determinism, Fault, LoadedModule, Runtime};
 use crate::snapshot::ValidSnapshot;
 use crate::verdict::{Evaluation, PolicyOutcome, combine};
@@ -233,6 +233,14 @@ fn check_policy(
     module: Arc<LoadedModule>,
 ) -> Result<Result<Arc<LoadedModule>, Fault>, Error> {
     let at = format!("{}: policy '{}'", gate.origin.label(), policy.name);
+    // A shadow policy never changes a decision, so its mistakes must not
+    // stop the gate either: they become its fault.
+    let refuse = |why: String| -> Result<Result<Arc<LoadedModule>, Fault>, Error> {
+        match policy.mode {
+            Mode::Shadow => Ok(Err(Fault::Load(why))),
+            Mode::Enforce => Err(Error::InvalidInput(format!("{at}: {why}"))),
+        }
+    };
     let info = match runtime.describe(&module, gate.limits()).result {
         Ok(info) => info,
         // A policy that cannot describe itself cannot be trusted to decide.
@@ -240,18 +248,18 @@ fn check_policy(
     };
     if let Some(phase) = policy.phases.iter().find(|p| !info.phases.contains(p)) {
         let supported: Vec<&str> = info.phases.iter().map(|p| p.as_str()).collect();
-        return Err(Error::InvalidInput(format!(
-            "{at}: module '{}' does not evaluate the {phase} phase (it evaluates: {})",
+        return refuse(format!(
+            "module '{}' does not evaluate the {phase} phase (it evaluates: {})",
             policy.module,
             supported.join(", ")
-        )));
+        ));
     }
     match runtime
         .validate_config(&module, &policy.config_json(), gate.limits())
         .result
     {
         Ok(()) => Ok(Ok(module)),
-        Err(Fault::PolicyError(why)) => Err(Error::InvalidInput(format!("{at}: {why}"))),
+        Err(Fault::PolicyError(why)) => refuse(why),
         Err(fault) => Ok(Err(fault)),
     }
 }

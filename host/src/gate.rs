@@ -222,21 +222,34 @@ impl Gate {
     /// Replaces the gate's policies for `phase` with modules named on the
     /// command line (resolved from the working directory), keeping its plan,
     /// thresholds and limits.
-    pub fn with_modules(mut self, modules: &[String], phase: Phase) -> Gate {
-        self.file.policies = modules
-            .iter()
-            .map(|module| PolicyEntry {
-                name: module_display_name(module),
+    pub fn with_modules(mut self, modules: &[String], phase: Phase) -> Result<Gate, Error> {
+        let mut policies: Vec<PolicyEntry> = Vec::with_capacity(modules.len());
+        for module in modules {
+            // Two modules must never share a name: names key the loaded modules.
+            let taken = |name: &str| policies.iter().any(|p: &PolicyEntry| p.name == name);
+            let mut name = module_display_name(module);
+            if taken(&name) {
+                name = module.clone();
+            }
+            let mut n = 2;
+            while taken(&name) {
+                name = format!("{module}#{n}");
+                n += 1;
+            }
+            policies.push(PolicyEntry {
+                name,
                 module: module.clone(),
                 sha256: None,
                 phases: vec![phase],
                 on_error: None,
                 mode: Mode::Enforce,
                 config: None,
-            })
-            .collect();
+            });
+        }
+        self.file.policies = policies;
         self.module_base = ModuleBase::WorkingDir;
-        self
+        validate(&self.file).map_err(|why| Error::Usage(format!("--policy: {why}")))?;
+        Ok(self)
     }
 
     pub fn limits(&self) -> Limits {
@@ -333,6 +346,21 @@ fn validate(file: &GateFile) -> Result<(), String> {
             return Err(format!("{key}: {v} must be a number >= 0"));
         }
     }
+    if let Some(latency) = &abort.max_latency_ms {
+        for (q, value) in [
+            ("p50", latency.p50),
+            ("p95", latency.p95),
+            ("p99", latency.p99),
+        ] {
+            if let Some(v) = value
+                && !(v >= 0.0 && v.is_finite())
+            {
+                return Err(format!(
+                    "rollout.abort.max_latency_ms.{q}: {v} must be a number of milliseconds >= 0"
+                ));
+            }
+        }
+    }
     let limits = &file.limits;
     if !(1..=60_000).contains(&limits.timeout_ms) {
         return Err(format!(
@@ -357,6 +385,12 @@ fn validate(file: &GateFile) -> Result<(), String> {
         }
         if policy.phases.is_empty() {
             return Err(format!("{at}: phases: list at least one phase"));
+        }
+        if policy.on_error == Some(Decision::Allow) {
+            return Err(format!(
+                "{at}: on_error = \"allow\" would let a broken policy pass; \
+                 use mode = \"shadow\" for a policy that must not block"
+            ));
         }
         if let Some(pin) = &policy.sha256
             && !(pin.len() == 64 && pin.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -483,6 +517,15 @@ mod tests {
             (
                 "name = \"g\"\n[[policy]]\nname = \"p\"\nmodule = \"a\"\nphases = [\"abort\"]\n[[policy]]\nname = \"p\"\nmodule = \"b\"\nphases = [\"verify\"]\n",
                 "gate.toml: policy[1] ('p'): another policy has the same name",
+            ),
+            (
+                "name = \"g\"\n[[policy]]\nname = \"p\"\nmodule = \"m\"\nphases = [\"abort\"]\non_error = \"allow\"\n",
+                "gate.toml: policy[0] ('p'): on_error = \"allow\" would let a broken policy pass; \
+                 use mode = \"shadow\" for a policy that must not block",
+            ),
+            (
+                "name = \"g\"\n[rollout.abort]\nmax_latency_ms = { p99 = -5 }\n",
+                "gate.toml: rollout.abort.max_latency_ms.p99: -5 must be a number of milliseconds >= 0",
             ),
         ];
         for (text, expected) in cases {

@@ -164,6 +164,13 @@ fn check_timestamps(s: &Snapshot) -> Result<Timestamp, SnapshotError> {
 }
 
 fn check_counts(s: &Snapshot) -> Result<(), SnapshotError> {
+    if let Some(plan) = &s.rollback_plan {
+        non_negative("rollback_plan.estimated_seconds", plan.estimated_seconds)?;
+        non_negative(
+            "rollback_plan.tested_duration_seconds",
+            plan.tested_duration_seconds,
+        )?;
+    }
     let Some(metrics) = &s.metrics else {
         return Ok(());
     };

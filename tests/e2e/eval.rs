@@ -82,7 +82,9 @@ fn shadow_policies_are_reported_but_do_not_decide() {
 stages = [5, 10, 25, 50, 100]
 min_stage_minutes = 15
 [rollout.abort]
-max_error_rate = 0.001
+max_error_rate = 0.01
+max_latency_ratio = 1.3
+max_business_drop = 0.1
 
 [[policy]]
 name = "lenient"
@@ -111,4 +113,38 @@ mode = "shadow"
     );
     assert_eq!(json["policies"][0]["mode"], "shadow");
     assert_eq!(json["policies"][0]["decision"], "allow");
+}
+
+/// Two modules with the same file name are two policies, not one.
+#[test]
+fn policy_flags_with_the_same_file_name_both_run() {
+    let dir = tempfile::tempdir().unwrap();
+    for team in ["team-a", "team-b"] {
+        std::fs::create_dir(dir.path().join(team)).unwrap();
+        std::fs::copy(
+            crate::support::custom_policy(),
+            dir.path().join(team).join("rules.wasm"),
+        )
+        .unwrap();
+    }
+    let args = [
+        "--phase",
+        "promotion",
+        "--policy",
+        "team-a/rules.wasm",
+        "--policy",
+        "team-b/rules.wasm",
+    ];
+    let (_, json) = eval_json(dir.path(), &args, &snapshot("promotion-allow"));
+    let policies = json["policies"].as_array().unwrap();
+    let names: Vec<&str> = policies
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["rules", "team-b/rules.wasm"]);
+    let modules: Vec<&str> = policies
+        .iter()
+        .map(|p| p["module"].as_str().unwrap())
+        .collect();
+    assert_eq!(modules, ["team-a/rules.wasm", "team-b/rules.wasm"]);
 }

@@ -178,6 +178,28 @@ fn flooding_stdout_is_stopped() {
 }
 
 #[test]
+fn sleeping_is_refused_at_once() {
+    // Time is frozen; a blocking host call would be beyond the deadline.
+    let error = fails_closed("sleep");
+    assert!(
+        error.starts_with("policy crashed: policies may not sleep or wait: time is frozen"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_shadow_policy_with_a_bad_config_does_not_stop_the_gate() {
+    let dir = fixture("hostile").parent().unwrap().to_path_buf();
+    let shadow = "[[policy]]\nname = \"typo\"\nmodule = \"hostile.wasm\"\nphases = [\"abort\"]\n\
+                  mode = \"shadow\"\nconfig = { behavior = \"allow\" }\n";
+    let policies = format!("{}{shadow}", hostile_policy("allow", ""));
+    let (evaluation, _) = evaluate(gate_in(&dir, &policies), Phase::Abort);
+    assert_eq!(evaluation.decision, Decision::Allow);
+    let error = evaluation.policies[1].error.clone().unwrap();
+    assert!(error.contains("unknown field `behavior`"), "{error}");
+}
+
+#[test]
 fn on_error_overrides_the_fail_closed_decision() {
     let dir = fixture("hostile").parent().unwrap().to_path_buf();
     let gate = gate_in(&dir, &hostile_policy("err", "on_error = \"deny\""));

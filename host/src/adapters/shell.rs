@@ -40,7 +40,11 @@ pub fn render(evaluation: &Evaluation, format: Format) -> String {
             json.push('\n');
             json
         }
-        Format::Github => format!("{}{}", workflow_commands(evaluation), text(evaluation)),
+        Format::Github => format!(
+            "{}{}",
+            workflow_commands(evaluation),
+            inert(&text(evaluation))
+        ),
     }
 }
 
@@ -75,7 +79,7 @@ pub fn text(e: &Evaluation) -> String {
         e.phase,
         e.gate
     );
-    let _ = writeln!(out, "{}", e.summary);
+    let _ = writeln!(out, "{}", one_line(&e.summary));
     for policy in &e.policies {
         out.push('\n');
         policy_text(&mut out, policy);
@@ -105,7 +109,7 @@ fn policy_text(out: &mut String, p: &PolicyOutcome) {
         p.module
     );
     if let Some(error) = &p.error {
-        let _ = writeln!(out, "    {error}");
+        let _ = writeln!(out, "    {}", one_line(error));
     }
     let mut passed = 0;
     for f in &p.findings {
@@ -117,12 +121,12 @@ fn policy_text(out: &mut String, p: &PolicyOutcome) {
             out,
             "  {} {} ({}): {}",
             mark(f.decision),
-            f.check,
+            one_line(&f.check),
             f.decision,
-            f.message
+            one_line(&f.message)
         );
         if let Some(evidence) = evidence(f) {
-            let _ = writeln!(out, "      {evidence}");
+            let _ = writeln!(out, "      {}", one_line(&evidence));
         }
     }
     if passed > 0 {
@@ -223,6 +227,20 @@ pub fn markdown(e: &Evaluation) -> String {
     out
 }
 
+/// The runner reads any output line that starts with `::` as a command;
+/// policy and snapshot text must never become one.
+fn inert(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            if line.starts_with("::") {
+                format!(" {line}\n")
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect()
+}
+
 /// Escapes a workflow command's message (GitHub's rules: %, CR, LF).
 fn escape(text: &str) -> String {
     text.replace('%', "%25")
@@ -233,6 +251,11 @@ fn escape(text: &str) -> String {
 /// Escapes a workflow command property (also `:` and `,`).
 fn property(text: &str) -> String {
     escape(text).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// Policy-supplied text on one line, so it cannot forge the layout.
+fn one_line(text: &str) -> String {
+    text.replace(['\n', '\r'], " ")
 }
 
 /// Makes text safe inside a Markdown table cell.
@@ -249,6 +272,11 @@ mod tests {
         assert_eq!(escape("50% done\nnext"), "50%25 done%0Anext");
         assert_eq!(property("a: b, c"), "a%3A b%2C c");
         assert_eq!(cell("a|b\nc"), "a\\|b c");
+        assert_eq!(
+            inert("ok\n::stop-commands::x\n"),
+            "ok\n ::stop-commands::x\n"
+        );
+        assert_eq!(one_line("a\n::add-mask::b"), "a ::add-mask::b");
     }
 
     #[test]

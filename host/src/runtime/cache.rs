@@ -54,7 +54,8 @@ impl ModuleCache {
     /// A cached compilation of the module with this digest, if any.
     pub fn get(&self, engine: &Engine, sha256: &str) -> Option<Component> {
         let path = self.path_for(sha256);
-        if !path.is_file() {
+        let metadata = std::fs::symlink_metadata(&path).ok()?;
+        if !metadata.is_file() || check_private(&metadata).is_err() {
             return None;
         }
         // SAFETY: the file is in a directory only this user can write, named
@@ -77,21 +78,41 @@ impl ModuleCache {
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
         .with_context(|| format!("creating the module cache {}", dir.display()))?;
-    let mode = std::fs::metadata(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .permissions()
-        .mode();
-    if mode & 0o022 != 0 {
+    let metadata =
+        std::fs::symlink_metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
+    if !metadata.is_dir() {
         bail!(
-            "module cache {} is writable by others (mode {:o}); refusing to load code from it",
-            dir.display(),
-            mode & 0o777
+            "module cache {} is not a directory (a symbolic link?)",
+            dir.display()
+        );
+    }
+    check_private(&metadata).with_context(|| format!("module cache {}", dir.display()))
+}
+
+/// Cached code runs as native code: only files and directories that this
+/// user owns and nobody else can write are trusted.
+fn check_private(metadata: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // The owner of /proc/self is the process's user.
+    let me = std::fs::metadata("/proc/self")
+        .context("finding the current user")?
+        .uid();
+    if metadata.uid() != me {
+        bail!(
+            "owned by user {}, not by this user ({me}); refusing to load code from it",
+            metadata.uid()
+        );
+    }
+    if metadata.mode() & 0o022 != 0 {
+        bail!(
+            "writable by others (mode {:o}); refusing to load code from it",
+            metadata.mode() & 0o777
         );
     }
     Ok(())

@@ -143,6 +143,9 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI")?;
+        sandbox::forbid_sleeping(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking the frozen clock")?;
         // A cache that cannot be opened only costs compile time.
         let cache = config
             .cache_dir
@@ -352,6 +355,9 @@ fn engine_config(config: &RuntimeConfig) -> Config {
         .total_core_instances(slots * 8)
         .total_memories(slots * 2)
         .total_tables(slots * 4)
+        // The memory limit is per instance (see `MemoryCap`); a component
+        // with many memories would also drain the pool.
+        .max_memories_per_component(2)
         // Async stacks are not used, but each pool slot costs a guard-page
         // mprotect at start-up (the default, 1000, was ~4 ms of a CLI run).
         .total_stacks(slots)
@@ -408,8 +414,10 @@ fn classify_trap(error: &wasmtime::Error, state: &HostState, limits: Limits) -> 
 }
 
 fn root_cause(error: &wasmtime::Error) -> String {
-    let text = format!("{:#}", error);
-    text.lines().next().unwrap_or_default().to_string()
+    // The outermost message is often generic ("error while executing at
+    // wasm backtrace: ..."); the root says what happened.
+    let root = error.root_cause().to_string();
+    root.lines().next().unwrap_or_default().to_string()
 }
 
 fn truncate(mut text: String) -> String {

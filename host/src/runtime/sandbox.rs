@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Linker, Resource, ResourceTable};
+use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
@@ -66,6 +67,7 @@ impl HostState {
             table: ResourceTable::new(),
             limits: MemoryCap {
                 max_bytes: memory_bytes,
+                used_bytes: 0,
                 refused: false,
             },
             stdout,
@@ -114,21 +116,30 @@ impl WasiView for HostState {
     }
 }
 
-/// Caps linear memory and table growth, remembering a refusal so a trap that
-/// follows can be reported as "out of memory" rather than a bare trap.
+/// Caps the linear memory of a whole instance (all its memories together)
+/// and table growth, remembering a refusal so a trap that follows can be
+/// reported as "out of memory" rather than a bare trap.
 pub struct MemoryCap {
     max_bytes: usize,
+    used_bytes: usize,
     refused: bool,
 }
 
 impl ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let allowed = desired <= self.max_bytes;
+        let after = self
+            .used_bytes
+            .saturating_sub(current)
+            .saturating_add(desired);
+        let allowed = after <= self.max_bytes;
+        if allowed {
+            self.used_bytes = after;
+        }
         self.refused |= !allowed;
         Ok(allowed)
     }
@@ -145,6 +156,29 @@ impl ResourceLimiter for MemoryCap {
         self.refused |= !allowed;
         Ok(allowed)
     }
+}
+
+/// The WASI version whose monotonic clock is replaced.
+const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
+
+/// Time is frozen, so waiting for it to pass would wait forever, and a
+/// blocking host call is beyond the epoch deadline's reach. Asking to sleep
+/// is therefore a fault, at once.
+pub fn forbid_sleeping(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance(MONOTONIC_CLOCK)?;
+    for name in ["subscribe-duration", "subscribe-instant"] {
+        clock.func_wrap(
+            name,
+            |_store, (_when,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> {
+                Err(wasmtime::format_err!(
+                    "policies may not sleep or wait: time is frozen at the snapshot's `now`"
+                ))
+            },
+        )?;
+    }
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 struct FrozenWallClock(Duration);

@@ -255,3 +255,31 @@ fn unknown_config_keys_and_other_phases_are_faults() {
     let err = testing::evaluate::<Canary>(Phase::Preflight, &s, &json!({})).unwrap_err();
     assert_eq!(err, "policy 'canary' does not evaluate the preflight phase");
 }
+
+#[test]
+fn a_zero_error_baseline_without_an_absolute_limit_cannot_pass() {
+    let mut s = example("abort-rollback");
+    set(&mut s, "metrics.baseline.errors", json!(0));
+    remove(&mut s, "gate.rollout.abort.max_error_rate");
+    let f = finding(Phase::Abort, &s, "error-rate-ratio");
+    assert_finding(&f, Decision::Deny, "4.1% vs 0%", "<= 1.5x");
+}
+
+#[test]
+fn undeclared_thresholds_and_missing_business_metrics_deny() {
+    let mut s = example("abort-allow");
+    set(&mut s, "gate.rollout.abort", json!({"min_requests": 500}));
+    let verdict = testing::evaluate::<Canary>(Phase::Abort, &s, &json!({})).unwrap();
+    assert_eq!(verdict.decision, Decision::Deny);
+    for check in ["error-rate", "latency", "business"] {
+        let f = verdict.finding(check).unwrap();
+        assert_finding(f, Decision::Deny, "undeclared", "declared in the gate");
+    }
+    let mut s = example("abort-allow");
+    remove(&mut s, "metrics.baseline.business");
+    let f = finding(Phase::Abort, &s, "business");
+    assert_eq!(
+        (f.decision, f.observed.as_deref()),
+        (Decision::Deny, Some("missing"))
+    );
+}

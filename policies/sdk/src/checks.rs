@@ -26,6 +26,15 @@ pub fn canary_health(findings: &mut Findings, metrics: Option<&Metrics>, limits:
     business(findings, canary, baseline, limits, breach);
 }
 
+/// A threshold the gate should declare but does not: without it the check
+/// cannot pass, so it denies.
+fn undeclared(findings: &mut Findings, check: &str, what: &str) {
+    findings
+        .deny(check, format!("the gate declares no {what}"))
+        .observed("undeclared")
+        .threshold("declared in the gate");
+}
+
 /// Records `min-requests` and returns what a breach of the other checks means.
 fn min_requests(findings: &mut Findings, canary: &Cohort, limits: &AbortThresholds) -> Decision {
     let Some(requests) = canary.requests else {
@@ -64,6 +73,14 @@ fn error_rate(
         );
         return;
     };
+    if limits.max_error_rate.is_none() && limits.max_error_rate_ratio.is_none() {
+        undeclared(
+            findings,
+            "error-rate",
+            "error-rate threshold (rollout.abort.max_error_rate)",
+        );
+        return;
+    }
     if let Some(max) = limits.max_error_rate {
         findings.at_most(
             "error-rate",
@@ -102,6 +119,17 @@ fn error_rate(
                     Unit::Percent.format(base_rate)
                 ));
         }
+        // No baseline errors and no absolute limit: nothing to judge by.
+        None if limits.max_error_rate.is_none() => {
+            findings
+                .deny(
+                    "error-rate-ratio",
+                    "baseline had no errors, so the ratio means nothing, and no absolute \
+                     max_error_rate is declared to judge the canary by",
+                )
+                .observed(format!("{} vs 0%", Unit::Percent.format(rate)))
+                .threshold(format!("<= {}", Unit::Ratio.format(max_ratio)));
+        }
         // No baseline errors: a ratio means nothing, the absolute limit rules.
         None => {
             findings
@@ -123,6 +151,18 @@ fn latency(
     breach: Decision,
 ) {
     let declared = limits.max_latency_ms.clone().unwrap_or_default();
+    let any_limit = declared
+        .quantiles()
+        .iter()
+        .any(|(_, limit)| limit.is_some());
+    if !any_limit && limits.max_latency_ratio.is_none() {
+        undeclared(
+            findings,
+            "latency",
+            "latency threshold (rollout.abort.max_latency_ms or max_latency_ratio)",
+        );
+        return;
+    }
     let canary_latency = canary.latency_ms.clone().unwrap_or_default();
     let baseline_latency = baseline
         .and_then(|b| b.latency_ms.clone())
@@ -189,9 +229,15 @@ fn business(
     breach: Decision,
 ) {
     let Some(max_drop) = limits.max_business_drop else {
+        undeclared(
+            findings,
+            "business",
+            "business-metric threshold (rollout.abort.max_business_drop)",
+        );
         return;
     };
     let Some(base_events) = baseline.and_then(|b| b.business.as_ref()) else {
+        findings.missing("business", "metrics.baseline.business");
         return;
     };
     for (name, &base_count) in base_events {
