@@ -53,6 +53,13 @@ pub enum Command {
     },
     /// Re-evaluate every decision in a decision log and report any that differ.
     Replay(ReplayArgs),
+    /// Check a whole gate before a rollout: load every policy of every phase,
+    /// verify pins and phases, and have each policy validate its config.
+    Check {
+        /// The gate file (default: the built-in gate).
+        #[arg(long, value_name = "FILE")]
+        gate: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -162,6 +169,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
             ));
             Ok(0)
         }
+        Command::Check { gate } => check(gate.as_deref()),
         Command::Replay(args) => {
             let gate = load_gate(args.gate.as_deref())?;
             let report = audit::replay(Arc::new(runtime()?), gate, &args.log)?;
@@ -239,6 +247,40 @@ pub fn read_snapshot(path: &Path) -> Result<ValidSnapshot, Error> {
         (path.display().to_string(), bytes)
     };
     snapshot::parse(&bytes).map_err(|e| Error::InvalidInput(format!("{label}: {e}")))
+}
+
+/// Prepares every phase of a gate; any policy that would fail closed is an
+/// error, named with its fault.
+fn check(path: Option<&Path>) -> Result<i32, Error> {
+    let gate = load_gate(path)?;
+    let label = gate.origin.label();
+    let prepared = PreparedGate::prepare(Arc::new(runtime()?), gate, &Phase::ALL)?;
+    let mut out = String::new();
+    let mut faults = Vec::new();
+    for (policy, module) in prepared.policies() {
+        let phases: Vec<&str> = policy.phases.iter().map(|p| p.as_str()).collect();
+        match module {
+            Ok(module) => out.push_str(&format!(
+                "✓ {} [{}] {} · sha256 {}\n",
+                policy.name,
+                policy.module,
+                phases.join(", "),
+                module.sha256
+            )),
+            Err(fault) => {
+                out.push_str(&format!("✗ {} [{}]: {fault}\n", policy.name, policy.module));
+                faults.push(format!("policy '{}': {fault}", policy.name));
+            }
+        }
+    }
+    print(&out);
+    match faults.len() {
+        0 => Ok(exit::ALLOW),
+        _ => Err(Error::InvalidInput(format!(
+            "{label}: {}",
+            faults.join("; ")
+        ))),
+    }
 }
 
 fn policies() -> Result<i32, Error> {

@@ -66,6 +66,20 @@ impl PreparedGate {
         &self.gate
     }
 
+    /// Each prepared policy with its module, or the fault it will fail
+    /// closed with, in gate order.
+    pub fn policies(&self) -> Vec<(&PolicyEntry, Result<&LoadedModule, &Fault>)> {
+        self.gate
+            .file
+            .policies
+            .iter()
+            .filter_map(|policy| {
+                let module = self.modules.get(&policy.name)?;
+                Some((policy, module.as_ref().map(|m| m.as_ref())))
+            })
+            .collect()
+    }
+
     /// Evaluates one phase. Never fails: every policy problem is a fault
     /// that fails closed inside the returned decision.
     pub fn evaluate(&self, phase: Phase, snapshot: &ValidSnapshot) -> Evaluation {

@@ -97,3 +97,52 @@ fn schemas_are_json_schema_documents() {
         assert!(json.to_string().contains(field), "{what}");
     }
 }
+
+#[test]
+fn check_loads_every_policy_of_every_phase() {
+    shipgate()
+        .args(["check", "--gate"])
+        .arg(crate::support::example("gate.toml"))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "✓ preflight [builtin:preflight] preflight · sha256 ",
+        ))
+        .stdout(predicate::str::contains(
+            "✓ canary [builtin:canary] promotion, abort · sha256 ",
+        ));
+}
+
+#[test]
+fn check_reports_a_config_error_of_a_phase_not_being_evaluated() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gate.toml"),
+        "name = \"g\"\n[[policy]]\nname = \"verify\"\nmodule = \"builtin:verify\"\nphases = [\"verify\"]\n\
+         config = { min_observation_minute = 30 }\n",
+    )
+    .unwrap();
+    crate::support::shipgate_in(dir.path())
+        .args(["check", "--gate", "gate.toml"])
+        .assert()
+        .code(65)
+        .stderr(predicate::str::starts_with(
+            "shipgate: error: gate.toml: policy 'verify': config: unknown field `min_observation_minute`",
+        ));
+}
+
+#[test]
+fn check_names_a_module_that_would_fail_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gate.toml"),
+        "name = \"g\"\n[[policy]]\nname = \"team\"\nmodule = \"missing.wasm\"\nphases = [\"abort\"]\n",
+    )
+    .unwrap();
+    crate::support::shipgate_in(dir.path())
+        .args(["check", "--gate", "gate.toml"])
+        .assert()
+        .code(65)
+        .stdout(predicate::str::starts_with("✗ team [missing.wasm]: policy could not be loaded: module file 'missing.wasm' not found"))
+        .stderr(predicate::str::starts_with("shipgate: error: gate.toml: policy 'team': policy could not be loaded"));
+}
