@@ -53,32 +53,19 @@ fn a_snapshot_carrying_gate_is_refused() {
 
 #[test]
 fn unknown_gate_keys_are_reported_with_line_and_column() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("gate.toml"),
-        "name = \"typo\"\n\n[rollout.abort]\nmax_eror_rate = 0.01\n",
-    )
-    .unwrap();
-    shipgate_in(dir.path())
-        .args(["eval", "--phase", "abort", "--gate", "gate.toml", "--snapshot"])
-        .arg(snapshot("abort-allow"))
-        .assert()
+    let dir =
+        crate::support::gate_dir("name = \"typo\"\n\n[rollout.abort]\nmax_eror_rate = 0.01\n");
+    eval_with_gate(dir.path(), "abort", "abort-allow")
         .code(65)
         .stderr("shipgate: error: gate.toml:4:1: unknown key 'max_eror_rate' (did you mean 'max_error_rate'?)\n");
 }
 
 #[test]
 fn a_policy_config_typo_is_reported_when_the_gate_loads() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("gate.toml"),
+    let dir = crate::support::gate_dir(
         "name = \"g\"\n[[policy]]\nname = \"preflight\"\nmodule = \"builtin:preflight\"\nphases = [\"preflight\"]\nconfig = { max_rollbak_seconds = 120 }\n",
-    )
-    .unwrap();
-    shipgate_in(dir.path())
-        .args(["eval", "--phase", "preflight", "--gate", "gate.toml", "--snapshot"])
-        .arg(snapshot("preflight-ready"))
-        .assert()
+    );
+    eval_with_gate(dir.path(), "preflight", "preflight-ready")
         .code(65)
         .stderr(predicate::str::starts_with(
             "shipgate: error: gate.toml: policy 'preflight': config: unknown field `max_rollbak_seconds`",
@@ -87,18 +74,27 @@ fn a_policy_config_typo_is_reported_when_the_gate_loads() {
 
 #[test]
 fn binding_a_policy_to_a_phase_it_does_not_evaluate_is_an_error() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("gate.toml"),
+    let dir = crate::support::gate_dir(
         "name = \"g\"\n[[policy]]\nname = \"canary\"\nmodule = \"builtin:canary\"\nphases = [\"verify\"]\n",
-    )
-    .unwrap();
-    shipgate_in(dir.path())
-        .args(["eval", "--phase", "verify", "--gate", "gate.toml", "--snapshot"])
-        .arg(snapshot("verify-allow"))
-        .assert()
+    );
+    eval_with_gate(dir.path(), "verify", "verify-allow")
         .code(65)
         .stderr("shipgate: error: gate.toml: policy 'canary': module 'builtin:canary' does not evaluate the verify phase (it evaluates: promotion, abort)\n");
+}
+
+/// `shipgate eval --gate gate.toml` in `dir`.
+fn eval_with_gate(dir: &Path, phase: &str, snapshot_name: &str) -> assert_cmd::assert::Assert {
+    shipgate_in(dir)
+        .args([
+            "eval",
+            "--phase",
+            phase,
+            "--gate",
+            "gate.toml",
+            "--snapshot",
+        ])
+        .arg(snapshot(snapshot_name))
+        .assert()
 }
 
 fn gate_with_module(dir: &Path, module_line: &str) {

@@ -74,9 +74,7 @@ fn policy_flag_runs_named_modules_under_the_gate() {
 
 #[test]
 fn shadow_policies_are_reported_but_do_not_decide() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("gate.toml"),
+    let dir = crate::support::gate_dir(
         r#"name = "shadowed"
 [rollout]
 stages = [5, 10, 25, 50, 100]
@@ -98,8 +96,7 @@ module = "builtin:verify"
 phases = ["verify"]
 mode = "shadow"
 "#,
-    )
-    .unwrap();
+    );
     // The only verify policy is in shadow mode: nothing enforces the phase.
     let (_, json) = eval_json(
         dir.path(),

@@ -120,3 +120,10 @@ pub fn eval_json(dir: &Path, args: &[&str], snapshot: &Path) -> (Option<i32>, se
         .expect("running shipgate");
     (output.status.code(), json_output(&output))
 }
+
+/// A temporary directory holding `gate.toml` with this text.
+pub fn gate_dir(gate_toml: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::write(dir.path().join("gate.toml"), gate_toml).expect("writing gate.toml");
+    dir
+}
