@@ -16,6 +16,7 @@ use crate::evaluate::PreparedGate;
 use crate::gate::Gate;
 use crate::inspect;
 use crate::runtime::{Runtime, RuntimeConfig};
+use crate::server::options::ServeArgs;
 use crate::snapshot::{self, ValidSnapshot};
 
 const EXIT_CODES: &str = "\
@@ -60,6 +61,9 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         gate: Option<PathBuf>,
     },
+    /// Serve decisions over HTTP to Argo Rollouts, Spinnaker, Flagger and
+    /// any client (see integrations/README.md).
+    Serve(ServeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -170,6 +174,11 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
             Ok(0)
         }
         Command::Check { gate } => check(gate.as_deref()),
+        Command::Serve(args) => {
+            crate::server::init_logging();
+            crate::server::run(args.settings()?, args.listen)?;
+            Ok(0)
+        }
         Command::Replay(args) => {
             let gate = load_gate(args.gate.as_deref())?;
             let report = audit::replay(Arc::new(runtime()?), gate, &args.log)?;

@@ -83,17 +83,29 @@ impl PreparedGate {
     /// Evaluates one phase. Never fails: every policy problem is a fault
     /// that fails closed inside the returned decision.
     pub fn evaluate(&self, phase: Phase, snapshot: &ValidSnapshot) -> Evaluation {
+        self.evaluate_with(phase, snapshot, Vec::new())
+    }
+
+    /// Evaluates one phase, counting `evidence` (what the host's sources
+    /// could not find) as outcomes beside the policies'.
+    pub fn evaluate_with(
+        &self,
+        phase: Phase,
+        snapshot: &ValidSnapshot,
+        evidence: Vec<PolicyOutcome>,
+    ) -> Evaluation {
         // Built once, shared by every policy of the phase.
         let input = snapshot.with_gate(&self.gate_json);
         let determinism = Determinism {
             now_unix_seconds: snapshot.now.0,
             seed: seed_from(&snapshot.sha256),
         };
-        let outcomes: Vec<PolicyOutcome> = self
-            .gate
-            .policies_for(phase)
-            .map(|policy| self.run(policy, phase, &input, determinism))
-            .collect();
+        let mut outcomes = evidence;
+        outcomes.extend(
+            self.gate
+                .policies_for(phase)
+                .map(|policy| self.run(policy, phase, &input, determinism)),
+        );
         let (decision, summary) = combine(phase, &outcomes);
         let evaluated_at = jiff::Timestamp::now().to_string();
         Evaluation {

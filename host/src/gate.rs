@@ -12,6 +12,7 @@ use shipgate_policy::{Decision, Phase};
 
 use crate::error::Error;
 use crate::runtime::{Limits, MAX_MEMORY_MIB};
+use crate::sources::prometheus::PrometheusSource;
 
 /// The gate used when no `--gate` is given.
 pub const DEFAULT_GATE: &str = include_str!("default-gate.toml");
@@ -31,6 +32,16 @@ pub struct GateFile {
     /// The policies, each bound to one or more phases.
     #[serde(default, rename = "policy")]
     pub policies: Vec<PolicyEntry>,
+    /// Where server mode finds evidence for requests that send no snapshot.
+    #[serde(default)]
+    pub sources: SourcesSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesSection {
+    /// Metrics from a Prometheus server, by PromQL templates.
+    pub prometheus: Option<PrometheusSource>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
@@ -373,6 +384,9 @@ fn validate(file: &GateFile) -> Result<(), String> {
             "limits.memory_mib: {} is outside 1..={MAX_MEMORY_MIB}",
             limits.memory_mib
         ));
+    }
+    if let Some(prometheus) = &file.sources.prometheus {
+        prometheus.validate()?;
     }
     let mut names = HashSet::new();
     for (i, policy) in file.policies.iter().enumerate() {

@@ -16,7 +16,9 @@ pub mod evaluate;
 pub mod gate;
 pub mod inspect;
 pub mod runtime;
+pub mod server;
 pub mod snapshot;
+pub mod sources;
 pub mod verdict;
 
 pub use error::{Error, exit};

@@ -1,6 +1,7 @@
 //! End-to-end tests of shipgate: the real binary, real wasm modules built
 //! from this repository's crates, real files.
 
+mod server;
 mod support;
 
 /// Bad input: clear errors, the right exit codes, never a panic.
@@ -17,3 +18,5 @@ mod eval;
 mod formats;
 /// Policies that misbehave: each fails closed, the host keeps working.
 mod hostile;
+/// The server's adapters, as Argo Rollouts, Spinnaker and Flagger call them.
+mod adapters;

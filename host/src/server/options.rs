@@ -1,0 +1,177 @@
+//! `shipgate serve`'s command line, and turning it into [`Settings`]:
+//! secrets from files or the environment, durations, sane defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::state::Settings;
+use crate::adapters::spinnaker;
+use crate::error::Error;
+
+/// Environment variable holding the bearer token (when no --token-file).
+pub const TOKEN_ENV: &str = "SHIPGATE_TOKEN";
+/// Environment variable holding the evaluation key (when no --key-file).
+pub const KEY_ENV: &str = "SHIPGATE_EVALUATION_KEY";
+/// Shortest evaluation key accepted, in bytes.
+const MIN_KEY_BYTES: usize = 32;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The gate file (TOML) to serve; SIGHUP reloads it.
+    #[arg(long, value_name = "FILE")]
+    pub gate: PathBuf,
+    /// Address and port to listen on (port 0 picks a free one; the log
+    /// line "listening" gives it).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// File holding the bearer token every /v1 request must send
+    /// (default: $SHIPGATE_TOKEN; none: no authentication).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// File holding the key (≥ 32 bytes) that signs Spinnaker evaluation
+    /// ids; every replica needs the same one (default:
+    /// $SHIPGATE_EVALUATION_KEY; none: a random key, valid on this process only).
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// How long a Spinnaker evaluation answers its status URL.
+    #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = parse_duration)]
+    pub evaluation_ttl: Duration,
+    /// Budget of one request, evidence and evaluation included.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Largest request body accepted.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Requests admitted at once; beyond this, 503 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_pending: usize,
+    /// Gate evaluations running at once (default: twice the CPUs, at least 4).
+    #[arg(long, value_name = "N")]
+    pub max_evaluating: Option<usize>,
+    /// Base URL of status links given to Spinnaker, e.g.
+    /// https://shipgate.example.com (default: from the request's Host).
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Append every decision, with its snapshot, to this JSON-lines log.
+    #[arg(long, value_name = "FILE")]
+    pub decision_log: Option<PathBuf>,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let parsed: jiff::SignedDuration = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration (e.g. 30s, 10m, 2h)"))?;
+    Duration::try_from(parsed)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("'{text}' must be longer than zero"))
+}
+
+impl ServeArgs {
+    pub fn settings(&self) -> Result<Settings, Error> {
+        let token = secret(self.token_file.as_deref(), TOKEN_ENV, "--token-file")?
+            .map(|bytes| {
+                String::from_utf8(bytes)
+                    .map_err(|_| Error::InvalidInput("the bearer token is not UTF-8 text".into()))
+            })
+            .transpose()?;
+        let evaluation_key = match secret(self.key_file.as_deref(), KEY_ENV, "--key-file")? {
+            Some(key) if key.len() >= MIN_KEY_BYTES => key,
+            Some(key) => {
+                return Err(Error::InvalidInput(format!(
+                    "the evaluation key has {} bytes; use at least {MIN_KEY_BYTES} \
+                     (e.g. `head -c 32 /dev/urandom | base64`)",
+                    key.len()
+                )));
+            }
+            None => random_key()?,
+        };
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(Error::Usage(format!(
+                "--public-url: '{url}' is not an http:// or https:// URL"
+            )));
+        }
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let max_evaluating = self.max_evaluating.unwrap_or((2 * cpus).max(4));
+        if max_evaluating == 0 || self.max_pending == 0 {
+            return Err(Error::Usage(
+                "--max-evaluating and --max-pending must be at least 1".into(),
+            ));
+        }
+        Ok(Settings {
+            gate_path: self.gate.clone(),
+            token,
+            evaluation_key,
+            evaluation_ttl: self.evaluation_ttl,
+            request_timeout: self.request_timeout,
+            max_body_bytes: self.max_body_bytes,
+            max_pending: self.max_pending.max(max_evaluating),
+            max_evaluating,
+            public_url: self.public_url.clone(),
+            decision_log: self.decision_log.clone(),
+        })
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            gate_path: PathBuf::new(),
+            token: None,
+            evaluation_key: vec![0; MIN_KEY_BYTES],
+            evaluation_ttl: spinnaker::DEFAULT_TTL,
+            request_timeout: Duration::from_secs(10),
+            max_body_bytes: 1 << 20,
+            max_pending: 1024,
+            max_evaluating: 4,
+            public_url: None,
+            decision_log: None,
+        }
+    }
+}
+
+/// A secret from a file, else from the environment; surrounding white
+/// space (a trailing newline) is not part of it.
+fn secret(file: Option<&Path>, env: &str, flag: &str) -> Result<Option<Vec<u8>>, Error> {
+    let bytes = match file {
+        Some(path) => std::fs::read(path).map_err(|e| Error::reading(path, e))?,
+        None => match std::env::var_os(env) {
+            Some(value) => value.into_encoded_bytes(),
+            None => return Ok(None),
+        },
+    };
+    let trimmed = bytes.trim_ascii().to_vec();
+    if trimmed.is_empty() {
+        let source = file.map_or_else(|| format!("${env}"), |p| format!("{flag} {}", p.display()));
+        return Err(Error::InvalidInput(format!("{source}: the secret is empty")));
+    }
+    Ok(Some(trimmed))
+}
+
+fn random_key() -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    let mut key = vec![0u8; MIN_KEY_BYTES];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut key))
+        .map_err(|e| Error::Internal(anyhow::Error::new(e).context("reading /dev/urandom")))?;
+    tracing::warn!(
+        "no evaluation key ({KEY_ENV} or --key-file): Spinnaker status URLs work on this process only"
+    );
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("soon").unwrap_err().contains("not a duration"));
+        assert!(parse_duration("0s").unwrap_err().contains("longer than zero"));
+    }
+}

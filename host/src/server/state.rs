@@ -1,0 +1,211 @@
+//! The server's state: the gate being served (swapped whole on reload),
+//! the limits on work in flight, and one decision from input to record.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use shipgate_policy::Phase;
+use tokio::sync::Semaphore;
+
+use super::api::{ApiError, Input};
+use super::metrics::Metrics;
+use crate::audit;
+use crate::error::Error;
+use crate::evaluate::PreparedGate;
+use crate::gate::Gate;
+use crate::runtime::Runtime;
+use crate::snapshot::{self, ValidSnapshot};
+use crate::sources::{self, Target};
+use crate::verdict::Evaluation;
+
+/// How the server was started; fixed for its lifetime.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub gate_path: PathBuf,
+    /// Required bearer token on `/v1/*`, when set.
+    pub token: Option<String>,
+    /// The key that authenticates Spinnaker evaluation ids.
+    pub evaluation_key: Vec<u8>,
+    pub evaluation_ttl: Duration,
+    /// Budget of one request, from arrival to answer.
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+    /// Requests admitted at once (waiting or evaluating); beyond, 503.
+    pub max_pending: usize,
+    /// Gate evaluations running at once.
+    pub max_evaluating: usize,
+    /// The base of absolute status URLs; from the Host header when unset.
+    pub public_url: Option<String>,
+    pub decision_log: Option<PathBuf>,
+}
+
+pub struct AppState {
+    pub settings: Settings,
+    pub metrics: Metrics,
+    runtime: Arc<Runtime>,
+    /// In-flight requests keep the gate they started with across a reload.
+    served: RwLock<Arc<PreparedGate>>,
+    pending: Arc<Semaphore>,
+    evaluating: Arc<Semaphore>,
+    http: reqwest::Client,
+    shutting_down: AtomicBool,
+}
+
+/// Reads a gate file and prepares it for every phase.
+pub fn load_gate(runtime: &Arc<Runtime>, path: &Path) -> Result<PreparedGate, Error> {
+    let gate = Gate::read(path)?;
+    PreparedGate::prepare(runtime.clone(), gate, &Phase::ALL)
+}
+
+impl AppState {
+    pub fn new(settings: Settings, runtime: Arc<Runtime>, gate: PreparedGate) -> AppState {
+        AppState {
+            pending: Arc::new(Semaphore::new(settings.max_pending)),
+            evaluating: Arc::new(Semaphore::new(settings.max_evaluating)),
+            settings,
+            metrics: Metrics::new(),
+            runtime,
+            served: RwLock::new(Arc::new(gate)),
+            http: reqwest::Client::new(),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    pub fn gate(&self) -> Arc<PreparedGate> {
+        self.served
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Loads the gate file again; on any error the old gate keeps serving.
+    pub fn reload(&self) -> Result<(), Error> {
+        let result = load_gate(&self.runtime, &self.settings.gate_path);
+        self.metrics.reloaded(result.is_ok());
+        let gate = result?;
+        *self
+            .served
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(gate);
+        Ok(())
+    }
+
+    pub fn is_ready(&self) -> bool {
+        !self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    /// One decision: admit, gather evidence, evaluate off the async
+    /// threads, record. Bounded in time and in the work waiting.
+    pub async fn decide(
+        &self,
+        adapter: &'static str,
+        phase: Phase,
+        input: Input,
+    ) -> Result<Evaluation, ApiError> {
+        let started = Instant::now();
+        let _in_flight = self.metrics.in_flight();
+        let result = tokio::time::timeout(
+            self.settings.request_timeout,
+            self.decide_now(phase, input),
+        )
+        .await
+        .unwrap_or(Err(ApiError::Timeout));
+        match &result {
+            Ok(evaluation) => {
+                let seconds = started.elapsed().as_secs_f64();
+                self.metrics.record(adapter, evaluation, seconds);
+                tracing::info!(
+                    decision_id = %evaluation.decision_id,
+                    adapter,
+                    phase = %evaluation.phase,
+                    decision = %evaluation.decision,
+                    duration_us = started.elapsed().as_micros() as u64,
+                    summary = %evaluation.summary,
+                    "decision"
+                );
+            }
+            Err(error) => self.rejected(adapter, error),
+        }
+        result
+    }
+
+    /// Counts and logs a request answered without a decision.
+    pub fn rejected(&self, adapter: &str, error: &ApiError) {
+        self.metrics.rejected(error.reason());
+        tracing::warn!(adapter, status = error.status().as_u16(), error = %error.message(), "no decision");
+    }
+
+    async fn decide_now(
+        &self,
+        phase: Phase,
+        input: Input,
+    ) -> Result<Evaluation, ApiError> {
+        // Admission: never an unbounded queue.
+        let _admitted = self
+            .pending
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::Overloaded)?;
+        let gate = self.gate();
+        let (snapshot, evidence) = match input {
+            Input::Snapshot(value) => {
+                let text = value.to_string();
+                let digest = hex::encode(Sha256::digest(text.as_bytes()));
+                let snapshot = snapshot::from_value(&value, digest)
+                    .map_err(|e| ApiError::BadRequest(format!("snapshot: {e}")))?;
+                (snapshot, Vec::new())
+            }
+            Input::Target(target) => self.assemble(&gate, &target).await?,
+        };
+        let _evaluating = self
+            .evaluating
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::Internal("the server is shutting down".into()))?;
+        let log = self.settings.decision_log.clone();
+        let evaluation = tokio::task::spawn_blocking(move || {
+            let evaluation = gate.evaluate_with(phase, &snapshot, evidence);
+            if let Some(log) = log {
+                audit::append(&log, &evaluation, &snapshot)
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+            }
+            Ok::<_, ApiError>(evaluation)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("the evaluation task failed: {e}")))??;
+        Ok(evaluation)
+    }
+
+    /// The snapshot for a target: its identity plus the sources' evidence,
+    /// and what they could not find as a denying outcome.
+    async fn assemble(
+        &self,
+        gate: &PreparedGate,
+        target: &Target,
+    ) -> Result<(ValidSnapshot, Vec<crate::verdict::PolicyOutcome>), ApiError> {
+        let now = jiff::Timestamp::now();
+        let evidence = match &gate.gate().file.sources.prometheus {
+            Some(prometheus) => {
+                let time = now.as_millisecond() as f64 / 1000.0;
+                prometheus.collect(&self.http, target, time).await
+            }
+            None => sources::no_source(),
+        };
+        let value = sources::assemble(target, gate.gate(), &evidence, now);
+        let text = value.to_string();
+        let digest = hex::encode(Sha256::digest(text.as_bytes()));
+        let snapshot = snapshot::from_value(&value, digest).map_err(|e| {
+            ApiError::BadEvidence(format!("the sources' evidence is not a valid snapshot: {e}"))
+        })?;
+        let outcome = sources::evidence_outcome(&evidence.missing);
+        Ok((snapshot, outcome.into_iter().collect()))
+    }
+}
