@@ -20,3 +20,5 @@ mod formats;
 mod hostile;
 /// The server's adapters, as Argo Rollouts, Spinnaker and Flagger call them.
 mod adapters;
+/// Running the server: signals, reload, limits.
+mod operations;

@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use subtle::ConstantTimeEq;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::adapters::{argo, flagger, generic, spinnaker};
 use crate::error::Error;
@@ -107,6 +108,9 @@ pub fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
         let address = listener
             .local_addr()
             .map_err(|e| Error::Internal(e.into()))?;
+        // Handlers go in before the port is announced: until then SIGHUP
+        // and SIGTERM would kill the process outright.
+        let signals = Signals::install()?;
         let state = Arc::new(AppState::new(settings, runtime, gate));
         if state.settings.token.is_none() {
             tracing::warn!("no bearer token configured: anyone who can reach the port can ask for decisions");
@@ -116,9 +120,9 @@ pub fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
             gate = %state.gate().gate().origin.label(),
             "listening"
         );
-        tokio::spawn(reload_on_hangup(state.clone()));
+        tokio::spawn(reload_on_hangup(state.clone(), signals.hangup));
         axum::serve(listener, router(state.clone()))
-            .with_graceful_shutdown(shutdown_signal(state))
+            .with_graceful_shutdown(shutdown_signal(state, signals.terminate))
             .await
             .map_err(|e| Error::Internal(anyhow::Error::new(e).context("serving HTTP")))?;
         tracing::info!("stopped");
@@ -126,11 +130,29 @@ pub fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
     })
 }
 
+/// The signals the server acts on.
+struct Signals {
+    terminate: Signal,
+    hangup: Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, Error> {
+        let install = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| {
+                Error::Internal(anyhow::Error::new(e).context(format!("installing a {name} handler")))
+            })
+        };
+        Ok(Signals {
+            terminate: install(SignalKind::terminate(), "SIGTERM")?,
+            hangup: install(SignalKind::hangup(), "SIGHUP")?,
+        })
+    }
+}
+
 /// Resolves on SIGTERM or SIGINT; readiness fails from then on while the
 /// requests in flight finish.
-async fn shutdown_signal(state: Arc<AppState>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+async fn shutdown_signal(state: Arc<AppState>, mut terminate: Signal) {
     tokio::select! {
         _ = terminate.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
@@ -142,12 +164,7 @@ async fn shutdown_signal(state: Arc<AppState>) {
 /// Reloads the gate on every SIGHUP. Loading runs off the async threads;
 /// requests keep the gate they started with, and a bad gate file leaves
 /// the old one serving.
-async fn reload_on_hangup(state: Arc<AppState>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        tracing::error!("cannot install a SIGHUP handler: reload is off");
-        return;
-    };
+async fn reload_on_hangup(state: Arc<AppState>, mut hangups: Signal) {
     while hangups.recv().await.is_some() {
         let reloading = state.clone();
         let result = tokio::task::spawn_blocking(move || reloading.reload()).await;

@@ -1,0 +1,185 @@
+//! Running the server: shutdown with decisions in flight, reload while
+//! requests arrive, and the limits that keep it bounded.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde_json::{Value, json};
+
+use crate::server::{Server, eventually, snapshot_json};
+use crate::support::{example, fixture};
+
+/// A gate whose one abort policy spins until its `timeout_ms`: a decision
+/// that stays in flight long enough to signal the server meanwhile.
+fn slow_gate(timeout_ms: u64) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture("hostile"), dir.path().join("hostile.wasm")).unwrap();
+    let gate = format!(
+        "name = \"slow\"\n[limits]\ntimeout_ms = {timeout_ms}\n\
+         [[policy]]\nname = \"spin\"\nmodule = \"hostile.wasm\"\nphases = [\"abort\"]\n\
+         config = {{ behaviour = \"infinite-loop\" }}\n"
+    );
+    std::fs::write(dir.path().join("gate.toml"), gate).unwrap();
+    dir
+}
+
+fn abort_request() -> Value {
+    json!({"phase": "abort", "snapshot": snapshot_json("abort-allow")})
+}
+
+/// Sends one request from another thread once the server is up.
+fn in_background(server: &Server, body: Value) -> std::thread::JoinHandle<(u16, Value)> {
+    let url = server.url("/v1/evaluate");
+    std::thread::spawn(move || {
+        let response = reqwest::blocking::Client::new()
+            .post(url)
+            .json(&body)
+            .send()
+            .expect("POST");
+        let status = response.status().as_u16();
+        (status, response.json().expect("a JSON answer"))
+    })
+}
+
+const IN_FLIGHT: &str = "shipgate_requests_in_flight";
+
+#[test]
+fn sigterm_lets_the_decisions_in_flight_finish() {
+    let dir = slow_gate(1500);
+    let mut server = Server::start(&dir.path().join("gate.toml"), &[]);
+    let request = in_background(&server, abort_request());
+    eventually("a decision in flight", || server.metric(IN_FLIGHT) == 1.0);
+    server.signal("TERM");
+    let (status, answer) = request.join().unwrap();
+    assert_eq!(status, 200, "{answer}");
+    // The spinning policy timed out and failed closed, as it should.
+    assert_eq!(answer["decision"], "rollback");
+    assert!(answer["policies"][0]["error"].as_str().unwrap().contains("time limit of 1500 ms"));
+    assert!(server.wait().success());
+}
+
+#[test]
+fn sighup_reloads_the_gate_without_failing_a_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate.toml");
+    let original = std::fs::read_to_string(example("gate.toml")).unwrap();
+    let named = |name: &str| original.replace("name = \"checkout-production\"", &format!("name = \"{name}\""));
+    // Replaced whole, as a ConfigMap update does.
+    let replace_gate = |text: &str| {
+        let next = dir.path().join("gate.toml.next");
+        std::fs::write(&next, text).unwrap();
+        std::fs::rename(&next, &gate).unwrap();
+    };
+    replace_gate(&named("before"));
+    let server = Server::start(&gate, &[]);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let client_stop = stop.clone();
+    let url = server.url("/v1/evaluate");
+    let traffic = std::thread::spawn(move || {
+        let client = reqwest::blocking::Client::new();
+        let mut answers = Vec::new();
+        while !client_stop.load(Ordering::Relaxed) {
+            let response = client.post(&url).json(&abort_request()).send().expect("POST");
+            let status = response.status().as_u16();
+            let body: Value = response.json().expect("JSON");
+            answers.push((status, body["gate"].as_str().unwrap_or("").to_string()));
+        }
+        answers
+    });
+    let serving = || server.get("/readyz").1["gate"].as_str().unwrap().to_string();
+
+    replace_gate(&named("after"));
+    server.signal("HUP");
+    eventually("the new gate to serve", || serving() == "after");
+
+    replace_gate("name = \"broken\"\n[rollout]\nstages = [5, 10]\nmin_stage_minute = 15\n");
+    server.signal("HUP");
+    eventually("the failed reload to be counted", || {
+        server.metric("shipgate_gate_reloads_total{result=\"error\"}") == 1.0
+    });
+    assert_eq!(serving(), "after", "a bad gate file must leave the old one serving");
+    let failure = server.logged("gate reload failed; the previous gate keeps serving");
+    let why = failure[0]["error"].as_str().unwrap();
+    assert!(why.contains("gate.toml:4:1") && why.contains("min_stage_minutes"), "{why}");
+
+    stop.store(true, Ordering::Relaxed);
+    let answers = traffic.join().unwrap();
+    assert!(!answers.is_empty());
+    assert!(answers.iter().all(|(status, _)| *status == 200), "{answers:?}");
+    assert!(answers.iter().all(|(_, gate)| gate == "before" || gate == "after"));
+    assert_eq!(answers.last().unwrap().1, "after");
+}
+
+#[test]
+fn a_full_server_sheds_load_with_503_and_retry_after() {
+    let dir = slow_gate(1500);
+    let server = Server::start(
+        &dir.path().join("gate.toml"),
+        &["--max-evaluating", "1", "--max-pending", "1"],
+    );
+    let first = in_background(&server, abort_request());
+    eventually("a decision in flight", || server.metric(IN_FLIGHT) == 1.0);
+    let response = server
+        .client()
+        .post(server.url("/v1/evaluate"))
+        .json(&abort_request())
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().unwrap();
+    assert!(body["error"].as_str().unwrap().contains("too many requests"));
+    assert_eq!(first.join().unwrap().0, 200);
+}
+
+#[test]
+fn requests_are_bounded_in_size_and_time() {
+    let dir = slow_gate(1500);
+    let server = Server::start(
+        &dir.path().join("gate.toml"),
+        &["--max-body-bytes", "600", "--request-timeout", "200ms"],
+    );
+    let big = abort_request();
+    assert!(big.to_string().len() > 600);
+    let (status, body) = server.post("/v1/evaluate", &big);
+    assert_eq!(status, 413);
+    assert!(body["error"].as_str().unwrap().contains("--max-body-bytes"));
+    let small = json!({"phase": "abort", "snapshot": {"schema_version": 1, "now": "2026-11-26T14:00:00Z"}});
+    let (status, body) = server.post("/v1/evaluate", &small);
+    assert_eq!(status, 503, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("ran out of time"));
+}
+
+/// `shipgate serve ARGS` that must refuse to start: its exit code and stderr.
+fn refused(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let output = crate::support::shipgate()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .envs(env.iter().copied())
+        .timeout(crate::server::DEADLINE)
+        .output()
+        .unwrap();
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn bad_configuration_never_serves() {
+    let dir = crate::support::gate_dir("name = \"x\"\nstages = [5]\n");
+    let gate = dir.path().join("gate.toml");
+    let gate = gate.to_str().unwrap();
+    let (code, stderr) = refused(&["--gate", gate], &[]);
+    assert_eq!(code, Some(65));
+    assert!(stderr.contains("gate.toml:2:1") && stderr.contains("unknown key 'stages'"), "{stderr}");
+
+    let good = example("gate.toml");
+    let good = good.to_str().unwrap();
+    let (code, stderr) = refused(&["--gate", good], &[("SHIPGATE_EVALUATION_KEY", "short")]);
+    assert_eq!(code, Some(65));
+    assert!(stderr.contains("the evaluation key has 5 bytes"), "{stderr}");
+    let (code, stderr) = refused(&["--gate", good, "--token-file", "/nonexistent/token"], &[]);
+    assert_eq!(code, Some(66));
+    assert!(stderr.contains("/nonexistent/token"), "{stderr}");
+    let (code, _) = refused(&["--gate", good, "--request-timeout", "soon"], &[]);
+    assert_eq!(code, Some(64));
+}
