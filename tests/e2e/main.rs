@@ -22,3 +22,5 @@ mod hostile;
 mod adapters;
 /// Running the server: signals, reload, limits.
 mod operations;
+/// Evidence from a real Prometheus server.
+mod prometheus;

@@ -1,0 +1,306 @@
+//! The Prometheus source against a real Prometheus server (Debian package
+//! `prometheus`, installed by `.ci/run`), backfilled with known series
+//! around the present, so the server's own clock queries inside them.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{Value, json};
+
+use crate::adapters::{argo_metric, argo_outcome};
+use crate::server::{DEADLINE, Server};
+
+/// Request rates (per second) of the backfilled series.
+const STABLE_OK: f64 = 100.0;
+const STABLE_ERRORS: f64 = 0.1;
+const CANARY_OK: f64 = 10.0;
+/// 0.5 errors a second against 10 requests: a 4.8% error rate.
+const BAD_CANARY_ERRORS: f64 = 0.5;
+const GOOD_CANARY_ERRORS: f64 = 0.005;
+/// Orders per request, the same for every cohort.
+const ORDERS_PER_REQUEST: f64 = 0.05;
+const WINDOW_SECONDS: f64 = 600.0;
+
+struct Prometheus {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tool(name: &str) -> String {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{name}` is not installed: the Prometheus tests need a real Prometheus \
+         (apt-get install prometheus; .ci/run does it)"
+    );
+    name.to_string()
+}
+
+/// Counter samples every 15 s from 25 minutes ago to 5 minutes ahead, so
+/// an instant query at any moment of the test has a full window.
+fn counter(out: &mut String, name: &str, labels: &str, per_second: f64, now: u64) {
+    let start = now - 1500;
+    for t in (start..=now + 300).step_by(15) {
+        let value = per_second * (t - start) as f64;
+        out.push_str(&format!("{name}{{{labels}}} {value} {t}\n"));
+    }
+}
+
+/// OpenMetrics text for one service with a stable version and two
+/// canaries, a good and a bad one.
+fn series(now: u64) -> String {
+    let mut text = String::new();
+    let cohorts = [
+        ("stable1", STABLE_OK, STABLE_ERRORS),
+        ("canary-good", CANARY_OK, GOOD_CANARY_ERRORS),
+        ("canary-bad", CANARY_OK, BAD_CANARY_ERRORS),
+    ];
+    let at = |hash: &str| format!("service=\"checkout\",namespace=\"shop\",pod_template_hash=\"{hash}\"");
+    for (hash, ok, errors) in cohorts {
+        counter(&mut text, "http_requests_total", &format!("{},code=\"200\"", at(hash)), ok, now);
+        counter(&mut text, "http_requests_total", &format!("{},code=\"500\"", at(hash)), errors, now);
+    }
+    // 90% of requests within 100 ms, 99% within 200 ms: p95 is 155.6 ms.
+    for (hash, ok, errors) in cohorts {
+        let total = ok + errors;
+        for (le, share) in [("0.1", 0.90), ("0.2", 0.99), ("+Inf", 1.0)] {
+            let labels = format!("{},le=\"{le}\"", at(hash));
+            counter(&mut text, "http_request_duration_seconds_bucket", &labels, total * share, now);
+        }
+    }
+    for (hash, ok, errors) in cohorts {
+        counter(&mut text, "orders_total", &at(hash), (ok + errors) * ORDERS_PER_REQUEST, now);
+    }
+    text.push_str("# EOF\n");
+    text
+}
+
+fn start_prometheus() -> Prometheus {
+    let dir = tempfile::tempdir().unwrap();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let data = dir.path().join("series.om");
+    std::fs::write(&data, series(now)).unwrap();
+    let tsdb = dir.path().join("tsdb");
+    let backfill = Command::new(tool("promtool"))
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&data)
+        .arg(&tsdb)
+        .output()
+        .expect("running promtool");
+    assert!(
+        backfill.status.success(),
+        "promtool failed: {}",
+        String::from_utf8_lossy(&backfill.stderr)
+    );
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(&config, "global:\n  scrape_interval: 1h\n").unwrap();
+    let mut child = Command::new(tool("prometheus"))
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", tsdb.display()))
+        .arg("--storage.tsdb.retention.time=100y")
+        .arg("--web.listen-address=127.0.0.1:0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting prometheus");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("msg=\"Listening on\"")
+                && let Some(address) = line.split("address=").nth(1)
+            {
+                let _ = tx.send(address.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    let address = rx.recv_timeout(DEADLINE).expect("Prometheus's 'Listening on' log line");
+    let url = format!("http://{address}");
+    let started = Instant::now();
+    let ready = || reqwest::blocking::get(format!("{url}/-/ready")).is_ok_and(|r| r.status() == 200);
+    while !ready() {
+        assert!(started.elapsed() < DEADLINE, "Prometheus never became ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Prometheus {
+        child,
+        url,
+        _dir: dir,
+    }
+}
+
+/// A gate whose canary evidence comes from `url`, the way
+/// `integrations/gate.toml` writes its queries.
+fn gate_with_source(dir: &Path, url: &str) -> std::path::PathBuf {
+    let gate = r#"name = "checkout-production"
+[rollout]
+stages = [5, 10, 25, 50, 100]
+min_stage_minutes = 15
+[rollout.abort]
+max_error_rate = 0.01
+max_error_rate_ratio = 1.5
+max_latency_ms = { p95 = 400 }
+max_business_drop = 0.10
+min_requests = 500
+
+[[policy]]
+name = "canary"
+module = "builtin:canary"
+phases = ["promotion", "abort"]
+
+[sources.prometheus]
+url = "PROMETHEUS_URL"
+timeout_ms = 2000
+window_seconds = 600
+[sources.prometheus.queries]
+requests = 'sum(increase(http_requests_total{service="{service}",namespace="{namespace}",pod_template_hash="{hash}"}[{window}]))'
+errors = 'sum(increase(http_requests_total{service="{service}",namespace="{namespace}",pod_template_hash="{hash}",code=~"5.."}[{window}]))'
+latency_p95_ms = '1000 * histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{service="{service}",namespace="{namespace}",pod_template_hash="{hash}"}[{window}])))'
+[sources.prometheus.business]
+orders = 'sum(increase(orders_total{service="{service}",namespace="{namespace}",pod_template_hash="{hash}"}[{window}]))'
+"#
+    .replace("PROMETHEUS_URL", url);
+    let path = dir.join("gate.toml");
+    std::fs::write(&path, gate).unwrap();
+    path
+}
+
+/// The body Argo sends: the shipped template's `jsonBody` with its
+/// `{{args.NAME}}` filled in.
+fn argo_body(metric: &serde_yaml::Value, args: &[(&str, &str)]) -> Value {
+    let template: Value = serde_json::to_value(&metric["provider"]["web"]["jsonBody"]).unwrap();
+    let mut text = template.to_string();
+    for (name, value) in args {
+        text = text.replace(&format!("{{{{args.{name}}}}}"), value);
+    }
+    assert!(!text.contains("{{args."), "an argument is left unfilled: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+fn close(actual: &Value, expected: f64, what: &str) {
+    let actual = actual.as_f64().unwrap_or_else(|| panic!("{what}: not a number: {actual}"));
+    let tolerance = expected.abs() * 0.03;
+    assert!(
+        (actual - expected).abs() <= tolerance,
+        "{what}: {actual} is not within 3% of {expected}"
+    );
+}
+
+/// The last snapshot the server recorded in its decision log.
+fn last_snapshot(log: &Path) -> Value {
+    let text = std::fs::read_to_string(log).unwrap();
+    let record: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    record["snapshot"].clone()
+}
+
+#[test]
+fn argo_abort_analysis_reads_canary_evidence_from_prometheus() {
+    let prometheus = start_prometheus();
+    let dir = tempfile::tempdir().unwrap();
+    let gate = gate_with_source(dir.path(), &prometheus.url);
+    let log = dir.path().join("decisions.jsonl");
+    let server = Server::start(&gate, &["--decision-log", log.to_str().unwrap()]);
+    let metric = argo_metric("shipgate-abort");
+    let args = |canary: &'static str| {
+        [
+            ("service", "checkout"),
+            ("namespace", "shop"),
+            ("environment", "production"),
+            ("stable_hash", "stable1"),
+            ("canary_hash", canary),
+        ]
+    };
+
+    let (status, answer) = server.post("/v1/argo/abort", &argo_body(&metric, &args("canary-bad")));
+    assert_eq!(status, 200);
+    assert_eq!(argo_outcome(&metric, &answer), "Failed", "{answer}");
+    let error_rate = &answer["policies"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "error-rate")
+        .unwrap()["decision"];
+    assert_eq!(error_rate, "rollback");
+
+    let snapshot = last_snapshot(&log);
+    let metrics = &snapshot["metrics"];
+    assert_eq!(metrics["window_seconds"], 600);
+    close(&metrics["canary"]["requests"], (CANARY_OK + BAD_CANARY_ERRORS) * WINDOW_SECONDS, "canary requests");
+    close(&metrics["canary"]["errors"], BAD_CANARY_ERRORS * WINDOW_SECONDS, "canary errors");
+    close(&metrics["baseline"]["requests"], (STABLE_OK + STABLE_ERRORS) * WINDOW_SECONDS, "baseline requests");
+    close(&metrics["baseline"]["latency_ms"]["p95"], 155.56, "baseline p95");
+    close(
+        &metrics["canary"]["business"]["orders"],
+        (CANARY_OK + BAD_CANARY_ERRORS) * ORDERS_PER_REQUEST * WINDOW_SECONDS,
+        "canary orders",
+    );
+    assert_eq!(snapshot["deployment"]["id"], "shop/checkout@canary-bad");
+
+    let (status, answer) = server.post("/v1/argo/abort", &argo_body(&metric, &args("canary-good")));
+    assert_eq!(status, 200);
+    assert_eq!(argo_outcome(&metric, &answer), "Successful", "{answer}");
+}
+
+#[test]
+fn a_query_without_series_is_missing_evidence_that_names_the_query() {
+    let prometheus = start_prometheus();
+    let dir = tempfile::tempdir().unwrap();
+    let gate = gate_with_source(dir.path(), &prometheus.url);
+    let server = Server::start(&gate, &[]);
+    let body = json!({"phase": "abort", "service": "checkout", "namespace": "shop",
+                      "stable_hash": "stable1", "canary_hash": "never-deployed"});
+    let (status, answer) = server.post("/v1/evaluate", &body);
+    assert_eq!(status, 200);
+    assert_eq!(answer["decision"], "deny", "{answer}");
+    let evidence = &answer["policies"][0];
+    assert_eq!(evidence["name"], "evidence");
+    let finding = evidence["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "source:metrics.canary.requests")
+        .expect("a finding for the canary's requests");
+    assert_eq!(finding["observed"], "no series");
+    assert!(finding["threshold"].as_str().unwrap().contains("pod_template_hash=\"never-deployed\""));
+    // The policy, for its part, says what it could not check.
+    assert_eq!(answer["policies"][1]["name"], "canary");
+    assert_ne!(answer["policies"][1]["decision"], "allow");
+}
+
+#[test]
+fn an_unreachable_prometheus_denies_and_says_so() {
+    // A port nothing listens on: bind one, then let it go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let gate = gate_with_source(dir.path(), &format!("http://127.0.0.1:{port}"));
+    let server = Server::start(&gate, &[]);
+    let body = json!({"phase": "abort", "service": "checkout", "namespace": "shop",
+                      "stable_hash": "stable1", "canary_hash": "canary-good"});
+    let (status, answer) = server.post("/v1/evaluate", &body);
+    assert_eq!(status, 200);
+    assert_eq!(answer["decision"], "deny");
+    assert!(
+        answer["summary"].as_str().unwrap().contains("Prometheus is unreachable"),
+        "{answer}"
+    );
+    let missing = "shipgate_missing_evidence_total{phase=\"abort\"}";
+    assert_eq!(server.metric(missing), 1.0);
+}
