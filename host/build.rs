@@ -49,6 +49,11 @@ fn main() {
     ] {
         cargo.env_remove(var);
     }
+    // A 128 KiB stack instead of Rust's default 1 MiB: policies recurse only
+    // as deep as a snapshot nests, and a small stack keeps the pages an
+    // evaluation touches few and close together, cheap to reset (see
+    // KEEP_RESIDENT_BYTES in the runtime).
+    cargo.env("CARGO_ENCODED_RUSTFLAGS", "-Clink-arg=-zstack-size=131072");
     let output = cargo
         .output()
         .expect("running cargo to build the stock policies");

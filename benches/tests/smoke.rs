@@ -56,3 +56,28 @@ fn unknown_arguments_are_refused() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown argument '--fast'"));
 }
+
+#[test]
+fn the_load_benchmark_drives_a_real_server_without_errors() {
+    let output = Command::new(env!("CARGO_BIN_EXE_shipgate-load"))
+        .args([
+            "--json",
+            "--connections",
+            "4",
+            "--seconds",
+            "0.5",
+            "--warmup",
+            "0.2",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(report["decisions"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["errors"], 0);
+    assert!(report["p99_us"].as_u64().unwrap() >= report["p50_us"].as_u64().unwrap());
+}

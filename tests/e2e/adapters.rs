@@ -34,7 +34,9 @@ pub fn argo_metric(template: &str) -> serde_yaml::Value {
 /// `successCondition` classify it. Only the forms the shipped templates
 /// use are understood; anything else fails the test.
 pub fn argo_outcome(metric: &serde_yaml::Value, body: &Value) -> &'static str {
-    let path = metric["provider"]["web"]["jsonPath"].as_str().expect("jsonPath");
+    let path = metric["provider"]["web"]["jsonPath"]
+        .as_str()
+        .expect("jsonPath");
     let field = path
         .strip_prefix("{$.")
         .and_then(|p| p.strip_suffix('}'))
@@ -87,26 +89,46 @@ fn generic_endpoint_names_what_is_wrong_with_a_request() {
         .send()
         .unwrap();
     assert_eq!(raw.status().as_u16(), 400);
-    let error = raw.json::<Value>().unwrap()["error"].as_str().unwrap().to_string();
-    assert!(error.contains("not valid JSON") && error.contains("line 2"), "{error}");
+    let error = raw.json::<Value>().unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("not valid JSON") && error.contains("line 2"),
+        "{error}"
+    );
 
     let mut snapshot = snapshot_json("abort-allow");
     snapshot["metrics"]["canary"]["errors"] = json!("eleven");
-    let (status, answer) = server.post("/v1/evaluate", &json!({"phase": "abort", "snapshot": snapshot}));
+    let (status, answer) = server.post(
+        "/v1/evaluate",
+        &json!({"phase": "abort", "snapshot": snapshot}),
+    );
     assert_eq!(status, 400);
     assert!(
-        answer["error"].as_str().unwrap().starts_with("snapshot: metrics.canary.errors:"),
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("snapshot: metrics.canary.errors:"),
         "{answer}"
     );
     let (status, answer) = server.post("/v1/evaluate", &json!({"phase": "canary"}));
     assert_eq!(status, 400);
-    assert!(answer["error"].as_str().unwrap().contains("unknown phase 'canary'"));
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown phase 'canary'")
+    );
     let (status, answer) = server.post(
         "/v1/evaluate",
         &json!({"phase": "abort", "snapshot": {}, "service": "checkout"}),
     );
     assert_eq!(status, 400);
-    assert!(answer["error"].as_str().unwrap().contains("not both"), "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("not both"),
+        "{answer}"
+    );
     let (status, _) = server.get("/v1/nothing-here");
     assert_eq!(status, 404);
 }
@@ -135,9 +157,15 @@ fn argo_web_provider_reads_allow_rollback_and_hold_as_intended() {
 #[test]
 fn argo_requests_the_gate_refuses_are_a_hold_not_a_rollback() {
     let server = example_gate();
-    let (status, body) = server.post("/v1/argo/abort", &json!({"service": "checkout", "weight": "ten"}));
+    let (status, body) = server.post(
+        "/v1/argo/abort",
+        &json!({"service": "checkout", "weight": "ten"}),
+    );
     assert_eq!(status, 200);
-    assert_eq!(argo_outcome(&argo_metric("shipgate-abort"), &body), "Inconclusive");
+    assert_eq!(
+        argo_outcome(&argo_metric("shipgate-abort"), &body),
+        "Inconclusive"
+    );
     assert_eq!(body["error"], "weight: 'ten' is not a number");
 }
 
@@ -146,13 +174,18 @@ fn spinnaker_polls_the_location_until_a_terminal_status() {
     let server = Server::start_with_env(
         &example("gate.toml"),
         &[],
-        &[("SHIPGATE_EVALUATION_KEY", "0123456789abcdef0123456789abcdef")],
+        &[(
+            "SHIPGATE_EVALUATION_KEY",
+            "0123456789abcdef0123456789abcdef",
+        )],
     );
     let documents = yaml_documents("integrations/spinnaker/orca-local.yml");
     let hook = &documents[0]["webhook"]["preconfigured"][0];
     assert_eq!(hook["statusUrlResolution"], "locationHeader");
     let status_path = hook["statusJsonPath"].as_str().unwrap();
-    let field = status_path.strip_prefix("$.").expect("a top-level JSON path");
+    let field = status_path
+        .strip_prefix("$.")
+        .expect("a top-level JSON path");
     let listed = |key: &str| -> Vec<String> {
         hook[key]
             .as_str()
@@ -187,7 +220,10 @@ fn spinnaker_polls_the_location_until_a_terminal_status() {
             .unwrap();
         assert_eq!(response.status().as_u16(), 202, "{snapshot}");
         let location = response.headers()["location"].to_str().unwrap().to_string();
-        assert!(location.starts_with(&server.base), "absolute Location: {location}");
+        assert!(
+            location.starts_with(&server.base),
+            "absolute Location: {location}"
+        );
         // Orca GETs the Location it was given, again and again.
         for _ in 0..2 {
             let (status, body) = server.get(path_of(&location));
@@ -207,7 +243,10 @@ fn spinnaker_polls_the_location_until_a_terminal_status() {
     let replica = Server::start_with_env(
         &example("gate.toml"),
         &[],
-        &[("SHIPGATE_EVALUATION_KEY", "0123456789abcdef0123456789abcdef")],
+        &[(
+            "SHIPGATE_EVALUATION_KEY",
+            "0123456789abcdef0123456789abcdef",
+        )],
     );
     let (status, body) = replica.get(path_of(&location));
     assert_eq!((status, body["status"].as_str()), (200, Some("TERMINAL")));
@@ -237,7 +276,11 @@ fn spinnaker_forged_unknown_and_expired_ids_are_404_with_json() {
     assert_eq!(stranger.get(path_of(&location)).0, 404);
     crate::server::eventually("the evaluation to expire", || {
         let (status, body) = server.get(path_of(&location));
-        status == 404 && body["error"].as_str().unwrap().starts_with("evaluation expired")
+        status == 404
+            && body["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("evaluation expired")
     });
 }
 
@@ -273,9 +316,17 @@ fn flagger_hooks_pass_halt_and_invert_rollback() {
         );
         assert_eq!(got, status, "{hook}: {body}");
     }
-    let (status, body) = server.post("/v1/flagger/rollback", &flagger_payload(json!({"sevice": "x"})));
+    let (status, body) = server.post(
+        "/v1/flagger/rollback",
+        &flagger_payload(json!({"sevice": "x"})),
+    );
     assert_eq!(status, 400);
-    assert!(body["error"].as_str().unwrap().starts_with("metadata.sevice:"));
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("metadata.sevice:")
+    );
     let (status, _) = server.post("/v1/flagger/promote", &flagger_payload(json!({})));
     assert_eq!(status, 404);
 }
@@ -310,7 +361,11 @@ fn a_bearer_token_guards_decisions_but_not_probes() {
         .unwrap();
     assert_eq!(right.status().as_u16(), 200);
     assert_eq!(server.get("/readyz").0, 200);
-    assert!(server.metrics().contains("shipgate_requests_rejected_total{reason=\"unauthorized\"} 2"));
+    assert!(
+        server
+            .metrics()
+            .contains("shipgate_requests_rejected_total{reason=\"unauthorized\"} 2")
+    );
 }
 
 #[test]
@@ -320,7 +375,8 @@ fn metrics_count_decisions_faults_and_latency() {
         let body = json!({"phase": "abort", "snapshot": snapshot_json(snapshot)});
         assert_eq!(server.post("/v1/evaluate", &body).0, 200);
     }
-    let rollback = "shipgate_decisions_total{adapter=\"generic\",phase=\"abort\",decision=\"rollback\"}";
+    let rollback =
+        "shipgate_decisions_total{adapter=\"generic\",phase=\"abort\",decision=\"rollback\"}";
     let allow = "shipgate_decisions_total{adapter=\"generic\",phase=\"abort\",decision=\"allow\"}";
     assert_eq!(server.metric(rollback), 2.0);
     assert_eq!(server.metric(allow), 1.0);
@@ -329,6 +385,13 @@ fn metrics_count_decisions_faults_and_latency() {
         3.0
     );
     // One log line per decision, with its id.
-    crate::server::eventually("three decision log lines", || server.logged("decision").len() == 3);
-    assert!(server.logged("decision").iter().all(|r| r["decision_id"].is_string()));
+    crate::server::eventually("three decision log lines", || {
+        server.logged("decision").len() == 3
+    });
+    assert!(
+        server
+            .logged("decision")
+            .iter()
+            .all(|r| r["decision_id"].is_string())
+    );
 }

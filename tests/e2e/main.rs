@@ -4,6 +4,8 @@
 mod server;
 mod support;
 
+/// The server's adapters, as Argo Rollouts, Spinnaker and Flagger call them.
+mod adapters;
 /// Bad input: clear errors, the right exit codes, never a panic.
 mod bad_input;
 /// `policies`, `inspect`, `schema`.
@@ -18,8 +20,8 @@ mod eval;
 mod formats;
 /// Policies that misbehave: each fails closed, the host keeps working.
 mod hostile;
-/// The server's adapters, as Argo Rollouts, Spinnaker and Flagger call them.
-mod adapters;
+/// The files in integrations/ agree with shipgate.
+mod integrations;
 /// Running the server: signals, reload, limits.
 mod operations;
 /// Evidence from a real Prometheus server.

@@ -54,7 +54,12 @@ fn sigterm_lets_the_decisions_in_flight_finish() {
     assert_eq!(status, 200, "{answer}");
     // The spinning policy timed out and failed closed, as it should.
     assert_eq!(answer["decision"], "rollback");
-    assert!(answer["policies"][0]["error"].as_str().unwrap().contains("time limit of 1500 ms"));
+    assert!(
+        answer["policies"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("time limit of 1500 ms")
+    );
     assert!(server.wait().success());
 }
 
@@ -63,7 +68,12 @@ fn sighup_reloads_the_gate_without_failing_a_request() {
     let dir = tempfile::tempdir().unwrap();
     let gate = dir.path().join("gate.toml");
     let original = std::fs::read_to_string(example("gate.toml")).unwrap();
-    let named = |name: &str| original.replace("name = \"checkout-production\"", &format!("name = \"{name}\""));
+    let named = |name: &str| {
+        original.replace(
+            "name = \"checkout-production\"",
+            &format!("name = \"{name}\""),
+        )
+    };
     // Replaced whole, as a ConfigMap update does.
     let replace_gate = |text: &str| {
         let next = dir.path().join("gate.toml.next");
@@ -80,14 +90,23 @@ fn sighup_reloads_the_gate_without_failing_a_request() {
         let client = reqwest::blocking::Client::new();
         let mut answers = Vec::new();
         while !client_stop.load(Ordering::Relaxed) {
-            let response = client.post(&url).json(&abort_request()).send().expect("POST");
+            let response = client
+                .post(&url)
+                .json(&abort_request())
+                .send()
+                .expect("POST");
             let status = response.status().as_u16();
             let body: Value = response.json().expect("JSON");
             answers.push((status, body["gate"].as_str().unwrap_or("").to_string()));
         }
         answers
     });
-    let serving = || server.get("/readyz").1["gate"].as_str().unwrap().to_string();
+    let serving = || {
+        server.get("/readyz").1["gate"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
 
     replace_gate(&named("after"));
     server.signal("HUP");
@@ -98,16 +117,30 @@ fn sighup_reloads_the_gate_without_failing_a_request() {
     eventually("the failed reload to be counted", || {
         server.metric("shipgate_gate_reloads_total{result=\"error\"}") == 1.0
     });
-    assert_eq!(serving(), "after", "a bad gate file must leave the old one serving");
+    assert_eq!(
+        serving(),
+        "after",
+        "a bad gate file must leave the old one serving"
+    );
     let failure = server.logged("gate reload failed; the previous gate keeps serving");
     let why = failure[0]["error"].as_str().unwrap();
-    assert!(why.contains("gate.toml:4:1") && why.contains("min_stage_minutes"), "{why}");
+    assert!(
+        why.contains("gate.toml:4:1") && why.contains("min_stage_minutes"),
+        "{why}"
+    );
 
     stop.store(true, Ordering::Relaxed);
     let answers = traffic.join().unwrap();
     assert!(!answers.is_empty());
-    assert!(answers.iter().all(|(status, _)| *status == 200), "{answers:?}");
-    assert!(answers.iter().all(|(_, gate)| gate == "before" || gate == "after"));
+    assert!(
+        answers.iter().all(|(status, _)| *status == 200),
+        "{answers:?}"
+    );
+    assert!(
+        answers
+            .iter()
+            .all(|(_, gate)| gate == "before" || gate == "after")
+    );
     assert_eq!(answers.last().unwrap().1, "after");
 }
 
@@ -129,7 +162,12 @@ fn a_full_server_sheds_load_with_503_and_retry_after() {
     assert_eq!(response.status().as_u16(), 503);
     assert_eq!(response.headers()["retry-after"], "1");
     let body: Value = response.json().unwrap();
-    assert!(body["error"].as_str().unwrap().contains("too many requests"));
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("too many requests")
+    );
     assert_eq!(first.join().unwrap().0, 200);
 }
 
@@ -145,7 +183,8 @@ fn requests_are_bounded_in_size_and_time() {
     let (status, body) = server.post("/v1/evaluate", &big);
     assert_eq!(status, 413);
     assert!(body["error"].as_str().unwrap().contains("--max-body-bytes"));
-    let small = json!({"phase": "abort", "snapshot": {"schema_version": 1, "now": "2026-11-26T14:00:00Z"}});
+    let small =
+        json!({"phase": "abort", "snapshot": {"schema_version": 1, "now": "2026-11-26T14:00:00Z"}});
     let (status, body) = server.post("/v1/evaluate", &small);
     assert_eq!(status, 503, "{body}");
     assert!(body["error"].as_str().unwrap().contains("ran out of time"));
@@ -160,7 +199,10 @@ fn refused(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
         .timeout(crate::server::DEADLINE)
         .output()
         .unwrap();
-    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -170,13 +212,19 @@ fn bad_configuration_never_serves() {
     let gate = gate.to_str().unwrap();
     let (code, stderr) = refused(&["--gate", gate], &[]);
     assert_eq!(code, Some(65));
-    assert!(stderr.contains("gate.toml:2:1") && stderr.contains("unknown key 'stages'"), "{stderr}");
+    assert!(
+        stderr.contains("gate.toml:2:1") && stderr.contains("unknown key 'stages'"),
+        "{stderr}"
+    );
 
     let good = example("gate.toml");
     let good = good.to_str().unwrap();
     let (code, stderr) = refused(&["--gate", good], &[("SHIPGATE_EVALUATION_KEY", "short")]);
     assert_eq!(code, Some(65));
-    assert!(stderr.contains("the evaluation key has 5 bytes"), "{stderr}");
+    assert!(
+        stderr.contains("the evaluation key has 5 bytes"),
+        "{stderr}"
+    );
     let (code, stderr) = refused(&["--gate", good, "--token-file", "/nonexistent/token"], &[]);
     assert_eq!(code, Some(66));
     assert!(stderr.contains("/nonexistent/token"), "{stderr}");

@@ -70,21 +70,47 @@ fn series(now: u64) -> String {
         ("canary-good", CANARY_OK, GOOD_CANARY_ERRORS),
         ("canary-bad", CANARY_OK, BAD_CANARY_ERRORS),
     ];
-    let at = |hash: &str| format!("service=\"checkout\",namespace=\"shop\",pod_template_hash=\"{hash}\"");
+    let at = |hash: &str| {
+        format!("service=\"checkout\",namespace=\"shop\",pod_template_hash=\"{hash}\"")
+    };
     for (hash, ok, errors) in cohorts {
-        counter(&mut text, "http_requests_total", &format!("{},code=\"200\"", at(hash)), ok, now);
-        counter(&mut text, "http_requests_total", &format!("{},code=\"500\"", at(hash)), errors, now);
+        counter(
+            &mut text,
+            "http_requests_total",
+            &format!("{},code=\"200\"", at(hash)),
+            ok,
+            now,
+        );
+        counter(
+            &mut text,
+            "http_requests_total",
+            &format!("{},code=\"500\"", at(hash)),
+            errors,
+            now,
+        );
     }
     // 90% of requests within 100 ms, 99% within 200 ms: p95 is 155.6 ms.
     for (hash, ok, errors) in cohorts {
         let total = ok + errors;
         for (le, share) in [("0.1", 0.90), ("0.2", 0.99), ("+Inf", 1.0)] {
             let labels = format!("{},le=\"{le}\"", at(hash));
-            counter(&mut text, "http_request_duration_seconds_bucket", &labels, total * share, now);
+            counter(
+                &mut text,
+                "http_request_duration_seconds_bucket",
+                &labels,
+                total * share,
+                now,
+            );
         }
     }
     for (hash, ok, errors) in cohorts {
-        counter(&mut text, "orders_total", &at(hash), (ok + errors) * ORDERS_PER_REQUEST, now);
+        counter(
+            &mut text,
+            "orders_total",
+            &at(hash),
+            (ok + errors) * ORDERS_PER_REQUEST,
+            now,
+        );
     }
     text.push_str("# EOF\n");
     text
@@ -132,12 +158,18 @@ fn start_prometheus() -> Prometheus {
             }
         }
     });
-    let address = rx.recv_timeout(DEADLINE).expect("Prometheus's 'Listening on' log line");
+    let address = rx
+        .recv_timeout(DEADLINE)
+        .expect("Prometheus's 'Listening on' log line");
     let url = format!("http://{address}");
     let started = Instant::now();
-    let ready = || reqwest::blocking::get(format!("{url}/-/ready")).is_ok_and(|r| r.status() == 200);
+    let ready =
+        || reqwest::blocking::get(format!("{url}/-/ready")).is_ok_and(|r| r.status() == 200);
     while !ready() {
-        assert!(started.elapsed() < DEADLINE, "Prometheus never became ready");
+        assert!(
+            started.elapsed() < DEADLINE,
+            "Prometheus never became ready"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     Prometheus {
@@ -191,12 +223,17 @@ fn argo_body(metric: &serde_yaml::Value, args: &[(&str, &str)]) -> Value {
     for (name, value) in args {
         text = text.replace(&format!("{{{{args.{name}}}}}"), value);
     }
-    assert!(!text.contains("{{args."), "an argument is left unfilled: {text}");
+    assert!(
+        !text.contains("{{args."),
+        "an argument is left unfilled: {text}"
+    );
     serde_json::from_str(&text).unwrap()
 }
 
 fn close(actual: &Value, expected: f64, what: &str) {
-    let actual = actual.as_f64().unwrap_or_else(|| panic!("{what}: not a number: {actual}"));
+    let actual = actual
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what}: not a number: {actual}"));
     let tolerance = expected.abs() * 0.03;
     assert!(
         (actual - expected).abs() <= tolerance,
@@ -243,10 +280,26 @@ fn argo_abort_analysis_reads_canary_evidence_from_prometheus() {
     let snapshot = last_snapshot(&log);
     let metrics = &snapshot["metrics"];
     assert_eq!(metrics["window_seconds"], 600);
-    close(&metrics["canary"]["requests"], (CANARY_OK + BAD_CANARY_ERRORS) * WINDOW_SECONDS, "canary requests");
-    close(&metrics["canary"]["errors"], BAD_CANARY_ERRORS * WINDOW_SECONDS, "canary errors");
-    close(&metrics["baseline"]["requests"], (STABLE_OK + STABLE_ERRORS) * WINDOW_SECONDS, "baseline requests");
-    close(&metrics["baseline"]["latency_ms"]["p95"], 155.56, "baseline p95");
+    close(
+        &metrics["canary"]["requests"],
+        (CANARY_OK + BAD_CANARY_ERRORS) * WINDOW_SECONDS,
+        "canary requests",
+    );
+    close(
+        &metrics["canary"]["errors"],
+        BAD_CANARY_ERRORS * WINDOW_SECONDS,
+        "canary errors",
+    );
+    close(
+        &metrics["baseline"]["requests"],
+        (STABLE_OK + STABLE_ERRORS) * WINDOW_SECONDS,
+        "baseline requests",
+    );
+    close(
+        &metrics["baseline"]["latency_ms"]["p95"],
+        155.56,
+        "baseline p95",
+    );
     close(
         &metrics["canary"]["business"]["orders"],
         (CANARY_OK + BAD_CANARY_ERRORS) * ORDERS_PER_REQUEST * WINDOW_SECONDS,
@@ -279,7 +332,12 @@ fn a_query_without_series_is_missing_evidence_that_names_the_query() {
         .find(|f| f["check"] == "source:metrics.canary.requests")
         .expect("a finding for the canary's requests");
     assert_eq!(finding["observed"], "no series");
-    assert!(finding["threshold"].as_str().unwrap().contains("pod_template_hash=\"never-deployed\""));
+    assert!(
+        finding["threshold"]
+            .as_str()
+            .unwrap()
+            .contains("pod_template_hash=\"never-deployed\"")
+    );
     // The policy, for its part, says what it could not check.
     assert_eq!(answer["policies"][1]["name"], "canary");
     assert_ne!(answer["policies"][1]["decision"], "allow");
@@ -288,7 +346,11 @@ fn a_query_without_series_is_missing_evidence_that_names_the_query() {
 #[test]
 fn an_unreachable_prometheus_denies_and_says_so() {
     // A port nothing listens on: bind one, then let it go.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let dir = tempfile::tempdir().unwrap();
     let gate = gate_with_source(dir.path(), &format!("http://127.0.0.1:{port}"));
     let server = Server::start(&gate, &[]);
@@ -298,7 +360,10 @@ fn an_unreachable_prometheus_denies_and_says_so() {
     assert_eq!(status, 200);
     assert_eq!(answer["decision"], "deny");
     assert!(
-        answer["summary"].as_str().unwrap().contains("Prometheus is unreachable"),
+        answer["summary"]
+            .as_str()
+            .unwrap()
+            .contains("Prometheus is unreachable"),
         "{answer}"
     );
     let missing = "shipgate_missing_evidence_total{phase=\"abort\"}";

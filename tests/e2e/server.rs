@@ -102,7 +102,11 @@ impl Server {
 
     /// The exposition text of `/metrics`.
     pub fn metrics(&self) -> String {
-        let response = self.client.get(self.url("/metrics")).send().expect("GET /metrics");
+        let response = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .expect("GET /metrics");
         response.text().expect("metrics text")
     }
 

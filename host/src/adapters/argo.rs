@@ -16,7 +16,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::server::api::{ApiError, Body, Input, json_object, phase_in_path};
+use crate::server::api::{ApiError, Body, Input, phase_in_path, read_request};
 use crate::server::state::AppState;
 
 pub async fn analyze(
@@ -26,8 +26,8 @@ pub async fn analyze(
 ) -> Response {
     let result = async {
         let phase = phase_in_path(&phase)?;
-        let input = Input::from_object(json_object(body)?)
-            .inspect_err(|e| state.rejected("argo", e))?;
+        let input =
+            Input::from_request(read_request(body)?).inspect_err(|e| state.rejected("argo", e))?;
         state.decide("argo", phase, input).await
     }
     .await;

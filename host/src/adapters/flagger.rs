@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use shipgate_policy::{Decision, Phase};
 
-use crate::server::api::{ApiError, Body, Input, json_object};
+use crate::server::api::{ApiError, Body, Input, Request, read_request};
 use crate::server::state::AppState;
 
 /// How shipgate answers one Flagger hook.
@@ -99,7 +99,7 @@ pub async fn hook(
         state.rejected("flagger", &error);
         return error.into_response();
     };
-    let input = json_object(body).and_then(target_of);
+    let input = read_request(body).and_then(target_of);
     let input = match input {
         Ok(input) => input,
         Err(error) => {
@@ -127,8 +127,8 @@ pub async fn hook(
 /// The target of a Flagger payload: the Canary's name is the service and
 /// its workloads (`NAME-primary`, `NAME`) stand in for the hashes, unless
 /// the metadata says otherwise.
-fn target_of(object: Map<String, Value>) -> Result<Input, ApiError> {
-    let payload: Payload = serde_json::from_value(Value::Object(object))
+fn target_of(request: Request) -> Result<Input, ApiError> {
+    let payload: Payload = serde_json::from_value(Value::Object(request.fields))
         .map_err(|e| ApiError::BadRequest(format!("not a Flagger webhook payload: {e}")))?;
     if let Some(key) = payload
         .metadata
@@ -154,7 +154,10 @@ fn target_of(object: Map<String, Value>) -> Result<Input, ApiError> {
     for (key, value) in defaults {
         target.entry(key).or_insert(Value::String(value));
     }
-    Input::from_object(target)
+    Input::from_request(Request {
+        snapshot: None,
+        fields: target,
+    })
 }
 
 #[cfg(test)]
@@ -173,7 +176,10 @@ mod tests {
         let rollback = Hook::from_name("rollback").unwrap();
         assert!(rollback.passes(Decision::Rollback));
         assert!(!rollback.passes(Decision::Allow));
-        assert_eq!(Hook::from_name("pre-rollout"), Some(Hook::Gate(Phase::Preflight)));
+        assert_eq!(
+            Hook::from_name("pre-rollout"),
+            Some(Hook::Gate(Phase::Preflight))
+        );
         assert_eq!(Hook::from_name("rollback-now"), None);
     }
 }

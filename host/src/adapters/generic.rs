@@ -8,7 +8,7 @@ use axum::extract::State;
 use serde_json::Value;
 use shipgate_policy::Phase;
 
-use crate::server::api::{ApiError, Body, Input, json_object};
+use crate::server::api::{ApiError, Body, Input, read_request};
 use crate::server::state::AppState;
 use crate::verdict::Evaluation;
 
@@ -17,8 +17,8 @@ pub async fn evaluate(
     body: Body,
 ) -> Result<Json<Evaluation>, ApiError> {
     let request = async {
-        let mut object = json_object(body)?;
-        let phase = match object.remove("phase") {
+        let mut request = read_request(body)?;
+        let phase = match request.fields.remove("phase") {
             Some(Value::String(name)) => name.parse::<Phase>().map_err(ApiError::BadRequest)?,
             Some(other) => {
                 return Err(ApiError::BadRequest(format!(
@@ -31,7 +31,7 @@ pub async fn evaluate(
                 ));
             }
         };
-        Ok((phase, Input::from_object(object)?))
+        Ok((phase, Input::from_request(request)?))
     };
     let (phase, input) = request
         .await

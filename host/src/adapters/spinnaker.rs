@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use shipgate_policy::{Decision, Phase};
 
-use crate::server::api::{ApiError, Body, Input, json_object, phase_in_path};
+use crate::server::api::{ApiError, Body, Input, Request, phase_in_path, read_request};
 use crate::server::state::AppState;
 use crate::verdict::Evaluation;
 
@@ -99,7 +99,7 @@ pub async fn create(
     body: Body,
 ) -> Response {
     let request = phase_in_path(&phase).and_then(|phase| {
-        let mut input = Input::from_object(json_object(body)?)?;
+        let mut input = Input::from_request(read_request(body)?)?;
         // Polling starts when the stage starts: without a stage start in
         // the request, the evaluation's creation is the stage's start.
         let now = jiff::Timestamp::now();
@@ -146,8 +146,8 @@ pub async fn create(
 pub async fn status(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
     let now = jiff::Timestamp::now().as_second();
     let claims = verify(&id, &state.settings.evaluation_key, now).and_then(|claims| {
-        let request = claims.request.as_object().cloned().unwrap_or_default();
-        Ok((Input::from_object(request)?, claims))
+        let request = Request::from_value(claims.request.clone());
+        Ok((Input::from_request(request)?, claims))
     });
     let (input, claims) = match claims {
         Ok(found) => found,
@@ -213,15 +213,24 @@ mod tests {
     #[test]
     fn forged_or_foreign_ids_are_unknown() {
         let id = sign(&claims(), b"replica key");
-        assert!(matches!(verify(&id, b"other key", 1_500), Err(ApiError::NotFound(_))));
+        assert!(matches!(
+            verify(&id, b"other key", 1_500),
+            Err(ApiError::NotFound(_))
+        ));
         // Change the claims but keep the tag: the phase becomes "abort".
         let (_, tag) = id.split_once('.').unwrap();
         let mut forged = claims();
         forged.phase = Phase::Abort;
         let forged_body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
         let forged_id = format!("{forged_body}.{tag}");
-        assert!(matches!(verify(&forged_id, b"replica key", 1_500), Err(ApiError::NotFound(_))));
-        assert!(matches!(verify("nonsense", b"replica key", 0), Err(ApiError::NotFound(_))));
+        assert!(matches!(
+            verify(&forged_id, b"replica key", 1_500),
+            Err(ApiError::NotFound(_))
+        ));
+        assert!(matches!(
+            verify("nonsense", b"replica key", 0),
+            Err(ApiError::NotFound(_))
+        ));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::sources::Target;
@@ -14,25 +15,26 @@ use shipgate_policy::Phase;
 /// What a request asks to evaluate.
 #[derive(Debug, Clone)]
 pub enum Input {
-    /// A full snapshot, used as sent.
-    Snapshot(Value),
+    /// A full snapshot, as the caller's JSON text: validated and digested
+    /// as sent, never re-serialized.
+    Snapshot(String),
     /// What is being deployed; the gate's sources supply the evidence.
     Target(Target),
 }
 
 impl Input {
-    /// Splits a request object: `snapshot`, or target fields, never both.
-    pub fn from_object(mut object: Map<String, Value>) -> Result<Input, ApiError> {
-        match object.remove("snapshot") {
-            Some(snapshot) if object.is_empty() => Ok(Input::Snapshot(snapshot)),
+    /// A request's input: `snapshot`, or target fields, never both.
+    pub fn from_request(request: Request) -> Result<Input, ApiError> {
+        match request.snapshot {
+            Some(snapshot) if request.fields.is_empty() => Ok(Input::Snapshot(snapshot)),
             Some(_) => {
-                let keys: Vec<&str> = object.keys().map(String::as_str).collect();
+                let keys: Vec<&str> = request.fields.keys().map(String::as_str).collect();
                 Err(ApiError::BadRequest(format!(
                     "send either `snapshot` or the target fields, not both (found {})",
                     keys.join(", ")
                 )))
             }
-            None => Target::from_json(Value::Object(object))
+            None => Target::from_json(Value::Object(request.fields))
                 .map(Input::Target)
                 .map_err(ApiError::BadRequest),
         }
@@ -41,7 +43,10 @@ impl Input {
     /// The request as JSON again: what a Spinnaker evaluation id carries.
     pub fn to_json(&self) -> Value {
         match self {
-            Input::Snapshot(snapshot) => json!({ "snapshot": snapshot }),
+            // The text came from the JSON parser: it is JSON.
+            Input::Snapshot(text) => {
+                json!({ "snapshot": serde_json::from_str::<Value>(text).unwrap_or_default() })
+            }
             Input::Target(target) => {
                 let mut value = serde_json::to_value(target).expect("targets are JSON");
                 if let Value::Object(object) = &mut value {
@@ -57,27 +62,89 @@ impl Input {
 /// A request body as read by axum: within the size limit, or refused.
 pub type Body = Result<Bytes, BytesRejection>;
 
-/// Parses a request body as a JSON object; errors give line and column.
-pub fn json_object(body: Body) -> Result<Map<String, Value>, ApiError> {
+/// A request's JSON object: its `snapshot` as text, its other fields.
+#[derive(Debug, Default)]
+pub struct Request {
+    pub snapshot: Option<String>,
+    pub fields: Map<String, Value>,
+}
+
+impl Request {
+    /// A request held as a JSON value (a Spinnaker evaluation id's claims).
+    pub fn from_value(value: Value) -> Request {
+        let mut fields = match value {
+            Value::Object(fields) => fields,
+            _ => Map::new(),
+        };
+        let snapshot = fields.remove("snapshot").map(|s| s.to_string());
+        Request { snapshot, fields }
+    }
+}
+
+/// Parses a request body as a JSON object, keeping `snapshot` as the
+/// caller's text; errors give line and column.
+pub fn read_request(body: Body) -> Result<Request, ApiError> {
     let body = body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(
             "the request body is larger than the server's --max-body-bytes".into(),
         ),
         _ => ApiError::BadRequest(rejection.body_text()),
     })?;
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::BadRequest(
-            "the request body is empty; send a JSON object".into(),
-        ));
+    let not_json = |e: serde_json::Error| {
+        ApiError::BadRequest(format!("the request body is not valid JSON: {e}"))
+    };
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => {
+            return Err(ApiError::BadRequest(
+                "the request body is empty; send a JSON object".into(),
+            ));
+        }
+        Some(b'{') => {}
+        Some(_) => {
+            serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(not_json)?;
+            return Err(ApiError::BadRequest(
+                "the request body must be a JSON object".into(),
+            ));
+        }
     }
-    match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Object(object)) => Ok(object),
-        Ok(_) => Err(ApiError::BadRequest(
-            "the request body must be a JSON object".into(),
-        )),
-        Err(e) => Err(ApiError::BadRequest(format!(
-            "the request body is not valid JSON: {e}"
-        ))),
+    let entries = serde_json::from_slice::<RawObject>(&body)
+        .map_err(not_json)?
+        .0;
+    let mut request = Request::default();
+    for (key, value) in entries {
+        if key == "snapshot" {
+            request.snapshot = Some(value.get().to_string());
+        } else {
+            let value = serde_json::from_str(value.get()).map_err(not_json)?;
+            request.fields.insert(key, value);
+        }
+    }
+    Ok(request)
+}
+
+/// A JSON object whose values stay unparsed text.
+struct RawObject<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for RawObject<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = RawObject<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
+                    entries.push(entry);
+                }
+                Ok(RawObject(entries))
+            }
+        }
+        deserializer.deserialize_map(Entries)
     }
 }
 
@@ -163,7 +230,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status(), Json(json!({ "error": self.message() }))).into_response();
+        let mut response =
+            (self.status(), Json(json!({ "error": self.message() }))).into_response();
         if matches!(self, ApiError::Overloaded | ApiError::Timeout) {
             response
                 .headers_mut()

@@ -113,7 +113,9 @@ pub fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
         let signals = Signals::install()?;
         let state = Arc::new(AppState::new(settings, runtime, gate));
         if state.settings.token.is_none() {
-            tracing::warn!("no bearer token configured: anyone who can reach the port can ask for decisions");
+            tracing::warn!(
+                "no bearer token configured: anyone who can reach the port can ask for decisions"
+            );
         }
         tracing::info!(
             address = %address,
@@ -140,7 +142,9 @@ impl Signals {
     fn install() -> Result<Signals, Error> {
         let install = |kind: SignalKind, name: &str| {
             signal(kind).map_err(|e| {
-                Error::Internal(anyhow::Error::new(e).context(format!("installing a {name} handler")))
+                Error::Internal(
+                    anyhow::Error::new(e).context(format!("installing a {name} handler")),
+                )
             })
         };
         Ok(Signals {

@@ -146,7 +146,9 @@ fn secret(file: Option<&Path>, env: &str, flag: &str) -> Result<Option<Vec<u8>>,
     let trimmed = bytes.trim_ascii().to_vec();
     if trimmed.is_empty() {
         let source = file.map_or_else(|| format!("${env}"), |p| format!("{flag} {}", p.display()));
-        return Err(Error::InvalidInput(format!("{source}: the secret is empty")));
+        return Err(Error::InvalidInput(format!(
+            "{source}: the secret is empty"
+        )));
     }
     Ok(Some(trimmed))
 }
@@ -171,7 +173,15 @@ mod tests {
     fn durations_read_as_people_write_them() {
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
-        assert!(parse_duration("soon").unwrap_err().contains("not a duration"));
-        assert!(parse_duration("0s").unwrap_err().contains("longer than zero"));
+        assert!(
+            parse_duration("soon")
+                .unwrap_err()
+                .contains("not a duration")
+        );
+        assert!(
+            parse_duration("0s")
+                .unwrap_err()
+                .contains("longer than zero")
+        );
     }
 }

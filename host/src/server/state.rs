@@ -21,6 +21,10 @@ use crate::snapshot::{self, ValidSnapshot};
 use crate::sources::{self, Target};
 use crate::verdict::Evaluation;
 
+/// The log target of the one line per decision, so it can be filtered on its
+/// own (`SHIPGATE_LOG=info,shipgate::decision=off`).
+pub const DECISION_LOG_TARGET: &str = "shipgate::decision";
+
 /// How the server was started; fixed for its lifetime.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -111,17 +115,16 @@ impl AppState {
     ) -> Result<Evaluation, ApiError> {
         let started = Instant::now();
         let _in_flight = self.metrics.in_flight();
-        let result = tokio::time::timeout(
-            self.settings.request_timeout,
-            self.decide_now(phase, input),
-        )
-        .await
-        .unwrap_or(Err(ApiError::Timeout));
+        let result =
+            tokio::time::timeout(self.settings.request_timeout, self.decide_now(phase, input))
+                .await
+                .unwrap_or(Err(ApiError::Timeout));
         match &result {
             Ok(evaluation) => {
                 let seconds = started.elapsed().as_secs_f64();
                 self.metrics.record(adapter, evaluation, seconds);
                 tracing::info!(
+                    target: DECISION_LOG_TARGET,
                     decision_id = %evaluation.decision_id,
                     adapter,
                     phase = %evaluation.phase,
@@ -142,11 +145,7 @@ impl AppState {
         tracing::warn!(adapter, status = error.status().as_u16(), error = %error.message(), "no decision");
     }
 
-    async fn decide_now(
-        &self,
-        phase: Phase,
-        input: Input,
-    ) -> Result<Evaluation, ApiError> {
+    async fn decide_now(&self, phase: Phase, input: Input) -> Result<Evaluation, ApiError> {
         // Admission: never an unbounded queue.
         let _admitted = self
             .pending
@@ -155,10 +154,8 @@ impl AppState {
             .map_err(|_| ApiError::Overloaded)?;
         let gate = self.gate();
         let (snapshot, evidence) = match input {
-            Input::Snapshot(value) => {
-                let text = value.to_string();
-                let digest = hex::encode(Sha256::digest(text.as_bytes()));
-                let snapshot = snapshot::from_value(&value, digest)
+            Input::Snapshot(text) => {
+                let snapshot = snapshot::parse(text.as_bytes())
                     .map_err(|e| ApiError::BadRequest(format!("snapshot: {e}")))?;
                 (snapshot, Vec::new())
             }
@@ -203,7 +200,9 @@ impl AppState {
         let text = value.to_string();
         let digest = hex::encode(Sha256::digest(text.as_bytes()));
         let snapshot = snapshot::from_value(&value, digest).map_err(|e| {
-            ApiError::BadEvidence(format!("the sources' evidence is not a valid snapshot: {e}"))
+            ApiError::BadEvidence(format!(
+                "the sources' evidence is not a valid snapshot: {e}"
+            ))
         })?;
         let outcome = sources::evidence_outcome(&evidence.missing);
         Ok((snapshot, outcome.into_iter().collect()))

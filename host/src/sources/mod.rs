@@ -136,14 +136,26 @@ pub fn assemble(target: &Target, gate: &Gate, evidence: &Evidence, now: jiff::Ti
             None => format!("{namespace}/{service}"),
         })
     });
-    put(&mut snapshot, "deployment.id", deployment_id.map(Value::from));
-    put(&mut snapshot, "deployment.service", target.service.clone().map(Value::from));
+    put(
+        &mut snapshot,
+        "deployment.id",
+        deployment_id.map(Value::from),
+    );
+    put(
+        &mut snapshot,
+        "deployment.service",
+        target.service.clone().map(Value::from),
+    );
     put(
         &mut snapshot,
         "deployment.environment",
         target.environment.clone().map(Value::from),
     );
-    put(&mut snapshot, "rollout.weight", target.weight.map(Value::from));
+    put(
+        &mut snapshot,
+        "rollout.weight",
+        target.weight.map(Value::from),
+    );
     put(
         &mut snapshot,
         "rollout.stage_started_at",
@@ -302,7 +314,10 @@ mod tests {
         assert_eq!(snapshot["deployment"]["id"], "shop/checkout@bbb");
         assert_eq!(snapshot["metrics"]["canary"]["errors"], 3.0);
         assert_eq!(snapshot["rollout"]["stage_index"], 2);
-        assert_eq!(snapshot["rollout"]["stage_started_at"], "2025-11-26T14:00:00Z");
+        assert_eq!(
+            snapshot["rollout"]["stage_started_at"],
+            "2025-11-26T14:00:00Z"
+        );
         assert_eq!(snapshot["now"], "2026-11-26T14:00:00Z");
     }
 }

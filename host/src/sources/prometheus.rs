@@ -362,7 +362,9 @@ async fn instant_value(request: reqwest::RequestBuilder) -> Result<f64, String> 
     })?;
     if answer["status"] != "success" {
         let error = answer["error"].as_str().unwrap_or("no error message");
-        return Err(format!("Prometheus refused the query (HTTP {status}): {error}"));
+        return Err(format!(
+            "Prometheus refused the query (HTTP {status}): {error}"
+        ));
     }
     single_value(&answer["data"])
 }
@@ -443,7 +445,9 @@ mod tests {
 
     #[test]
     fn placeholders_are_filled_per_cohort_and_label_matchers_are_left_alone() {
-        let s = source(r#"sum(increase(http_requests_total{app="{service}",ns="{namespace}",hash="{hash}"}[{window}]))"#);
+        let s = source(
+            r#"sum(increase(http_requests_total{app="{service}",ns="{namespace}",hash="{hash}"}[{window}]))"#,
+        );
         let (queries, missing) = s.queries(&target());
         assert!(missing.is_empty());
         assert_eq!(
@@ -469,7 +473,10 @@ mod tests {
         let (queries, missing) = s.queries(&t);
         assert_eq!(queries.len(), 1);
         assert_eq!(missing[0].field, "metrics.canary.requests");
-        assert_eq!(missing[0].why, "the request gives no canary_hash for {hash}");
+        assert_eq!(
+            missing[0].why,
+            "the request gives no canary_hash for {hash}"
+        );
     }
 
     #[test]
