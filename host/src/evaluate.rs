@@ -66,6 +66,16 @@ impl PreparedGate {
         &self.gate
     }
 
+    /// Whether every policy is one of the stock policies embedded in this
+    /// binary (trusted code), rather than a module read from a file.
+    pub fn runs_only_stock_policies(&self) -> bool {
+        self.gate
+            .file
+            .policies
+            .iter()
+            .all(|p| p.module.starts_with(builtins::PREFIX))
+    }
+
     /// Each prepared policy with its module, or the fault it will fail
     /// closed with, in gate order.
     pub fn policies(&self) -> Vec<(&PolicyEntry, Result<&LoadedModule, &Fault>)> {

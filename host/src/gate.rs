@@ -491,7 +491,7 @@ mod tests {
         );
         let text = "name = \"g\"\nfrobnicate = true\n";
         let err = parse(text).unwrap_err();
-        assert!(err.starts_with("gate.toml:2:1: unknown key 'frobnicate' (expected one of: name, rollout, limits, policy)"), "{err}");
+        assert!(err.starts_with("gate.toml:2:1: unknown key 'frobnicate' (expected one of: name, rollout, limits, policy, sources)"), "{err}");
     }
 
     #[test]

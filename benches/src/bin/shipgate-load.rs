@@ -211,6 +211,16 @@ async fn drive(
     }
 }
 
+/// CPU time a process has used so far (user + system), from /proc: the
+/// server's cost per decision is steadier than its rate on a noisy machine.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 fn percentile(sorted: &[u32], p: f64) -> u32 {
     if sorted.is_empty() {
         return 0;
@@ -238,7 +248,13 @@ fn main() -> Result<()> {
     let started = Instant::now();
     let warm_until = started + Duration::from_secs_f64(options.warmup);
     let stop_at = warm_until + Duration::from_secs_f64(options.seconds);
+    let server_pid = server.child.id();
+    let mut cpu_at_start = None;
     let tallies: Vec<Tally> = client.block_on(async {
+        let sample = tokio::spawn(async move {
+            tokio::time::sleep_until(warm_until.into()).await;
+            cpu_seconds(server_pid)
+        });
         let tasks: Vec<_> = (0..options.connections)
             .map(|_| {
                 tokio::spawn(drive(
@@ -253,8 +269,12 @@ fn main() -> Result<()> {
         for task in tasks {
             tallies.push(task.await??);
         }
+        cpu_at_start = sample.await?;
         Ok::<_, anyhow::Error>(tallies)
     })?;
+    let server_cpu = cpu_at_start
+        .zip(cpu_seconds(server_pid))
+        .map(|(start, end)| end - start);
     let mut latencies: Vec<u32> = tallies
         .iter()
         .flat_map(|t| t.latencies_us.iter().copied())
@@ -262,6 +282,9 @@ fn main() -> Result<()> {
     let errors: u64 = tallies.iter().map(|t| t.errors).sum();
     latencies.sort_unstable();
     let rate = latencies.len() as f64 / options.seconds;
+    let cpu_us_per_decision = server_cpu
+        .filter(|_| !latencies.is_empty())
+        .map(|cpu| (cpu * 1e6 / latencies.len() as f64).round());
     let (p50, p99, max) = (
         percentile(&latencies, 50.0),
         percentile(&latencies, 99.0),
@@ -283,13 +306,19 @@ fn main() -> Result<()> {
                 "p99_us": p99,
                 "max_us": max,
                 "errors": errors,
+                "server_cpu_us_per_decision": cpu_us_per_decision,
             })
         );
     } else {
         println!(
             "POST /v1/evaluate, {} keep-alive connections, {} s (log level {}):\n  \
-             {:.0} decisions/s   p50 {p50} µs   p99 {p99} µs   max {max} µs   errors {errors}",
-            options.connections, options.seconds, options.log, rate
+             {:.0} decisions/s   p50 {p50} µs   p99 {p99} µs   max {max} µs   errors {errors}   \
+             server CPU {} µs/decision",
+            options.connections,
+            options.seconds,
+            options.log,
+            rate,
+            cpu_us_per_decision.map_or("?".to_string(), |c| c.to_string())
         );
     }
     if errors > 0 {
