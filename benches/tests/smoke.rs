@@ -3,18 +3,23 @@
 
 use std::process::Command;
 
-#[test]
-fn the_benchmark_runs_and_reports_every_case_and_ratio() {
-    let output = Command::new(env!("CARGO_BIN_EXE_shipgate-bench"))
-        .args(["--json", "--iterations", "5", "--process-runs", "2"])
-        .output()
-        .unwrap();
+/// Runs a benchmark binary, which must succeed, and reads its JSON report.
+fn report(binary: &str, args: &[&str]) -> serde_json::Value {
+    let output = Command::new(binary).args(args).output().unwrap();
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn the_benchmark_runs_and_reports_every_case_and_ratio() {
+    let report = report(
+        env!("CARGO_BIN_EXE_shipgate-bench"),
+        &["--json", "--iterations", "5", "--process-runs", "2"],
+    );
     for case in [
         "native",
         "wasm_fresh",
@@ -59,8 +64,9 @@ fn unknown_arguments_are_refused() {
 
 #[test]
 fn the_load_benchmark_drives_a_real_server_without_errors() {
-    let output = Command::new(env!("CARGO_BIN_EXE_shipgate-load"))
-        .args([
+    let report = report(
+        env!("CARGO_BIN_EXE_shipgate-load"),
+        &[
             "--json",
             "--connections",
             "4",
@@ -68,15 +74,8 @@ fn the_load_benchmark_drives_a_real_server_without_errors() {
             "0.5",
             "--warmup",
             "0.2",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+        ],
     );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert!(report["decisions"].as_u64().unwrap() > 0, "{report}");
     assert_eq!(report["errors"], 0);
     assert!(report["p99_us"].as_u64().unwrap() >= report["p50_us"].as_u64().unwrap());

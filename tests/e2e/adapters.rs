@@ -169,6 +169,18 @@ fn argo_requests_the_gate_refuses_are_a_hold_not_a_rollback() {
     assert_eq!(body["error"], "weight: 'ten' is not a number");
 }
 
+/// Starts a Spinnaker evaluation of an example snapshot; its status URL.
+fn start_spinnaker_evaluation(server: &Server, phase: &str, snapshot: &str) -> String {
+    let response = server
+        .client()
+        .post(server.url(&format!("/v1/spinnaker/{phase}")))
+        .json(&json!({"snapshot": snapshot_json(snapshot)}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202, "{snapshot}");
+    response.headers()["location"].to_str().unwrap().to_string()
+}
+
 #[test]
 fn spinnaker_polls_the_location_until_a_terminal_status() {
     let server = Server::start_with_env(
@@ -212,14 +224,7 @@ fn spinnaker_polls_the_location_until_a_terminal_status() {
         ("abort", "abort-rollback", "TERMINAL"),
         ("preflight", "preflight-blocked", "TERMINAL"),
     ] {
-        let response = server
-            .client()
-            .post(server.url(&format!("/v1/spinnaker/{phase}")))
-            .json(&json!({"snapshot": snapshot_json(snapshot)}))
-            .send()
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 202, "{snapshot}");
-        let location = response.headers()["location"].to_str().unwrap().to_string();
+        let location = start_spinnaker_evaluation(&server, phase, snapshot);
         assert!(
             location.starts_with(&server.base),
             "absolute Location: {location}"
@@ -233,13 +238,7 @@ fn spinnaker_polls_the_location_until_a_terminal_status() {
         }
     }
     // A second replica with the same key answers the same status URL.
-    let response = server
-        .client()
-        .post(server.url("/v1/spinnaker/abort"))
-        .json(&json!({"snapshot": snapshot_json("abort-rollback")}))
-        .send()
-        .unwrap();
-    let location = response.headers()["location"].to_str().unwrap().to_string();
+    let location = start_spinnaker_evaluation(&server, "abort", "abort-rollback");
     let replica = Server::start_with_env(
         &example("gate.toml"),
         &[],
@@ -258,13 +257,7 @@ fn spinnaker_forged_unknown_and_expired_ids_are_404_with_json() {
     let (status, body) = server.get("/v1/spinnaker/evaluations/not-an-id");
     assert_eq!(status, 404);
     assert!(body["error"].as_str().unwrap().starts_with("no evaluation"));
-    let response = server
-        .client()
-        .post(server.url("/v1/spinnaker/abort"))
-        .json(&json!({"snapshot": snapshot_json("abort-allow")}))
-        .send()
-        .unwrap();
-    let location = response.headers()["location"].to_str().unwrap().to_string();
+    let location = start_spinnaker_evaluation(&server, "abort", "abort-allow");
     let id = location.rsplit('/').next().unwrap();
     // Same claims, another tag: forged.
     let (claims, _) = id.split_once('.').unwrap();
@@ -344,22 +337,18 @@ fn a_bearer_token_guards_decisions_but_not_probes() {
     let (status, answer) = server.post("/v1/evaluate", &body);
     assert_eq!(status, 401);
     assert!(answer["error"].as_str().unwrap().contains("bearer token"));
-    let wrong = server
-        .client()
-        .post(server.url("/v1/evaluate"))
-        .bearer_auth("s3cret-tokeN")
-        .json(&body)
-        .send()
-        .unwrap();
-    assert_eq!(wrong.status().as_u16(), 401);
-    let right = server
-        .client()
-        .post(server.url("/v1/evaluate"))
-        .bearer_auth("s3cret-token")
-        .json(&body)
-        .send()
-        .unwrap();
-    assert_eq!(right.status().as_u16(), 200);
+    let with_token = |token: &str| {
+        let response = server
+            .client()
+            .post(server.url("/v1/evaluate"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .unwrap();
+        response.status().as_u16()
+    };
+    assert_eq!(with_token("s3cret-tokeN"), 401);
+    assert_eq!(with_token("s3cret-token"), 200);
     assert_eq!(server.get("/readyz").0, 200);
     assert!(
         server

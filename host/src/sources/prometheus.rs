@@ -182,51 +182,43 @@ impl PrometheusSource {
         let mut queries = Vec::new();
         let mut missing = Vec::new();
         let window = format!("{}s", self.window_seconds);
+        let mut plan = |field: String, template: &str, values: &Values| match fill(template, values)
+        {
+            Ok(promql) => queries.push(Query { field, promql }),
+            Err(why) => missing.push(Missing {
+                field,
+                promql: template.to_string(),
+                why,
+            }),
+        };
         for (cohort, hash) in [
             ("baseline", target.stable_hash.as_deref()),
             ("canary", target.canary_hash.as_deref()),
         ] {
+            let values = Values {
+                target,
+                hash,
+                cohort,
+                window: &window,
+            };
             for (field, template) in self.cohort_templates() {
-                let field = format!("metrics.{cohort}.{field}");
-                let values = Values {
-                    target,
-                    hash,
-                    cohort,
-                    window: &window,
-                };
-                match fill(template, &values) {
-                    Ok(promql) => queries.push(Query { field, promql }),
-                    Err(why) => missing.push(Missing {
-                        field,
-                        promql: template.to_string(),
-                        why,
-                    }),
-                }
+                plan(format!("metrics.{cohort}.{field}"), template, &values);
             }
         }
+        let values = Values {
+            target,
+            hash: None,
+            cohort: "canary",
+            window: &window,
+        };
         for (field, template) in self.rollout_templates() {
             // What the request says needs no query.
             let given = match field {
                 "weight" => target.weight.is_some(),
                 _ => target.stage_started_at.is_some(),
             };
-            if given {
-                continue;
-            }
-            let field = format!("rollout.{field}");
-            let values = Values {
-                target,
-                hash: None,
-                cohort: "canary",
-                window: &window,
-            };
-            match fill(template, &values) {
-                Ok(promql) => queries.push(Query { field, promql }),
-                Err(why) => missing.push(Missing {
-                    field,
-                    promql: template.to_string(),
-                    why,
-                }),
+            if !given {
+                plan(format!("rollout.{field}"), template, &values);
             }
         }
         (queries, missing)
