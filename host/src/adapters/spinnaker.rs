@@ -10,7 +10,6 @@
 //! `TERMINAL`. A deny is never a 5xx or 429, which Spinnaker retries.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -185,9 +184,6 @@ fn public_base(state: &AppState, headers: &HeaderMap) -> String {
         .unwrap_or("localhost");
     format!("{scheme}://{host}")
 }
-
-/// How long a Spinnaker evaluation answers by default.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(2 * 3600);
 
 #[cfg(test)]
 mod tests {

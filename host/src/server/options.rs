@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::state::Settings;
-use crate::adapters::spinnaker;
 use crate::error::Error;
 
 /// Environment variable holding the bearer token (when no --token-file).
@@ -113,23 +112,6 @@ impl ServeArgs {
             public_url: self.public_url.clone(),
             decision_log: self.decision_log.clone(),
         })
-    }
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            gate_path: PathBuf::new(),
-            token: None,
-            evaluation_key: vec![0; MIN_KEY_BYTES],
-            evaluation_ttl: spinnaker::DEFAULT_TTL,
-            request_timeout: Duration::from_secs(10),
-            max_body_bytes: 1 << 20,
-            max_pending: 1024,
-            max_evaluating: 4,
-            public_url: None,
-            decision_log: None,
-        }
     }
 }
 
