@@ -276,11 +276,7 @@ impl Runtime {
         ) -> wasmtime::Result<Result<T, Fault>>,
     ) -> Called<T> {
         let started = Instant::now();
-        let memory_bytes =
-            usize::try_from(limits.memory_mib.min(MAX_MEMORY_MIB) << 20).unwrap_or(usize::MAX);
-        let mut store = Store::new(&self.engine, HostState::new(memory_bytes, determinism));
-        store.limiter(|state| state.limiter());
-        store.set_epoch_deadline(deadline_ticks(limits.timeout_ms));
+        let mut store = self.new_store(limits, determinism);
         let outcome = module
             .pre
             .instantiate(&mut store)
