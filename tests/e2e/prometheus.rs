@@ -359,11 +359,9 @@ fn an_unreachable_prometheus_denies_and_says_so() {
     let (status, answer) = server.post("/v1/evaluate", &body);
     assert_eq!(status, 200);
     assert_eq!(answer["decision"], "deny");
+    let unreachable = format!("Prometheus at http://127.0.0.1:{port} is unreachable");
     assert!(
-        answer["summary"]
-            .as_str()
-            .unwrap()
-            .contains("Prometheus is unreachable"),
+        answer["summary"].as_str().unwrap().contains(&unreachable),
         "{answer}"
     );
     let missing = "shipgate_missing_evidence_total{phase=\"abort\"}";

@@ -242,7 +242,8 @@ impl PrometheusSource {
                     ("time", &format!("{time:.3}")),
                 ])
                 .timeout(timeout);
-            running.spawn(async move { (index, instant_value(request).await) });
+            let base = self.url.clone();
+            running.spawn(async move { (index, instant_value(request, &base).await) });
         }
         let mut results: Vec<Option<Result<f64, String>>> = vec![None; queries.len()];
         while let Some(joined) = running.join_next().await {
@@ -333,12 +334,14 @@ fn fill(template: &str, values: &Values) -> Result<String, String> {
 }
 
 /// Runs one instant query and reads its single value.
-async fn instant_value(request: reqwest::RequestBuilder) -> Result<f64, String> {
+async fn instant_value(request: reqwest::RequestBuilder, base: &str) -> Result<f64, String> {
     let response = request.send().await.map_err(|e| {
         if e.is_timeout() {
-            "Prometheus did not answer in time".to_string()
+            format!("Prometheus at {base} did not answer in time")
         } else {
-            format!("Prometheus is unreachable: {}", error_chain(&e))
+            // Not the request's URL: the finding shows the query already.
+            let why = error_chain(&e.without_url());
+            format!("Prometheus at {base} is unreachable: {why}")
         }
     })?;
     let status = response.status();
