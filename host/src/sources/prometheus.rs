@@ -345,10 +345,7 @@ async fn instant_value(request: reqwest::RequestBuilder, base: &str) -> Result<f
         }
     })?;
     let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| format!("reading Prometheus's answer: {e}"))?;
+    let body = read_bounded(response, base).await?;
     let answer: Value = serde_json::from_slice(&body).map_err(|_| {
         format!(
             "Prometheus answered HTTP {status} with a body that is not JSON: {}",
@@ -362,6 +359,28 @@ async fn instant_value(request: reqwest::RequestBuilder, base: &str) -> Result<f
         ));
     }
     single_value(&answer["data"])
+}
+
+/// The most of one answer read: a query that must aggregate to one series
+/// needs a few hundred bytes, and a runaway one must not exhaust memory.
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+async fn read_bounded(mut response: reqwest::Response, base: &str) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("reading the answer of Prometheus at {base}: {e}"))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(format!(
+                "Prometheus at {base} answered more than {} KiB; the query must aggregate to one series",
+                MAX_ANSWER_BYTES >> 10
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// The one value of an instant query's `data`: a scalar, or a vector of
@@ -480,6 +499,28 @@ mod tests {
         let error = s.validate().unwrap_err();
         assert!(
             error.starts_with("sources.prometheus.queries.requests: unknown placeholder {servce}"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_oversized_answer_is_refused_not_buffered() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let size = 4 * MAX_ANSWER_BYTES;
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
+            let _ = socket.write_all(head.as_bytes()).await;
+            let _ = socket.write_all(&vec![b' '; size]).await;
+        });
+        let request = reqwest::Client::new().get(format!("{base}/api/v1/query"));
+        let error = instant_value(request, &base).await.unwrap_err();
+        assert!(
+            error.ends_with("answered more than 1024 KiB; the query must aggregate to one series"),
             "{error}"
         );
     }
