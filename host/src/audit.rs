@@ -101,7 +101,14 @@ pub fn replay(runtime: Arc<Runtime>, gate: Gate, log: &Path) -> Result<Replay, E
         }
         let snapshot = snapshot::from_value(&record.snapshot, recorded.snapshot_sha256.clone())
             .map_err(|e| Error::InvalidInput(format!("{at}: snapshot: {e}")))?;
-        let again = prepared.evaluate(recorded.phase, &snapshot);
+        // What a source could not find was part of the input: it stays.
+        let evidence = recorded
+            .policies
+            .iter()
+            .filter(|p| p.is_missing_evidence())
+            .cloned()
+            .collect();
+        let again = prepared.evaluate_with(recorded.phase, &snapshot, evidence);
         if let Some(difference) = difference(recorded, &again) {
             report
                 .differing

@@ -6,6 +6,9 @@ use shipgate_policy::{Decision, Finding, Phase};
 
 use crate::gate::Mode;
 
+/// How the module of a missing-evidence outcome is named (`source:prometheus`).
+pub const EVIDENCE_MODULE_PREFIX: &str = "source:";
+
 /// One gate decision: the record `eval --format json`, the server and the
 /// decision log all use.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +48,12 @@ impl PolicyOutcome {
     /// Whether the policy faulted and its decision is its `on_error`.
     pub fn failed_closed(&self) -> bool {
         self.error.is_some()
+    }
+
+    /// Whether this is not a policy but what a snapshot source could not
+    /// find (server mode): part of the decision's input, not re-evaluated.
+    pub fn is_missing_evidence(&self) -> bool {
+        self.module.starts_with(EVIDENCE_MODULE_PREFIX)
     }
 }
 

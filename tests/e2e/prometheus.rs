@@ -317,7 +317,8 @@ fn a_query_without_series_is_missing_evidence_that_names_the_query() {
     let prometheus = start_prometheus();
     let dir = tempfile::tempdir().unwrap();
     let gate = gate_with_source(dir.path(), &prometheus.url);
-    let server = Server::start(&gate, &[]);
+    let log = dir.path().join("decisions.jsonl");
+    let server = Server::start(&gate, &["--decision-log", log.to_str().unwrap()]);
     let body = json!({"phase": "abort", "service": "checkout", "namespace": "shop",
                       "stable_hash": "stable1", "canary_hash": "never-deployed"});
     let (status, answer) = server.post("/v1/evaluate", &body);
@@ -341,6 +342,16 @@ fn a_query_without_series_is_missing_evidence_that_names_the_query() {
     // The policy, for its part, says what it could not check.
     assert_eq!(answer["policies"][1]["name"], "canary");
     assert_ne!(answer["policies"][1]["decision"], "allow");
+    // The recorded decision replays: the missing evidence is part of its input.
+    crate::support::shipgate()
+        .args(["replay", "--gate"])
+        .arg(&gate)
+        .arg(&log)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(
+            "replayed 1 decision(s): 1 identical, 0 differ",
+        ));
 }
 
 #[test]

@@ -144,7 +144,7 @@ impl Metrics {
                     })
                     .inc();
             }
-            if policy.module.starts_with("source:") {
+            if policy.is_missing_evidence() {
                 self.missing_evidence
                     .get_or_create(&PhaseLabels {
                         phase: phase.clone(),

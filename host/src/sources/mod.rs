@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use shipgate_policy::{Decision, Finding};
 
 use crate::gate::{Gate, Mode};
-use crate::verdict::PolicyOutcome;
+use crate::verdict::{EVIDENCE_MODULE_PREFIX, PolicyOutcome};
 use prometheus::{Evidence, Missing};
 
 /// What a request says is being deployed. CD systems send their arguments
@@ -212,7 +212,7 @@ pub fn evidence_outcome(missing: &[Missing]) -> Option<PolicyOutcome> {
     };
     Some(PolicyOutcome {
         name: EVIDENCE_POLICY.into(),
-        module: "source:prometheus".into(),
+        module: format!("{EVIDENCE_MODULE_PREFIX}prometheus"),
         module_sha256: None,
         mode: Mode::Enforce,
         decision: Decision::Deny,
