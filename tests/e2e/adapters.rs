@@ -5,18 +5,10 @@
 use serde_json::{Value, json};
 
 use crate::server::{Server, snapshot_json};
-use crate::support::{example, repo};
+use crate::support::{example, yaml_documents};
 
 fn example_gate() -> Server {
     Server::start(&example("gate.toml"), &[])
-}
-
-fn yaml_documents(relative: &str) -> Vec<serde_yaml::Value> {
-    let text = std::fs::read_to_string(repo().join(relative)).expect("an integration file");
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).expect("valid YAML"))
-        .filter(|d: &serde_yaml::Value| !d.is_null())
-        .collect()
 }
 
 /// The one metric of a shipped AnalysisTemplate.

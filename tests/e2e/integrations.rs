@@ -5,17 +5,10 @@
 use serde_json::{Value, json};
 
 use crate::server::Server;
-use crate::support::{repo, shipgate};
+use crate::support::{repo, shipgate, yaml_documents};
 
 fn read(relative: &str) -> String {
     std::fs::read_to_string(repo().join(relative)).expect("an integration file")
-}
-
-fn yaml(relative: &str) -> Vec<serde_yaml::Value> {
-    serde_yaml::Deserializer::from_str(&read(relative))
-        .map(|d| serde::Deserialize::deserialize(d).expect("valid YAML"))
-        .filter(|d: &serde_yaml::Value| !d.is_null())
-        .collect()
 }
 
 #[test]
@@ -30,7 +23,7 @@ fn the_shipped_gates_load_and_every_policy_checks() {
 
 #[test]
 fn the_kubernetes_configmap_carries_the_shipped_gate() {
-    let configmap = yaml("integrations/kubernetes/shipgate.yaml")
+    let configmap = yaml_documents("integrations/kubernetes/shipgate.yaml")
         .into_iter()
         .find(|d| d["kind"] == "ConfigMap")
         .expect("a ConfigMap");
@@ -49,7 +42,7 @@ fn the_rollout_stages_are_the_gates_declared_plan() {
         .iter()
         .map(|s| s.as_float().or(s.as_integer().map(|i| i as f64)).unwrap())
         .collect();
-    let rollout = yaml("integrations/argo/rollout.yaml")
+    let rollout = yaml_documents("integrations/argo/rollout.yaml")
         .into_iter()
         .find(|d| d["kind"] == "Rollout")
         .unwrap();
@@ -89,7 +82,7 @@ fn the_rollout_stages_are_the_gates_declared_plan() {
 fn the_spinnaker_stage_payload_is_a_request_the_server_takes() {
     let stage: Value =
         serde_json::from_str(&read("integrations/spinnaker/pipeline-stage.json")).unwrap();
-    let orca = yaml("integrations/spinnaker/orca-local.yml");
+    let orca = yaml_documents("integrations/spinnaker/orca-local.yml");
     assert_eq!(
         stage["type"].as_str(),
         orca[0]["webhook"]["preconfigured"][0]["type"].as_str()
@@ -126,7 +119,7 @@ fn the_spinnaker_stage_payload_is_a_request_the_server_takes() {
 
 #[test]
 fn every_flagger_webhook_reaches_its_hook_with_metadata_the_server_takes() {
-    let canary = yaml("integrations/flagger/canary.yaml")
+    let canary = yaml_documents("integrations/flagger/canary.yaml")
         .into_iter()
         .find(|d| d["kind"] == "Canary")
         .unwrap();

@@ -3,15 +3,15 @@
 //! around the present, so the server's own clock queries inside them.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use serde_json::{Value, json};
 
 use crate::adapters::{argo_metric, argo_outcome};
-use crate::server::{DEADLINE, Server};
+use crate::server::{DEADLINE, Server, eventually};
 
 /// Request rates (per second) of the backfilled series.
 const STABLE_OK: f64 = 100.0;
@@ -162,16 +162,9 @@ fn start_prometheus() -> Prometheus {
         .recv_timeout(DEADLINE)
         .expect("Prometheus's 'Listening on' log line");
     let url = format!("http://{address}");
-    let started = Instant::now();
-    let ready =
-        || reqwest::blocking::get(format!("{url}/-/ready")).is_ok_and(|r| r.status() == 200);
-    while !ready() {
-        assert!(
-            started.elapsed() < DEADLINE,
-            "Prometheus never became ready"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually("Prometheus to be ready", || {
+        reqwest::blocking::get(format!("{url}/-/ready")).is_ok_and(|r| r.status() == 200)
+    });
     Prometheus {
         child,
         url,
@@ -181,7 +174,7 @@ fn start_prometheus() -> Prometheus {
 
 /// A gate whose canary evidence comes from `url`, the way
 /// `integrations/gate.toml` writes its queries.
-fn gate_with_source(dir: &Path, url: &str) -> std::path::PathBuf {
+fn gate_with_source(dir: &Path, url: &str) -> PathBuf {
     let gate = r#"name = "checkout-production"
 [rollout]
 stages = [5, 10, 25, 50, 100]
@@ -213,6 +206,27 @@ orders = 'sum(increase(orders_total{service="{service}",namespace="{namespace}",
     let path = dir.join("gate.toml");
     std::fs::write(&path, gate).unwrap();
     path
+}
+
+/// A server whose gate takes its evidence from `url`, with a decision log.
+struct Sourced {
+    dir: tempfile::TempDir,
+    gate: PathBuf,
+    log: PathBuf,
+    server: Server,
+}
+
+fn serve_with_source(url: &str) -> Sourced {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = gate_with_source(dir.path(), url);
+    let log = dir.path().join("decisions.jsonl");
+    let server = Server::start(&gate, &["--decision-log", log.to_str().unwrap()]);
+    Sourced {
+        dir,
+        gate,
+        log,
+        server,
+    }
 }
 
 /// The body Argo sends: the shipped template's `jsonBody` with its
@@ -251,10 +265,12 @@ fn last_snapshot(log: &Path) -> Value {
 #[test]
 fn argo_abort_analysis_reads_canary_evidence_from_prometheus() {
     let prometheus = start_prometheus();
-    let dir = tempfile::tempdir().unwrap();
-    let gate = gate_with_source(dir.path(), &prometheus.url);
-    let log = dir.path().join("decisions.jsonl");
-    let server = Server::start(&gate, &["--decision-log", log.to_str().unwrap()]);
+    let Sourced {
+        dir: _dir,
+        log,
+        server,
+        ..
+    } = serve_with_source(&prometheus.url);
     let metric = argo_metric("shipgate-abort");
     let args = |canary: &'static str| {
         [
@@ -315,10 +331,12 @@ fn argo_abort_analysis_reads_canary_evidence_from_prometheus() {
 #[test]
 fn a_query_without_series_is_missing_evidence_that_names_the_query() {
     let prometheus = start_prometheus();
-    let dir = tempfile::tempdir().unwrap();
-    let gate = gate_with_source(dir.path(), &prometheus.url);
-    let log = dir.path().join("decisions.jsonl");
-    let server = Server::start(&gate, &["--decision-log", log.to_str().unwrap()]);
+    let Sourced {
+        dir: _dir,
+        gate,
+        log,
+        server,
+    } = serve_with_source(&prometheus.url);
     let body = json!({"phase": "abort", "service": "checkout", "namespace": "shop",
                       "stable_hash": "stable1", "canary_hash": "never-deployed"});
     let (status, answer) = server.post("/v1/evaluate", &body);
@@ -362,9 +380,9 @@ fn an_unreachable_prometheus_denies_and_says_so() {
         .local_addr()
         .unwrap()
         .port();
-    let dir = tempfile::tempdir().unwrap();
-    let gate = gate_with_source(dir.path(), &format!("http://127.0.0.1:{port}"));
-    let server = Server::start(&gate, &[]);
+    let Sourced {
+        dir: _dir, server, ..
+    } = serve_with_source(&format!("http://127.0.0.1:{port}"));
     let body = json!({"phase": "abort", "service": "checkout", "namespace": "shop",
                       "stable_hash": "stable1", "canary_hash": "canary-good"});
     let (status, answer) = server.post("/v1/evaluate", &body);

@@ -127,3 +127,12 @@ pub fn gate_dir(gate_toml: &str) -> tempfile::TempDir {
     std::fs::write(dir.path().join("gate.toml"), gate_toml).expect("writing gate.toml");
     dir
 }
+
+/// The YAML documents of a file in the repository (`integrations/...`).
+pub fn yaml_documents(relative: &str) -> Vec<serde_yaml::Value> {
+    let text = std::fs::read_to_string(repo().join(relative)).expect("a file of the repository");
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).expect("valid YAML"))
+        .filter(|d: &serde_yaml::Value| !d.is_null())
+        .collect()
+}

@@ -1,6 +1,8 @@
 //! What every endpoint shares: reading a JSON body, the request's input
 //! (a snapshot or a target), and errors as JSON with a status.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -107,9 +109,8 @@ pub fn read_request(body: Body) -> Result<Request, ApiError> {
             ));
         }
     }
-    let entries = serde_json::from_slice::<RawObject>(&body)
-        .map_err(not_json)?
-        .0;
+    // Values stay unparsed text until we know which is the snapshot.
+    let entries: BTreeMap<String, &RawValue> = serde_json::from_slice(&body).map_err(not_json)?;
     let mut request = Request::default();
     for (key, value) in entries {
         if key == "snapshot" {
@@ -120,32 +121,6 @@ pub fn read_request(body: Body) -> Result<Request, ApiError> {
         }
     }
     Ok(request)
-}
-
-/// A JSON object whose values stay unparsed text.
-struct RawObject<'a>(Vec<(String, &'a RawValue)>);
-
-impl<'de> serde::Deserialize<'de> for RawObject<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Entries;
-        impl<'de> serde::de::Visitor<'de> for Entries {
-            type Value = RawObject<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut entries = Vec::new();
-                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
-                    entries.push(entry);
-                }
-                Ok(RawObject(entries))
-            }
-        }
-        deserializer.deserialize_map(Entries)
-    }
 }
 
 /// A phase named in a URL.

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use shipgate_policy::Phase;
 use tokio::sync::Semaphore;
 
@@ -208,9 +207,7 @@ impl AppState {
             None => sources::no_source(),
         };
         let value = sources::assemble(target, gate.gate(), &evidence, now);
-        let text = value.to_string();
-        let digest = hex::encode(Sha256::digest(text.as_bytes()));
-        let snapshot = snapshot::from_value(&value, digest).map_err(|e| {
+        let snapshot = snapshot::parse(value.to_string().as_bytes()).map_err(|e| {
             ApiError::BadEvidence(format!(
                 "the sources' evidence is not a valid snapshot: {e}"
             ))

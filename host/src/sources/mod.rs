@@ -174,11 +174,11 @@ pub fn assemble(target: &Target, gate: &Gate, evidence: &Evidence, now: jiff::Ti
             put(&mut snapshot, field, value);
         }
     }
-    if let Some(window) = &gate.file.sources.prometheus {
+    if let Some(prometheus) = &gate.file.sources.prometheus {
         put(
             &mut snapshot,
             "metrics.window_seconds",
-            Some(Value::from(window.window_seconds)),
+            Some(Value::from(prometheus.window_seconds)),
         );
     }
     let stage_index = target.stage_index.or_else(|| {
