@@ -104,8 +104,8 @@ impl AppState {
         self.shutting_down.store(true, Ordering::Relaxed);
     }
 
-    /// One decision: admit, gather evidence, evaluate off the async
-    /// threads, record. Bounded in time and in the work waiting.
+    /// One decision: admit, gather evidence, evaluate, record. Bounded in
+    /// time and in the work waiting.
     pub async fn decide(
         &self,
         adapter: &'static str,
@@ -120,15 +120,15 @@ impl AppState {
                 .unwrap_or(Err(ApiError::Timeout));
         match &result {
             Ok(evaluation) => {
-                let seconds = started.elapsed().as_secs_f64();
-                self.metrics.record(adapter, evaluation, seconds);
+                let took = started.elapsed();
+                self.metrics.record(adapter, evaluation, took.as_secs_f64());
                 tracing::info!(
                     target: DECISION_LOG_TARGET,
                     decision_id = %evaluation.decision_id,
                     adapter,
                     phase = %evaluation.phase,
                     decision = %evaluation.decision,
-                    duration_us = started.elapsed().as_micros() as u64,
+                    duration_us = took.as_micros() as u64,
                     summary = %evaluation.summary,
                     "decision"
                 );
