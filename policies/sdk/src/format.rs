@@ -18,10 +18,14 @@ pub enum Unit {
 
 impl Unit {
     pub fn format(self, value: f64) -> String {
+        let with_suffix = |mut text: String, suffix: &str| {
+            text.push_str(suffix);
+            text
+        };
         match self {
-            Unit::Percent => format!("{}%", trim(value * 100.0, 2, true)),
-            Unit::Millis => format!("{} ms", trim(value, 1, false)),
-            Unit::Ratio => format!("{}x", trim(value, 2, true)),
+            Unit::Percent => with_suffix(trim(value * 100.0, 2, true), "%"),
+            Unit::Millis => with_suffix(trim(value, 1, false), " ms"),
+            Unit::Ratio => with_suffix(trim(value, 2, true), "x"),
             Unit::Count => trim(value, 2, false),
             Unit::Seconds => duration(value),
         }
@@ -35,7 +39,7 @@ fn trim(value: f64, decimals: usize, keep_one: bool) -> String {
     if !value.is_finite() {
         return if value.is_nan() { "n/a" } else { "∞" }.to_string();
     }
-    let text = format!("{value:.decimals$}");
+    let text = fixed(value, decimals);
     if !text.contains('.') {
         return text;
     }
@@ -47,6 +51,48 @@ fn trim(value: f64, decimals: usize, keep_one: bool) -> String {
         return text.trim_end_matches('.').to_string();
     }
     text.to_string()
+}
+
+/// `value` with exactly `decimals` decimals, the same text as
+/// `format!("{value:.decimals$}")`. Findings format a dozen numbers per
+/// decision, and the exact float formatter (bignum arithmetic) was the
+/// largest cost of a policy compiled to wasm; scaling to an integer is
+/// exact unless the scaled value lies near a rounding tie or beyond what
+/// an f64 holds exactly, and those cases keep the exact formatter.
+fn fixed(value: f64, decimals: usize) -> String {
+    const SCALES: [f64; 3] = [1.0, 10.0, 100.0];
+    let Some(&scale) = SCALES.get(decimals) else {
+        return format!("{value:.decimals$}");
+    };
+    let scaled = value.abs() * scale;
+    let fraction = scaled - scaled.trunc();
+    if !(scaled < 1e12 && (fraction - 0.5).abs() > 1e-3) {
+        return format!("{value:.decimals$}");
+    }
+    let units = scaled.round() as u64;
+    let scale = scale as u64;
+    let mut text = String::with_capacity(24);
+    if value.is_sign_negative() {
+        text.push('-');
+    }
+    push_digits(&mut text, units / scale, 1);
+    if decimals > 0 {
+        text.push('.');
+        push_digits(&mut text, units % scale, decimals);
+    }
+    text
+}
+
+/// Appends `n` in decimal, zero-padded to at least `width` digits.
+fn push_digits(text: &mut String, mut n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut start = digits.len();
+    while n > 0 || digits.len() - start < width {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    text.extend(digits[start..].iter().map(|&d| d as char));
 }
 
 /// A duration in whole seconds for people: "1h 5m", "9m 30s", "42s".
@@ -109,6 +155,50 @@ mod tests {
         assert_eq!(Unit::Count.format(50.0), "50");
         assert_eq!(Unit::Percent.format(0.1), "10.0%");
         assert_eq!(Unit::Seconds.format(540.0), "9m 0s");
+    }
+
+    #[test]
+    fn fixed_decimals_match_the_exact_formatter() {
+        // Dense grids of tenths, hundredths and thousandths (many are
+        // rounding ties or just off one), both signs, and assorted magnitudes.
+        let grids = (0..20_000).flat_map(|i| {
+            let i = f64::from(i);
+            [
+                i / 10.0,
+                i / 100.0,
+                i / 1000.0,
+                -i / 1000.0,
+                i * 0.37,
+                i * 1234.5678,
+            ]
+        });
+        let specials = [
+            0.0,
+            -0.0,
+            0.125,
+            0.375,
+            2.5,
+            1.005,
+            0.045,
+            1e11,
+            9.99e11,
+            1e12,
+            1e15,
+            1e300,
+            5e-324,
+            0.004999,
+            99.995,
+            4.1000000000000005,
+        ];
+        for value in grids.chain(specials) {
+            for decimals in 0..=3 {
+                assert_eq!(
+                    fixed(value, decimals),
+                    format!("{value:.decimals$}"),
+                    "{value} with {decimals} decimals"
+                );
+            }
+        }
     }
 
     #[test]
