@@ -4,7 +4,7 @@
 //! abort-allow and abort-rollback), the cost of one canary decision:
 //!
 //! - `native`: builtin:canary's rules compiled natively, JSON parse included (the floor);
-//! - `wasm_fresh`: the real runtime path: snapshot validated by the host, a fresh
+//! - `wasm_fresh`: the real runtime path: snapshot parsed and validated by the host, encoded, a fresh
 //!   store and instance with deadline and memory limit, the verdict checked;
 //! - `wasm_reused`: one instance reused (for reference only: no isolation);
 //! - `regorus` and `cel`: the same rules in Rego and in CEL;
@@ -28,7 +28,8 @@ use shipgate::evaluate::PreparedGate;
 use shipgate::gate::{Gate, Origin};
 use shipgate::runtime::{Determinism, Limits, Runtime, RuntimeConfig};
 use shipgate::snapshot;
-use shipgate_policy::Phase;
+use shipgate_policy::wire::EncodedGate;
+use shipgate_policy::{Phase, Snapshot};
 use shipgate_policy_canary::Canary;
 
 const SNAPSHOTS: [(&str, &str); 2] = [("abort-allow", "allow"), ("abort-rollback", "rollback")];
@@ -119,8 +120,11 @@ struct Input {
     path: PathBuf,
     /// The snapshot as a CD system sends it.
     bytes: Vec<u8>,
-    /// The snapshot with the gate object, as a policy receives it.
+    /// The snapshot with the gate object, as JSON (the native, Rego and CEL
+    /// engines parse it).
     with_gate: String,
+    /// The same in the contract's encoding, as a wasm policy receives it.
+    wire: Vec<u8>,
 }
 
 fn repo() -> PathBuf {
@@ -139,12 +143,14 @@ fn load_inputs(gate: &Gate) -> Result<Vec<Input>> {
                 std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             let mut value: Value = serde_json::from_slice(&bytes)?;
             value["gate"] = gate.snapshot_object();
+            let typed: Snapshot = serde_json::from_value(value.clone())?;
             Ok(Input {
                 name,
                 expected,
                 path,
                 bytes,
                 with_gate: value.to_string(),
+                wire: shipgate_policy::wire::encode(&typed),
             })
         })
         .collect()
@@ -189,20 +195,23 @@ fn main() -> Result<()> {
         .load(shipgate::builtins::lookup("builtin:canary").context("builtin:canary")?)
         .map_err(anyhow::Error::msg)?;
     let limits = Limits::default();
-    let gate_json = gate1.gate().snapshot_object().to_string();
+    let gate_object: shipgate_policy::snapshot::Gate =
+        serde_json::from_value(gate1.gate().snapshot_object())?;
+    let gate_wire = EncodedGate::new(&gate_object);
     let n = options.iterations;
     let mut results = Vec::new();
 
     let native = time_calls(n, &inputs, |input| {
-        let verdict = shipgate_policy::run_evaluate::<Canary>(Phase::Abort, &input.with_gate, "{}")
-            .map_err(anyhow::Error::msg)?;
+        let verdict =
+            shipgate_policy::evaluate_json::<Canary>(Phase::Abort, &input.with_gate, "{}")
+                .map_err(anyhow::Error::msg)?;
         check("native", input, verdict.decision.as_str())
     })?;
     results.push(figures("native", native));
 
     let wasm_fresh = time_calls(n, &inputs, |input| {
         let snapshot = snapshot::parse(&input.bytes)?;
-        let with_gate = snapshot.with_gate(&gate_json);
+        let input_wire = snapshot.encode_with_gate(&gate_wire);
         let determinism = Determinism {
             now_unix_seconds: snapshot.now.0,
             seed: [0; 32],
@@ -210,7 +219,7 @@ fn main() -> Result<()> {
         let called = runtime.evaluate(
             &module,
             Phase::Abort,
-            &with_gate.to_string(),
+            &input_wire,
             "{}",
             limits,
             determinism,
@@ -225,7 +234,7 @@ fn main() -> Result<()> {
         .map_err(|f| anyhow::anyhow!("{f}"))?;
     let wasm_reused = time_calls(n, &inputs, |input| {
         let verdict = reused
-            .evaluate(Phase::Abort, &input.with_gate, "{}")
+            .evaluate(Phase::Abort, &input.wire, "{}")
             .map_err(|f| anyhow::anyhow!("{f}"))?;
         check("wasm_reused", input, verdict.decision.as_str())
     })?;

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 use shipgate_policy::Phase;
+use shipgate_policy::wire::EncodedGate;
 
 use crate::builtins;
 use crate::error::Error;
@@ -21,8 +22,8 @@ use crate::verdict::{Evaluation, PolicyOutcome, combine};
 pub struct PreparedGate {
     runtime: Arc<Runtime>,
     gate: Gate,
-    /// The `gate` object policies see, serialized once.
-    gate_json: String,
+    /// The `gate` object policies see, encoded once.
+    gate_wire: EncodedGate,
     /// Per policy name: the loaded module, or why it could not be used (the
     /// policy then fails closed at every evaluation).
     modules: HashMap<String, Result<Arc<LoadedModule>, Fault>>,
@@ -53,11 +54,16 @@ impl PreparedGate {
             };
             modules.insert(policy.name.clone(), module);
         }
-        let gate_json = gate.snapshot_object().to_string();
+        let gate_object: shipgate_policy::snapshot::Gate =
+            serde_json::from_value(gate.snapshot_object()).map_err(|e| {
+                Error::Internal(anyhow::anyhow!(
+                    "the gate's plan does not fit the snapshot's `gate`: {e}"
+                ))
+            })?;
         Ok(PreparedGate {
             runtime,
             gate,
-            gate_json,
+            gate_wire: EncodedGate::new(&gate_object),
             modules,
         })
     }
@@ -105,7 +111,7 @@ impl PreparedGate {
         evidence: Vec<PolicyOutcome>,
     ) -> Evaluation {
         // Built once, shared by every policy of the phase.
-        let input = snapshot.with_gate(&self.gate_json);
+        let input = snapshot.encode_with_gate(&self.gate_wire);
         let determinism = Determinism {
             now_unix_seconds: snapshot.now.0,
             seed: seed_from(&snapshot.sha256),
@@ -135,7 +141,7 @@ impl PreparedGate {
         &self,
         policy: &PolicyEntry,
         phase: Phase,
-        input: &str,
+        input: &[u8],
         determinism: Determinism,
     ) -> PolicyOutcome {
         let module = match self.modules.get(&policy.name) {

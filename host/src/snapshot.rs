@@ -6,21 +6,25 @@
 //! checks types, timestamps and counts, and refuses a snapshot that carries
 //! `gate` (only the host may add the declared thresholds).
 //!
-//! The text is parsed once, straight into the typed form; policies get the
-//! caller's text with the gate spliced in, never a re-serialization.
+//! The text is parsed once, straight into the typed form; policies get that
+//! typed form in the contract's binary encoding ([`shipgate_policy::wire`]),
+//! never JSON to parse again.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use shipgate_policy::wire::{self, EncodedGate};
 use shipgate_policy::{Snapshot, Timestamp};
 
 /// The snapshot schema version this host understands.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// A snapshot that passed validation, kept as the JSON text the caller sent.
+/// A snapshot that passed validation: the JSON text the caller sent (for
+/// records and digests) and its typed form (for policies).
 #[derive(Debug, Clone)]
 pub struct ValidSnapshot {
     /// The snapshot as sent (a JSON object), without the host's `gate`.
     text: String,
+    typed: Snapshot,
     /// sha256 of the bytes as received.
     pub sha256: String,
     /// The snapshot's `now`: the only clock policies see.
@@ -38,22 +42,11 @@ impl ValidSnapshot {
         serde_json::from_str(&self.text).expect("validated JSON")
     }
 
-    /// The snapshot with `"gate": GATE_JSON` added, as policies receive it:
-    /// the caller's text byte for byte, the gate before the closing brace.
-    pub fn with_gate(&self, gate_json: &str) -> String {
-        let body = self.text.trim_end();
-        let body = body
-            .strip_suffix('}')
-            .expect("validated as an object")
-            .trim_end();
-        let separator = if body.ends_with('{') { "" } else { "," };
-        let mut input = String::with_capacity(body.len() + gate_json.len() + 12);
-        input.push_str(body);
-        input.push_str(separator);
-        input.push_str("\"gate\":");
-        input.push_str(gate_json);
-        input.push('}');
-        input
+    /// The snapshot with the gate's `gate` object added, as policies
+    /// receive it: in the contract's encoding, built once per decision and
+    /// shared by every policy of the phase.
+    pub fn encode_with_gate(&self, gate: &EncodedGate) -> Vec<u8> {
+        wire::encode_with_gate(&self.typed, gate)
     }
 }
 
@@ -89,25 +82,16 @@ pub fn from_value(json: &Value, sha256: String) -> Result<ValidSnapshot, Snapsho
 }
 
 fn parse_text(text: String, sha256: String) -> Result<ValidSnapshot, SnapshotError> {
-    let not_json = |e: serde_json::Error| SnapshotError::at("", format!("not valid JSON: {e}"));
     if !text.trim_start().starts_with('{') {
         serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(not_json)?;
         return Err(SnapshotError::at("", "expected a JSON object"));
     }
-    let mut deserializer = serde_json::Deserializer::from_str(&text);
-    let typed: Snapshot = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            not_json(inner)
-        } else {
-            SnapshotError::at(
-                if path == "." { String::new() } else { path },
-                inner.to_string(),
-            )
-        }
-    })?;
-    deserializer.end().map_err(not_json)?;
+    // The common case, valid input, takes the plain parser; only a refused
+    // snapshot is parsed again, slower, to find the path of the problem.
+    let typed: Snapshot = match serde_json::from_str(&text) {
+        Ok(typed) => typed,
+        Err(error) => return Err(locate_error(&text, error)),
+    };
     if typed.gate.is_some() {
         return Err(SnapshotError::at(
             "gate",
@@ -125,7 +109,34 @@ fn parse_text(text: String, sha256: String) -> Result<ValidSnapshot, SnapshotErr
     }
     let now = check_timestamps(&typed)?;
     check_counts(&typed)?;
-    Ok(ValidSnapshot { text, sha256, now })
+    Ok(ValidSnapshot {
+        text,
+        typed,
+        sha256,
+        now,
+    })
+}
+
+/// Why the text is not a schema v1 snapshot, with the JSON path of the
+/// problem when the path-tracking parser finds one.
+fn locate_error(text: &str, plain: serde_json::Error) -> SnapshotError {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let (path, error) = match serde_path_to_error::deserialize::<_, Snapshot>(&mut deserializer) {
+        Err(error) => (error.path().to_string(), error.into_inner()),
+        Ok(_) => (String::new(), deserializer.end().err().unwrap_or(plain)),
+    };
+    if error.is_syntax() || error.is_eof() {
+        not_json(error)
+    } else {
+        SnapshotError::at(
+            if path == "." { String::new() } else { path },
+            error.to_string(),
+        )
+    }
+}
+
+fn not_json(error: serde_json::Error) -> SnapshotError {
+    SnapshotError::at("", format!("not valid JSON: {error}"))
 }
 
 fn timestamp(path: &str, text: Option<&str>) -> Result<Option<Timestamp>, SnapshotError> {
@@ -296,15 +307,22 @@ mod tests {
     }
 
     #[test]
-    fn the_gate_is_spliced_into_the_callers_text() {
-        let snapshot =
-            parse(b"{\"schema_version\": 1, \"now\": \"2026-11-26T14:00:00Z\"}\n").unwrap();
-        assert_eq!(
-            snapshot.with_gate("{\"name\":\"g\"}"),
-            "{\"schema_version\": 1, \"now\": \"2026-11-26T14:00:00Z\",\"gate\":{\"name\":\"g\"}}"
-        );
-        let spliced: Value = serde_json::from_str(&snapshot.with_gate("{}")).unwrap();
-        assert_eq!(spliced["gate"], serde_json::json!({}));
+    fn policies_receive_the_typed_snapshot_with_the_gate() {
+        let snapshot = parse(include_bytes!(
+            "../../examples/snapshots/abort-rollback.json"
+        ))
+        .unwrap();
+        let gate: shipgate_policy::snapshot::Gate = serde_json::from_value(
+            serde_json::json!({"name": "g", "rollout": {"stages": [5, 100]}}),
+        )
+        .unwrap();
+        let decoded = wire::decode(&snapshot.encode_with_gate(&EncodedGate::new(&gate))).unwrap();
+        assert_eq!(decoded.gate.unwrap().name.as_deref(), Some("g"));
+        let canary = decoded.metrics.unwrap().canary.unwrap();
+        let sent = &example()["metrics"]["canary"];
+        assert_eq!(canary.requests, sent["requests"].as_f64());
+        assert_eq!(canary.errors, sent["errors"].as_f64());
+        assert_eq!(decoded.now, example()["now"].as_str().unwrap());
     }
 
     #[test]

@@ -41,7 +41,7 @@ fn inspect_a_builtin_shows_its_imports_and_size() {
         .collect();
     // WASI (linked with an empty context) and the contract's own types.
     assert!(
-        imports.contains(&"shipgate:policy/types@0.1.0"),
+        imports.contains(&"shipgate:policy/types@0.2.0"),
         "{imports:?}"
     );
     assert!(

@@ -45,6 +45,9 @@ mod bindings {
 
 use bindings::shipgate::policy::types as wit;
 
+/// The contract this host speaks (`wit/policy.wit`).
+pub const CONTRACT: &str = "shipgate:policy@0.2.0";
+
 /// How often the epoch advances; deadlines are measured in ticks of this.
 pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 
@@ -185,18 +188,23 @@ impl Runtime {
                 component
             }
         };
+        let contract_mismatch = || contract_mismatch(&self.engine, &component);
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
-            format!(
-                "it needs something shipgate does not provide: {}",
-                root_cause(&e)
-            )
+            contract_mismatch().unwrap_or_else(|| {
+                format!(
+                    "it needs something shipgate does not provide: {}",
+                    root_cause(&e)
+                )
+            })
         })?;
         let pre = bindings::PolicyPre::new(instance_pre).map_err(|e| {
-            format!(
-                "it does not implement the shipgate:policy/policy world ({}); build it with the \
-                 shipgate-policy SDK for wasm32-wasip2",
-                root_cause(&e)
-            )
+            contract_mismatch().unwrap_or_else(|| {
+                format!(
+                    "it does not implement the shipgate:policy/policy world of {CONTRACT} \
+                     ({}); build it with the shipgate-policy SDK for wasm32-wasip2",
+                    root_cause(&e)
+                )
+            })
         })?;
         let module = Arc::new(LoadedModule {
             sha256: sha256.clone(),
@@ -233,19 +241,19 @@ impl Runtime {
         })
     }
 
-    /// Evaluates one phase in a fresh instance.
+    /// Evaluates one phase in a fresh instance. `snapshot` is in the
+    /// contract's encoding ([`shipgate_policy::wire`]).
     pub fn evaluate(
         &self,
         module: &LoadedModule,
         phase: Phase,
-        snapshot_json: &str,
+        snapshot: &[u8],
         config_json: &str,
         limits: Limits,
         determinism: Determinism,
     ) -> Called<Verdict> {
         self.call(module, limits, determinism, |policy, store| {
-            let result =
-                policy.call_evaluate(store, phase_to_wit(phase), snapshot_json, config_json)?;
+            let result = policy.call_evaluate(store, phase_to_wit(phase), snapshot, config_json)?;
             Ok(match result {
                 Ok(verdict) => verdict_from_wit(verdict),
                 Err(message) => Err(Fault::PolicyError(truncate(message))),
@@ -326,17 +334,15 @@ impl ReusedInstance {
     pub fn evaluate(
         &mut self,
         phase: Phase,
-        snapshot_json: &str,
+        snapshot: &[u8],
         config_json: &str,
     ) -> Result<Verdict, Fault> {
         self.store
             .set_epoch_deadline(deadline_ticks(self.limits.timeout_ms));
-        match self.policy.call_evaluate(
-            &mut self.store,
-            phase_to_wit(phase),
-            snapshot_json,
-            config_json,
-        ) {
+        match self
+            .policy
+            .call_evaluate(&mut self.store, phase_to_wit(phase), snapshot, config_json)
+        {
             Ok(Ok(verdict)) => verdict_from_wit(verdict),
             Ok(Err(message)) => Err(Fault::PolicyError(truncate(message))),
             Err(error) => Err(classify_trap(&error, self.store.data(), self.limits)),
@@ -370,6 +376,11 @@ fn engine_config(config: &RuntimeConfig) -> Config {
         .memory_init_cow(true)
         .epoch_interruption(true)
         .wasm_component_model(true);
+    // For profiling policies with `perf`: names the JIT code of every
+    // module (docs/PERFORMANCE.md). Off unless asked for.
+    if std::env::var("SHIPGATE_PROFILE").as_deref() == Ok("perfmap") {
+        wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     wasm
 }
 
@@ -433,6 +444,25 @@ fn truncate(mut text: String) -> String {
         text.push('…');
     }
     text
+}
+
+/// A module built for another version of the contract imports its types
+/// interface under that version: name it, so the fix (rebuild) is clear.
+fn contract_mismatch(engine: &Engine, component: &Component) -> Option<String> {
+    const TYPES: &str = "shipgate:policy/types@";
+    let ours = CONTRACT.rsplit_once('@').map(|(_, version)| version)?;
+    component
+        .component_type()
+        .imports(engine)
+        .find_map(|(name, _)| {
+            let version = name.strip_prefix(TYPES)?;
+            (version != ours).then(|| {
+                format!(
+                    "it was built for shipgate:policy@{version}, and this shipgate speaks \
+                     {CONTRACT}: rebuild it with the matching shipgate-policy SDK"
+                )
+            })
+        })
 }
 
 /// Refuses what is not a component before handing it to the compiler, with

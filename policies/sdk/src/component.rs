@@ -52,7 +52,7 @@ pub fn describe<P: Policy>() -> PolicyInfo {
     }
 }
 
-pub fn evaluate<P: Policy>(phase: Phase, snapshot: &str, config: &str) -> Result<Verdict, String> {
+pub fn evaluate<P: Policy>(phase: Phase, snapshot: &[u8], config: &str) -> Result<Verdict, String> {
     let verdict = crate::run_evaluate::<P>(phase_from_wit(phase), snapshot, config)?;
     Ok(Verdict {
         decision: decision_to_wit(verdict.decision),

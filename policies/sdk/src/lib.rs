@@ -44,6 +44,7 @@ pub mod snapshot;
 pub mod testing;
 mod time;
 mod verdict;
+pub mod wire;
 
 pub use findings::Findings;
 pub use format::{Unit, duration, percentile, ratio};
@@ -93,23 +94,44 @@ pub fn parse_config<P: Policy>(config: &str) -> Result<P::Config, String> {
     serde_json::from_str(config).map_err(|e| format!("config: {e}"))
 }
 
-/// What the exported `evaluate` does: parse both inputs, refuse a phase the
-/// policy does not declare, run the policy.
+/// What the exported `evaluate` does: decode the snapshot the host encoded
+/// ([`wire`]), parse the config, refuse a phase the policy does not declare,
+/// run the policy.
 pub fn run_evaluate<P: Policy>(
+    phase: Phase,
+    snapshot: &[u8],
+    config: &str,
+) -> Result<Verdict, String> {
+    check_phase::<P>(phase)?;
+    let config = parse_config::<P>(config)?;
+    let snapshot = wire::decode(snapshot)?;
+    P::evaluate(phase, &snapshot, &config)
+}
+
+/// Evaluates a policy natively on snapshot JSON (with its `gate`): the same
+/// checks as [`run_evaluate`], for tools and benchmarks that run a policy
+/// as a plain library.
+pub fn evaluate_json<P: Policy>(
     phase: Phase,
     snapshot: &str,
     config: &str,
 ) -> Result<Verdict, String> {
-    if !P::info().phases.contains(&phase) {
-        return Err(format!(
-            "policy '{}' does not evaluate the {} phase",
-            P::info().name,
-            phase.as_str()
-        ));
-    }
+    check_phase::<P>(phase)?;
     let config = parse_config::<P>(config)?;
     let snapshot = Snapshot::from_json(snapshot)?;
     P::evaluate(phase, &snapshot, &config)
+}
+
+fn check_phase<P: Policy>(phase: Phase) -> Result<(), String> {
+    if P::info().phases.contains(&phase) {
+        Ok(())
+    } else {
+        Err(format!(
+            "policy '{}' does not evaluate the {} phase",
+            P::info().name,
+            phase.as_str()
+        ))
+    }
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -134,7 +156,7 @@ macro_rules! export_policy {
                 }
                 fn evaluate(
                     phase: $crate::component::Phase,
-                    snapshot: String,
+                    snapshot: Vec<u8>,
                     config: String,
                 ) -> Result<$crate::component::Verdict, String> {
                     $crate::component::evaluate::<$policy>(phase, &snapshot, &config)

@@ -7,11 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::time::Timestamp;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Snapshot {
     pub schema_version: u32,
@@ -29,22 +29,28 @@ pub struct Snapshot {
     pub alerts: Option<Vec<Alert>>,
     pub smoke_tests: Option<Vec<SmokeTest>>,
     /// Added by the host from the gate file: the plan and thresholds
-    /// declared before the rollout. A caller cannot supply it.
+    /// declared before the rollout. A caller cannot supply it. It must stay
+    /// the last field: [`crate::wire::encode_with_gate`] relies on it.
     #[cfg_attr(feature = "schema", schemars(skip))]
     #[serde(default, deserialize_with = "present")]
     pub gate: Option<Gate>,
 }
 
-/// A `gate` key that is present, even as `null`, reads as `Some`, so the
-/// host can refuse a caller that tries to supply one.
+/// A `gate` key that is present in JSON, even as `null`, reads as `Some`, so
+/// the host can refuse a caller that tries to supply one. The binary
+/// encoding ([`crate::wire`]) keeps the option as it is.
 fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Gate>, D::Error> {
+    if !deserializer.is_human_readable() {
+        return Option::<Gate>::deserialize(deserializer);
+    }
     Ok(Some(
         Option::<Gate>::deserialize(deserializer)?.unwrap_or_default(),
     ))
 }
 
 impl Snapshot {
-    /// Parses the snapshot JSON the host passes to `evaluate`.
+    /// Parses a snapshot from JSON (unit tests, native use; policies in the
+    /// host receive it already parsed, see [`crate::wire`]).
     pub fn from_json(json: &str) -> Result<Snapshot, String> {
         serde_json::from_str(json).map_err(|e| format!("snapshot: {e}"))
     }
@@ -63,7 +69,7 @@ impl Snapshot {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Deployment {
     pub id: Option<String>,
@@ -76,10 +82,12 @@ pub struct Deployment {
     pub triggered_by: Option<String>,
     pub deployed_at: Option<String>,
     /// Other deployments or changes to the same service in progress.
+    #[serde(default, with = "crate::wire::opaque_json")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<serde_json::Value>>"))]
     pub changes_in_flight: Option<Vec<serde_json::Value>>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Ci {
     pub commit: Option<String>,
@@ -87,14 +95,14 @@ pub struct Ci {
     pub checks: Option<Vec<CiCheck>>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CiCheck {
     pub name: String,
     pub status: String,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Migration {
     pub id: String,
@@ -103,7 +111,7 @@ pub struct Migration {
     pub drops_columns: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FeatureFlag {
     pub key: String,
@@ -111,7 +119,7 @@ pub struct FeatureFlag {
     pub default_enabled: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RollbackPlan {
     pub documented: Option<bool>,
@@ -121,7 +129,7 @@ pub struct RollbackPlan {
     pub tested_duration_seconds: Option<f64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Window {
     pub low_traffic: Option<bool>,
@@ -129,7 +137,7 @@ pub struct Window {
     pub on_call: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Rollout {
     pub stage_index: Option<u32>,
@@ -137,7 +145,7 @@ pub struct Rollout {
     pub stage_started_at: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Metrics {
     pub window_seconds: Option<f64>,
@@ -146,7 +154,7 @@ pub struct Metrics {
 }
 
 /// The traffic of one version over the metrics window.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Cohort {
     pub requests: Option<f64>,
@@ -163,7 +171,7 @@ impl Cohort {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Latency {
     pub p50: Option<f64>,
@@ -178,7 +186,7 @@ impl Latency {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Alert {
     pub name: String,
@@ -188,7 +196,7 @@ pub struct Alert {
     pub expected: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SmokeTest {
     pub name: String,
@@ -196,7 +204,7 @@ pub struct SmokeTest {
 }
 
 /// What the host adds from the gate file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Gate {
     pub name: Option<String>,
@@ -205,7 +213,7 @@ pub struct Gate {
 }
 
 /// The staged plan and abort thresholds, declared before the rollout.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RolloutPlan {
     #[serde(default)]
@@ -215,7 +223,7 @@ pub struct RolloutPlan {
     pub abort: AbortThresholds,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AbortThresholds {
     pub max_error_rate: Option<f64>,

@@ -18,17 +18,21 @@
 
 use serde_json::Value;
 
-use crate::{Decision, Finding, Phase, Policy, Verdict};
+use serde::Deserialize;
+
+use crate::{Decision, Finding, Phase, Policy, Snapshot, Verdict};
 
 /// Evaluates a policy exactly as the exported component would: the snapshot
-/// and config go through JSON text, so config typos and phase checks behave
-/// as they will in the host.
+/// goes through the binary encoding the host sends ([`crate::wire`]) and the
+/// config through JSON text, so config typos and phase checks behave as they
+/// will in the host.
 pub fn evaluate<P: Policy>(
     phase: Phase,
     snapshot: &Value,
     config: &Value,
 ) -> Result<Verdict, String> {
-    crate::run_evaluate::<P>(phase, &snapshot.to_string(), &config.to_string())
+    let snapshot = Snapshot::deserialize(snapshot).map_err(|e| format!("snapshot: {e}"))?;
+    crate::run_evaluate::<P>(phase, &crate::wire::encode(&snapshot), &config.to_string())
 }
 
 /// Evaluates and returns the finding with id `check`; panics, listing the

@@ -1,0 +1,224 @@
+//! The snapshot as it crosses the contract (`shipgate:policy@0.2.0`).
+//!
+//! The host parses and validates the caller's JSON once; every policy then
+//! receives the typed result in a compact binary form instead of JSON text,
+//! so no policy parses JSON again. The encoding is one version byte
+//! ([`VERSION`]) followed by the [postcard] serialization of [`Snapshot`]:
+//! fields in declaration order, integers as varints, `f64` as 8 bytes
+//! little-endian, strings and sequences length-prefixed, options as a
+//! 0/1 tag. Free-form JSON (`deployment.changes_in_flight`) travels as JSON
+//! text inside it.
+//!
+//! Because the layout follows the field order, any change to the snapshot
+//! types is a change of [`VERSION`] and of the contract version; a policy
+//! refuses an encoding it was not built for, and the host fails closed.
+//!
+//! [postcard]: https://docs.rs/postcard
+
+use crate::snapshot::{Gate, Snapshot};
+
+/// The encoding's version, the first byte of every encoded snapshot.
+pub const VERSION: u8 = 1;
+
+/// Encodes a snapshot (with its `gate`, if any).
+pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
+    let out = vec![VERSION];
+    postcard::to_extend(snapshot, out).expect("writing to a Vec cannot fail")
+}
+
+/// A `gate` object encoded once, to be attached to many snapshots.
+#[derive(Debug, Clone)]
+pub struct EncodedGate(Vec<u8>);
+
+impl EncodedGate {
+    pub fn new(gate: &Gate) -> Self {
+        EncodedGate(postcard::to_allocvec(gate).expect("writing to a Vec cannot fail"))
+    }
+}
+
+/// Encodes `snapshot` with `gate` as its `gate` field, without cloning
+/// either: `gate` is the snapshot's last field, so its encoding is the tail
+/// (the `None` tag is replaced by `Some` and the gate's bytes).
+pub fn encode_with_gate(snapshot: &Snapshot, gate: &EncodedGate) -> Vec<u8> {
+    if snapshot.gate.is_some() {
+        let without = Snapshot {
+            gate: None,
+            ..snapshot.clone()
+        };
+        return encode_with_gate(&without, gate);
+    }
+    let mut out = Vec::with_capacity(1024 + gate.0.len());
+    out.push(VERSION);
+    let mut out = postcard::to_extend(snapshot, out).expect("writing to a Vec cannot fail");
+    let none_tag = out.pop();
+    debug_assert_eq!(none_tag, Some(0), "`gate` is the last field of Snapshot");
+    out.push(1);
+    out.extend_from_slice(&gate.0);
+    out
+}
+
+/// Decodes what [`encode`] wrote. The error says what is wrong, for the
+/// host to report as the policy's fault.
+pub fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
+    match bytes.split_first() {
+        Some((&VERSION, body)) => {
+            let (snapshot, rest) = postcard::take_from_bytes::<Snapshot>(body)
+                .map_err(|e| format!("snapshot encoding: {e}"))?;
+            if rest.is_empty() {
+                Ok(snapshot)
+            } else {
+                Err(format!(
+                    "snapshot encoding: {} unexpected bytes after the snapshot",
+                    rest.len()
+                ))
+            }
+        }
+        Some((version, _)) => Err(format!(
+            "snapshot encoding version {version}; this policy was built for version {VERSION}: \
+             rebuild it with the shipgate-policy SDK that matches the host"
+        )),
+        None => Err("snapshot encoding: empty".to_string()),
+    }
+}
+
+/// Serde adapter for free-form JSON fields: a JSON value in human-readable
+/// formats (the snapshot the caller sends), JSON text in the binary
+/// encoding, which cannot describe an arbitrary value.
+pub(crate) mod opaque_json {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::Value;
+
+    pub fn serialize<S: Serializer>(
+        values: &Option<Vec<Value>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            return values.serialize(serializer);
+        }
+        let texts: Option<Vec<String>> = values
+            .as_ref()
+            .map(|values| values.iter().map(Value::to_string).collect());
+        texts.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Vec<Value>>, D::Error> {
+        if deserializer.is_human_readable() {
+            return Option::<Vec<Value>>::deserialize(deserializer);
+        }
+        let texts = Option::<Vec<String>>::deserialize(deserializer)?;
+        texts
+            .map(|texts| {
+                texts
+                    .iter()
+                    .map(|text| serde_json::from_str(text).map_err(D::Error::custom))
+                    .collect()
+            })
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A snapshot with every field set, so a field whose encoding does not
+    /// round-trip shows up.
+    fn full() -> Snapshot {
+        let mut value = json!({
+            "schema_version": 1,
+            "now": "2026-11-26T14:00:00Z",
+            "deployment": {"id": "d-1", "service": "checkout", "environment": "production",
+                "commit": "abc", "previous_commit": "abb", "triggered_by": "ci",
+                "deployed_at": "2026-11-26T13:00:00Z",
+                "changes_in_flight": [{"id": "other", "n": [1, 2.5, null]}, "text"]},
+            "ci": {"commit": "abc", "status": "passed", "checks": [{"name": "unit", "status": "passed"}]},
+            "migrations": [{"id": "m1", "backward_compatible": true, "adds_non_nullable_columns": false, "drops_columns": false}],
+            "feature_flags": [{"key": "f", "new_in_release": true, "default_enabled": false}],
+            "rollback_plan": {"documented": true, "steps": ["a", "b"], "estimated_seconds": 120.5,
+                "last_tested_at": "2026-11-20T10:00:00Z", "tested_duration_seconds": 200.0},
+            "window": {"low_traffic": true, "approved": true, "on_call": ["ana"]},
+            "stakeholders_notified": true,
+            "rollout": {"stage_index": 2, "weight": 25.0, "stage_started_at": "2026-11-26T13:40:00Z"},
+            "metrics": {"window_seconds": 300.0,
+                "baseline": {"requests": 1000.0, "errors": 1.0, "latency_ms": {"p50": 10.0, "p95": 20.0, "p99": 30.0}, "business": {"orders": 50.0}},
+                "canary": {"requests": 100.0, "errors": 0.0, "latency_ms": {"p50": 11.0, "p99": 33.3}}},
+            "alerts": [{"name": "a", "severity": "page", "state": "firing", "since": "2026-11-26T13:50:00Z", "expected": false}],
+            "smoke_tests": [{"name": "login", "status": "passed"}]
+        });
+        value["gate"] = crate::testing::default_gate();
+        serde_json::from_value(value).unwrap()
+    }
+
+    /// Debug output covers every field, nested: equal output, equal snapshots.
+    fn same(a: &Snapshot, b: &Snapshot) {
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    }
+
+    #[test]
+    fn a_full_snapshot_round_trips() {
+        let snapshot = full();
+        same(&decode(&encode(&snapshot)).unwrap(), &snapshot);
+    }
+
+    #[test]
+    fn the_gate_is_attached_to_an_encoded_snapshot() {
+        let snapshot = full();
+        let gate = EncodedGate::new(snapshot.gate.as_ref().unwrap());
+        let without = Snapshot {
+            gate: None,
+            ..snapshot.clone()
+        };
+        same(
+            &decode(&encode_with_gate(&without, &gate)).unwrap(),
+            &snapshot,
+        );
+        // A snapshot that already has one gets the given gate instead.
+        let other = Snapshot {
+            gate: Some(Gate::default()),
+            ..snapshot.clone()
+        };
+        same(
+            &decode(&encode_with_gate(&other, &gate)).unwrap(),
+            &snapshot,
+        );
+    }
+
+    #[test]
+    fn a_minimal_snapshot_round_trips_without_a_gate() {
+        let snapshot: Snapshot =
+            serde_json::from_value(json!({"schema_version": 1, "now": "2026-11-26T14:00:00Z"}))
+                .unwrap();
+        let decoded = decode(&encode(&snapshot)).unwrap();
+        same(&decoded, &snapshot);
+        assert!(decoded.gate.is_none());
+    }
+
+    #[test]
+    fn bad_encodings_are_errors_that_say_what_is_wrong() {
+        let encoded = encode(&full());
+        assert_eq!(decode(&[]).unwrap_err(), "snapshot encoding: empty");
+        let mut other_version = encoded.clone();
+        other_version[0] = 9;
+        assert!(
+            decode(&other_version)
+                .unwrap_err()
+                .starts_with("snapshot encoding version 9; this policy was built for version 1")
+        );
+        let truncated = &encoded[..encoded.len() / 2];
+        assert!(
+            decode(truncated)
+                .unwrap_err()
+                .starts_with("snapshot encoding: ")
+        );
+        let mut longer = encoded.clone();
+        longer.push(0);
+        assert_eq!(
+            decode(&longer).unwrap_err(),
+            "snapshot encoding: 1 unexpected bytes after the snapshot"
+        );
+    }
+}
