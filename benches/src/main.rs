@@ -90,27 +90,57 @@ fn figures(name: &'static str, mut samples: Vec<Duration>) -> Figures {
     }
 }
 
-/// Times `iterations` calls per snapshot, after a warm-up, alternating the
-/// snapshots so both cases weigh the same.
-fn time_calls(
-    iterations: usize,
-    inputs: &[Input],
-    mut call: impl FnMut(&Input) -> Result<()>,
-) -> Result<Vec<Duration>> {
-    for input in inputs {
-        for _ in 0..(iterations / 10).max(1) {
-            call(input)?;
+/// One timed call: decide one input, check the decision.
+type Call<'a> = Box<dyn FnMut(&Input) -> Result<()> + 'a>;
+
+/// One case: a name, how many calls it gets relative to the
+/// others (1 = all of them), and the call.
+struct Case<'a> {
+    name: &'static str,
+    share: usize,
+    call: Call<'a>,
+    samples: Vec<Duration>,
+}
+
+impl<'a> Case<'a> {
+    fn new(name: &'static str, share: usize, call: impl FnMut(&Input) -> Result<()> + 'a) -> Self {
+        Case {
+            name,
+            share,
+            call: Box::new(call),
+            samples: Vec::new(),
         }
     }
-    let mut samples = Vec::with_capacity(iterations * inputs.len());
-    for _ in 0..iterations {
+}
+
+/// How many rounds the in-process cases are interleaved over.
+const ROUNDS: usize = 20;
+
+/// Times `iterations` calls per snapshot of every case (a `share` of 10
+/// gets a tenth of them), after a warm-up. The cases take turns in
+/// [`ROUNDS`] rounds, alternating the snapshots, so that a noisy spell of the
+/// machine falls on every case alike instead of on whichever ran then: the
+/// ratios compare like with like.
+fn time_interleaved(iterations: usize, inputs: &[Input], cases: &mut [Case]) -> Result<()> {
+    for case in cases.iter_mut() {
         for input in inputs {
-            let started = Instant::now();
-            call(input)?;
-            samples.push(started.elapsed());
+            for _ in 0..(iterations / 10 / case.share).max(1) {
+                (case.call)(input)?;
+            }
         }
     }
-    Ok(samples)
+    for _ in 0..ROUNDS {
+        for case in cases.iter_mut() {
+            for _ in 0..(iterations / ROUNDS / case.share).max(1) {
+                for input in inputs {
+                    let started = Instant::now();
+                    (case.call)(input)?;
+                    case.samples.push(started.elapsed());
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One example snapshot in the forms the engines take.
@@ -199,78 +229,59 @@ fn main() -> Result<()> {
         serde_json::from_value(gate1.gate().snapshot_object())?;
     let gate_wire = EncodedGate::new(&gate_object);
     let n = options.iterations;
-    let mut results = Vec::new();
-
-    let native = time_calls(n, &inputs, |input| {
-        let verdict =
-            shipgate_policy::evaluate_json::<Canary>(Phase::Abort, &input.with_gate, "{}")
-                .map_err(anyhow::Error::msg)?;
-        check("native", input, verdict.decision.as_str())
-    })?;
-    results.push(figures("native", native));
-
-    let wasm_fresh = time_calls(n, &inputs, |input| {
-        let snapshot = snapshot::parse(&input.bytes)?;
-        let input_wire = snapshot.encode_with_gate(&gate_wire);
-        let determinism = Determinism {
-            now_unix_seconds: snapshot.now.0,
-            seed: [0; 32],
-        };
-        let called = runtime.evaluate(
-            &module,
-            Phase::Abort,
-            &input_wire,
-            "{}",
-            limits,
-            determinism,
-        );
-        let verdict = called.result.map_err(|f| anyhow::anyhow!("{f}"))?;
-        check("wasm_fresh", input, verdict.decision.as_str())
-    })?;
-    results.push(figures("wasm_fresh", wasm_fresh));
 
     let mut reused = runtime
         .reused_instance(&module, limits)
         .map_err(|f| anyhow::anyhow!("{f}"))?;
-    let wasm_reused = time_calls(n, &inputs, |input| {
-        let verdict = reused
-            .evaluate(Phase::Abort, &input.wire, "{}")
-            .map_err(|f| anyhow::anyhow!("{f}"))?;
-        check("wasm_reused", input, verdict.decision.as_str())
-    })?;
-    results.push(figures("wasm_reused", wasm_reused));
-
     let mut rego = peers::Rego::new()?;
-    // Rego is two orders of magnitude slower: fewer iterations give the same confidence.
-    let regorus = time_calls((n / 10).max(1), &inputs, |input| {
-        let decision = rego.decide(&input.with_gate)?;
-        check("regorus", input, &decision)
-    })?;
-    results.push(figures("regorus", regorus));
-
     let cel = peers::Cel::new()?;
-    let cel_samples = time_calls(n, &inputs, |input| {
-        let decision = cel.decide(&input.with_gate)?;
-        check("cel", input, &decision)
-    })?;
-    results.push(figures("cel", cel_samples));
-
-    for (name, gate, policies) in [("gate1", &gate1, 1), ("gate5", &gate5, 5)] {
-        let samples = time_calls(n, &inputs, |input| {
+    let mut cases = vec![
+        Case::new("native", 1, |input| {
+            let verdict =
+                shipgate_policy::evaluate_json::<Canary>(Phase::Abort, &input.with_gate, "{}")
+                    .map_err(anyhow::Error::msg)?;
+            check("native", input, verdict.decision.as_str())
+        }),
+        Case::new("wasm_fresh", 1, |input| {
             let snapshot = snapshot::parse(&input.bytes)?;
-            let evaluation = gate.evaluate(Phase::Abort, &snapshot);
-            ensure!(
-                evaluation.policies.len() == policies,
-                "{name} ran {} policies",
-                evaluation.policies.len()
+            let determinism = Determinism {
+                now_unix_seconds: snapshot.now.0,
+                seed: [0; 32],
+            };
+            let called = runtime.evaluate(
+                &module,
+                Phase::Abort,
+                &snapshot.encode_with_gate(&gate_wire),
+                "{}",
+                limits,
+                determinism,
             );
-            check(name, input, evaluation.decision.as_str())
-        })?;
-        results.push(figures(
-            if policies == 1 { "gate1" } else { "gate5" },
-            samples,
-        ));
-    }
+            let verdict = called.result.map_err(|f| anyhow::anyhow!("{f}"))?;
+            check("wasm_fresh", input, verdict.decision.as_str())
+        }),
+        Case::new("wasm_reused", 1, |input| {
+            let verdict = reused
+                .evaluate(Phase::Abort, &input.wire, "{}")
+                .map_err(|f| anyhow::anyhow!("{f}"))?;
+            check("wasm_reused", input, verdict.decision.as_str())
+        }),
+        // Rego is slower: fewer calls give the same confidence.
+        Case::new("regorus", 10, |input| {
+            let decision = rego.decide(&input.with_gate)?;
+            check("regorus", input, &decision)
+        }),
+        Case::new("cel", 1, |input| {
+            let decision = cel.decide(&input.with_gate)?;
+            check("cel", input, &decision)
+        }),
+        Case::new("gate1", 1, whole_gate("gate1", &gate1, 1)),
+        Case::new("gate5", 1, whole_gate("gate5", &gate5, 5)),
+    ];
+    time_interleaved(n, &inputs, &mut cases)?;
+    let mut results: Vec<Figures> = cases
+        .into_iter()
+        .map(|case| figures(case.name, case.samples))
+        .collect();
 
     let bin_dir = std::env::current_exe()?
         .parent()
@@ -285,33 +296,36 @@ fn main() -> Result<()> {
             binary.display()
         );
     }
-    let cold = time_processes(options.process_runs, &inputs, |input| {
-        let mut command = Command::new(&shipgate_cli);
-        command
-            .args(["eval", "--phase", "abort", "--format", "json", "--snapshot"])
-            .arg(&input.path)
-            .env("SHIPGATE_CACHE_DIR", cache.path());
-        command
-    })?;
-    results.push(figures("cli_cold", cold));
-    let native_process = time_processes(options.process_runs, &inputs, |input| {
-        let mut command = Command::new(&cli_native);
-        command.arg(&input.path);
-        command
-    })?;
-    results.push(figures("cli_native", native_process));
+    let mut processes = [
+        process_case("cli_cold", |input| {
+            let mut command = Command::new(&shipgate_cli);
+            command
+                .args(["eval", "--phase", "abort", "--format", "json", "--snapshot"])
+                .arg(&input.path)
+                .env("SHIPGATE_CACHE_DIR", cache.path());
+            command
+        }),
+        process_case("cli_native", |input| {
+            let mut command = Command::new(&cli_native);
+            command.arg(&input.path);
+            command
+        }),
+    ];
+    time_interleaved(options.process_runs, &inputs, &mut processes)?;
+    results.extend(
+        processes
+            .into_iter()
+            .map(|case| figures(case.name, case.samples)),
+    );
 
     report(&results, options.json);
     Ok(())
 }
 
-/// Times whole processes; each must exit with its snapshot's decision code.
-fn time_processes(
-    runs: usize,
-    inputs: &[Input],
-    command: impl Fn(&Input) -> Command,
-) -> Result<Vec<Duration>> {
-    time_calls(runs, inputs, |input| {
+/// A whole-process case; each process must exit with its snapshot's
+/// decision code.
+fn process_case<'a>(name: &'static str, command: impl Fn(&Input) -> Command + 'a) -> Case<'a> {
+    Case::new(name, 1, move |input| {
         let output = command(input).output()?;
         let expected = match input.expected {
             "allow" => 0,
@@ -328,6 +342,24 @@ fn time_processes(
         );
         Ok(())
     })
+}
+
+/// A whole gate decision: parse and validate the snapshot, run the gate.
+fn whole_gate<'a>(
+    name: &'static str,
+    gate: &'a PreparedGate,
+    policies: usize,
+) -> impl FnMut(&Input) -> Result<()> + 'a {
+    move |input| {
+        let snapshot = snapshot::parse(&input.bytes)?;
+        let evaluation = gate.evaluate(Phase::Abort, &snapshot);
+        ensure!(
+            evaluation.policies.len() == policies,
+            "{name} ran {} policies",
+            evaluation.policies.len()
+        );
+        check(name, input, evaluation.decision.as_str())
+    }
 }
 
 fn find<'a>(results: &'a [Figures], name: &str) -> &'a Figures {
