@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use sha2::{Digest, Sha256};
+
 const POLICIES: [&str; 3] = ["preflight", "canary", "verify"];
 const TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "policy";
@@ -71,8 +73,14 @@ fn main() {
     let built = target_dir.join(TARGET).join(PROFILE);
     for policy in POLICIES {
         let file = format!("shipgate_policy_{policy}.wasm");
-        std::fs::copy(built.join(&file), out_dir.join(format!("{policy}.wasm")))
-            .unwrap_or_else(|e| panic!("copying {file}: {e}"));
+        let bytes =
+            std::fs::read(built.join(&file)).unwrap_or_else(|e| panic!("reading {file}: {e}"));
+        // The digest every decision records, computed here rather than at
+        // each start of the CLI.
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        std::fs::write(out_dir.join(format!("{policy}.wasm")), &bytes)
+            .and_then(|()| std::fs::write(out_dir.join(format!("{policy}.sha256")), sha256))
+            .unwrap_or_else(|e| panic!("writing {policy}'s module: {e}"));
     }
 }
 

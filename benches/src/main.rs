@@ -222,7 +222,11 @@ fn main() -> Result<()> {
     let gate5 = PreparedGate::prepare(runtime.clone(), gate_with_canaries(5)?, &[Phase::Abort])?;
     let inputs = load_inputs(gate1.gate())?;
     let module = runtime
-        .load(shipgate::builtins::lookup("builtin:canary").context("builtin:canary")?)
+        .load(
+            shipgate::builtins::lookup("builtin:canary")
+                .context("builtin:canary")?
+                .bytes,
+        )
         .map_err(anyhow::Error::msg)?;
     let limits = Limits::default();
     let gate_object: shipgate_policy::snapshot::Gate =

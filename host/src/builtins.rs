@@ -3,37 +3,62 @@
 /// The prefix that names an embedded module in a gate file or on the CLI.
 pub const PREFIX: &str = "builtin:";
 
-/// (name, module bytes) of every stock policy.
-pub const BUILTINS: [(&str, &[u8]); 3] = [
-    (
-        "preflight",
-        include_bytes!(concat!(env!("OUT_DIR"), "/preflight.wasm")),
-    ),
-    (
-        "canary",
-        include_bytes!(concat!(env!("OUT_DIR"), "/canary.wasm")),
-    ),
-    (
-        "verify",
-        include_bytes!(concat!(env!("OUT_DIR"), "/verify.wasm")),
-    ),
+/// A stock policy's module.
+pub struct Builtin {
+    /// `canary` for `builtin:canary`.
+    pub name: &'static str,
+    pub bytes: &'static [u8],
+    /// Hex sha256 of `bytes`, computed at build time.
+    pub sha256: &'static str,
+}
+
+macro_rules! builtin {
+    ($name:literal) => {
+        Builtin {
+            name: $name,
+            bytes: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".wasm")),
+            sha256: include_str!(concat!(env!("OUT_DIR"), "/", $name, ".sha256")),
+        }
+    };
+}
+
+/// Every stock policy.
+pub const BUILTINS: [Builtin; 3] = [
+    builtin!("preflight"),
+    builtin!("canary"),
+    builtin!("verify"),
 ];
 
-/// The bytes of `builtin:NAME`, or `None` when `module` is not a built-in
+/// `builtin:NAME`'s module, or `None` when `module` is not a built-in
 /// reference or names no stock policy.
-pub fn lookup(module: &str) -> Option<&'static [u8]> {
+pub fn lookup(module: &str) -> Option<&'static Builtin> {
     let name = module.strip_prefix(PREFIX)?;
-    BUILTINS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, bytes)| *bytes)
+    BUILTINS.iter().find(|builtin| builtin.name == name)
 }
 
 /// `builtin:preflight, builtin:canary, builtin:verify`, for error messages.
 pub fn names() -> String {
     BUILTINS
         .iter()
-        .map(|(name, _)| format!("{PREFIX}{name}"))
+        .map(|builtin| format!("{PREFIX}{}", builtin.name))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    #[test]
+    fn the_build_time_digests_are_the_modules_digests() {
+        for builtin in &BUILTINS {
+            assert_eq!(
+                builtin.sha256,
+                hex::encode(Sha256::digest(builtin.bytes)),
+                "{}",
+                builtin.name
+            );
+        }
+    }
 }

@@ -295,8 +295,8 @@ fn check(path: Option<&Path>) -> Result<i32, Error> {
 fn policies() -> Result<i32, Error> {
     let runtime = runtime()?;
     let mut out = String::new();
-    for (name, _) in crate::builtins::BUILTINS {
-        let module = format!("{}{name}", crate::builtins::PREFIX);
+    for builtin in &crate::builtins::BUILTINS {
+        let module = format!("{}{}", crate::builtins::PREFIX, builtin.name);
         let info = inspect::inspect(&runtime, &module)?;
         let phases: Vec<&str> = info.phases.iter().map(|p| p.as_str()).collect();
         out.push_str(&format!(

@@ -1,6 +1,7 @@
 //! Evaluating a gate: resolve each policy's module, run every policy bound
 //! to the phase in its own sandbox, combine, and record the decision.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -212,38 +213,52 @@ pub fn load_module(
     base: &ModuleBase,
     policy: &PolicyEntry,
 ) -> Result<Arc<LoadedModule>, String> {
-    let bytes = read_module(base, &policy.module)?;
-    if let Some(pin) = &policy.sha256 {
-        let actual = hex::encode(Sha256::digest(&bytes));
-        if !actual.eq_ignore_ascii_case(pin) {
-            return Err(format!(
-                "module '{}' has sha256 {actual}, but the gate pins {pin}",
-                policy.module
-            ));
-        }
+    let module = read_module(base, &policy.module)?;
+    if let Some(pin) = &policy.sha256
+        && !module.sha256.eq_ignore_ascii_case(pin)
+    {
+        return Err(format!(
+            "module '{}' has sha256 {}, but the gate pins {pin}",
+            policy.module, module.sha256
+        ));
     }
     runtime
-        .load(&bytes)
+        .load_digested(&module.bytes, &module.sha256)
         .map_err(|why| format!("module '{}': {why}", policy.module))
 }
 
+/// A policy module's bytes and their digest.
+pub struct ModuleBytes {
+    pub bytes: Cow<'static, [u8]>,
+    /// Hex sha256 of `bytes`.
+    pub sha256: String,
+}
+
 /// The bytes of a module reference.
-pub fn read_module(base: &ModuleBase, module: &str) -> Result<Vec<u8>, String> {
+pub fn read_module(base: &ModuleBase, module: &str) -> Result<ModuleBytes, String> {
     if module.starts_with(builtins::PREFIX) {
-        return builtins::lookup(module).map(<[u8]>::to_vec).ok_or_else(|| {
+        let builtin = builtins::lookup(module).ok_or_else(|| {
             format!(
                 "no stock policy '{module}' (there are {})",
                 builtins::names()
             )
+        })?;
+        return Ok(ModuleBytes {
+            bytes: Cow::Borrowed(builtin.bytes),
+            sha256: builtin.sha256.to_string(),
         });
     }
-    match base {
+    let bytes = match base {
         ModuleBase::WorkingDir => std::fs::read(module).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => format!("module file '{module}' not found"),
             _ => format!("reading module '{module}': {e}"),
         }),
         ModuleBase::Confined(dir) => read_confined(dir, module),
-    }
+    }?;
+    Ok(ModuleBytes {
+        sha256: hex::encode(Sha256::digest(&bytes)),
+        bytes: Cow::Owned(bytes),
+    })
 }
 
 /// Reads `module` inside `dir` only: an absolute path or one that climbs

@@ -27,7 +27,7 @@ pub struct Inspection {
 
 /// Loads a module (a path or `builtin:NAME`) and asks it to describe itself.
 pub fn inspect(runtime: &Runtime, module: &str) -> Result<Inspection, Error> {
-    let bytes = read_module(&ModuleBase::WorkingDir, module).map_err(|why| {
+    let read = read_module(&ModuleBase::WorkingDir, module).map_err(|why| {
         if why.contains("not found") {
             Error::MissingInput(why)
         } else {
@@ -35,7 +35,7 @@ pub fn inspect(runtime: &Runtime, module: &str) -> Result<Inspection, Error> {
         }
     })?;
     let loaded = runtime
-        .load(&bytes)
+        .load_digested(&read.bytes, &read.sha256)
         .map_err(|why| Error::InvalidInput(format!("{module}: {why}")))?;
     let info = runtime
         .describe(&loaded, Limits::default())

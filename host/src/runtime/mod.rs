@@ -167,8 +167,14 @@ impl Runtime {
     /// Compiles (or fetches from the caches) a policy module. The error says
     /// what is wrong with the bytes.
     pub fn load(&self, bytes: &[u8]) -> Result<Arc<LoadedModule>, String> {
+        self.load_digested(bytes, &hex::encode(Sha256::digest(bytes)))
+    }
+
+    /// [`Runtime::load`] for bytes whose hex sha256 the caller already has
+    /// (the stock policies' is computed at build time).
+    pub fn load_digested(&self, bytes: &[u8], sha256: &str) -> Result<Arc<LoadedModule>, String> {
         check_is_component(bytes)?;
-        let sha256 = hex::encode(Sha256::digest(bytes));
+        let sha256 = sha256.to_ascii_lowercase();
         if let Some(module) = self.loaded.lock().expect("not poisoned").get(&sha256) {
             return Ok(module.clone());
         }
