@@ -2,7 +2,7 @@
 //! and verify policies and available to any policy author.
 
 use crate::findings::Findings;
-use crate::format::{Unit, ratio};
+use crate::format::{Unit, fixed, ratio};
 use crate::snapshot::{AbortThresholds, Cohort, Metrics};
 use crate::time::Timestamp;
 use crate::verdict::Decision;
@@ -269,10 +269,10 @@ fn business(
                 breach,
             )
             .observed(format!(
-                "-{} ({:.4} vs {:.4} per request)",
+                "-{} ({} vs {} per request)",
                 Unit::Percent.format(drop),
-                canary_rate,
-                base_rate
+                fixed(canary_rate, 4),
+                fixed(base_rate, 4)
             ));
     }
 }

@@ -59,8 +59,8 @@ fn trim(value: f64, decimals: usize, keep_one: bool) -> String {
 /// largest cost of a policy compiled to wasm; scaling to an integer is
 /// exact unless the scaled value lies near a rounding tie or beyond what
 /// an f64 holds exactly, and those cases keep the exact formatter.
-fn fixed(value: f64, decimals: usize) -> String {
-    const SCALES: [f64; 3] = [1.0, 10.0, 100.0];
+pub(crate) fn fixed(value: f64, decimals: usize) -> String {
+    const SCALES: [f64; 5] = [1.0, 10.0, 100.0, 1000.0, 10000.0];
     let Some(&scale) = SCALES.get(decimals) else {
         return format!("{value:.decimals$}");
     };
@@ -191,7 +191,7 @@ mod tests {
             4.1000000000000005,
         ];
         for value in grids.chain(specials) {
-            for decimals in 0..=3 {
+            for decimals in 0..=5 {
                 assert_eq!(
                     fixed(value, decimals),
                     format!("{value:.decimals$}"),
