@@ -86,6 +86,19 @@ fn inspect_refuses_a_wrong_world_component_with_a_clear_error() {
 }
 
 #[test]
+fn a_module_built_for_the_previous_contract_is_refused_with_the_fix() {
+    shipgate()
+        .arg("inspect")
+        .arg(fixture("old_contract"))
+        .assert()
+        .code(65)
+        .stderr(predicate::str::contains(
+            "it was built for shipgate:policy@0.1.0, and this shipgate speaks \
+             shipgate:policy@0.2.0: rebuild it with the matching shipgate-policy SDK",
+        ));
+}
+
+#[test]
 fn schemas_are_json_schema_documents() {
     for (what, field) in [("snapshot", "rollback_plan"), ("gate", "min_stage_minutes")] {
         let output = shipgate().args(["schema", what]).output().unwrap();
