@@ -93,20 +93,24 @@ fn figures(name: &'static str, mut samples: Vec<Duration>) -> Figures {
 /// One timed call: decide one input, check the decision.
 type Call<'a> = Box<dyn FnMut(&Input) -> Result<()> + 'a>;
 
-/// One case: a name, how many calls it gets relative to the
-/// others (1 = all of them), and the call.
+/// One case: a name, what its number of calls is divided by (1: all of
+/// them; 10: a tenth, for a slow engine), and the call.
 struct Case<'a> {
     name: &'static str,
-    share: usize,
+    divisor: usize,
     call: Call<'a>,
     samples: Vec<Duration>,
 }
 
 impl<'a> Case<'a> {
-    fn new(name: &'static str, share: usize, call: impl FnMut(&Input) -> Result<()> + 'a) -> Self {
+    fn new(
+        name: &'static str,
+        divisor: usize,
+        call: impl FnMut(&Input) -> Result<()> + 'a,
+    ) -> Self {
         Case {
             name,
-            share,
+            divisor,
             call: Box::new(call),
             samples: Vec::new(),
         }
@@ -116,22 +120,25 @@ impl<'a> Case<'a> {
 /// How many rounds the in-process cases are interleaved over.
 const ROUNDS: usize = 20;
 
-/// Times `iterations` calls per snapshot of every case (a `share` of 10
-/// gets a tenth of them), after a warm-up. The cases take turns in
-/// [`ROUNDS`] rounds, alternating the snapshots, so that a noisy spell of the
-/// machine falls on every case alike instead of on whichever ran then: the
-/// ratios compare like with like.
+/// Times `iterations / divisor` calls (at least one) per snapshot of every
+/// case, after a warm-up. The cases take turns in [`ROUNDS`] rounds, each
+/// round a share of every case's calls, alternating the snapshots, so that a
+/// noisy spell of the machine falls on every case alike instead of on
+/// whichever ran then: the ratios compare like with like.
 fn time_interleaved(iterations: usize, inputs: &[Input], cases: &mut [Case]) -> Result<()> {
     for case in cases.iter_mut() {
         for input in inputs {
-            for _ in 0..(iterations / 10 / case.share).max(1) {
+            for _ in 0..(iterations / 10 / case.divisor).max(1) {
                 (case.call)(input)?;
             }
         }
     }
-    for _ in 0..ROUNDS {
+    for round in 0..ROUNDS {
         for case in cases.iter_mut() {
-            for _ in 0..(iterations / ROUNDS / case.share).max(1) {
+            // Round r takes calls [total*r/ROUNDS, total*(r+1)/ROUNDS).
+            let total = (iterations / case.divisor).max(1);
+            let calls = total * (round + 1) / ROUNDS - total * round / ROUNDS;
+            for _ in 0..calls {
                 for input in inputs {
                     let started = Instant::now();
                     (case.call)(input)?;
@@ -229,9 +236,7 @@ fn main() -> Result<()> {
         )
         .map_err(anyhow::Error::msg)?;
     let limits = Limits::default();
-    let gate_object: shipgate_policy::snapshot::Gate =
-        serde_json::from_value(gate1.gate().snapshot_object())?;
-    let gate_wire = EncodedGate::new(&gate_object);
+    let gate_wire = EncodedGate::new(&gate1.gate().snapshot_gate().map_err(anyhow::Error::msg)?);
     let n = options.iterations;
 
     let mut reused = runtime

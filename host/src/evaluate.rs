@@ -55,12 +55,9 @@ impl PreparedGate {
             };
             modules.insert(policy.name.clone(), module);
         }
-        let gate_object: shipgate_policy::snapshot::Gate =
-            serde_json::from_value(gate.snapshot_object()).map_err(|e| {
-                Error::Internal(anyhow::anyhow!(
-                    "the gate's plan does not fit the snapshot's `gate`: {e}"
-                ))
-            })?;
+        let gate_object = gate
+            .snapshot_gate()
+            .map_err(|e| Error::Internal(anyhow::anyhow!(e)))?;
         Ok(PreparedGate {
             runtime,
             gate,

@@ -278,7 +278,16 @@ impl Gate {
             .filter(move |p| p.phases.contains(&phase))
     }
 
-    /// The `gate` object the host adds to every snapshot.
+    /// The `gate` object policies receive with every snapshot, typed as the
+    /// SDK reads it. Built from [`Gate::snapshot_object`], so the JSON that
+    /// other engines and records see and what policies decode cannot drift
+    /// apart; it fails only if the host's plan types and the SDK's diverge.
+    pub fn snapshot_gate(&self) -> Result<shipgate_policy::snapshot::Gate, String> {
+        serde_json::from_value(self.snapshot_object())
+            .map_err(|e| format!("the gate's plan does not fit the snapshot's `gate`: {e}"))
+    }
+
+    /// The `gate` object the host adds to every snapshot, as JSON.
     pub fn snapshot_object(&self) -> Value {
         json!({
             "name": self.file.name,

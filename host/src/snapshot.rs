@@ -32,11 +32,6 @@ pub struct ValidSnapshot {
 }
 
 impl ValidSnapshot {
-    /// The snapshot as the caller sent it.
-    pub fn text(&self) -> &str {
-        &self.text
-    }
-
     /// The snapshot as a JSON value (for records; not on the hot path).
     pub fn to_value(&self) -> Value {
         serde_json::from_str(&self.text).expect("validated JSON")

@@ -1,6 +1,6 @@
 use predicates::prelude::*;
 
-use crate::support::{fixture, json_output, shipgate};
+use crate::support::{cache_dir, fixture, json_output, shipgate, snapshot};
 
 #[test]
 fn policies_lists_the_stock_policies_with_their_phases() {
@@ -87,15 +87,48 @@ fn inspect_refuses_a_wrong_world_component_with_a_clear_error() {
 
 #[test]
 fn a_module_built_for_the_previous_contract_is_refused_with_the_fix() {
+    let why = "it was built for shipgate:policy@0.1.0, and this shipgate speaks \
+               shipgate:policy@0.2.0: rebuild it with the matching shipgate-policy SDK";
     shipgate()
         .arg("inspect")
         .arg(fixture("old_contract"))
         .assert()
         .code(65)
-        .stderr(predicate::str::contains(
-            "it was built for shipgate:policy@0.1.0, and this shipgate speaks \
-             shipgate:policy@0.2.0: rebuild it with the matching shipgate-policy SDK",
-        ));
+        .stderr(predicate::str::contains(why));
+    // In a gate it fails closed (abort: rollback) and the decision says why.
+    shipgate()
+        .args(["eval", "--phase", "abort", "--snapshot"])
+        .arg(snapshot("abort-allow"))
+        .arg("--policy")
+        .arg(fixture("old_contract"))
+        .assert()
+        .code(2)
+        .stdout(predicate::str::contains(why));
+}
+
+#[test]
+fn shipgate_profile_perfmap_names_policy_code_for_perf() {
+    let run = |profile: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_shipgate"));
+        command
+            .args(["eval", "--phase", "abort", "--snapshot"])
+            .arg(snapshot("abort-allow"))
+            .env("SHIPGATE_CACHE_DIR", cache_dir())
+            .env_remove("SHIPGATE_PROFILE")
+            .stdout(std::process::Stdio::null());
+        if let Some(profile) = profile {
+            command.env("SHIPGATE_PROFILE", profile);
+        }
+        let mut child = command.spawn().unwrap();
+        let map = std::path::PathBuf::from(format!("/tmp/perf-{}.map", child.id()));
+        assert!(child.wait().unwrap().success());
+        let written = std::fs::read_to_string(&map).ok();
+        let _ = std::fs::remove_file(&map);
+        written
+    };
+    let map = run(Some("perfmap")).expect("a perf map was written");
+    assert!(map.lines().any(|line| line.contains("wasm")), "{map}");
+    assert_eq!(run(None), None, "no perf map unless asked for");
 }
 
 #[test]

@@ -45,7 +45,7 @@ mod bindings {
 
 use bindings::shipgate::policy::types as wit;
 
-/// The contract this host speaks (`wit/policy.wit`).
+/// The contract this host speaks (the package of `wit/policy.wit`).
 pub const CONTRACT: &str = "shipgate:policy@0.2.0";
 
 /// How often the epoch advances; deadlines are measured in ticks of this.
@@ -171,8 +171,13 @@ impl Runtime {
     }
 
     /// [`Runtime::load`] for bytes whose hex sha256 the caller already has
-    /// (the stock policies' is computed at build time).
-    pub fn load_digested(&self, bytes: &[u8], sha256: &str) -> Result<Arc<LoadedModule>, String> {
+    /// (the stock policies' is computed at build time). The digest keys the
+    /// compiled-module caches, so it must be the bytes' own: crate-only.
+    pub(crate) fn load_digested(
+        &self,
+        bytes: &[u8],
+        sha256: &str,
+    ) -> Result<Arc<LoadedModule>, String> {
         check_is_component(bytes)?;
         let sha256 = sha256.to_ascii_lowercase();
         if let Some(module) = self.loaded.lock().expect("not poisoned").get(&sha256) {
@@ -629,6 +634,15 @@ mod tests {
         );
         let component = [0, b'a', b's', b'm', 0x0d, 0, 1, 0];
         assert_eq!(check_is_component(&component), Ok(()));
+    }
+
+    #[test]
+    fn the_contract_is_the_wit_files_package() {
+        let wit = include_str!("../../../wit/policy.wit");
+        assert!(
+            wit.contains(&format!("\npackage {CONTRACT};\n")),
+            "{CONTRACT}"
+        );
     }
 
     #[test]

@@ -102,10 +102,7 @@ pub fn run_evaluate<P: Policy>(
     snapshot: &[u8],
     config: &str,
 ) -> Result<Verdict, String> {
-    check_phase::<P>(phase)?;
-    let config = parse_config::<P>(config)?;
-    let snapshot = wire::decode(snapshot)?;
-    P::evaluate(phase, &snapshot, &config)
+    evaluate_with::<P>(phase, config, || wire::decode(snapshot))
 }
 
 /// Evaluates a policy natively on snapshot JSON (with its `gate`): the same
@@ -116,22 +113,23 @@ pub fn evaluate_json<P: Policy>(
     snapshot: &str,
     config: &str,
 ) -> Result<Verdict, String> {
-    check_phase::<P>(phase)?;
-    let config = parse_config::<P>(config)?;
-    let snapshot = Snapshot::from_json(snapshot)?;
-    P::evaluate(phase, &snapshot, &config)
+    evaluate_with::<P>(phase, config, || Snapshot::from_json(snapshot))
 }
 
-fn check_phase<P: Policy>(phase: Phase) -> Result<(), String> {
-    if P::info().phases.contains(&phase) {
-        Ok(())
-    } else {
-        Err(format!(
+fn evaluate_with<P: Policy>(
+    phase: Phase,
+    config: &str,
+    snapshot: impl FnOnce() -> Result<Snapshot, String>,
+) -> Result<Verdict, String> {
+    if !P::info().phases.contains(&phase) {
+        return Err(format!(
             "policy '{}' does not evaluate the {} phase",
             P::info().name,
             phase.as_str()
-        ))
+        ));
     }
+    let config = parse_config::<P>(config)?;
+    P::evaluate(phase, &snapshot()?, &config)
 }
 
 #[cfg(target_arch = "wasm32")]

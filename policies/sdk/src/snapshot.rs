@@ -2,8 +2,12 @@
 //!
 //! Every section is optional: a policy decides what evidence it needs and
 //! reports what is missing (see [`crate::Findings::missing`]). Unknown fields
-//! are ignored so the schema can grow without breaking compiled policies.
-//! The host has already validated types and refused malformed input.
+//! in the caller's JSON are ignored. The host has already validated types and
+//! refused malformed input, and hands policies this typed form in the
+//! contract's binary encoding ([`crate::wire`]), whose layout follows the
+//! field order here: adding, removing or reordering a field is a new
+//! encoding version and a new contract version, and compiled policies must
+//! be rebuilt (a test in `wire` fails until the version is bumped).
 
 use std::collections::BTreeMap;
 

@@ -20,10 +20,14 @@ use crate::snapshot::{Gate, Snapshot};
 /// The encoding's version, the first byte of every encoded snapshot.
 pub const VERSION: u8 = 1;
 
+/// Why encoding cannot fail: postcard fails only on types it cannot
+/// describe (none in a snapshot) or when its output is full (a `Vec` grows).
+const ENCODES: &str = "a snapshot encodes into a Vec";
+
 /// Encodes a snapshot (with its `gate`, if any).
 pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
     let out = vec![VERSION];
-    postcard::to_extend(snapshot, out).expect("writing to a Vec cannot fail")
+    postcard::to_extend(snapshot, out).expect(ENCODES)
 }
 
 /// A `gate` object encoded once, to be attached to many snapshots.
@@ -32,13 +36,15 @@ pub struct EncodedGate(Vec<u8>);
 
 impl EncodedGate {
     pub fn new(gate: &Gate) -> Self {
-        EncodedGate(postcard::to_allocvec(gate).expect("writing to a Vec cannot fail"))
+        EncodedGate(postcard::to_allocvec(gate).expect(ENCODES))
     }
 }
 
-/// Encodes `snapshot` with `gate` as its `gate` field, without cloning
-/// either: `gate` is the snapshot's last field, so its encoding is the tail
-/// (the `None` tag is replaced by `Some` and the gate's bytes).
+/// Encodes `snapshot` with `gate` as its `gate` field. `gate` is the
+/// snapshot's last field, so its encoding is the tail: a snapshot without
+/// one (what the host holds) is encoded as it is, and its `None` tag replaced
+/// by `Some` and the gate's bytes, without copying the snapshot; one that has
+/// a gate is copied without it first.
 pub fn encode_with_gate(snapshot: &Snapshot, gate: &EncodedGate) -> Vec<u8> {
     if snapshot.gate.is_some() {
         let without = Snapshot {
@@ -49,9 +55,13 @@ pub fn encode_with_gate(snapshot: &Snapshot, gate: &EncodedGate) -> Vec<u8> {
     }
     let mut out = Vec::with_capacity(1024 + gate.0.len());
     out.push(VERSION);
-    let mut out = postcard::to_extend(snapshot, out).expect("writing to a Vec cannot fail");
+    let mut out = postcard::to_extend(snapshot, out).expect(ENCODES);
     let none_tag = out.pop();
-    debug_assert_eq!(none_tag, Some(0), "`gate` is the last field of Snapshot");
+    assert_eq!(
+        none_tag,
+        Some(0),
+        "`gate` must stay the last field of Snapshot: its encoding is spliced on"
+    );
     out.push(1);
     out.extend_from_slice(&gate.0);
     out
@@ -68,7 +78,7 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
                 Ok(snapshot)
             } else {
                 Err(format!(
-                    "snapshot encoding: {} unexpected bytes after the snapshot",
+                    "snapshot encoding: unexpected bytes after the snapshot ({})",
                     rest.len()
                 ))
             }
@@ -145,11 +155,13 @@ mod tests {
             "rollout": {"stage_index": 2, "weight": 25.0, "stage_started_at": "2026-11-26T13:40:00Z"},
             "metrics": {"window_seconds": 300.0,
                 "baseline": {"requests": 1000.0, "errors": 1.0, "latency_ms": {"p50": 10.0, "p95": 20.0, "p99": 30.0}, "business": {"orders": 50.0}},
-                "canary": {"requests": 100.0, "errors": 0.0, "latency_ms": {"p50": 11.0, "p99": 33.3}}},
+                "canary": {"requests": 100.0, "errors": 0.0, "latency_ms": {"p50": 11.0, "p99": 33.3}, "business": {"orders": 4.0}}},
             "alerts": [{"name": "a", "severity": "page", "state": "firing", "since": "2026-11-26T13:50:00Z", "expected": false}],
             "smoke_tests": [{"name": "login", "status": "passed"}]
         });
         value["gate"] = crate::testing::default_gate();
+        value["gate"]["rollout"]["abort"]["max_latency_ms"] =
+            json!({"p50": 100.0, "p95": 200.0, "p99": 400.0});
         serde_json::from_value(value).unwrap()
     }
 
@@ -187,6 +199,27 @@ mod tests {
         );
     }
 
+    /// The layout is part of the contract: a policy built against one
+    /// layout misreads another. If this fails, the encoding changed (a field
+    /// added, removed, reordered or retyped in `snapshot.rs`, or a new
+    /// postcard): bump [`VERSION`] and the contract version in
+    /// `wit/policy.wit`, then update the fingerprint.
+    #[test]
+    fn the_layout_is_unchanged_or_versioned() {
+        let encoded = encode(&full());
+        // FNV-1a: a fingerprint of the bytes without a hashing dependency.
+        let fingerprint = encoded
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, &byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+        assert_eq!(
+            (VERSION, encoded.len(), fingerprint),
+            (1, 658, 3496190992048682817),
+            "the snapshot encoding changed: bump wire::VERSION and the contract"
+        );
+    }
+
     #[test]
     fn a_minimal_snapshot_round_trips_without_a_gate() {
         let snapshot: Snapshot =
@@ -218,7 +251,7 @@ mod tests {
         longer.push(0);
         assert_eq!(
             decode(&longer).unwrap_err(),
-            "snapshot encoding: 1 unexpected bytes after the snapshot"
+            "snapshot encoding: unexpected bytes after the snapshot (1)"
         );
     }
 }
