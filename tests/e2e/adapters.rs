@@ -173,6 +173,10 @@ fn start_spinnaker_evaluation(server: &Server, phase: &str, snapshot: &str) -> S
     response.headers()["location"].to_str().unwrap().to_string()
 }
 
+/// What a server started without an evaluation key warns.
+const RANDOM_KEY_WARNING: &str = "no evaluation key (SHIPGATE_EVALUATION_KEY or --key-file): \
+                                  Spinnaker status URLs work on this process only";
+
 #[test]
 fn spinnaker_polls_the_location_until_a_terminal_status() {
     let server = Server::start_with_env(
@@ -183,6 +187,7 @@ fn spinnaker_polls_the_location_until_a_terminal_status() {
             "0123456789abcdef0123456789abcdef",
         )],
     );
+    assert!(server.logged(RANDOM_KEY_WARNING).is_empty());
     let documents = yaml_documents("integrations/spinnaker/orca-local.yml");
     let hook = &documents[0]["webhook"]["preconfigured"][0];
     assert_eq!(hook["statusUrlResolution"], "locationHeader");
@@ -259,6 +264,7 @@ fn spinnaker_forged_unknown_and_expired_ids_are_404_with_json() {
     // Another server (another key) does not know it either.
     let stranger = Server::start(&example("gate.toml"), &[]);
     assert_eq!(stranger.get(path_of(&location)).0, 404);
+    assert_eq!(stranger.logged(RANDOM_KEY_WARNING).len(), 1, "it says why");
     crate::server::eventually("the evaluation to expire", || {
         let (status, body) = server.get(path_of(&location));
         status == 404

@@ -216,6 +216,8 @@ fn bad_configuration_never_serves() {
         stderr.contains("gate.toml:2:1") && stderr.contains("unknown key 'stages'"),
         "{stderr}"
     );
+    // The error comes alone: no warnings about a server that never started.
+    assert!(!stderr.contains("no evaluation key"), "{stderr}");
 
     let good = example("gate.toml");
     let good = good.to_str().unwrap();

@@ -112,9 +112,17 @@ pub fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
         // and SIGTERM would kill the process outright.
         let signals = Signals::install()?;
         let state = Arc::new(AppState::new(settings, runtime, gate));
+        // Warned once the gate has loaded, so a bad gate's error comes alone.
         if state.settings.token.is_none() {
             tracing::warn!(
                 "no bearer token configured: anyone who can reach the port can ask for decisions"
+            );
+        }
+        if state.settings.evaluation_key_is_random {
+            tracing::warn!(
+                "no evaluation key ({} or --key-file): Spinnaker status URLs work on this \
+                 process only",
+                options::KEY_ENV
             );
         }
         tracing::info!(

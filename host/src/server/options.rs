@@ -75,7 +75,9 @@ impl ServeArgs {
                     .map_err(|_| Error::InvalidInput("the bearer token is not UTF-8 text".into()))
             })
             .transpose()?;
-        let evaluation_key = match secret(self.key_file.as_deref(), KEY_ENV, "--key-file")? {
+        let given_key = secret(self.key_file.as_deref(), KEY_ENV, "--key-file")?;
+        let evaluation_key_is_random = given_key.is_none();
+        let evaluation_key = match given_key {
             Some(key) if key.len() >= MIN_KEY_BYTES => key,
             Some(key) => {
                 return Err(Error::InvalidInput(format!(
@@ -104,6 +106,7 @@ impl ServeArgs {
             gate_path: self.gate.clone(),
             token,
             evaluation_key,
+            evaluation_key_is_random,
             evaluation_ttl: self.evaluation_ttl,
             request_timeout: self.request_timeout,
             max_body_bytes: self.max_body_bytes,
@@ -141,9 +144,6 @@ fn random_key() -> Result<Vec<u8>, Error> {
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut key))
         .map_err(|e| Error::Internal(anyhow::Error::new(e).context("reading /dev/urandom")))?;
-    tracing::warn!(
-        "no evaluation key ({KEY_ENV} or --key-file): Spinnaker status URLs work on this process only"
-    );
     Ok(key)
 }
 

@@ -32,6 +32,8 @@ pub struct Settings {
     pub token: Option<String>,
     /// The key that authenticates Spinnaker evaluation ids.
     pub evaluation_key: Vec<u8>,
+    /// Whether that key is a random one for this process only (none given).
+    pub evaluation_key_is_random: bool,
     pub evaluation_ttl: Duration,
     /// Budget of one request, from arrival to answer.
     pub request_timeout: Duration,
