@@ -28,8 +28,8 @@ use shipgate::evaluate::PreparedGate;
 use shipgate::gate::{Gate, Origin};
 use shipgate::runtime::{Determinism, Limits, Runtime, RuntimeConfig};
 use shipgate::snapshot;
+use shipgate_policy::Phase;
 use shipgate_policy::wire::EncodedGate;
-use shipgate_policy::{Phase, Snapshot};
 use shipgate_policy_canary::Canary;
 
 const SNAPSHOTS: [(&str, &str); 2] = [("abort-allow", "allow"), ("abort-rollback", "rollback")];
@@ -171,7 +171,7 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-fn load_inputs(gate: &Gate) -> Result<Vec<Input>> {
+fn load_inputs(gate: &Gate, gate_wire: &EncodedGate) -> Result<Vec<Input>> {
     SNAPSHOTS
         .iter()
         .map(|&(name, expected)| {
@@ -180,14 +180,13 @@ fn load_inputs(gate: &Gate) -> Result<Vec<Input>> {
                 std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             let mut value: Value = serde_json::from_slice(&bytes)?;
             value["gate"] = gate.snapshot_object();
-            let typed: Snapshot = serde_json::from_value(value.clone())?;
             Ok(Input {
                 name,
                 expected,
                 path,
-                bytes,
                 with_gate: value.to_string(),
-                wire: shipgate_policy::wire::encode(&typed),
+                wire: snapshot::parse(&bytes)?.encode_with_gate(gate_wire),
+                bytes,
             })
         })
         .collect()
@@ -227,7 +226,8 @@ fn main() -> Result<()> {
     })?);
     let gate1 = PreparedGate::prepare(runtime.clone(), gate_with_canaries(1)?, &[Phase::Abort])?;
     let gate5 = PreparedGate::prepare(runtime.clone(), gate_with_canaries(5)?, &[Phase::Abort])?;
-    let inputs = load_inputs(gate1.gate())?;
+    let gate_wire = EncodedGate::new(&gate1.gate().snapshot_gate().map_err(anyhow::Error::msg)?);
+    let inputs = load_inputs(gate1.gate(), &gate_wire)?;
     let module = runtime
         .load(
             shipgate::builtins::lookup("builtin:canary")
@@ -236,7 +236,6 @@ fn main() -> Result<()> {
         )
         .map_err(anyhow::Error::msg)?;
     let limits = Limits::default();
-    let gate_wire = EncodedGate::new(&gate1.gate().snapshot_gate().map_err(anyhow::Error::msg)?);
     let n = options.iterations;
 
     let mut reused = runtime

@@ -26,7 +26,9 @@ const ENCODES: &str = "a snapshot encodes into a Vec";
 
 /// Encodes a snapshot (with its `gate`, if any).
 pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
-    let out = vec![VERSION];
+    // Room for a typical snapshot and its gate: one allocation.
+    let mut out = Vec::with_capacity(1024);
+    out.push(VERSION);
     postcard::to_extend(snapshot, out).expect(ENCODES)
 }
 
@@ -53,9 +55,7 @@ pub fn encode_with_gate(snapshot: &Snapshot, gate: &EncodedGate) -> Vec<u8> {
         };
         return encode_with_gate(&without, gate);
     }
-    let mut out = Vec::with_capacity(1024 + gate.0.len());
-    out.push(VERSION);
-    let mut out = postcard::to_extend(snapshot, out).expect(ENCODES);
+    let mut out = encode(snapshot);
     let none_tag = out.pop();
     assert_eq!(
         none_tag,
