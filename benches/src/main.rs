@@ -179,7 +179,7 @@ fn load_inputs(gate: &Gate, gate_wire: &EncodedGate) -> Result<Vec<Input>> {
             let bytes =
                 std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             let mut value: Value = serde_json::from_slice(&bytes)?;
-            value["gate"] = gate.snapshot_object();
+            value["gate"] = serde_json::to_value(gate.snapshot_gate())?;
             Ok(Input {
                 name,
                 expected,
@@ -226,7 +226,7 @@ fn main() -> Result<()> {
     })?);
     let gate1 = PreparedGate::prepare(runtime.clone(), gate_with_canaries(1)?, &[Phase::Abort])?;
     let gate5 = PreparedGate::prepare(runtime.clone(), gate_with_canaries(5)?, &[Phase::Abort])?;
-    let gate_wire = EncodedGate::new(&gate1.gate().snapshot_gate().map_err(anyhow::Error::msg)?);
+    let gate_wire = EncodedGate::new(&gate1.gate().snapshot_gate());
     let inputs = load_inputs(gate1.gate(), &gate_wire)?;
     let module = runtime
         .load(

@@ -1,7 +1,7 @@
 //! The stock policies, compiled to wasm by `build.rs` and embedded.
 
 /// The prefix that names an embedded module in a gate file or on the CLI.
-pub const PREFIX: &str = "builtin:";
+pub(crate) const PREFIX: &str = "builtin:";
 
 /// A stock policy's module.
 pub struct Builtin {
@@ -23,7 +23,7 @@ macro_rules! builtin {
 }
 
 /// Every stock policy.
-pub const BUILTINS: [Builtin; 3] = [
+pub(crate) const BUILTINS: [Builtin; 3] = [
     builtin!("preflight"),
     builtin!("canary"),
     builtin!("verify"),
@@ -37,7 +37,7 @@ pub fn lookup(module: &str) -> Option<&'static Builtin> {
 }
 
 /// `builtin:preflight, builtin:canary, builtin:verify`, for error messages.
-pub fn names() -> String {
+pub(crate) fn names() -> String {
     BUILTINS
         .iter()
         .map(|builtin| format!("{PREFIX}{}", builtin.name))

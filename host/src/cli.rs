@@ -9,14 +9,14 @@ use clap::error::ErrorKind;
 use clap::{Parser, Subcommand, ValueEnum};
 use shipgate_policy::Phase;
 
-use crate::adapters::shell::{self, Format};
-use crate::audit;
+use crate::decision_log;
 use crate::error::{Error, exit};
 use crate::evaluate::PreparedGate;
 use crate::gate::Gate;
 use crate::inspect;
+use crate::report::{self, Format};
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::server::options::ServeArgs;
+use crate::server::ServeArgs;
 use crate::snapshot::{self, ValidSnapshot};
 
 const EXIT_CODES: &str = "\
@@ -33,13 +33,13 @@ Exit codes:
 /// snapshot and answers allow, deny or rollback, with the reasons.
 #[derive(Debug, Parser)]
 #[command(name = "shipgate", version, after_help = EXIT_CODES)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Evaluate a phase of a deployment: the gate step of a pipeline.
     #[command(after_help = EXIT_CODES)]
     Eval(EvalArgs),
@@ -67,50 +67,50 @@ pub enum Command {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct EvalArgs {
+pub(crate) struct EvalArgs {
     /// The phase to decide: preflight, promotion, abort or verify.
     #[arg(long, value_parser = parse_phase)]
-    pub phase: Phase,
+    pub(crate) phase: Phase,
     /// The deployment snapshot (JSON, schema v1); `-` reads standard input.
     #[arg(long, value_name = "FILE|-")]
-    pub snapshot: PathBuf,
+    pub(crate) snapshot: PathBuf,
     /// The gate file (TOML). Default: the built-in gate (stock policies,
     /// stages 5/10/25/50/100, 15 minutes a stage).
     #[arg(long, value_name = "FILE")]
-    pub gate: Option<PathBuf>,
+    pub(crate) gate: Option<PathBuf>,
     /// Evaluate these modules (`builtin:NAME` or a .wasm path) instead of
     /// the gate's policies, under the gate's plan, thresholds and limits.
     #[arg(long = "policy", value_name = "MODULE")]
-    pub policies: Vec<String>,
+    pub(crate) policies: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    pub(crate) format: Format,
     /// Append the decision, with its snapshot, to this JSON-lines log
     /// (flushed to disk before the decision is printed).
     #[arg(long, value_name = "FILE")]
-    pub decision_log: Option<PathBuf>,
+    pub(crate) decision_log: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
-pub struct InspectArgs {
+pub(crate) struct InspectArgs {
     /// A .wasm policy component, or `builtin:NAME`.
-    pub module: String,
+    pub(crate) module: String,
     /// Print JSON instead of text.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, clap::Args)]
-pub struct ReplayArgs {
+pub(crate) struct ReplayArgs {
     /// A decision log written by `eval --decision-log`.
-    pub log: PathBuf,
+    pub(crate) log: PathBuf,
     /// The gate the decisions were made with (default: the built-in gate).
     #[arg(long, value_name = "FILE")]
-    pub gate: Option<PathBuf>,
+    pub(crate) gate: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum SchemaKind {
+pub(crate) enum SchemaKind {
     /// The deployment snapshot (v1).
     Snapshot,
     /// The gate file.
@@ -146,20 +146,17 @@ pub fn main() -> i32 {
 }
 
 /// Runs a parsed command and returns its exit code.
-pub fn run(cli: Cli) -> Result<i32, Error> {
+pub(crate) fn run(cli: Cli) -> Result<i32, Error> {
     match cli.command {
         Command::Eval(args) => eval(&args),
         Command::Policies => policies(),
         Command::Inspect(args) => {
             let inspection = inspect::inspect(&runtime()?, &args.module)?;
-            if args.json {
-                print(&format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&inspection).expect("JSON")
-                ));
+            print(&if args.json {
+                report::json(&inspection)
             } else {
-                print(&inspection.text());
-            }
+                report::inspection(&inspection)
+            });
             Ok(0)
         }
         Command::Schema { what } => {
@@ -167,10 +164,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 SchemaKind::Snapshot => snapshot::schema(),
                 SchemaKind::Gate => crate::gate::schema(),
             };
-            print(&format!(
-                "{}\n",
-                serde_json::to_string_pretty(&schema).expect("JSON")
-            ));
+            print(&report::json(&schema));
             Ok(0)
         }
         Command::Check { gate } => check(gate.as_deref()),
@@ -181,9 +175,9 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         }
         Command::Replay(args) => {
             let gate = load_gate(args.gate.as_deref())?;
-            let report = audit::replay(Arc::new(runtime()?), gate, &args.log)?;
-            print(&report.text());
-            Ok(if report.differing.is_empty() { 0 } else { 1 })
+            let replayed = decision_log::replay(Arc::new(runtime()?), gate, &args.log)?;
+            print(&report::replay(&replayed));
+            Ok(if replayed.differing.is_empty() { 0 } else { 1 })
         }
     }
 }
@@ -226,23 +220,23 @@ fn eval(args: &EvalArgs) -> Result<i32, Error> {
     let prepared = PreparedGate::prepare(Arc::new(runtime()?), gate, &[args.phase])?;
     let evaluation = prepared.evaluate(args.phase, &snapshot);
     if let Some(log) = &args.decision_log {
-        audit::append(log, &evaluation, &snapshot)?;
+        decision_log::append(log, &evaluation, &snapshot)?;
     }
-    print(&shell::render(&evaluation, args.format));
+    print(&report::render(&evaluation, args.format));
     if args.format == Format::Github
         && let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty())
     {
         // The decision is made and printed: a summary that cannot be written
         // must not change the exit code a pipeline acts on.
-        if let Err(error) = append_file(Path::new(&summary), &shell::markdown(&evaluation)) {
+        if let Err(error) = append_file(Path::new(&summary), &report::markdown(&evaluation)) {
             eprintln!("shipgate: warning: GITHUB_STEP_SUMMARY: {error}");
         }
     }
-    Ok(shell::exit_code(evaluation.decision))
+    Ok(report::exit_code(evaluation.decision))
 }
 
 /// Reads and validates the snapshot; errors are prefixed with the file.
-pub fn read_snapshot(path: &Path) -> Result<ValidSnapshot, Error> {
+pub(crate) fn read_snapshot(path: &Path) -> Result<ValidSnapshot, Error> {
     let (label, bytes) = if path.as_os_str() == "-" {
         let mut bytes = Vec::new();
         std::io::stdin().read_to_end(&mut bytes).map_err(|e| {
@@ -264,25 +258,15 @@ fn check(path: Option<&Path>) -> Result<i32, Error> {
     let gate = load_gate(path)?;
     let label = gate.origin.label();
     let prepared = PreparedGate::prepare(Arc::new(runtime()?), gate, &Phase::ALL)?;
-    let mut out = String::new();
-    let mut faults = Vec::new();
-    for (policy, module) in prepared.policies() {
-        let phases: Vec<&str> = policy.phases.iter().map(|p| p.as_str()).collect();
-        match module {
-            Ok(module) => out.push_str(&format!(
-                "✓ {} [{}] {} · sha256 {}\n",
-                policy.name,
-                policy.module,
-                phases.join(", "),
-                module.sha256
-            )),
-            Err(fault) => {
-                out.push_str(&format!("✗ {} [{}]: {fault}\n", policy.name, policy.module));
-                faults.push(format!("policy '{}': {fault}", policy.name));
-            }
-        }
-    }
-    print(&out);
+    let policies = prepared.policies();
+    print(&report::check(&policies));
+    let faults: Vec<String> = policies
+        .iter()
+        .filter_map(|(policy, module)| {
+            let fault = module.as_ref().err()?;
+            Some(format!("policy '{}': {fault}", policy.name))
+        })
+        .collect();
     match faults.len() {
         0 => Ok(exit::ALLOW),
         _ => Err(Error::InvalidInput(format!(
@@ -294,18 +278,14 @@ fn check(path: Option<&Path>) -> Result<i32, Error> {
 
 fn policies() -> Result<i32, Error> {
     let runtime = runtime()?;
-    let mut out = String::new();
-    for builtin in &crate::builtins::BUILTINS {
-        let module = format!("{}{}", crate::builtins::PREFIX, builtin.name);
-        let info = inspect::inspect(&runtime, &module)?;
-        let phases: Vec<&str> = info.phases.iter().map(|p| p.as_str()).collect();
-        out.push_str(&format!(
-            "{module:<20} {:<20} {}\n",
-            phases.join(", "),
-            info.description
-        ));
-    }
-    print(&out);
+    let stock = crate::builtins::BUILTINS
+        .iter()
+        .map(|builtin| {
+            let module = format!("{}{}", crate::builtins::PREFIX, builtin.name);
+            inspect::inspect(&runtime, &module)
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    print(&report::policies(&stock));
     Ok(0)
 }
 

@@ -45,7 +45,7 @@ impl Error {
 
     /// An I/O error reading `path`: a missing file is a missing input,
     /// anything else is internal.
-    pub fn reading(path: &Path, error: std::io::Error) -> Self {
+    pub(crate) fn reading(path: &Path, error: std::io::Error) -> Self {
         match error.kind() {
             std::io::ErrorKind::NotFound => {
                 Error::MissingInput(format!("{}: no such file", path.display()))

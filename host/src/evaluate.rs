@@ -1,9 +1,7 @@
 //! Evaluating a gate: resolve each policy's module, run every policy bound
 //! to the phase in its own sandbox, combine, and record the decision.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -12,11 +10,12 @@ use shipgate_policy::Phase;
 use shipgate_policy::wire::EncodedGate;
 
 use crate::builtins;
+use crate::decision::{Evaluation, OutcomeKind, PolicyOutcome, combine};
 use crate::error::Error;
-use crate::gate::{Gate, Mode, ModuleBase, PolicyEntry};
+use crate::gate::{Gate, Mode, PolicyEntry};
+use crate::modules::load_module;
 use crate::runtime::{Determinism, Fault, LoadedModule, Runtime};
 use crate::snapshot::ValidSnapshot;
-use crate::verdict::{Evaluation, PolicyOutcome, combine};
 
 /// A gate whose modules are loaded and whose policies accepted their
 /// config: ready to evaluate any number of snapshots.
@@ -48,20 +47,18 @@ impl PreparedGate {
             .iter()
             .filter(|p| p.phases.iter().any(|ph| phases.contains(ph)));
         for policy in wanted {
-            let module = load_module(&runtime, &gate.module_base, policy).map_err(Fault::Load);
+            let module = load_module(&runtime, &gate.module_base, policy)
+                .map_err(|error| Fault::Load(error.to_string()));
             let module = match module {
                 Ok(module) => check_policy(&runtime, &gate, policy, module)?,
                 Err(fault) => Err(fault),
             };
             modules.insert(policy.name.clone(), module);
         }
-        let gate_object = gate
-            .snapshot_gate()
-            .map_err(|e| Error::Internal(anyhow::anyhow!(e)))?;
         Ok(PreparedGate {
             runtime,
+            gate_wire: EncodedGate::new(&gate.snapshot_gate()),
             gate,
-            gate_wire: EncodedGate::new(&gate_object),
             modules,
         })
     }
@@ -72,7 +69,7 @@ impl PreparedGate {
 
     /// Whether every policy is one of the stock policies embedded in this
     /// binary (trusted code), rather than a module read from a file.
-    pub fn runs_only_stock_policies(&self) -> bool {
+    pub(crate) fn runs_only_stock_policies(&self) -> bool {
         self.gate
             .file
             .policies
@@ -82,7 +79,7 @@ impl PreparedGate {
 
     /// Each prepared policy with its module, or the fault it will fail
     /// closed with, in gate order.
-    pub fn policies(&self) -> Vec<(&PolicyEntry, Result<&LoadedModule, &Fault>)> {
+    pub(crate) fn policies(&self) -> Vec<(&PolicyEntry, Result<&LoadedModule, &Fault>)> {
         self.gate
             .file
             .policies
@@ -102,7 +99,7 @@ impl PreparedGate {
 
     /// Evaluates one phase, counting `evidence` (what the host's sources
     /// could not find) as outcomes beside the policies'.
-    pub fn evaluate_with(
+    pub(crate) fn evaluate_with(
         &self,
         phase: Phase,
         snapshot: &ValidSnapshot,
@@ -171,6 +168,7 @@ impl PreparedGate {
                 duration_us,
                 error: None,
                 log: called.log,
+                kind: OutcomeKind::Policy,
             },
             Err(fault) => fail_closed(policy, phase, Some(module), &fault, duration_us, called.log),
         }
@@ -200,83 +198,8 @@ fn fail_closed(
         duration_us,
         error: Some(fault.to_string()),
         log,
+        kind: OutcomeKind::Policy,
     }
-}
-
-/// Reads a policy's module (built-in, or a file under the module base),
-/// checks its pin and compiles it.
-pub fn load_module(
-    runtime: &Runtime,
-    base: &ModuleBase,
-    policy: &PolicyEntry,
-) -> Result<Arc<LoadedModule>, String> {
-    let module = read_module(base, &policy.module)?;
-    if let Some(pin) = &policy.sha256
-        && !module.sha256.eq_ignore_ascii_case(pin)
-    {
-        return Err(format!(
-            "module '{}' has sha256 {}, but the gate pins {pin}",
-            policy.module, module.sha256
-        ));
-    }
-    runtime
-        .load_digested(&module.bytes, &module.sha256)
-        .map_err(|why| format!("module '{}': {why}", policy.module))
-}
-
-/// A policy module's bytes and their digest.
-pub struct ModuleBytes {
-    pub bytes: Cow<'static, [u8]>,
-    /// Hex sha256 of `bytes`.
-    pub sha256: String,
-}
-
-/// The bytes of a module reference.
-pub fn read_module(base: &ModuleBase, module: &str) -> Result<ModuleBytes, String> {
-    if module.starts_with(builtins::PREFIX) {
-        let builtin = builtins::lookup(module).ok_or_else(|| {
-            format!(
-                "no stock policy '{module}' (there are {})",
-                builtins::names()
-            )
-        })?;
-        return Ok(ModuleBytes {
-            bytes: Cow::Borrowed(builtin.bytes),
-            sha256: builtin.sha256.to_string(),
-        });
-    }
-    let bytes = match base {
-        ModuleBase::WorkingDir => std::fs::read(module).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => format!("module file '{module}' not found"),
-            _ => format!("reading module '{module}': {e}"),
-        }),
-        ModuleBase::Confined(dir) => read_confined(dir, module),
-    }?;
-    Ok(ModuleBytes {
-        sha256: hex::encode(Sha256::digest(&bytes)),
-        bytes: Cow::Owned(bytes),
-    })
-}
-
-/// Reads `module` inside `dir` only: an absolute path or one that climbs
-/// out with `..` is refused, so a gate (or a request naming a gate's module)
-/// cannot reach other files.
-fn read_confined(dir: &Path, module: &str) -> Result<Vec<u8>, String> {
-    let root = cap_std::fs::Dir::open_ambient_dir(dir, cap_std::ambient_authority())
-        .map_err(|e| format!("opening the gate's directory {}: {e}", dir.display()))?;
-    root.read(module).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            format!("module file '{module}' not found in {}", dir.display())
-        }
-        _ if Path::new(module).is_absolute() || module.split(['/', '\\']).any(|c| c == "..") => {
-            format!(
-                "module path '{module}' leaves the gate file's directory {}; \
-             module paths are relative to the gate file and stay inside it",
-                dir.display()
-            )
-        }
-        _ => format!("reading module '{module}' in {}: {e}", dir.display()),
-    })
 }
 
 /// Asks the policy for its phases and has it validate its config.
@@ -343,4 +266,98 @@ fn decision_id(
     hasher.update(std::process::id().to_le_bytes());
     hasher.update(SEQUENCE.fetch_add(1, Ordering::Relaxed).to_le_bytes());
     hex::encode(&hasher.finalize()[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gate::Origin;
+    use shipgate_policy::Decision;
+
+    fn runtime() -> Arc<Runtime> {
+        let config = crate::runtime::RuntimeConfig {
+            cache_dir: None,
+            max_concurrent_instances: 4,
+        };
+        Arc::new(Runtime::new(&config).unwrap())
+    }
+
+    fn gate(policies: &str) -> Gate {
+        // The built-in gate's plan and thresholds, with these policies.
+        let plan = crate::gate::DEFAULT_GATE
+            .split("[limits]")
+            .next()
+            .expect("the built-in gate has a plan");
+        let text = format!("{plan}\n{policies}");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("gate.toml");
+        Gate::parse(&text, Origin::File(path)).unwrap()
+    }
+
+    const BAD_CONFIG: &str =
+        "module = \"builtin:canary\"\nphases = [\"abort\"]\nconfig = { no_such_option = 1 }\n";
+
+    fn snapshot() -> ValidSnapshot {
+        crate::snapshot::parse(include_bytes!("../../examples/snapshots/abort-allow.json")).unwrap()
+    }
+
+    #[test]
+    fn an_enforcing_policy_whose_config_is_refused_stops_the_gate() {
+        let text = format!("[[policy]]\nname = \"strict\"\n{BAD_CONFIG}");
+        let error = PreparedGate::prepare(runtime(), gate(&text), &[Phase::Abort])
+            .err()
+            .expect("refused");
+        let message = error.to_string();
+        assert!(
+            message.contains("gate.toml: policy 'strict': config: unknown field `no_such_option`"),
+            "{message}"
+        );
+        assert_eq!(error.exit_code(), crate::exit::INVALID_INPUT);
+    }
+
+    #[test]
+    fn a_shadow_policy_whose_config_is_refused_is_only_its_own_fault() {
+        let text = format!(
+            "[[policy]]\nname = \"canary\"\nmodule = \"builtin:canary\"\nphases = [\"abort\"]\n\
+             [[policy]]\nname = \"trial\"\nmode = \"shadow\"\n{BAD_CONFIG}"
+        );
+        let prepared = PreparedGate::prepare(runtime(), gate(&text), &[Phase::Abort]).unwrap();
+        let evaluation = prepared.evaluate(Phase::Abort, &snapshot());
+        assert_eq!(evaluation.decision, Decision::Allow);
+        let trial = &evaluation.policies[1];
+        assert_eq!(trial.name, "trial");
+        assert!(trial.failed_closed());
+        assert!(
+            trial
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("unknown field `no_such_option`"),
+            "{trial:?}"
+        );
+    }
+
+    #[test]
+    fn a_module_that_cannot_load_fails_closed_at_every_decision() {
+        let text = "[[policy]]\nname = \"gone\"\nmodule = \"gone.wasm\"\nphases = [\"abort\"]\n";
+        let prepared = PreparedGate::prepare(runtime(), gate(text), &[Phase::Abort]).unwrap();
+        let (policy, module) = &prepared.policies()[0];
+        assert_eq!(policy.name, "gone");
+        assert!(module.is_err());
+        let evaluation = prepared.evaluate(Phase::Abort, &snapshot());
+        assert_eq!(evaluation.decision, Decision::Rollback);
+        let error = evaluation.policies[0].error.as_deref().unwrap();
+        assert!(
+            error.starts_with("policy could not be loaded: module file 'gone.wasm' not found in "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_phase_the_gate_was_not_prepared_for_fails_closed() {
+        let text = "[[policy]]\nname = \"canary\"\nmodule = \"builtin:canary\"\nphases = [\"promotion\"]\n";
+        let prepared = PreparedGate::prepare(runtime(), gate(text), &[Phase::Abort]).unwrap();
+        let evaluation = prepared.evaluate(Phase::Promotion, &snapshot());
+        assert_eq!(evaluation.decision, Decision::Deny);
+        assert!(evaluation.policies[0].failed_closed());
+    }
 }

@@ -12,11 +12,9 @@
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use shipgate_policy::snapshot::SCHEMA_VERSION;
 use shipgate_policy::wire::{self, EncodedGate};
 use shipgate_policy::{Snapshot, Timestamp};
-
-/// The snapshot schema version this host understands.
-pub const SCHEMA_VERSION: u32 = 1;
 
 /// A snapshot that passed validation: the JSON text the caller sent (for
 /// records and digests) and its typed form (for policies).
@@ -33,7 +31,7 @@ pub struct ValidSnapshot {
 
 impl ValidSnapshot {
     /// The snapshot as a JSON value (for records; not on the hot path).
-    pub fn to_value(&self) -> Value {
+    pub(crate) fn to_value(&self) -> Value {
         serde_json::from_str(&self.text).expect("validated JSON")
     }
 
@@ -72,7 +70,7 @@ pub fn parse(bytes: &[u8]) -> Result<ValidSnapshot, SnapshotError> {
 
 /// Validates a snapshot held as a JSON value (a decision log record), under
 /// the digest it was received with.
-pub fn from_value(json: &Value, sha256: String) -> Result<ValidSnapshot, SnapshotError> {
+pub(crate) fn from_value(json: &Value, sha256: String) -> Result<ValidSnapshot, SnapshotError> {
     parse_text(json.to_string(), sha256)
 }
 
@@ -219,7 +217,7 @@ fn non_negative(path: &str, value: Option<f64>) -> Result<(), SnapshotError> {
 }
 
 /// The JSON Schema of snapshot v1 (`shipgate schema snapshot`).
-pub fn schema() -> Value {
+pub(crate) fn schema() -> Value {
     let schema = schemars::schema_for!(Snapshot);
     serde_json::to_value(schema).expect("a schema is JSON")
 }

@@ -5,11 +5,11 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use shipgate::decision::Evaluation;
 use shipgate::evaluate::PreparedGate;
 use shipgate::gate::{Gate, Origin};
 use shipgate::runtime::{Runtime, RuntimeConfig};
 use shipgate::snapshot;
-use shipgate::verdict::Evaluation;
 use shipgate::{Decision, Phase};
 
 use crate::support::{cache_dir, fixture, snapshot as example_snapshot};

@@ -7,40 +7,80 @@
 //! gate refuses, is HTTP 200 with a `decision`: the shipped template reads
 //! `{$.decision}`, allow succeeds, rollback fails, and deny (including "this
 //! request is wrong") is *Inconclusive*, which pauses for a human. Only
-//! faults of the infrastructure (auth, overload, timeout) are non-2xx.
+//! faults of the infrastructure (auth, overload, timeout) and an unknown
+//! URL are non-2xx.
 
-use std::sync::Arc;
-
-use axum::Json;
-use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::server::api::{ApiError, Body, Input, phase_in_path, read_request};
-use crate::server::state::AppState;
+use super::{Answer, ApiError, Authentication, DecisionRequest, Input, Request, phase_in_path};
+use crate::decision::Evaluation;
 
-pub async fn analyze(
-    State(state): State<Arc<AppState>>,
-    Path(phase): Path<String>,
-    body: Body,
-) -> Response {
-    let result = async {
-        let phase = phase_in_path(&phase)?;
-        let input =
-            Input::from_request(read_request(body)?).inspect_err(|e| state.rejected("argo", e))?;
-        state.decide("argo", phase, input).await
-    }
-    .await;
+pub(crate) const AUTHENTICATION: Authentication = Authentication::Bearer;
+
+/// The decision asked for by a measurement of `phase` (from the URL).
+pub(crate) fn request(
+    phase: &str,
+    body: Result<Request, ApiError>,
+) -> Result<DecisionRequest, ApiError> {
+    let phase = phase_in_path(phase)?;
+    Ok(DecisionRequest {
+        phase,
+        input: Input::from_request(body?)?,
+    })
+}
+
+/// Always 200 and a `decision` Argo's conditions can read, except for
+/// faults Argo should retry.
+pub(crate) fn answer(result: Result<Evaluation, ApiError>) -> Answer {
     match result {
-        Ok(evaluation) => Json(evaluation).into_response(),
+        Ok(evaluation) => Answer::decision(200, evaluation),
         Err(error) if error.is_infrastructure() || matches!(error, ApiError::NotFound(_)) => {
-            error.into_response()
+            Answer::refused(error)
         }
-        Err(error) => Json(json!({
-            "decision": "deny",
-            "summary": format!("shipgate refused the request: {}", error.message()),
-            "error": error.message(),
-        }))
-        .into_response(),
+        Err(error) => Answer {
+            refusal: Some(error.clone()),
+            ..Answer::json(
+                200,
+                json!({
+                    "decision": "deny",
+                    "summary": format!("shipgate refused the request: {}", error.message()),
+                    "error": error.message(),
+                }),
+            )
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::Body;
+
+    #[test]
+    fn a_request_argo_cannot_fix_by_retrying_pauses_the_rollout() {
+        let body = Err(ApiError::BadRequest("not JSON".into()));
+        let error = request("abort", body).unwrap_err();
+        let answer = answer(Err(error));
+        assert_eq!(answer.status, 200);
+        let Body::Json(json) = &answer.body else {
+            panic!("JSON")
+        };
+        assert_eq!(json["decision"], "deny");
+        assert_eq!(json["summary"], "shipgate refused the request: not JSON");
+        assert!(answer.refusal.is_some());
+    }
+
+    #[test]
+    fn infrastructure_faults_and_unknown_phases_are_errors_argo_retries() {
+        assert_eq!(answer(Err(ApiError::Timeout)).status, 503);
+        let unknown = request("canary", Ok(Request::default())).unwrap_err();
+        assert_eq!(answer(Err(unknown)).status, 404);
+    }
+
+    #[test]
+    fn the_phase_comes_from_the_url() {
+        let body = Request::parse(br#"{"service": "checkout"}"#).unwrap();
+        let asked = request("promotion", Ok(body)).unwrap();
+        assert_eq!(asked.phase, shipgate_policy::Phase::Promotion);
     }
 }

@@ -8,22 +8,19 @@
 //! sources.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use shipgate_policy::{Decision, Phase};
 
-use crate::server::api::{ApiError, Body, Input, Request, read_request};
-use crate::server::state::AppState;
+use super::{Answer, ApiError, Authentication, DecisionRequest, Input, Request};
+use crate::decision::Evaluation;
+
+pub(crate) const AUTHENTICATION: Authentication = Authentication::Bearer;
 
 /// How shipgate answers one Flagger hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hook {
+pub(crate) enum Hook {
     /// Passes only on allow.
     Gate(Phase),
     /// The `rollout` hook: fails only on rollback.
@@ -34,16 +31,24 @@ pub enum Hook {
     Event,
 }
 
+const HOOKS: &str = "confirm-rollout, pre-rollout, confirm-traffic-increase, confirm-promotion, \
+                     rollout, rollback, post-rollout, event";
+
 impl Hook {
-    pub fn from_name(name: &str) -> Option<Hook> {
-        Some(match name {
+    /// The hook a URL names.
+    pub(crate) fn from_name(name: &str) -> Result<Hook, ApiError> {
+        Ok(match name {
             "confirm-rollout" | "pre-rollout" => Hook::Gate(Phase::Preflight),
             "confirm-traffic-increase" | "confirm-promotion" => Hook::Gate(Phase::Promotion),
             "post-rollout" => Hook::Gate(Phase::Verify),
             "rollout" => Hook::AbortCheck,
             "rollback" => Hook::Rollback,
             "event" => Hook::Event,
-            _ => return None,
+            _ => {
+                return Err(ApiError::NotFound(format!(
+                    "no Flagger hook '{name}' (hooks: {HOOKS})"
+                )));
+            }
         })
     }
 
@@ -55,7 +60,7 @@ impl Hook {
     }
 
     /// Whether Flagger should see this decision as the hook passing.
-    pub fn passes(self, decision: Decision) -> bool {
+    pub(crate) fn passes(self, decision: Decision) -> bool {
         match self {
             Hook::Gate(_) => decision == Decision::Allow,
             Hook::AbortCheck => decision != Decision::Rollback,
@@ -86,41 +91,31 @@ const METADATA_KEYS: [&str; 8] = [
     "stage_started_at",
 ];
 
-const HOOKS: &str = "confirm-rollout, pre-rollout, confirm-traffic-increase, confirm-promotion, \
-                     rollout, rollback, post-rollout, event";
+/// What a call of `hook` asks for: a decision, or (`event`) nothing.
+pub(crate) fn request(hook: Hook, body: Request) -> Result<Option<DecisionRequest>, ApiError> {
+    let input = target_of(body)?;
+    Ok(match hook {
+        Hook::Event => None,
+        _ => Some(DecisionRequest {
+            phase: hook.phase(),
+            input,
+        }),
+    })
+}
 
-pub async fn hook(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    body: Body,
-) -> Response {
-    let Some(hook) = Hook::from_name(&name) else {
-        let error = ApiError::NotFound(format!("no Flagger hook '{name}' (hooks: {HOOKS})"));
-        state.rejected("flagger", &error);
-        return error.into_response();
-    };
-    let input = read_request(body).and_then(target_of);
-    let input = match input {
-        Ok(input) => input,
-        Err(error) => {
-            state.rejected("flagger", &error);
-            return error.into_response();
-        }
-    };
-    if hook == Hook::Event {
-        tracing::info!(hook = %name, "flagger event");
-        return (StatusCode::ACCEPTED, Json(json!({"acknowledged": true}))).into_response();
-    }
-    match state.decide("flagger", hook.phase(), input).await {
-        Ok(evaluation) => {
+/// 200 when the hook passes, 403 when it does not; `event` is 202.
+pub(crate) fn answer(hook: Hook, result: Result<Option<Evaluation>, ApiError>) -> Answer {
+    match result {
+        Ok(Some(evaluation)) => {
             let status = if hook.passes(evaluation.decision) {
-                StatusCode::OK
+                200
             } else {
-                StatusCode::FORBIDDEN
+                403
             };
-            (status, Json(evaluation)).into_response()
+            Answer::decision(status, evaluation)
         }
-        Err(error) => error.into_response(),
+        Ok(None) => Answer::json(202, json!({"acknowledged": true})),
+        Err(error) => Answer::refused(error),
     }
 }
 
@@ -178,8 +173,36 @@ mod tests {
         assert!(!rollback.passes(Decision::Allow));
         assert_eq!(
             Hook::from_name("pre-rollout"),
-            Some(Hook::Gate(Phase::Preflight))
+            Ok(Hook::Gate(Phase::Preflight))
         );
-        assert_eq!(Hook::from_name("rollback-now"), None);
+        assert!(matches!(
+            Hook::from_name("rollback-now"),
+            Err(ApiError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn the_canary_names_the_target_unless_the_metadata_says_otherwise() {
+        let body = Request::parse(
+            br#"{"name": "podinfo", "namespace": "test", "phase": "Progressing",
+                 "metadata": {"stable_hash": "podinfo-v1"}}"#,
+        )
+        .unwrap();
+        let asked = request(Hook::AbortCheck, body).unwrap().unwrap();
+        assert_eq!(asked.phase, Phase::Abort);
+        let Input::Target(target) = asked.input else {
+            panic!("a target")
+        };
+        assert_eq!(target.service.as_deref(), Some("podinfo"));
+        assert_eq!(target.namespace.as_deref(), Some("test"));
+        assert_eq!(target.stable_hash.as_deref(), Some("podinfo-v1"));
+        assert_eq!(target.canary_hash.as_deref(), Some("podinfo"));
+    }
+
+    #[test]
+    fn events_are_acknowledged_without_a_decision() {
+        let body = Request::parse(br#"{"name": "podinfo", "namespace": "test"}"#).unwrap();
+        assert!(request(Hook::Event, body).unwrap().is_none());
+        assert_eq!(answer(Hook::Event, Ok(None)).status, 202);
     }
 }

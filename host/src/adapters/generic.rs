@@ -1,40 +1,72 @@
-//! The generic endpoint: `POST /v1/evaluate` with `{"phase", "snapshot"}`
-//! (or `{"phase", target fields...}`) answers the decision record.
+//! The generic protocol: `POST /v1/evaluate` with `{"phase", "snapshot"}`
+//! (or `{"phase", target fields...}`) answers 200 and the decision record.
 
-use std::sync::Arc;
-
-use axum::Json;
-use axum::extract::State;
 use serde_json::Value;
 use shipgate_policy::Phase;
 
-use crate::server::api::{ApiError, Body, Input, read_request};
-use crate::server::state::AppState;
-use crate::verdict::Evaluation;
+use super::{Answer, ApiError, Authentication, DecisionRequest, Input, Request};
+use crate::decision::Evaluation;
 
-pub async fn evaluate(
-    State(state): State<Arc<AppState>>,
-    body: Body,
-) -> Result<Json<Evaluation>, ApiError> {
-    let request = async {
-        let mut request = read_request(body)?;
-        let phase = match request.fields.remove("phase") {
-            Some(Value::String(name)) => name.parse::<Phase>().map_err(ApiError::BadRequest)?,
-            Some(other) => {
-                return Err(ApiError::BadRequest(format!(
-                    "phase: expected a string, found {other}"
-                )));
-            }
-            None => {
-                return Err(ApiError::BadRequest(
-                    "phase: missing (preflight, promotion, abort or verify)".into(),
-                ));
-            }
-        };
-        Ok((phase, Input::from_request(request)?))
+pub(crate) const AUTHENTICATION: Authentication = Authentication::Bearer;
+
+/// The decision a body asks for: its `phase` and the rest as the input.
+pub(crate) fn request(mut body: Request) -> Result<DecisionRequest, ApiError> {
+    let phase = match body.fields.remove("phase") {
+        Some(Value::String(name)) => name.parse::<Phase>().map_err(ApiError::BadRequest)?,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "phase: expected a string, found {other}"
+            )));
+        }
+        None => {
+            return Err(ApiError::BadRequest(
+                "phase: missing (preflight, promotion, abort or verify)".into(),
+            ));
+        }
     };
-    let (phase, input) = request
-        .await
-        .inspect_err(|e| state.rejected("generic", e))?;
-    state.decide("generic", phase, input).await.map(Json)
+    Ok(DecisionRequest {
+        phase,
+        input: Input::from_request(body)?,
+    })
+}
+
+/// 200 and the record, or the error's status.
+pub(crate) fn answer(result: Result<Evaluation, ApiError>) -> Answer {
+    match result {
+        Ok(evaluation) => Answer::decision(200, evaluation),
+        Err(error) => Answer::refused(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<DecisionRequest, ApiError> {
+        request(Request::parse(body.as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn the_phase_is_required_and_named() {
+        let asked = parse(r#"{"phase": "abort", "service": "checkout"}"#).unwrap();
+        assert_eq!(asked.phase, Phase::Abort);
+        assert!(matches!(asked.input, Input::Target(_)));
+        assert_eq!(
+            parse(r#"{"service": "x"}"#).unwrap_err().message(),
+            "phase: missing (preflight, promotion, abort or verify)"
+        );
+        assert_eq!(
+            parse(r#"{"phase": 3, "service": "x"}"#)
+                .unwrap_err()
+                .message(),
+            "phase: expected a string, found 3"
+        );
+    }
+
+    #[test]
+    fn errors_keep_their_status() {
+        let answer = answer(Err(ApiError::Overloaded));
+        assert_eq!(answer.status, 503);
+        assert_eq!(answer.refusal, Some(ApiError::Overloaded));
+    }
 }

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-pub struct ModuleCache {
+pub(crate) struct ModuleCache {
     dir: PathBuf,
     engine_key: String,
 }
@@ -23,7 +23,7 @@ pub struct ModuleCache {
 impl ModuleCache {
     /// The cache directory: `$SHIPGATE_CACHE_DIR`, else `$XDG_CACHE_HOME/shipgate`,
     /// else `$HOME/.cache/shipgate`. `None` when none can be found.
-    pub fn default_dir() -> Option<PathBuf> {
+    pub(crate) fn default_dir() -> Option<PathBuf> {
         let env = |name| {
             std::env::var_os(name)
                 .filter(|v| !v.is_empty())
@@ -36,7 +36,7 @@ impl ModuleCache {
 
     /// Opens (creating, mode 0700) the cache directory. Refuses a directory
     /// that others can write to: its files would be loaded as trusted code.
-    pub fn open(dir: &Path, engine: &Engine) -> Result<Self> {
+    pub(crate) fn open(dir: &Path, engine: &Engine) -> Result<Self> {
         create_private_dir(dir)?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
@@ -52,7 +52,7 @@ impl ModuleCache {
     }
 
     /// A cached compilation of the module with this digest, if any.
-    pub fn get(&self, engine: &Engine, sha256: &str) -> Option<Component> {
+    pub(crate) fn get(&self, engine: &Engine, sha256: &str) -> Option<Component> {
         let path = self.path_for(sha256);
         let metadata = std::fs::symlink_metadata(&path).ok()?;
         if !metadata.is_file() || check_private(&metadata).is_err() {
@@ -66,7 +66,7 @@ impl ModuleCache {
 
     /// Stores a compiled module. Failures only cost a recompile next time,
     /// so callers may ignore them.
-    pub fn put(&self, sha256: &str, component: &Component) -> Result<()> {
+    pub(crate) fn put(&self, sha256: &str, component: &Component) -> Result<()> {
         let bytes = component.serialize()?;
         let mut temp = tempfile::NamedTempFile::new_in(&self.dir)
             .with_context(|| format!("creating a temporary file in {}", self.dir.display()))?;

@@ -12,7 +12,7 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, Was
 
 /// The most a policy may print (stdout and stderr each) in one evaluation.
 /// Writing more is a fault: the output lands in every decision record.
-pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_OUTPUT_BYTES: usize = 64 * 1024;
 
 /// Inputs that make an evaluation reproducible.
 #[derive(Debug, Clone, Copy)]
@@ -32,7 +32,7 @@ impl Determinism {
 }
 
 /// What a store holds for one evaluation.
-pub struct HostState {
+pub(crate) struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: MemoryCap,
@@ -41,7 +41,7 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(memory_bytes: usize, determinism: Determinism) -> Self {
+    pub(crate) fn new(memory_bytes: usize, determinism: Determinism) -> Self {
         let stdout = MemoryOutputPipe::new(MAX_OUTPUT_BYTES);
         let stderr = MemoryOutputPipe::new(MAX_OUTPUT_BYTES);
         let now = Duration::from_secs_f64(determinism.now_unix_seconds.max(0.0));
@@ -75,18 +75,18 @@ impl HostState {
         }
     }
 
-    pub fn limiter(&mut self) -> &mut MemoryCap {
+    pub(crate) fn limiter(&mut self) -> &mut MemoryCap {
         &mut self.limits
     }
 
     /// Whether the policy tried to grow past its memory limit.
-    pub fn hit_memory_limit(&self) -> bool {
+    pub(crate) fn hit_memory_limit(&self) -> bool {
         self.limits.refused
     }
 
     /// Whether stdout or stderr is (nearly) full: a write that would overflow
     /// the buffer is refused, so a flood stops just short of the limit.
-    pub fn output_full(&self) -> bool {
+    pub(crate) fn output_full(&self) -> bool {
         const SLACK: usize = 4096;
         [&self.stdout, &self.stderr]
             .iter()
@@ -94,7 +94,7 @@ impl HostState {
     }
 
     /// What the policy printed, stdout then stderr, one entry per line.
-    pub fn log(&self) -> Vec<String> {
+    pub(crate) fn log(&self) -> Vec<String> {
         [&self.stdout, &self.stderr]
             .iter()
             .flat_map(|pipe| {
@@ -119,7 +119,7 @@ impl WasiView for HostState {
 /// Caps the linear memory of a whole instance (all its memories together)
 /// and table growth, remembering a refusal so a trap that follows can be
 /// reported as "out of memory" rather than a bare trap.
-pub struct MemoryCap {
+pub(crate) struct MemoryCap {
     max_bytes: usize,
     used_bytes: usize,
     refused: bool,
@@ -164,7 +164,7 @@ const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
 /// Time is frozen, so waiting for it to pass would wait forever, and a
 /// blocking host call is beyond the epoch deadline's reach. Asking to sleep
 /// is therefore a fault, at once.
-pub fn forbid_sleeping(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+pub(crate) fn forbid_sleeping(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let mut clock = linker.instance(MONOTONIC_CLOCK)?;
     for name in ["subscribe-duration", "subscribe-instant"] {

@@ -7,7 +7,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::verdict::Evaluation;
+use crate::decision::Evaluation;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecisionLabels {
@@ -44,7 +44,7 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
 }
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     decisions: Family<DecisionLabels, Counter>,
     latency: HistogramFamily,
@@ -56,7 +56,7 @@ pub struct Metrics {
 }
 
 /// Counts a decision in flight for as long as it lives.
-pub struct InFlight(Gauge);
+pub(crate) struct InFlight(Gauge);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -65,7 +65,7 @@ impl Drop for InFlight {
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         let mut registry = Registry::with_prefix("shipgate");
         let decisions = Family::<DecisionLabels, Counter>::default();
         registry.register(
@@ -121,7 +121,7 @@ impl Metrics {
         }
     }
 
-    pub fn record(&self, adapter: &str, evaluation: &Evaluation, seconds: f64) {
+    pub(crate) fn record(&self, adapter: &str, evaluation: &Evaluation, seconds: f64) {
         let phase = evaluation.phase.as_str().to_string();
         self.decisions
             .get_or_create(&DecisionLabels {
@@ -154,12 +154,12 @@ impl Metrics {
         }
     }
 
-    pub fn in_flight(&self) -> InFlight {
+    pub(crate) fn in_flight(&self) -> InFlight {
         self.in_flight.inc();
         InFlight(self.in_flight.clone())
     }
 
-    pub fn rejected(&self, reason: &str) {
+    pub(crate) fn rejected(&self, reason: &str) {
         self.rejected
             .get_or_create(&ReasonLabels {
                 reason: reason.to_string(),
@@ -167,7 +167,7 @@ impl Metrics {
             .inc();
     }
 
-    pub fn reloaded(&self, ok: bool) {
+    pub(crate) fn reloaded(&self, ok: bool) {
         let result = if ok { "ok" } else { "error" };
         self.reloads
             .get_or_create(&ResultLabels {
@@ -177,7 +177,7 @@ impl Metrics {
     }
 
     /// The exposition text.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String cannot fail");

@@ -2,96 +2,31 @@
 //! readiness and metrics, a bearer token, bounded work, graceful shutdown
 //! on SIGTERM and gate reload on SIGHUP.
 
-pub mod api;
-pub mod metrics;
-pub mod options;
-pub mod state;
+mod auth;
+mod extract;
+mod metrics;
+mod options;
+mod routes;
+mod state;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde_json::json;
-use subtle::ConstantTimeEq;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use crate::adapters::{argo, flagger, generic, spinnaker};
 use crate::error::Error;
 use crate::runtime::{Runtime, RuntimeConfig};
-use api::ApiError;
-use state::{AppState, Settings, load_gate};
+use state::load_gate;
 
-/// The HTTP routes over a state.
-pub fn router(state: Arc<AppState>) -> Router {
-    let max_body = state.settings.max_body_bytes;
-    let decisions = Router::new()
-        .route("/v1/evaluate", post(generic::evaluate))
-        .route("/v1/argo/{phase}", post(argo::analyze))
-        .route("/v1/spinnaker/{phase}", post(spinnaker::create))
-        .route("/v1/spinnaker/evaluations/{id}", get(spinnaker::status))
-        .route("/v1/flagger/{hook}", post(flagger::hook))
-        .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
-    Router::new()
-        .merge(decisions)
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .fallback(|| async {
-            ApiError::NotFound("no such endpoint; see the README's server section".into())
-        })
-        .layer(DefaultBodyLimit::max(max_body))
-        .with_state(state)
-}
-
-/// Refuses `/v1/*` requests without the configured bearer token.
-async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    if let Some(expected) = &state.settings.token {
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
-            let error = ApiError::Unauthorized;
-            state.rejected("auth", &error);
-            return error.into_response();
-        }
-    }
-    next.run(request).await
-}
-
-async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.is_ready() {
-        Json(json!({"ready": true, "gate": state.gate().gate().file.name})).into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ready": false, "why": "shutting down"})),
-        )
-            .into_response()
-    }
-}
-
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
-        .into_response()
-}
+pub(crate) use options::ServeArgs;
+pub(crate) use routes::router;
+pub(crate) use state::{AppState, Settings};
 
 /// Runs the server until SIGTERM or SIGINT. The gate is loaded (and every
 /// policy checked) before the port opens, so a bad gate never serves.
-pub fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
+pub(crate) fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
     let runtime = Arc::new(Runtime::new(&RuntimeConfig {
         max_concurrent_instances: settings.max_evaluating as u32,
         ..RuntimeConfig::default()
@@ -118,7 +53,7 @@ pub fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
                 "no bearer token configured: anyone who can reach the port can ask for decisions"
             );
         }
-        if state.settings.evaluation_key_is_random {
+        if state.settings.spinnaker.key_is_random {
             tracing::warn!(
                 "no evaluation key ({} or --key-file): Spinnaker status URLs work on this \
                  process only",
@@ -196,7 +131,7 @@ async fn reload_on_hangup(state: Arc<AppState>, mut hangups: Signal) {
 }
 
 /// JSON lines on stderr; `SHIPGATE_LOG` filters (default `info`).
-pub fn init_logging() {
+pub(crate) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SHIPGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()

@@ -6,55 +6,56 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::state::Settings;
+use crate::adapters::spinnaker;
 use crate::error::Error;
 
 /// Environment variable holding the bearer token (when no --token-file).
-pub const TOKEN_ENV: &str = "SHIPGATE_TOKEN";
+pub(crate) const TOKEN_ENV: &str = "SHIPGATE_TOKEN";
 /// Environment variable holding the evaluation key (when no --key-file).
-pub const KEY_ENV: &str = "SHIPGATE_EVALUATION_KEY";
+pub(crate) const KEY_ENV: &str = "SHIPGATE_EVALUATION_KEY";
 /// Shortest evaluation key accepted, in bytes.
 const MIN_KEY_BYTES: usize = 32;
 
 #[derive(Debug, clap::Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// The gate file (TOML) to serve; SIGHUP reloads it.
     #[arg(long, value_name = "FILE")]
-    pub gate: PathBuf,
+    pub(crate) gate: PathBuf,
     /// Address and port to listen on (port 0 picks a free one; the log
     /// line "listening" gives it).
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// File holding the bearer token every /v1 request must send
     /// (default: $SHIPGATE_TOKEN; none: no authentication).
     #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
+    pub(crate) token_file: Option<PathBuf>,
     /// File holding the key (≥ 32 bytes) that signs Spinnaker evaluation
     /// ids; every replica needs the same one (default:
     /// $SHIPGATE_EVALUATION_KEY; none: a random key, valid on this process only).
     #[arg(long, value_name = "FILE")]
-    pub key_file: Option<PathBuf>,
+    pub(crate) key_file: Option<PathBuf>,
     /// How long a Spinnaker evaluation answers its status URL.
     #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = parse_duration)]
-    pub evaluation_ttl: Duration,
+    pub(crate) evaluation_ttl: Duration,
     /// Budget of one request, evidence and evaluation included.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    pub request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
     /// Largest request body accepted.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
-    pub max_body_bytes: usize,
+    pub(crate) max_body_bytes: usize,
     /// Requests admitted at once; beyond this, 503 with Retry-After.
     #[arg(long, value_name = "N", default_value_t = 1024)]
-    pub max_pending: usize,
+    pub(crate) max_pending: usize,
     /// Gate evaluations running at once (default: twice the CPUs, at least 4).
     #[arg(long, value_name = "N")]
-    pub max_evaluating: Option<usize>,
+    pub(crate) max_evaluating: Option<usize>,
     /// Base URL of status links given to Spinnaker, e.g.
     /// https://shipgate.example.com (default: from the request's Host).
     #[arg(long, value_name = "URL")]
-    pub public_url: Option<String>,
+    pub(crate) public_url: Option<String>,
     /// Append every decision, with its snapshot, to this JSON-lines log.
     #[arg(long, value_name = "FILE")]
-    pub decision_log: Option<PathBuf>,
+    pub(crate) decision_log: Option<PathBuf>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -68,7 +69,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 impl ServeArgs {
-    pub fn settings(&self) -> Result<Settings, Error> {
+    pub(crate) fn settings(&self) -> Result<Settings, Error> {
         let token = secret(self.token_file.as_deref(), TOKEN_ENV, "--token-file")?
             .map(|bytes| {
                 String::from_utf8(bytes)
@@ -105,14 +106,16 @@ impl ServeArgs {
         Ok(Settings {
             gate_path: self.gate.clone(),
             token,
-            evaluation_key,
-            evaluation_key_is_random,
-            evaluation_ttl: self.evaluation_ttl,
+            spinnaker: spinnaker::Settings {
+                key: evaluation_key,
+                key_is_random: evaluation_key_is_random,
+                ttl: self.evaluation_ttl,
+                public_url: self.public_url.clone(),
+            },
             request_timeout: self.request_timeout,
             max_body_bytes: self.max_body_bytes,
             max_pending: self.max_pending.max(max_evaluating),
             max_evaluating,
-            public_url: self.public_url.clone(),
             decision_log: self.decision_log.clone(),
         })
     }

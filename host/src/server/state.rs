@@ -9,47 +9,41 @@ use std::time::{Duration, Instant};
 use shipgate_policy::Phase;
 use tokio::sync::Semaphore;
 
-use super::api::{ApiError, Input};
 use super::metrics::Metrics;
-use crate::audit;
+use crate::adapters::{ApiError, DecisionRequest, Input, spinnaker};
+use crate::decision::{Evaluation, PolicyOutcome};
+use crate::decision_log;
 use crate::error::Error;
 use crate::evaluate::PreparedGate;
 use crate::gate::Gate;
 use crate::runtime::Runtime;
 use crate::snapshot::{self, ValidSnapshot};
 use crate::sources::{self, Target};
-use crate::verdict::Evaluation;
 
 /// The log target of the one line per decision, so it can be filtered on its
 /// own (`SHIPGATE_LOG=info,shipgate::decision=off`).
-pub const DECISION_LOG_TARGET: &str = "shipgate::decision";
+pub(crate) const DECISION_LOG_TARGET: &str = "shipgate::decision";
 
 /// How the server was started; fixed for its lifetime.
 #[derive(Debug, Clone)]
-pub struct Settings {
-    pub gate_path: PathBuf,
+pub(crate) struct Settings {
+    pub(crate) gate_path: PathBuf,
     /// Required bearer token on `/v1/*`, when set.
-    pub token: Option<String>,
-    /// The key that authenticates Spinnaker evaluation ids.
-    pub evaluation_key: Vec<u8>,
-    /// Whether that key is a random one for this process only (none given).
-    pub evaluation_key_is_random: bool,
-    pub evaluation_ttl: Duration,
+    pub(crate) token: Option<String>,
+    pub(crate) spinnaker: spinnaker::Settings,
     /// Budget of one request, from arrival to answer.
-    pub request_timeout: Duration,
-    pub max_body_bytes: usize,
+    pub(crate) request_timeout: Duration,
+    pub(crate) max_body_bytes: usize,
     /// Requests admitted at once (waiting or evaluating); beyond, 503.
-    pub max_pending: usize,
+    pub(crate) max_pending: usize,
     /// Gate evaluations running at once.
-    pub max_evaluating: usize,
-    /// The base of absolute status URLs; from the Host header when unset.
-    pub public_url: Option<String>,
-    pub decision_log: Option<PathBuf>,
+    pub(crate) max_evaluating: usize,
+    pub(crate) decision_log: Option<PathBuf>,
 }
 
-pub struct AppState {
-    pub settings: Settings,
-    pub metrics: Metrics,
+pub(crate) struct AppState {
+    pub(crate) settings: Settings,
+    pub(crate) metrics: Metrics,
     runtime: Arc<Runtime>,
     /// In-flight requests keep the gate they started with across a reload.
     served: RwLock<Arc<PreparedGate>>,
@@ -60,13 +54,13 @@ pub struct AppState {
 }
 
 /// Reads a gate file and prepares it for every phase.
-pub fn load_gate(runtime: &Arc<Runtime>, path: &Path) -> Result<PreparedGate, Error> {
+pub(crate) fn load_gate(runtime: &Arc<Runtime>, path: &Path) -> Result<PreparedGate, Error> {
     let gate = Gate::read(path)?;
     PreparedGate::prepare(runtime.clone(), gate, &Phase::ALL)
 }
 
 impl AppState {
-    pub fn new(settings: Settings, runtime: Arc<Runtime>, gate: PreparedGate) -> AppState {
+    pub(crate) fn new(settings: Settings, runtime: Arc<Runtime>, gate: PreparedGate) -> AppState {
         AppState {
             pending: Arc::new(Semaphore::new(settings.max_pending)),
             evaluating: Arc::new(Semaphore::new(settings.max_evaluating)),
@@ -79,7 +73,7 @@ impl AppState {
         }
     }
 
-    pub fn gate(&self) -> Arc<PreparedGate> {
+    pub(crate) fn gate(&self) -> Arc<PreparedGate> {
         self.served
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -87,7 +81,7 @@ impl AppState {
     }
 
     /// Loads the gate file again; on any error the old gate keeps serving.
-    pub fn reload(&self) -> Result<(), Error> {
+    pub(crate) fn reload(&self) -> Result<(), Error> {
         let result = load_gate(&self.runtime, &self.settings.gate_path);
         self.metrics.reloaded(result.is_ok());
         let gate = result?;
@@ -98,52 +92,54 @@ impl AppState {
         Ok(())
     }
 
-    pub fn is_ready(&self) -> bool {
+    /// Takes one admission permit, as a request waiting would.
+    #[cfg(test)]
+    pub(super) fn hold_admission(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.pending
+            .clone()
+            .try_acquire_owned()
+            .expect("a free permit")
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
         !self.shutting_down.load(Ordering::Relaxed)
     }
 
-    pub fn begin_shutdown(&self) {
+    pub(crate) fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::Relaxed);
     }
 
     /// One decision: admit, gather evidence, evaluate, record. Bounded in
     /// time and in the work waiting.
-    pub async fn decide(
+    /// Refusals are the caller's to answer and count (see `extract`).
+    pub(crate) async fn decide(
         &self,
         adapter: &'static str,
-        phase: Phase,
-        input: Input,
+        request: DecisionRequest,
     ) -> Result<Evaluation, ApiError> {
         let started = Instant::now();
         let _in_flight = self.metrics.in_flight();
-        let result =
-            tokio::time::timeout(self.settings.request_timeout, self.decide_now(phase, input))
-                .await
-                .unwrap_or(Err(ApiError::Timeout));
-        match &result {
-            Ok(evaluation) => {
-                let took = started.elapsed();
-                self.metrics.record(adapter, evaluation, took.as_secs_f64());
-                tracing::info!(
-                    target: DECISION_LOG_TARGET,
-                    decision_id = %evaluation.decision_id,
-                    adapter,
-                    phase = %evaluation.phase,
-                    decision = %evaluation.decision,
-                    duration_us = took.as_micros() as u64,
-                    summary = %evaluation.summary,
-                    "decision"
-                );
-            }
-            Err(error) => self.rejected(adapter, error),
+        let result = tokio::time::timeout(
+            self.settings.request_timeout,
+            self.decide_now(request.phase, request.input),
+        )
+        .await
+        .unwrap_or(Err(ApiError::Timeout));
+        if let Ok(evaluation) = &result {
+            let took = started.elapsed();
+            self.metrics.record(adapter, evaluation, took.as_secs_f64());
+            tracing::info!(
+                target: DECISION_LOG_TARGET,
+                decision_id = %evaluation.decision_id,
+                adapter,
+                phase = %evaluation.phase,
+                decision = %evaluation.decision,
+                duration_us = took.as_micros() as u64,
+                summary = %evaluation.summary,
+                "decision"
+            );
         }
         result
-    }
-
-    /// Counts and logs a request answered without a decision.
-    pub fn rejected(&self, adapter: &str, error: &ApiError) {
-        self.metrics.rejected(error.reason());
-        tracing::warn!(adapter, status = error.status().as_u16(), error = %error.message(), "no decision");
     }
 
     async fn decide_now(&self, phase: Phase, input: Input) -> Result<Evaluation, ApiError> {
@@ -179,7 +175,7 @@ impl AppState {
         let decide = move || {
             let evaluation = gate.evaluate_with(phase, &snapshot, evidence);
             if let Some(log) = log {
-                audit::append(&log, &evaluation, &snapshot)
+                decision_log::append(&log, &evaluation, &snapshot)
                     .map_err(|e| ApiError::Internal(e.to_string()))?;
             }
             Ok::<_, ApiError>(evaluation)
@@ -194,27 +190,22 @@ impl AppState {
     }
 
     /// The snapshot for a target: its identity plus the sources' evidence,
-    /// and what they could not find as a denying outcome.
+    /// and what they could not find as denying outcomes.
     async fn assemble(
         &self,
         gate: &PreparedGate,
         target: &Target,
-    ) -> Result<(ValidSnapshot, Vec<crate::verdict::PolicyOutcome>), ApiError> {
+    ) -> Result<(ValidSnapshot, Vec<PolicyOutcome>), ApiError> {
         let now = jiff::Timestamp::now();
-        let evidence = match &gate.gate().file.sources.prometheus {
-            Some(prometheus) => {
-                let time = now.as_millisecond() as f64 / 1000.0;
-                prometheus.collect(&self.http, target, time).await
-            }
-            None => sources::no_source(),
-        };
-        let value = sources::assemble(target, gate.gate(), &evidence, now);
+        let declared = &gate.gate().file;
+        let evidence = declared.sources.collect(&self.http, target, now).await;
+        let value = sources::assemble(target, &declared.rollout, &evidence, now);
         let snapshot = snapshot::parse(value.to_string().as_bytes()).map_err(|e| {
             ApiError::BadEvidence(format!(
                 "the sources' evidence is not a valid snapshot: {e}"
             ))
         })?;
-        let outcome = sources::evidence_outcome(&evidence.missing);
-        Ok((snapshot, outcome.into_iter().collect()))
+        let missing = evidence.iter().filter_map(PolicyOutcome::missing_evidence);
+        Ok((snapshot, missing.collect()))
     }
 }

@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::time::Timestamp;
 
+/// The snapshot schema version this SDK (and the host built with it) reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Snapshot {
@@ -208,7 +211,7 @@ pub struct SmokeTest {
 }
 
 /// What the host adds from the gate file.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Gate {
     pub name: Option<String>,
@@ -216,24 +219,81 @@ pub struct Gate {
     pub rollout: Option<RolloutPlan>,
 }
 
-/// The staged plan and abort thresholds, declared before the rollout.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// The staged plan and abort thresholds, declared before the rollout: the
+/// `[rollout]` table of a gate file, which the host hands every policy as
+/// `gate.rollout`. Unknown keys are refused, so a misspelt threshold is an
+/// error where it is written instead of a limit silently not applied.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
 pub struct RolloutPlan {
+    /// Traffic weights in percent, e.g. `[5, 10, 25, 50, 100]`.
     #[serde(default)]
     pub stages: Vec<f64>,
+    /// The least observation per stage before promotion, in minutes.
     pub min_stage_minutes: Option<f64>,
+    /// Limits whose breach aborts the rollout.
     #[serde(default)]
     pub abort: AbortThresholds,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// `[rollout.abort]`: the limits a canary must stay within.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
 pub struct AbortThresholds {
+    /// Canary errors / requests, e.g. 0.01 for 1%.
     pub max_error_rate: Option<f64>,
+    /// Canary error rate / baseline error rate.
     pub max_error_rate_ratio: Option<f64>,
-    pub max_latency_ms: Option<Latency>,
+    /// Absolute latency limits per quantile, in milliseconds.
+    pub max_latency_ms: Option<LatencyLimits>,
+    /// Canary latency / baseline latency, per quantile.
     pub max_latency_ratio: Option<f64>,
+    /// Largest drop in business events per request vs baseline, e.g. 0.10.
     pub max_business_drop: Option<f64>,
+    /// Fewer canary requests than this is not evidence enough.
     pub min_requests: Option<f64>,
+}
+
+/// Latency limits per quantile, in milliseconds. Unlike a cohort's
+/// [`Latency`] (where a caller may send more quantiles than shipgate reads),
+/// a limit with an unknown name is refused.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LatencyLimits {
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+impl LatencyLimits {
+    /// The three limits by quantile name, in order.
+    pub fn quantiles(&self) -> [(&'static str, Option<f64>); 3] {
+        [("p50", self.p50), ("p95", self.p95), ("p99", self.p99)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_misspelt_threshold_is_refused_not_dropped() {
+        let plan: Result<RolloutPlan, _> =
+            serde_json::from_str(r#"{"abort": {"max_eror_rate": 0.01}}"#);
+        let error = plan.unwrap_err().to_string();
+        assert!(error.contains("unknown field `max_eror_rate`"), "{error}");
+        let latency: Result<RolloutPlan, _> =
+            serde_json::from_str(r#"{"abort": {"max_latency_ms": {"p999": 10}}}"#);
+        assert!(latency.is_err());
+    }
+
+    #[test]
+    fn a_cohort_may_carry_quantiles_shipgate_does_not_read() {
+        let cohort: Cohort =
+            serde_json::from_str(r#"{"latency_ms": {"p50": 1, "p999": 9}}"#).unwrap();
+        assert_eq!(cohort.latency_ms.unwrap().p50, Some(1.0));
+    }
 }

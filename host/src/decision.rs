@@ -5,9 +5,10 @@ use serde::{Deserialize, Serialize};
 use shipgate_policy::{Decision, Finding, Phase};
 
 use crate::gate::Mode;
+use crate::sources::Evidence;
 
-/// How the module of a missing-evidence outcome is named (`source:prometheus`).
-pub const EVIDENCE_MODULE_PREFIX: &str = "source:";
+/// The name of an outcome that reports missing evidence.
+const EVIDENCE_OUTCOME: &str = "evidence";
 
 /// One gate decision: the record `eval --format json`, the server and the
 /// decision log all use.
@@ -42,6 +43,27 @@ pub struct PolicyOutcome {
     pub error: Option<String>,
     /// What the policy printed.
     pub log: Vec<String>,
+    /// What this outcome is; only missing evidence says so in the record.
+    #[serde(default, skip_serializing_if = "OutcomeKind::is_policy")]
+    pub kind: OutcomeKind,
+}
+
+/// What produced an outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeKind {
+    /// A policy of the gate.
+    #[default]
+    Policy,
+    /// Not a policy: what a source could not find (server mode). It is part
+    /// of the decision's input, kept as is by a replay.
+    MissingEvidence,
+}
+
+impl OutcomeKind {
+    fn is_policy(&self) -> bool {
+        *self == OutcomeKind::Policy
+    }
 }
 
 impl PolicyOutcome {
@@ -50,10 +72,44 @@ impl PolicyOutcome {
         self.error.is_some()
     }
 
-    /// Whether this is not a policy but what a snapshot source could not
-    /// find (server mode): part of the decision's input, not re-evaluated.
-    pub fn is_missing_evidence(&self) -> bool {
-        self.module.starts_with(EVIDENCE_MODULE_PREFIX)
+    /// Whether this is what a source could not find rather than a policy.
+    pub(crate) fn is_missing_evidence(&self) -> bool {
+        self.kind == OutcomeKind::MissingEvidence
+    }
+
+    /// What a source could not find, as an enforcing outcome that denies and
+    /// names each missing field with its query, so a decision without
+    /// evidence says why instead of passing. `None` when nothing is missing.
+    pub(crate) fn missing_evidence(evidence: &Evidence) -> Option<PolicyOutcome> {
+        let missing = &evidence.missing;
+        let first = missing.first()?;
+        let findings = missing
+            .iter()
+            .map(|m| Finding {
+                check: format!("source:{}", m.field),
+                decision: Decision::Deny,
+                message: format!("{}: {}", m.field, m.why),
+                observed: Some(m.why.clone()),
+                threshold: Some(format!("a value from `{}`", m.query)),
+            })
+            .collect();
+        let more = match missing.len() {
+            1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        Some(PolicyOutcome {
+            name: EVIDENCE_OUTCOME.into(),
+            module: format!("source:{}", evidence.source),
+            module_sha256: None,
+            mode: Mode::Enforce,
+            decision: Decision::Deny,
+            summary: format!("missing evidence: {}: {}{more}", first.field, first.why),
+            findings,
+            duration_us: 0,
+            error: None,
+            log: Vec::new(),
+            kind: OutcomeKind::MissingEvidence,
+        })
     }
 }
 
@@ -61,7 +117,7 @@ impl PolicyOutcome {
 /// wins (rollback > deny > allow), shadow policies never count, preflight
 /// cannot roll back (nothing shipped yet), and a phase no enforcing policy
 /// evaluates is denied: no evidence, no deployment.
-pub fn combine(phase: Phase, outcomes: &[PolicyOutcome]) -> (Decision, String) {
+pub(crate) fn combine(phase: Phase, outcomes: &[PolicyOutcome]) -> (Decision, String) {
     let enforcing: Vec<&PolicyOutcome> = outcomes
         .iter()
         .filter(|o| o.mode == Mode::Enforce)
@@ -110,6 +166,7 @@ mod tests {
             duration_us: 0,
             error: None,
             log: vec![],
+            kind: OutcomeKind::Policy,
         }
     }
 
@@ -154,6 +211,52 @@ mod tests {
                 "no enforcing policy evaluates the verify phase".into()
             )
         );
+    }
+
+    #[test]
+    fn missing_evidence_denies_and_names_every_query() {
+        let evidence = Evidence {
+            source: "prometheus",
+            values: vec![],
+            missing: ["metrics.canary.errors", "metrics.canary.requests"]
+                .map(|field| crate::sources::Missing {
+                    field: field.into(),
+                    query: format!("q({field})"),
+                    why: "no series".into(),
+                })
+                .to_vec(),
+        };
+        let found = PolicyOutcome::missing_evidence(&evidence).unwrap();
+        assert!(found.is_missing_evidence());
+        assert_eq!(found.module, "source:prometheus");
+        assert_eq!(
+            found.summary,
+            "missing evidence: metrics.canary.errors: no series (and 1 more)"
+        );
+        assert_eq!(
+            found.findings[1].threshold.as_deref(),
+            Some("a value from `q(metrics.canary.requests)`")
+        );
+        let record = serde_json::to_value(&found).unwrap();
+        assert_eq!(record["kind"], "missing_evidence");
+        // A gate's own policy, even one whose module is named like a source,
+        // is a policy: the record says nothing more about it.
+        let mut policy = found.clone();
+        policy.kind = OutcomeKind::Policy;
+        assert!(serde_json::to_value(&policy).unwrap().get("kind").is_none());
+        let read: PolicyOutcome =
+            serde_json::from_value(serde_json::to_value(&policy).unwrap()).unwrap();
+        assert!(!read.is_missing_evidence());
+        let outcomes = [
+            outcome("a", Mode::Enforce, Decision::Allow),
+            PolicyOutcome::missing_evidence(&evidence).unwrap(),
+        ];
+        assert_eq!(combine(Phase::Abort, &outcomes).0, Decision::Deny);
+        let nothing_missing = Evidence {
+            missing: vec![],
+            ..evidence
+        };
+        assert!(PolicyOutcome::missing_evidence(&nothing_missing).is_none());
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! The decision log (JSON lines, one decision with its snapshot per line,
 //! fsynced before the decision is returned) and its replay.
 
-use std::fmt::Write as _;
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -9,24 +8,28 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::decision::Evaluation;
 use crate::error::Error;
 use crate::evaluate::PreparedGate;
 use crate::gate::Gate;
 use crate::runtime::Runtime;
 use crate::snapshot::{self, ValidSnapshot};
-use crate::verdict::Evaluation;
 
 /// One line of the decision log.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Record {
+pub(crate) struct Record {
     #[serde(flatten)]
-    pub evaluation: Evaluation,
+    pub(crate) evaluation: Evaluation,
     /// The snapshot as the caller sent it (without the host's `gate`).
-    pub snapshot: Value,
+    pub(crate) snapshot: Value,
 }
 
 /// Appends a decision to the log and flushes it to disk.
-pub fn append(path: &Path, evaluation: &Evaluation, snapshot: &ValidSnapshot) -> Result<(), Error> {
+pub(crate) fn append(
+    path: &Path,
+    evaluation: &Evaluation,
+    snapshot: &ValidSnapshot,
+) -> Result<(), Error> {
     let record = Record {
         evaluation: evaluation.clone(),
         snapshot: snapshot.to_value(),
@@ -50,33 +53,16 @@ pub fn append(path: &Path, evaluation: &Evaluation, snapshot: &ValidSnapshot) ->
 
 /// What a replay found.
 #[derive(Debug, Default)]
-pub struct Replay {
-    pub replayed: usize,
+pub(crate) struct Replay {
+    pub(crate) replayed: usize,
     /// (line number, decision id, what differs)
-    pub differing: Vec<(usize, String, String)>,
-}
-
-impl Replay {
-    pub fn text(&self) -> String {
-        let mut out = String::new();
-        for (line, id, what) in &self.differing {
-            let _ = writeln!(out, "line {line}: decision {id} differs: {what}");
-        }
-        let _ = writeln!(
-            out,
-            "replayed {} decision(s): {} identical, {} differ",
-            self.replayed,
-            self.replayed - self.differing.len(),
-            self.differing.len()
-        );
-        out
-    }
+    pub(crate) differing: Vec<(usize, String, String)>,
 }
 
 /// Re-evaluates every record with `gate` and compares each policy's
 /// decision, findings and log with what was recorded. Records made with
 /// another gate (by digest) are refused: they cannot be replayed exactly.
-pub fn replay(runtime: Arc<Runtime>, gate: Gate, log: &Path) -> Result<Replay, Error> {
+pub(crate) fn replay(runtime: Arc<Runtime>, gate: Gate, log: &Path) -> Result<Replay, Error> {
     let file = std::fs::File::open(log).map_err(|e| Error::reading(log, e))?;
     let prepared = PreparedGate::prepare(runtime, gate, &shipgate_policy::Phase::ALL)?;
     let mut report = Replay::default();

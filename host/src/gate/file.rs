@@ -1,0 +1,115 @@
+//! The gate file as written (TOML): its tables and keys, with the JSON
+//! Schema `shipgate schema gate` prints. The rollout plan and thresholds are
+//! the SDK's own types, the very ones policies receive.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use shipgate_policy::snapshot::RolloutPlan;
+use shipgate_policy::{Decision, Phase};
+
+use crate::runtime::Limits;
+use crate::sources::SourcesConfig;
+
+/// A gate file.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GateFile {
+    /// Names the gate in every decision.
+    pub(crate) name: String,
+    /// The staged plan and abort thresholds, declared before the rollout.
+    #[serde(default)]
+    pub(crate) rollout: RolloutPlan,
+    /// Per-evaluation limits for every policy of the gate.
+    #[serde(default)]
+    pub(crate) limits: LimitsSection,
+    /// The policies, each bound to one or more phases.
+    #[serde(default, rename = "policy")]
+    pub(crate) policies: Vec<PolicyEntry>,
+    /// Where server mode finds evidence for requests that send no snapshot.
+    #[serde(default)]
+    pub(crate) sources: SourcesConfig,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LimitsSection {
+    /// Wall-clock budget of one policy evaluation, in milliseconds.
+    #[serde(default = "default_timeout_ms")]
+    pub(crate) timeout_ms: u64,
+    /// Memory a policy may use, in MiB.
+    #[serde(default = "default_memory_mib")]
+    pub(crate) memory_mib: u64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            timeout_ms: default_timeout_ms(),
+            memory_mib: default_memory_mib(),
+        }
+    }
+}
+
+fn default_timeout_ms() -> u64 {
+    Limits::default().timeout_ms
+}
+
+fn default_memory_mib() -> u64 {
+    Limits::default().memory_mib
+}
+
+/// How a policy's decision counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The decision counts.
+    #[default]
+    Enforce,
+    /// Evaluated and recorded, never changes the decision.
+    Shadow,
+}
+
+/// One `[[policy]]`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PolicyEntry {
+    /// Names the policy in decisions; unique within the gate.
+    pub(crate) name: String,
+    /// `builtin:NAME`, or a path to a .wasm component relative to the gate
+    /// file's directory.
+    pub(crate) module: String,
+    /// Pin: the module's hex sha256. A module whose digest differs is refused.
+    pub(crate) sha256: Option<String>,
+    /// The phases this policy evaluates.
+    #[schemars(with = "Vec<String>")]
+    pub(crate) phases: Vec<Phase>,
+    /// The decision when the policy faults. Default: deny, in the abort phase
+    /// rollback.
+    #[schemars(with = "Option<String>")]
+    pub(crate) on_error: Option<Decision>,
+    #[serde(default)]
+    pub(crate) mode: Mode,
+    /// Passed to the policy as JSON.
+    #[schemars(with = "Option<serde_json::Map<String, Value>>")]
+    pub(crate) config: Option<toml::Table>,
+}
+
+impl PolicyEntry {
+    /// The decision this policy yields when it faults.
+    pub(crate) fn on_error_for(&self, phase: Phase) -> Decision {
+        self.on_error.unwrap_or(match phase {
+            Phase::Abort => Decision::Rollback,
+            _ => Decision::Deny,
+        })
+    }
+
+    /// The policy's config as JSON text (`{}` when none).
+    pub(crate) fn config_json(&self) -> String {
+        match &self.config {
+            Some(table) => serde_json::to_string(table).expect("TOML tables are JSON"),
+            None => "{}".to_string(),
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! What a gate file must mean beyond its syntax: percentages that are
+//! percentages, limits in range, unique policy names, pins that are digests,
+//! no policy that may fail open. Errors name the key.
+
+use std::collections::HashSet;
+
+use shipgate_policy::Decision;
+
+use super::file::GateFile;
+use crate::runtime::MAX_MEMORY_MIB;
+
+/// The longest a policy's `limits.timeout_ms` may be.
+pub(crate) const MAX_TIMEOUT_MS: u64 = 60_000;
+
+pub(super) fn validate(file: &GateFile) -> Result<(), String> {
+    if file.name.trim().is_empty() {
+        return Err("name: must not be empty".into());
+    }
+    rollout(file)?;
+    let limits = &file.limits;
+    if !(1..=MAX_TIMEOUT_MS).contains(&limits.timeout_ms) {
+        return Err(format!(
+            "limits.timeout_ms: {} is outside 1..={MAX_TIMEOUT_MS}",
+            limits.timeout_ms
+        ));
+    }
+    if !(1..=MAX_MEMORY_MIB).contains(&limits.memory_mib) {
+        return Err(format!(
+            "limits.memory_mib: {} is outside 1..={MAX_MEMORY_MIB}",
+            limits.memory_mib
+        ));
+    }
+    file.sources.validate()?;
+    policies(file)
+}
+
+fn rollout(file: &GateFile) -> Result<(), String> {
+    for (i, stage) in file.rollout.stages.iter().enumerate() {
+        if !(*stage > 0.0 && *stage <= 100.0) {
+            return Err(format!(
+                "rollout.stages[{i}]: {stage} is not a percentage in (0, 100]"
+            ));
+        }
+    }
+    let abort = &file.rollout.abort;
+    let fractions = [
+        ("max_error_rate", abort.max_error_rate),
+        ("max_business_drop", abort.max_business_drop),
+    ];
+    for (key, value) in fractions {
+        if let Some(v) = value
+            && !(0.0..=1.0).contains(&v)
+        {
+            return Err(format!(
+                "rollout.abort.{key}: {v} is not a fraction in [0, 1] (1% is 0.01)"
+            ));
+        }
+    }
+    let positives = [
+        ("rollout.min_stage_minutes", file.rollout.min_stage_minutes),
+        (
+            "rollout.abort.max_error_rate_ratio",
+            abort.max_error_rate_ratio,
+        ),
+        ("rollout.abort.max_latency_ratio", abort.max_latency_ratio),
+        ("rollout.abort.min_requests", abort.min_requests),
+    ];
+    for (key, value) in positives {
+        if let Some(v) = value
+            && !(v >= 0.0 && v.is_finite())
+        {
+            return Err(format!("{key}: {v} must be a number >= 0"));
+        }
+    }
+    if let Some(latency) = &abort.max_latency_ms {
+        for (q, value) in latency.quantiles() {
+            if let Some(v) = value
+                && !(v >= 0.0 && v.is_finite())
+            {
+                return Err(format!(
+                    "rollout.abort.max_latency_ms.{q}: {v} must be a number of milliseconds >= 0"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn policies(file: &GateFile) -> Result<(), String> {
+    let mut names = HashSet::new();
+    for (i, policy) in file.policies.iter().enumerate() {
+        let at = format!("policy[{i}] ('{}')", policy.name);
+        if policy.name.trim().is_empty() {
+            return Err(format!("policy[{i}].name: must not be empty"));
+        }
+        if !names.insert(policy.name.as_str()) {
+            return Err(format!("{at}: another policy has the same name"));
+        }
+        if policy.phases.is_empty() {
+            return Err(format!("{at}: phases: list at least one phase"));
+        }
+        if policy.on_error == Some(Decision::Allow) {
+            return Err(format!(
+                "{at}: on_error = \"allow\" would let a broken policy pass; \
+                 use mode = \"shadow\" for a policy that must not block"
+            ));
+        }
+        if let Some(pin) = &policy.sha256
+            && !(pin.len() == 64 && pin.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(format!(
+                "{at}: sha256: '{pin}' is not a hex sha256 (64 hex digits)"
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! Text for people: a decision (the decision first, then each failing check
+//! with observed vs threshold), and what `inspect`, `policies`, `check` and
+//! `replay` report.
+
+use std::fmt::Write as _;
+
+use shipgate_policy::Decision;
+
+use super::{evidence, mark};
+use crate::decision::{Evaluation, PolicyOutcome};
+use crate::decision_log::Replay;
+use crate::gate::{Mode, PolicyEntry};
+use crate::inspect::Inspection;
+use crate::runtime::{Fault, LoadedModule};
+
+/// The decision first, then per policy each failing check with observed vs
+/// threshold, then a count of the checks that passed.
+pub(super) fn decision(e: &Evaluation) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}  {} · gate {}",
+        e.decision.as_str().to_uppercase(),
+        e.phase,
+        e.gate
+    );
+    let _ = writeln!(out, "{}", one_line(&e.summary));
+    for policy in &e.policies {
+        out.push('\n');
+        policy_text(&mut out, policy);
+    }
+    let _ = writeln!(
+        out,
+        "\ndecision {} · snapshot sha256 {} · gate sha256 {}",
+        e.decision_id,
+        &e.snapshot_sha256[..12.min(e.snapshot_sha256.len())],
+        &e.gate_sha256[..12.min(e.gate_sha256.len())]
+    );
+    out
+}
+
+fn policy_text(out: &mut String, p: &PolicyOutcome) {
+    let shadow = if p.mode == Mode::Shadow {
+        " (shadow: does not count)"
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        out,
+        "{} {}: {} [{}]{shadow}",
+        mark(p.decision),
+        p.name,
+        p.decision,
+        p.module
+    );
+    if let Some(error) = &p.error {
+        let _ = writeln!(out, "    {}", one_line(error));
+    }
+    let mut passed = 0;
+    for f in &p.findings {
+        if f.decision == Decision::Allow {
+            passed += 1;
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "  {} {} ({}): {}",
+            mark(f.decision),
+            one_line(&f.check),
+            f.decision,
+            one_line(&f.message)
+        );
+        if let Some(evidence) = evidence(f) {
+            let _ = writeln!(out, "      {}", one_line(&evidence));
+        }
+    }
+    if passed > 0 {
+        let _ = writeln!(
+            out,
+            "  ✓ {passed} check{} passed",
+            if passed == 1 { "" } else { "s" }
+        );
+    }
+    for line in &p.log {
+        let _ = writeln!(out, "  | {line}");
+    }
+}
+
+/// Policy-supplied text on one line, so it cannot forge the layout.
+fn one_line(text: &str) -> String {
+    text.replace(['\n', '\r'], " ")
+}
+
+/// `shipgate inspect`: what a module says it is and what it imports.
+pub(crate) fn inspection(i: &Inspection) -> String {
+    let phases: Vec<&str> = i.phases.iter().map(|p| p.as_str()).collect();
+    let mut out = String::new();
+    let _ = writeln!(out, "{} {} ({})", i.name, i.version, i.module);
+    let _ = writeln!(out, "  {}", i.description);
+    let _ = writeln!(out, "  phases:  {}", phases.join(", "));
+    let _ = writeln!(out, "  sha256:  {}", i.sha256);
+    let _ = writeln!(out, "  size:    {} bytes", i.size);
+    let _ = writeln!(
+        out,
+        "  imports: {}",
+        if i.imports.is_empty() {
+            "none".to_string()
+        } else {
+            i.imports.len().to_string()
+        }
+    );
+    for import in &i.imports {
+        let _ = writeln!(out, "    {import}");
+    }
+    out
+}
+
+/// `shipgate policies`: one line per stock policy.
+pub(crate) fn policies(stock: &[Inspection]) -> String {
+    let mut out = String::new();
+    for info in stock {
+        let phases: Vec<&str> = info.phases.iter().map(|p| p.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "{:<20} {:<20} {}",
+            info.module,
+            phases.join(", "),
+            info.description
+        );
+    }
+    out
+}
+
+/// `shipgate check`: each policy with its module's digest, or its fault.
+pub(crate) fn check(policies: &[(&PolicyEntry, Result<&LoadedModule, &Fault>)]) -> String {
+    let mut out = String::new();
+    for (policy, module) in policies {
+        let phases: Vec<&str> = policy.phases.iter().map(|p| p.as_str()).collect();
+        let _ = match module {
+            Ok(module) => writeln!(
+                out,
+                "✓ {} [{}] {} · sha256 {}",
+                policy.name,
+                policy.module,
+                phases.join(", "),
+                module.sha256
+            ),
+            Err(fault) => writeln!(out, "✗ {} [{}]: {fault}", policy.name, policy.module),
+        };
+    }
+    out
+}
+
+/// `shipgate replay`: every decision that differs, then the counts.
+pub(crate) fn replay(report: &Replay) -> String {
+    let mut out = String::new();
+    for (line, id, what) in &report.differing {
+        let _ = writeln!(out, "line {line}: decision {id} differs: {what}");
+    }
+    let _ = writeln!(
+        out,
+        "replayed {} decision(s): {} identical, {} differ",
+        report.replayed,
+        report.replayed - report.differing.len(),
+        report.differing.len()
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_text_stays_on_its_line() {
+        assert_eq!(one_line("a\n::add-mask::b"), "a ::add-mask::b");
+    }
+}

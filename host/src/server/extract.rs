@@ -1,0 +1,90 @@
+//! The one way a route reads a request body and the one way anything it
+//! refuses is answered, so that every refusal is counted and logged in one
+//! place ([`observe`]).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::state::AppState;
+use crate::adapters::{self, Answer, ApiError};
+
+/// A decision request's body: a JSON object within the size limit, its
+/// `snapshot` kept as the caller's text.
+pub(crate) struct DecisionBody(pub adapters::Request);
+
+impl<S: Send + Sync> FromRequest<S> for DecisionBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes =
+            Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection| match rejection.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(
+                        "the request body is larger than the server's --max-body-bytes".into(),
+                    ),
+                    _ => ApiError::BadRequest(rejection.body_text()),
+                })?;
+        adapters::Request::parse(&bytes).map(DecisionBody)
+    }
+}
+
+/// A refusal on its way out: which adapter refused what. [`observe`]
+/// counts it.
+#[derive(Debug, Clone)]
+struct Refused {
+    adapter: &'static str,
+    error: ApiError,
+}
+
+/// An adapter's answer as an HTTP response. A refusal (whatever its status)
+/// is marked for [`observe`]; overload and timeouts ask to retry later.
+pub(crate) fn respond(adapter: &'static str, answer: Answer) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, Json(answer.body)).into_response();
+    if let Some(location) = answer.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    if let Some(error) = answer.refusal {
+        if error.retry_later() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response.extensions_mut().insert(Refused { adapter, error });
+    }
+    response
+}
+
+/// Counts and logs every request answered without a decision: the one
+/// place refusals are recorded, whichever layer or adapter refused.
+pub(crate) async fn observe(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    if let Some(Refused { adapter, error }) = response.extensions().get::<Refused>() {
+        state.metrics.rejected(error.reason());
+        tracing::warn!(
+            adapter,
+            status = response.status().as_u16(),
+            error = %error.message(),
+            "no decision"
+        );
+    }
+    response
+}
+
+/// A refusal outside any adapter's protocol (an unknown URL).
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        respond("http", Answer::refused(self))
+    }
+}

@@ -1,0 +1,165 @@
+//! The HTTP routes: one short handler per adapter endpoint (read, map,
+//! decide, answer), health, readiness and metrics.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::auth::{Guard, authenticate};
+use super::extract::{DecisionBody, observe, respond};
+use super::state::AppState;
+use crate::adapters::{Answer, ApiError, DecisionRequest, argo, flagger, generic, spinnaker};
+use crate::decision::Evaluation;
+
+type Body = Result<DecisionBody, ApiError>;
+
+/// The HTTP routes over a state.
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    let max_body = state.settings.max_body_bytes;
+    let adapter = |name, authentication, routes: Vec<(&str, MethodRouter<Arc<AppState>>)>| {
+        let guard = Guard {
+            state: state.clone(),
+            adapter: name,
+            authentication,
+        };
+        routes
+            .into_iter()
+            .fold(Router::new(), |router, (path, route)| {
+                router.route(path, route)
+            })
+            .route_layer(middleware::from_fn_with_state(guard, authenticate))
+    };
+    Router::new()
+        .merge(adapter(
+            "generic",
+            generic::AUTHENTICATION,
+            vec![("/v1/evaluate", post(evaluate))],
+        ))
+        .merge(adapter(
+            "argo",
+            argo::AUTHENTICATION,
+            vec![("/v1/argo/{phase}", post(argo_measurement))],
+        ))
+        .merge(adapter(
+            "spinnaker",
+            spinnaker::AUTHENTICATION,
+            vec![
+                ("/v1/spinnaker/{phase}", post(spinnaker_start)),
+                ("/v1/spinnaker/evaluations/{id}", get(spinnaker_poll)),
+            ],
+        ))
+        .merge(adapter(
+            "flagger",
+            flagger::AUTHENTICATION,
+            vec![("/v1/flagger/{hook}", post(flagger_hook))],
+        ))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            ApiError::NotFound("no such endpoint; see the README's server section".into())
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// The decision a request asked for, or why it got none.
+async fn decide(
+    state: &AppState,
+    adapter: &'static str,
+    asked: Result<DecisionRequest, ApiError>,
+) -> Result<Evaluation, ApiError> {
+    state.decide(adapter, asked?).await
+}
+
+async fn evaluate(State(state): State<Arc<AppState>>, body: Body) -> Response {
+    let asked = body.and_then(|DecisionBody(body)| generic::request(body));
+    let result = decide(&state, "generic", asked).await;
+    respond("generic", generic::answer(result))
+}
+
+async fn argo_measurement(
+    State(state): State<Arc<AppState>>,
+    Path(phase): Path<String>,
+    body: Body,
+) -> Response {
+    let asked = argo::request(&phase, body.map(|DecisionBody(body)| body));
+    let result = decide(&state, "argo", asked).await;
+    respond("argo", argo::answer(result))
+}
+
+async fn spinnaker_start(
+    State(state): State<Arc<AppState>>,
+    Path(phase): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let settings = &state.settings.spinnaker;
+    let body = body.map(|DecisionBody(body)| body);
+    let started = match spinnaker::start(settings, &phase, body, jiff::Timestamp::now()) {
+        Ok(started) => started,
+        Err(error) => return respond("spinnaker", Answer::refused(error)),
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let location = spinnaker::status_url(settings, &started.id, header);
+    let result = state.decide("spinnaker", started.request).await;
+    let answer = spinnaker::answer(&started.id, &started.claims, Some(location), result);
+    respond("spinnaker", answer)
+}
+
+async fn spinnaker_poll(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    let settings = &state.settings.spinnaker;
+    let (claims, request) = match spinnaker::resume(settings, &id, jiff::Timestamp::now()) {
+        Ok(resumed) => resumed,
+        Err(error) => return respond("spinnaker", Answer::refused(error)),
+    };
+    let result = state.decide("spinnaker", request).await;
+    respond("spinnaker", spinnaker::answer(&id, &claims, None, result))
+}
+
+async fn flagger_hook(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Response {
+    let asked = flagger::Hook::from_name(&name).and_then(|hook| {
+        let request = flagger::request(hook, body?.0)?;
+        Ok((hook, request))
+    });
+    let (hook, result) = match asked {
+        Ok((hook, Some(request))) => (hook, state.decide("flagger", request).await.map(Some)),
+        Ok((hook, None)) => (hook, Ok(None)),
+        Err(error) => return respond("flagger", Answer::refused(error)),
+    };
+    respond("flagger", flagger::answer(hook, result))
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.is_ready() {
+        Json(json!({"ready": true, "gate": state.gate().gate().file.name})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false, "why": "shutting down"})),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}

@@ -1,0 +1,315 @@
+//! Query templates any metrics source can use: `{placeholder}`s filled from
+//! a request's target, planned once per cohort (the stable version as the
+//! baseline, the canary) and once for the rollout itself.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Target;
+use super::evidence::Missing;
+
+/// The placeholders a template may use.
+pub(crate) const PLACEHOLDERS: [&str; 6] = [
+    "service",
+    "namespace",
+    "environment",
+    "hash",
+    "cohort",
+    "window",
+];
+
+/// Per-cohort queries: each runs for the baseline and for the canary.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CohortQueries {
+    pub(crate) requests: Option<String>,
+    pub(crate) errors: Option<String>,
+    pub(crate) latency_p50_ms: Option<String>,
+    pub(crate) latency_p95_ms: Option<String>,
+    pub(crate) latency_p99_ms: Option<String>,
+}
+
+/// Queries about the rollout itself, run once, and only for what the
+/// request does not say.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RolloutQueries {
+    /// The canary's traffic weight in percent.
+    pub(crate) weight: Option<String>,
+    /// When the current stage started, in Unix seconds.
+    pub(crate) stage_started_at: Option<String>,
+}
+
+/// One query to run: where its value goes in the snapshot and its text.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Query {
+    /// A snapshot path relative to the document, e.g. `metrics.canary.errors`.
+    pub(crate) field: String,
+    pub(crate) text: String,
+}
+
+/// A source's templates, as its gate section holds them.
+pub(crate) struct Templates<'a> {
+    pub(crate) cohort: &'a CohortQueries,
+    /// Business counters by name, run per cohort.
+    pub(crate) business: &'a BTreeMap<String, String>,
+    pub(crate) rollout: &'a RolloutQueries,
+}
+
+impl Templates<'_> {
+    /// Checks every template's placeholders; errors name the key under `at`
+    /// (`sources.prometheus`).
+    pub(crate) fn validate(&self, at: &str) -> Result<(), String> {
+        let cohort = self
+            .cohort_templates()
+            .into_iter()
+            .filter(|(field, _)| !field.starts_with("business."))
+            .map(|(field, t)| (format!("queries.{}", field.replace('.', "_")), t));
+        let business = self
+            .business
+            .iter()
+            .map(|(name, t)| (format!("business.{name}"), t.as_str()));
+        let rollout = self
+            .rollout_templates()
+            .into_iter()
+            .map(|(field, t)| (format!("rollout.{field}"), t));
+        for (key, template) in cohort.chain(business).chain(rollout) {
+            check_placeholders(template).map_err(|why| format!("{at}.{key}: {why}"))?;
+        }
+        Ok(())
+    }
+
+    /// Cohort templates keyed by their path inside a cohort.
+    fn cohort_templates(&self) -> Vec<(String, &str)> {
+        let q = self.cohort;
+        let mut all = Vec::new();
+        for (field, template) in [
+            ("requests", &q.requests),
+            ("errors", &q.errors),
+            ("latency_ms.p50", &q.latency_p50_ms),
+            ("latency_ms.p95", &q.latency_p95_ms),
+            ("latency_ms.p99", &q.latency_p99_ms),
+        ] {
+            if let Some(t) = template {
+                all.push((field.to_string(), t.as_str()));
+            }
+        }
+        for (name, template) in self.business {
+            all.push((format!("business.{name}"), template.as_str()));
+        }
+        all
+    }
+
+    fn rollout_templates(&self) -> Vec<(&'static str, &str)> {
+        let r = self.rollout;
+        [
+            ("weight", &r.weight),
+            ("stage_started_at", &r.stage_started_at),
+        ]
+        .into_iter()
+        .filter_map(|(field, t)| t.as_deref().map(|t| (field, t)))
+        .collect()
+    }
+
+    /// The queries for `target`, with every placeholder filled (`window`
+    /// as the source writes durations, e.g. `900s`). A cohort whose hash
+    /// the target does not give is left out: its templates would match the
+    /// wrong pods.
+    pub(crate) fn plan(&self, target: &Target, window: &str) -> (Vec<Query>, Vec<Missing>) {
+        let mut queries = Vec::new();
+        let mut missing = Vec::new();
+        let mut plan = |field: String, template: &str, values: &Values| match fill(template, values)
+        {
+            Ok(text) => queries.push(Query { field, text }),
+            Err(why) => missing.push(Missing {
+                field,
+                query: template.to_string(),
+                why,
+            }),
+        };
+        for (cohort, hash) in [
+            ("baseline", target.stable_hash.as_deref()),
+            ("canary", target.canary_hash.as_deref()),
+        ] {
+            let values = Values {
+                target,
+                hash,
+                cohort,
+                window,
+            };
+            for (field, template) in self.cohort_templates() {
+                plan(format!("metrics.{cohort}.{field}"), template, &values);
+            }
+        }
+        let values = Values {
+            target,
+            hash: None,
+            cohort: "canary",
+            window,
+        };
+        for (field, template) in self.rollout_templates() {
+            // What the request says needs no query.
+            let given = match field {
+                "weight" => target.weight.is_some(),
+                _ => target.stage_started_at.is_some(),
+            };
+            if !given {
+                plan(format!("rollout.{field}"), template, &values);
+            }
+        }
+        (queries, missing)
+    }
+}
+
+/// What placeholders are filled with for one query.
+struct Values<'a> {
+    target: &'a Target,
+    hash: Option<&'a str>,
+    cohort: &'a str,
+    window: &'a str,
+}
+
+impl Values<'_> {
+    fn get(&self, name: &str) -> Result<String, String> {
+        let value = match name {
+            "service" => self.target.service.as_deref(),
+            "namespace" => self.target.namespace.as_deref(),
+            "environment" => self.target.environment.as_deref(),
+            "hash" => self.hash,
+            "cohort" => Some(self.cohort),
+            "window" => Some(self.window),
+            _ => None,
+        };
+        let field = match name {
+            "hash" if self.cohort == "baseline" => "stable_hash",
+            "hash" => "canary_hash",
+            other => other,
+        };
+        value
+            .map(str::to_string)
+            .ok_or_else(|| format!("the request gives no {field} for {{{name}}}"))
+    }
+}
+
+/// Names of `{placeholder}`s in a template. PromQL's own braces hold label
+/// matchers (`{job="x"}`), never a bare identifier, so they do not clash.
+fn placeholders(template: &str) -> impl Iterator<Item = (usize, &str)> {
+    template.match_indices('{').filter_map(move |(start, _)| {
+        let rest = &template[start + 1..];
+        let end = rest.find('}')?;
+        let name = &rest[..end];
+        let is_identifier =
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+        is_identifier.then_some((start, name))
+    })
+}
+
+fn check_placeholders(template: &str) -> Result<(), String> {
+    if template.trim().is_empty() {
+        return Err("the query is empty".into());
+    }
+    match placeholders(template).find(|(_, name)| !PLACEHOLDERS.contains(name)) {
+        Some((_, name)) => Err(format!(
+            "unknown placeholder {{{name}}} (known: {})",
+            PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
+        )),
+        None => Ok(()),
+    }
+}
+
+fn fill(template: &str, values: &Values) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut copied = 0;
+    for (start, name) in placeholders(template) {
+        out.push_str(&template[copied..start]);
+        out.push_str(&values.get(name)?);
+        copied = start + name.len() + 2;
+    }
+    out.push_str(&template[copied..]);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cohort(requests: &str) -> CohortQueries {
+        CohortQueries {
+            requests: Some(requests.into()),
+            ..Default::default()
+        }
+    }
+
+    fn templates(cohort: &CohortQueries) -> Templates<'_> {
+        static NONE: BTreeMap<String, String> = BTreeMap::new();
+        static ROLLOUT: RolloutQueries = RolloutQueries {
+            weight: None,
+            stage_started_at: None,
+        };
+        Templates {
+            cohort,
+            business: &NONE,
+            rollout: &ROLLOUT,
+        }
+    }
+
+    fn target() -> Target {
+        Target {
+            service: Some("checkout".into()),
+            namespace: Some("shop".into()),
+            stable_hash: Some("aaa".into()),
+            canary_hash: Some("bbb".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn placeholders_are_filled_per_cohort_and_label_matchers_are_left_alone() {
+        let queries = cohort(
+            r#"sum(increase(http_requests_total{app="{service}",ns="{namespace}",hash="{hash}"}[{window}]))"#,
+        );
+        let (queries, missing) = templates(&queries).plan(&target(), "600s");
+        assert!(missing.is_empty());
+        assert_eq!(
+            queries,
+            [
+                Query {
+                    field: "metrics.baseline.requests".into(),
+                    text: r#"sum(increase(http_requests_total{app="checkout",ns="shop",hash="aaa"}[600s]))"#.into(),
+                },
+                Query {
+                    field: "metrics.canary.requests".into(),
+                    text: r#"sum(increase(http_requests_total{app="checkout",ns="shop",hash="bbb"}[600s]))"#.into(),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_placeholder_the_request_does_not_fill_is_missing_evidence() {
+        let queries = cohort(r#"sum(up{hash="{hash}"})"#);
+        let mut t = target();
+        t.canary_hash = None;
+        let (queries, missing) = templates(&queries).plan(&t, "600s");
+        assert_eq!(queries.len(), 1);
+        assert_eq!(missing[0].field, "metrics.canary.requests");
+        assert_eq!(
+            missing[0].why,
+            "the request gives no canary_hash for {hash}"
+        );
+    }
+
+    #[test]
+    fn unknown_placeholders_are_refused_by_name() {
+        let queries = cohort(r#"sum(up{app="{servce}"})"#);
+        let error = templates(&queries)
+            .validate("sources.prometheus")
+            .unwrap_err();
+        assert!(
+            error.starts_with("sources.prometheus.queries.requests: unknown placeholder {servce}"),
+            "{error}"
+        );
+    }
+}
