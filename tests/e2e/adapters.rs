@@ -320,6 +320,15 @@ fn flagger_hooks_pass_halt_and_invert_rollback() {
     );
     let (status, _) = server.post("/v1/flagger/promote", &flagger_payload(json!({})));
     assert_eq!(status, 404);
+    // Flagger's event payload always carries these three keys
+    // (pkg/controller/webhook.go, CallEventWebhook): still acknowledged.
+    let event = flagger_payload(json!({
+        "eventMessage": "Starting canary analysis for podinfo.test",
+        "eventType": "Normal",
+        "timestamp": "1764165600123",
+    }));
+    let (status, body) = server.post("/v1/flagger/event", &event);
+    assert_eq!(status, 202, "{body}");
 }
 
 #[test]

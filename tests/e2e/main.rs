@@ -16,6 +16,8 @@ mod custom_policy;
 mod determinism;
 /// `shipgate eval` over the bundled examples: every phase and outcome.
 mod eval;
+/// A whole Flagger canary, hook by hook as Flagger's scheduler calls them.
+mod flagger;
 /// Output formats: text for people, JSON, GitHub Actions.
 mod formats;
 /// Policies that misbehave: each fails closed, the host keeps working.
@@ -25,4 +27,4 @@ mod integrations;
 /// Running the server: signals, reload, limits.
 mod operations;
 /// Evidence from a real Prometheus server.
-mod prometheus;
+pub mod prometheus;

@@ -24,9 +24,11 @@ const GOOD_CANARY_ERRORS: f64 = 0.005;
 const ORDERS_PER_REQUEST: f64 = 0.05;
 const WINDOW_SECONDS: f64 = 600.0;
 
-struct Prometheus {
+/// A real Prometheus on a loopback port, serving series backfilled before
+/// it starts; killed when dropped.
+pub struct Prometheus {
     child: Child,
-    url: String,
+    pub url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -49,6 +51,14 @@ fn tool(name: &str) -> String {
          (apt-get install prometheus; .ci/run does it)"
     );
     name.to_string()
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// Counter samples every 15 s from 25 minutes ago to 5 minutes ahead, so
@@ -117,58 +127,63 @@ fn series(now: u64) -> String {
 }
 
 fn start_prometheus() -> Prometheus {
-    let dir = tempfile::tempdir().unwrap();
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let data = dir.path().join("series.om");
-    std::fs::write(&data, series(now)).unwrap();
-    let tsdb = dir.path().join("tsdb");
-    let backfill = Command::new(tool("promtool"))
-        .args(["tsdb", "create-blocks-from", "openmetrics"])
-        .arg(&data)
-        .arg(&tsdb)
-        .output()
-        .expect("running promtool");
-    assert!(
-        backfill.status.success(),
-        "promtool failed: {}",
-        String::from_utf8_lossy(&backfill.stderr)
-    );
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(&config, "global:\n  scrape_interval: 1h\n").unwrap();
-    let mut child = Command::new(tool("prometheus"))
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", tsdb.display()))
-        .arg("--storage.tsdb.retention.time=100y")
-        .arg("--web.listen-address=127.0.0.1:0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting prometheus");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("msg=\"Listening on\"")
-                && let Some(address) = line.split("address=").nth(1)
-            {
-                let _ = tx.send(address.split_whitespace().next().unwrap_or("").to_string());
+    Prometheus::start(&series(unix_now()), 0)
+}
+
+impl Prometheus {
+    /// Backfills `series` (OpenMetrics text, timestamps in seconds, each
+    /// series in ascending time, ending with `# EOF`) into a fresh TSDB and
+    /// starts Prometheus on it, on `port` (0: any free one).
+    pub fn start(series: &str, port: u16) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("series.om");
+        std::fs::write(&data, series).unwrap();
+        let tsdb = dir.path().join("tsdb");
+        let backfill = Command::new(tool("promtool"))
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&data)
+            .arg(&tsdb)
+            .output()
+            .expect("running promtool");
+        assert!(
+            backfill.status.success(),
+            "promtool failed: {}",
+            String::from_utf8_lossy(&backfill.stderr)
+        );
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(&config, "global:\n  scrape_interval: 1h\n").unwrap();
+        let mut child = Command::new(tool("prometheus"))
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", tsdb.display()))
+            .arg("--storage.tsdb.retention.time=100y")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting prometheus");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("msg=\"Listening on\"")
+                    && let Some(address) = line.split("address=").nth(1)
+                {
+                    let _ = tx.send(address.split_whitespace().next().unwrap_or("").to_string());
+                }
             }
+        });
+        let address = rx
+            .recv_timeout(DEADLINE)
+            .expect("Prometheus's 'Listening on' log line");
+        let url = format!("http://{address}");
+        eventually("Prometheus to be ready", || {
+            reqwest::blocking::get(format!("{url}/-/ready")).is_ok_and(|r| r.status() == 200)
+        });
+        Prometheus {
+            child,
+            url,
+            _dir: dir,
         }
-    });
-    let address = rx
-        .recv_timeout(DEADLINE)
-        .expect("Prometheus's 'Listening on' log line");
-    let url = format!("http://{address}");
-    eventually("Prometheus to be ready", || {
-        reqwest::blocking::get(format!("{url}/-/ready")).is_ok_and(|r| r.status() == 200)
-    });
-    Prometheus {
-        child,
-        url,
-        _dir: dir,
     }
 }
 

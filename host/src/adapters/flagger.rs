@@ -5,7 +5,8 @@
 //! only on rollback; the `rollback` hook is inverted: 200 means roll back
 //! now. Flagger's payload names the canary and carries string metadata, so
 //! the target comes from the metadata and the evidence from the gate's
-//! sources.
+//! sources. The `event` hook is acknowledged whatever its metadata: Flagger
+//! adds `eventMessage`, `eventType` and `timestamp` to it.
 
 use std::collections::BTreeMap;
 
@@ -80,7 +81,8 @@ struct Payload {
 }
 
 /// The metadata keys shipgate reads; the rest of the target is derived.
-const METADATA_KEYS: [&str; 8] = [
+const METADATA_KEYS: [&str; 9] = [
+    "target",
     "service",
     "environment",
     "deployment_id",
@@ -91,16 +93,34 @@ const METADATA_KEYS: [&str; 8] = [
     "stage_started_at",
 ];
 
-/// What a call of `hook` asks for: a decision, or (`event`) nothing.
-pub(crate) fn request(hook: Hook, body: Request) -> Result<Option<DecisionRequest>, ApiError> {
-    let input = target_of(body)?;
-    Ok(match hook {
-        Hook::Event => None,
-        _ => Some(DecisionRequest {
-            phase: hook.phase(),
-            input,
-        }),
-    })
+/// What a call of a hook asks for.
+#[derive(Debug)]
+pub(crate) enum Call {
+    /// A decision.
+    Decide(DecisionRequest),
+    /// An event to record: `canary` (namespace/name) and Flagger's message.
+    Event { canary: String, message: String },
+}
+
+/// What a call of `hook` asks for.
+pub(crate) fn request(hook: Hook, body: Request) -> Result<Call, ApiError> {
+    if hook == Hook::Event {
+        let text = |key: &str| body.fields.get(key).and_then(Value::as_str).unwrap_or("?");
+        let message = body
+            .fields
+            .get("metadata")
+            .and_then(|m| m.get("eventMessage"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        return Ok(Call::Event {
+            canary: format!("{}/{}", text("namespace"), text("name")),
+            message: message.to_string(),
+        });
+    }
+    Ok(Call::Decide(DecisionRequest {
+        phase: hook.phase(),
+        input: target_of(body)?,
+    }))
 }
 
 /// 200 when the hook passes, 403 when it does not; `event` is 202.
@@ -119,9 +139,12 @@ pub(crate) fn answer(hook: Hook, result: Result<Option<Evaluation>, ApiError>) -
     }
 }
 
-/// The target of a Flagger payload: the Canary's name is the service and
-/// its workloads (`NAME-primary`, `NAME`) stand in for the hashes, unless
-/// the metadata says otherwise.
+/// The target of a Flagger payload. Flagger names the workloads after the
+/// Canary's `targetRef.name` (`TARGET-primary` for the stable version,
+/// `TARGET` for the canary, and its `flagger_canary_weight{workload}`
+/// series the same way); the payload carries only the Canary's own name, so
+/// `metadata.target` gives the target when the two differ. The target stands
+/// in for the service and the hashes unless the metadata says otherwise.
 fn target_of(request: Request) -> Result<Input, ApiError> {
     let payload: Payload = serde_json::from_value(Value::Object(request.fields))
         .map_err(|e| ApiError::BadRequest(format!("not a Flagger webhook payload: {e}")))?;
@@ -135,16 +158,17 @@ fn target_of(request: Request) -> Result<Input, ApiError> {
             METADATA_KEYS.join(", ")
         )));
     }
-    let mut target: Map<String, Value> = payload
-        .metadata
+    let mut metadata = payload.metadata;
+    let workload = metadata.remove("target").unwrap_or(payload.name);
+    let mut target: Map<String, Value> = metadata
         .into_iter()
         .map(|(k, v)| (k, Value::String(v)))
         .collect();
     let defaults = [
-        ("service", payload.name.clone()),
+        ("service", workload.clone()),
         ("namespace", payload.namespace),
-        ("stable_hash", format!("{}-primary", payload.name)),
-        ("canary_hash", payload.name),
+        ("stable_hash", format!("{workload}-primary")),
+        ("canary_hash", workload),
     ];
     for (key, value) in defaults {
         target.entry(key).or_insert(Value::String(value));
@@ -188,7 +212,9 @@ mod tests {
                  "metadata": {"stable_hash": "podinfo-v1"}}"#,
         )
         .unwrap();
-        let asked = request(Hook::AbortCheck, body).unwrap().unwrap();
+        let Call::Decide(asked) = request(Hook::AbortCheck, body).unwrap() else {
+            panic!("a decision")
+        };
         assert_eq!(asked.phase, Phase::Abort);
         let Input::Target(target) = asked.input else {
             panic!("a target")
@@ -199,10 +225,40 @@ mod tests {
         assert_eq!(target.canary_hash.as_deref(), Some("podinfo"));
     }
 
+    /// The payload `CallEventWebhook` builds (flagger pkg/controller/webhook.go):
+    /// its metadata always carries eventMessage, eventType and timestamp.
     #[test]
-    fn events_are_acknowledged_without_a_decision() {
-        let body = Request::parse(br#"{"name": "podinfo", "namespace": "test"}"#).unwrap();
-        assert!(request(Hook::Event, body).unwrap().is_none());
+    fn events_are_acknowledged_whatever_their_metadata() {
+        let body = Request::parse(
+            br#"{"name": "podinfo", "namespace": "test", "phase": "Progressing",
+                 "checksum": "6d6b9b7c8f", "metadata": {
+                    "eventMessage": "Advance podinfo.test canary weight 10",
+                    "eventType": "Normal", "timestamp": "1764165600123"}}"#,
+        )
+        .unwrap();
+        let Call::Event { canary, message } = request(Hook::Event, body).unwrap() else {
+            panic!("an event")
+        };
+        assert_eq!(canary, "test/podinfo");
+        assert_eq!(message, "Advance podinfo.test canary weight 10");
         assert_eq!(answer(Hook::Event, Ok(None)).status, 202);
+    }
+
+    #[test]
+    fn the_workloads_are_named_after_the_canarys_target() {
+        let body = Request::parse(
+            br#"{"name": "podinfo-canary", "namespace": "test", "phase": "Progressing",
+                 "checksum": "x", "metadata": {"target": "podinfo"}}"#,
+        )
+        .unwrap();
+        let Call::Decide(asked) = request(Hook::Gate(Phase::Promotion), body).unwrap() else {
+            panic!("a decision")
+        };
+        let Input::Target(target) = asked.input else {
+            panic!("a target")
+        };
+        assert_eq!(target.service.as_deref(), Some("podinfo"));
+        assert_eq!(target.stable_hash.as_deref(), Some("podinfo-primary"));
+        assert_eq!(target.canary_hash.as_deref(), Some("podinfo"));
     }
 }

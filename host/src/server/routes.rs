@@ -130,12 +130,17 @@ async fn flagger_hook(
     body: Body,
 ) -> Response {
     let asked = flagger::Hook::from_name(&name).and_then(|hook| {
-        let request = flagger::request(hook, body?.0)?;
-        Ok((hook, request))
+        let call = flagger::request(hook, body?.0)?;
+        Ok((hook, call))
     });
     let (hook, result) = match asked {
-        Ok((hook, Some(request))) => (hook, state.decide("flagger", request).await.map(Some)),
-        Ok((hook, None)) => (hook, Ok(None)),
+        Ok((hook, flagger::Call::Decide(request))) => {
+            (hook, state.decide("flagger", request).await.map(Some))
+        }
+        Ok((hook, flagger::Call::Event { canary, message })) => {
+            tracing::info!(canary, message, "flagger event");
+            (hook, Ok(None))
+        }
         Err(error) => return respond("flagger", Answer::refused(error)),
     };
     respond("flagger", flagger::answer(hook, result))

@@ -156,7 +156,7 @@ impl AppState {
                     .map_err(|e| ApiError::BadRequest(format!("snapshot: {e}")))?;
                 (snapshot, Vec::new())
             }
-            Input::Target(target) => self.assemble(&gate, &target).await?,
+            Input::Target(target) => self.assemble(&gate, &target, phase).await?,
         };
         let _evaluating = self
             .evaluating
@@ -195,10 +195,16 @@ impl AppState {
         &self,
         gate: &PreparedGate,
         target: &Target,
+        phase: Phase,
     ) -> Result<(ValidSnapshot, Vec<PolicyOutcome>), ApiError> {
         let now = jiff::Timestamp::now();
         let declared = &gate.gate().file;
-        let evidence = declared.sources.collect(&self.http, target, now).await;
+        let asked = sources::Asked {
+            target,
+            phase,
+            at: now,
+        };
+        let evidence = declared.sources.collect(&self.http, asked).await;
         let value = sources::assemble(target, &declared.rollout, &evidence, now);
         let snapshot = snapshot::parse(value.to_string().as_bytes()).map_err(|e| {
             ApiError::BadEvidence(format!(

@@ -10,6 +10,7 @@
 
 mod assemble;
 mod evidence;
+mod facts;
 pub(crate) mod prometheus;
 mod target;
 pub(crate) mod template;
@@ -19,6 +20,7 @@ use std::pin::Pin;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use shipgate_policy::Phase;
 
 pub(crate) use assemble::assemble;
 pub(crate) use evidence::{Evidence, Missing};
@@ -26,6 +28,15 @@ pub(crate) use target::Target;
 
 /// A source's evidence, being collected.
 pub(crate) type Collecting<'a> = Pin<Box<dyn Future<Output = Evidence> + Send + 'a>>;
+
+/// What a source is asked for: evidence about `target` for deciding `phase`,
+/// as of `at`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Asked<'a> {
+    pub(crate) target: &'a Target,
+    pub(crate) phase: Phase,
+    pub(crate) at: jiff::Timestamp,
+}
 
 /// A place evidence comes from.
 pub(crate) trait Source: Send + Sync {
@@ -35,14 +46,9 @@ pub(crate) trait Source: Send + Sync {
     /// Checks the source's gate section; errors name the key.
     fn validate(&self) -> Result<(), String>;
 
-    /// Everything the source can find about `target` as of `at`. Never
+    /// What the source can find that deciding the phase needs. Never
     /// fails: what it cannot find is [`Evidence::missing`], with the reason.
-    fn collect<'a>(
-        &'a self,
-        client: &'a reqwest::Client,
-        target: &'a Target,
-        at: jiff::Timestamp,
-    ) -> Collecting<'a>;
+    fn collect<'a>(&'a self, client: &'a reqwest::Client, asked: Asked<'a>) -> Collecting<'a>;
 }
 
 /// `[sources]` in a gate file: the configured sources.
@@ -51,12 +57,16 @@ pub(crate) trait Source: Send + Sync {
 pub(crate) struct SourcesConfig {
     /// Metrics from a Prometheus server, by PromQL templates.
     pub(crate) prometheus: Option<prometheus::PrometheusSource>,
+    /// Release facts (CI, migrations, flags, rollback plan, window) from
+    /// JSON files the pipeline writes.
+    pub(crate) facts: Option<facts::FactsSource>,
 }
 
 impl SourcesConfig {
     fn configured(&self) -> Vec<&dyn Source> {
         let prometheus = self.prometheus.as_ref().map(|s| s as &dyn Source);
-        prometheus.into_iter().collect()
+        let facts = self.facts.as_ref().map(|s| s as &dyn Source);
+        prometheus.into_iter().chain(facts).collect()
     }
 
     /// Checks every configured source.
@@ -70,14 +80,13 @@ impl SourcesConfig {
     pub(crate) async fn collect(
         &self,
         client: &reqwest::Client,
-        target: &Target,
-        at: jiff::Timestamp,
+        asked: Asked<'_>,
     ) -> Vec<Evidence> {
         let sources = self.configured();
         if sources.is_empty() {
             return vec![unconfigured()];
         }
-        let collecting = sources.iter().map(|s| s.collect(client, target, at));
+        let collecting = sources.iter().map(|s| s.collect(client, asked));
         futures_util::future::join_all(collecting).await
     }
 }

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::template::{CohortQueries, Query, RolloutQueries, Templates};
-use super::{Collecting, Evidence, Missing, Source, Target};
+use shipgate_policy::Phase;
+
+use super::{Asked, Collecting, Evidence, Missing, Source, Target};
 
 /// `[sources.prometheus]` in a gate file.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -55,15 +57,51 @@ impl PrometheusSource {
         }
     }
 
-    /// Runs every query for `target` at `time` (Unix seconds), concurrently.
+    /// Everything the templates ask about `target` at `time` (Unix
+    /// seconds): first the rollout (its weight decides whether the canary has
+    /// anything to measure), then every cohort query, concurrently.
     async fn query_all(&self, client: &reqwest::Client, target: &Target, time: f64) -> Evidence {
         let window = format!("{}s", self.window_seconds);
-        let (queries, missing) = self.templates().plan(target, &window);
+        let templates = self.templates();
         let mut evidence = Evidence {
             source: self.name(),
-            values: Vec::new(),
-            missing,
+            ..Evidence::default()
         };
+        let (queries, missing) = templates.plan_rollout(target, &window);
+        evidence.missing.extend(missing);
+        self.run(client, queries, time, &mut evidence).await;
+        let weight = target.weight.or_else(|| {
+            let (_, value) = evidence
+                .values
+                .iter()
+                .find(|(f, _)| f == "rollout.weight")?;
+            value.as_f64()
+        });
+        let canary_has_traffic = weight != Some(0.0);
+        if !canary_has_traffic {
+            // At 0 % there is no stage yet, so no stage start to find.
+            evidence
+                .missing
+                .retain(|m| m.field != "rollout.stage_started_at");
+        }
+        let (queries, missing) = templates.plan_cohorts(target, &window, canary_has_traffic);
+        evidence.missing.extend(missing);
+        self.run(client, queries, time, &mut evidence).await;
+        evidence
+            .values
+            .push(("metrics.window_seconds".into(), self.window_seconds.into()));
+        evidence
+    }
+
+    /// Runs `queries` at `time` concurrently, adding each value, or why it
+    /// is missing, to `evidence` in the queries' order.
+    async fn run(
+        &self,
+        client: &reqwest::Client,
+        queries: Vec<Query>,
+        time: f64,
+        evidence: &mut Evidence,
+    ) {
         let endpoint = format!("{}/api/v1/query", self.url.trim_end_matches('/'));
         let timeout = Duration::from_millis(self.timeout_ms);
         let mut running = tokio::task::JoinSet::new();
@@ -97,10 +135,6 @@ impl PrometheusSource {
                 }),
             }
         }
-        evidence
-            .values
-            .push(("metrics.window_seconds".into(), self.window_seconds.into()));
-        evidence
     }
 }
 
@@ -130,14 +164,17 @@ impl Source for PrometheusSource {
         self.templates().validate(at)
     }
 
-    fn collect<'a>(
-        &'a self,
-        client: &'a reqwest::Client,
-        target: &'a Target,
-        at: jiff::Timestamp,
-    ) -> Collecting<'a> {
-        let time = at.as_millisecond() as f64 / 1000.0;
-        Box::pin(self.query_all(client, target, time))
+    /// Before a rollout (preflight) there is no canary to measure: nothing
+    /// is asked, so nothing is missing. Every other phase gets the metrics.
+    fn collect<'a>(&'a self, client: &'a reqwest::Client, asked: Asked<'a>) -> Collecting<'a> {
+        if asked.phase == Phase::Preflight {
+            return Box::pin(std::future::ready(Evidence {
+                source: self.name(),
+                ..Evidence::default()
+            }));
+        }
+        let time = asked.at.as_millisecond() as f64 / 1000.0;
+        Box::pin(self.query_all(client, asked.target, time))
     }
 }
 

@@ -31,8 +31,8 @@ pub(crate) struct CohortQueries {
     pub(crate) latency_p99_ms: Option<String>,
 }
 
-/// Queries about the rollout itself, run once, and only for what the
-/// request does not say.
+/// Queries about the rollout itself, run once (with `{hash}` the canary
+/// hash), and only for what the request does not say.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RolloutQueries {
@@ -113,26 +113,26 @@ impl Templates<'_> {
         .collect()
     }
 
-    /// The queries for `target`, with every placeholder filled (`window`
-    /// as the source writes durations, e.g. `900s`). A cohort whose hash
-    /// the target does not give is left out: its templates would match the
-    /// wrong pods.
-    pub(crate) fn plan(&self, target: &Target, window: &str) -> (Vec<Query>, Vec<Missing>) {
-        let mut queries = Vec::new();
-        let mut missing = Vec::new();
-        let mut plan = |field: String, template: &str, values: &Values| match fill(template, values)
-        {
-            Ok(text) => queries.push(Query { field, text }),
-            Err(why) => missing.push(Missing {
-                field,
-                query: template.to_string(),
-                why,
-            }),
-        };
-        for (cohort, hash) in [
+    /// The per-cohort queries for `target`, with every placeholder filled
+    /// (`window` as the source writes durations, e.g. `900s`). A cohort
+    /// whose hash the target does not give is missing: its templates would
+    /// match the wrong pods. A canary without traffic is not queried at all:
+    /// at 0 % it has nothing to measure, so nothing is missing.
+    pub(crate) fn plan_cohorts(
+        &self,
+        target: &Target,
+        window: &str,
+        canary_has_traffic: bool,
+    ) -> (Vec<Query>, Vec<Missing>) {
+        let mut planned = Planned::default();
+        let cohorts = [
             ("baseline", target.stable_hash.as_deref()),
             ("canary", target.canary_hash.as_deref()),
-        ] {
+        ];
+        let measured = cohorts
+            .into_iter()
+            .filter(|(cohort, _)| canary_has_traffic || *cohort != "canary");
+        for (cohort, hash) in measured {
             let values = Values {
                 target,
                 hash,
@@ -140,26 +140,53 @@ impl Templates<'_> {
                 window,
             };
             for (field, template) in self.cohort_templates() {
-                plan(format!("metrics.{cohort}.{field}"), template, &values);
+                planned.add(format!("metrics.{cohort}.{field}"), template, &values);
             }
         }
+        (planned.queries, planned.missing)
+    }
+
+    /// The queries about the rollout that the request does not answer
+    /// itself; `{hash}` is the canary hash, since the rollout is the
+    /// canary's.
+    pub(crate) fn plan_rollout(&self, target: &Target, window: &str) -> (Vec<Query>, Vec<Missing>) {
+        let mut planned = Planned::default();
         let values = Values {
             target,
-            hash: None,
+            hash: target.canary_hash.as_deref(),
             cohort: "canary",
             window,
         };
         for (field, template) in self.rollout_templates() {
-            // What the request says needs no query.
             let given = match field {
                 "weight" => target.weight.is_some(),
                 _ => target.stage_started_at.is_some(),
             };
             if !given {
-                plan(format!("rollout.{field}"), template, &values);
+                planned.add(format!("rollout.{field}"), template, &values);
             }
         }
-        (queries, missing)
+        (planned.queries, planned.missing)
+    }
+}
+
+/// Queries being planned, and what could not be.
+#[derive(Default)]
+struct Planned {
+    queries: Vec<Query>,
+    missing: Vec<Missing>,
+}
+
+impl Planned {
+    fn add(&mut self, field: String, template: &str, values: &Values) {
+        match fill(template, |name| values.get(name)) {
+            Ok(text) => self.queries.push(Query { field, text }),
+            Err(why) => self.missing.push(Missing {
+                field,
+                query: template.to_string(),
+                why,
+            }),
+        }
     }
 }
 
@@ -210,21 +237,34 @@ fn check_placeholders(template: &str) -> Result<(), String> {
     if template.trim().is_empty() {
         return Err("the query is empty".into());
     }
-    match placeholders(template).find(|(_, name)| !PLACEHOLDERS.contains(name)) {
+    check_known(template, &PLACEHOLDERS)
+}
+
+/// Refuses a `{placeholder}` not in `known`.
+pub(crate) fn check_known(template: &str, known: &[&str]) -> Result<(), String> {
+    match placeholders(template).find(|(_, name)| !known.contains(name)) {
         Some((_, name)) => Err(format!(
             "unknown placeholder {{{name}}} (known: {})",
-            PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
+            known
+                .iter()
+                .map(|p| format!("{{{p}}}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
         None => Ok(()),
     }
 }
 
-fn fill(template: &str, values: &Values) -> Result<String, String> {
+/// `template` with each `{placeholder}` replaced by `value(name)`.
+pub(crate) fn fill(
+    template: &str,
+    value: impl Fn(&str) -> Result<String, String>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(template.len() + 32);
     let mut copied = 0;
     for (start, name) in placeholders(template) {
         out.push_str(&template[copied..start]);
-        out.push_str(&values.get(name)?);
+        out.push_str(&value(name)?);
         copied = start + name.len() + 2;
     }
     out.push_str(&template[copied..]);
@@ -270,7 +310,7 @@ mod tests {
         let queries = cohort(
             r#"sum(increase(http_requests_total{app="{service}",ns="{namespace}",hash="{hash}"}[{window}]))"#,
         );
-        let (queries, missing) = templates(&queries).plan(&target(), "600s");
+        let (queries, missing) = templates(&queries).plan_cohorts(&target(), "600s", true);
         assert!(missing.is_empty());
         assert_eq!(
             queries,
@@ -292,13 +332,22 @@ mod tests {
         let queries = cohort(r#"sum(up{hash="{hash}"})"#);
         let mut t = target();
         t.canary_hash = None;
-        let (queries, missing) = templates(&queries).plan(&t, "600s");
+        let (queries, missing) = templates(&queries).plan_cohorts(&t, "600s", true);
         assert_eq!(queries.len(), 1);
         assert_eq!(missing[0].field, "metrics.canary.requests");
         assert_eq!(
             missing[0].why,
             "the request gives no canary_hash for {hash}"
         );
+    }
+
+    #[test]
+    fn a_canary_without_traffic_is_not_measured() {
+        let queries = cohort(r#"sum(up{hash="{hash}"})"#);
+        let (queries, missing) = templates(&queries).plan_cohorts(&target(), "600s", false);
+        assert!(missing.is_empty());
+        let fields: Vec<&str> = queries.iter().map(|q| q.field.as_str()).collect();
+        assert_eq!(fields, ["metrics.baseline.requests"]);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! Checks (stable ids): `canary-metrics`, `min-requests`, `error-rate`,
 //! `error-rate-ratio`, `latency-p50|p95|p99`, `latency-ratio-p50|p95|p99`,
-//! `business-<name>`; promotion adds `stage-plan` and `stage-duration`.
+//! `business-<name>`; promotion adds `stage-plan` and `stage-duration`, and
+//! `first-stage` when the canary has no traffic yet.
 
 use serde::Deserialize;
 use shipgate_policy::checks::{self, Waiting};
@@ -34,6 +35,10 @@ impl Policy for Canary {
     fn evaluate(phase: Phase, snapshot: &Snapshot, _: &Config) -> Result<Verdict, String> {
         let plan = snapshot.plan();
         let mut findings = Findings::new();
+        if phase == Phase::Promotion && no_traffic_yet(snapshot) {
+            first_stage(&mut findings, &plan.stages);
+            return Ok(findings.verdict());
+        }
         checks::canary_health(&mut findings, snapshot.metrics.as_ref(), &plan.abort);
         if phase == Phase::Promotion {
             stage_plan(&mut findings, snapshot, &plan.stages);
@@ -41,6 +46,28 @@ impl Policy for Canary {
         }
         Ok(findings.verdict())
     }
+}
+
+/// Whether the canary gets no traffic yet: the rollout asks to start.
+fn no_traffic_yet(snapshot: &Snapshot) -> bool {
+    snapshot.rollout.as_ref().and_then(|r| r.weight) == Some(0.0)
+}
+
+/// At 0 % there is no canary traffic to judge: widening to the first stage
+/// starts the rollout (which preflight gated), and the abort analysis
+/// guards that stage from its first request. Flagger asks this before every
+/// increase, the first one included.
+fn first_stage(findings: &mut Findings, stages: &[f64]) {
+    let first = stages
+        .first()
+        .map_or("the first stage".to_string(), |w| format!("{w}%"));
+    findings
+        .allow(
+            "first-stage",
+            format!("no canary traffic yet: the rollout may start at {first}"),
+        )
+        .observed("0%")
+        .threshold(format!("first stage {first}"));
 }
 
 /// The canary weight must be the declared weight of the current stage: a

@@ -283,3 +283,26 @@ fn undeclared_thresholds_and_missing_business_metrics_deny() {
         (Decision::Deny, Some("missing"))
     );
 }
+
+/// Flagger asks to confirm every traffic increase, the first (0 % to the
+/// first stage) included: with no canary traffic there is nothing to hold.
+#[test]
+fn promotion_from_no_traffic_starts_the_first_stage() {
+    let mut start = example("promotion-allow");
+    set(&mut start, "rollout.weight", json!(0));
+    remove(&mut start, "rollout.stage_index");
+    set(&mut start, "metrics.canary.requests", json!(0));
+    set(&mut start, "metrics.canary.errors", json!(0));
+    let verdict = testing::evaluate::<Canary>(Phase::Promotion, &start, &json!({})).unwrap();
+    assert_eq!(verdict.decision, Decision::Allow, "{verdict:#?}");
+    assert_eq!(verdict.findings.len(), 1);
+    assert_finding(
+        &verdict.findings[0],
+        Decision::Allow,
+        "0%",
+        "first stage 5%",
+    );
+    // The abort analysis still judges the same snapshot: too few requests.
+    let abort = testing::evaluate::<Canary>(Phase::Abort, &start, &json!({})).unwrap();
+    assert_eq!(abort.decision, Decision::Deny);
+}
