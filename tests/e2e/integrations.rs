@@ -159,3 +159,51 @@ fn every_flagger_webhook_reaches_its_hook_with_metadata_the_server_takes() {
         assert!([200, 202, 403].contains(&status), "{kind}: {status} {body}");
     }
 }
+
+/// The Deployment's arguments start a server (with the shipped gate), and
+/// its grace period covers the preStop sleep, the shutdown delay and a
+/// request at its full timeout.
+#[test]
+fn the_kubernetes_deployment_starts_and_drains_within_its_grace_period() {
+    let deployment = yaml_documents("integrations/kubernetes/shipgate.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "Deployment")
+        .expect("a Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args[0], "serve");
+    // Everything but where to listen and which gate file: the test's own.
+    let mut kept = Vec::new();
+    let mut rest = args[1..].iter();
+    while let Some(arg) = rest.next() {
+        match *arg {
+            "--gate" | "--listen" => {
+                rest.next();
+            }
+            other => kept.push(other),
+        }
+    }
+    let server = Server::start(&repo().join("integrations/gate.toml"), &kept);
+    assert_eq!(server.get("/readyz").0, 200);
+    let seconds = |flag: &str, default: u64| {
+        let at = args.iter().position(|a| *a == flag);
+        at.map_or(default, |i| {
+            args[i + 1].trim_end_matches('s').parse().unwrap()
+        })
+    };
+    let pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_u64()
+        .expect("a preStop sleep");
+    let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
+    let needed = pre_stop + seconds("--shutdown-delay", 5) + seconds("--request-timeout", 10);
+    assert!(
+        grace > needed,
+        "terminationGracePeriodSeconds {grace} <= {needed}"
+    );
+}

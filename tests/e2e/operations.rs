@@ -46,7 +46,7 @@ const IN_FLIGHT: &str = "shipgate_requests_in_flight";
 #[test]
 fn sigterm_lets_the_decisions_in_flight_finish() {
     let dir = slow_gate(1500);
-    let mut server = Server::start(&dir.path().join("gate.toml"), &[]);
+    let mut server = Server::start(&dir.path().join("gate.toml"), &["--shutdown-delay", "0s"]);
     let request = in_background(&server, abort_request());
     eventually("a decision in flight", || server.metric(IN_FLIGHT) == 1.0);
     server.signal("TERM");
@@ -60,6 +60,36 @@ fn sigterm_lets_the_decisions_in_flight_finish() {
             .unwrap()
             .contains("time limit of 1500 ms")
     );
+    assert!(server.wait().success());
+}
+
+/// Kubernetes keeps routing to a terminating pod for a few seconds: a
+/// connection refused then would fail a Spinnaker stage at once (Orca
+/// retries a POST only on an unknown host) and count against an analysis.
+#[test]
+fn after_sigterm_the_server_keeps_answering_until_the_shutdown_delay_ends() {
+    let mut server = Server::start(&example("gate.toml"), &["--shutdown-delay", "3s"]);
+    server.signal("TERM");
+    eventually("readiness to fail", || server.get("/readyz").0 == 503);
+    let (status, answer) = server.post("/v1/evaluate", &abort_request());
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["decision"], "allow");
+    assert!(server.wait().success());
+    assert_eq!(
+        server
+            .logged("closing the port: finishing requests in flight")
+            .len(),
+        1
+    );
+}
+
+/// A second SIGTERM (or an operator's Ctrl-C) does not wait out the delay.
+#[test]
+fn a_second_sigterm_ends_the_shutdown_delay() {
+    let mut server = Server::start(&example("gate.toml"), &["--shutdown-delay", "1h"]);
+    server.signal("TERM");
+    eventually("readiness to fail", || server.get("/readyz").0 == 503);
+    server.signal("TERM");
     assert!(server.wait().success());
 }
 

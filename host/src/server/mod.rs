@@ -97,15 +97,29 @@ impl Signals {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT; readiness fails from then on while the
-/// requests in flight finish.
+/// Resolves when the port should close: after SIGTERM (or SIGINT),
+/// readiness fails at once, and requests keep being served for the shutdown
+/// delay, while load balancers take the pod out of rotation (a connection
+/// refused would fail a Spinnaker stage or count against an Argo or Flagger
+/// analysis); a second signal ends the delay. Then the requests in flight
+/// finish and the process exits.
 async fn shutdown_signal(state: Arc<AppState>, mut terminate: Signal) {
     tokio::select! {
         _ = terminate.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
     state.begin_shutdown();
-    tracing::info!("shutting down: finishing requests in flight");
+    let delay = state.settings.shutdown_delay;
+    tracing::info!(
+        delay_ms = delay.as_millis() as u64,
+        "shutting down: /readyz fails, still serving until the delay ends"
+    );
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("closing the port: finishing requests in flight");
 }
 
 /// Reloads the gate on every SIGHUP. Loading runs off the async threads;

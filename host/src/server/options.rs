@@ -56,6 +56,12 @@ pub(crate) struct ServeArgs {
     /// Append every decision, with its snapshot, to this JSON-lines log.
     #[arg(long, value_name = "FILE")]
     pub(crate) decision_log: Option<PathBuf>,
+    /// After SIGTERM, how long to keep answering (with /readyz failing)
+    /// before the port closes, so that load balancers stop sending first
+    /// (Kubernetes keeps routing to a terminating pod for a few seconds).
+    /// A second SIGTERM ends it at once. `0s` closes right away.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_delay)]
+    pub(crate) shutdown_delay: Duration,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -66,6 +72,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok()
         .filter(|d| !d.is_zero())
         .ok_or_else(|| format!("'{text}' must be longer than zero"))
+}
+
+/// A duration that may be zero.
+fn parse_delay(text: &str) -> Result<Duration, String> {
+    let parsed: jiff::SignedDuration = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration (e.g. 0s, 5s, 1m)"))?;
+    Duration::try_from(parsed).map_err(|_| format!("'{text}' must not be negative"))
 }
 
 impl ServeArgs {
@@ -117,6 +131,7 @@ impl ServeArgs {
             max_pending: self.max_pending.max(max_evaluating),
             max_evaluating,
             decision_log: self.decision_log.clone(),
+            shutdown_delay: self.shutdown_delay,
         })
     }
 }
@@ -168,5 +183,7 @@ mod tests {
                 .unwrap_err()
                 .contains("longer than zero")
         );
+        assert_eq!(parse_delay("0s"), Ok(Duration::ZERO));
+        assert!(parse_delay("-5s").unwrap_err().contains("negative"));
     }
 }

@@ -39,6 +39,8 @@ pub(crate) struct Settings {
     /// Gate evaluations running at once.
     pub(crate) max_evaluating: usize,
     pub(crate) decision_log: Option<PathBuf>,
+    /// How long to keep serving after SIGTERM before the port closes.
+    pub(crate) shutdown_delay: Duration,
 }
 
 pub(crate) struct AppState {

@@ -39,6 +39,7 @@ fn state(token: Option<&str>, max_pending: usize) -> Arc<AppState> {
         max_pending,
         max_evaluating: 2,
         decision_log: None,
+        shutdown_delay: Duration::ZERO,
     };
     Arc::new(AppState::new(settings, runtime, gate))
 }
