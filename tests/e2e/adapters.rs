@@ -163,14 +163,22 @@ fn argo_requests_the_gate_refuses_are_a_hold_not_a_rollback() {
 
 /// Starts a Spinnaker evaluation of an example snapshot; its status URL.
 fn start_spinnaker_evaluation(server: &Server, phase: &str, snapshot: &str) -> String {
+    start_spinnaker(server, phase, &json!({"snapshot": snapshot_json(snapshot)}))
+}
+
+/// POSTs a webhook stage's payload and returns the `Location` to poll.
+fn start_spinnaker(server: &Server, phase: &str, payload: &Value) -> String {
     let response = server
         .client()
         .post(server.url(&format!("/v1/spinnaker/{phase}")))
-        .json(&json!({"snapshot": snapshot_json(snapshot)}))
+        .json(payload)
         .send()
         .unwrap();
-    assert_eq!(response.status().as_u16(), 202, "{snapshot}");
-    response.headers()["location"].to_str().unwrap().to_string()
+    assert_eq!(response.status().as_u16(), 202, "{payload}");
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    // Within what proxies and HTTP servers accept in a request line.
+    assert!(location.len() < 4096, "{} bytes", location.len());
+    location
 }
 
 /// What a server started without an evaluation key warns.
@@ -192,6 +200,10 @@ fn spinnaker_polls_the_location_until_a_terminal_status() {
     let hook = &documents[0]["webhook"]["preconfigured"][0];
     assert_eq!(hook["statusUrlResolution"], "locationHeader");
     let status_path = hook["statusJsonPath"].as_str().unwrap();
+    let progress = hook["progressJsonPath"]
+        .as_str()
+        .and_then(|p| p.strip_prefix("$."))
+        .expect("a progress message for Deck");
     let field = status_path
         .strip_prefix("$.")
         .expect("a top-level JSON path");
@@ -215,9 +227,12 @@ fn spinnaker_polls_the_location_until_a_terminal_status() {
             "RUNNING"
         }
     };
+    // A snapshot is fixed evidence: a hold on it could never clear, so it
+    // ends the stage instead of polling to the stage's timeout.
     for (phase, snapshot, expected) in [
         ("promotion", "promotion-allow", "SUCCEEDED"),
-        ("promotion", "promotion-hold", "RUNNING"),
+        ("promotion", "promotion-hold", "TERMINAL"),
+        ("verify", "verify-deny", "TERMINAL"),
         ("abort", "abort-rollback", "TERMINAL"),
         ("preflight", "preflight-blocked", "TERMINAL"),
     ] {
@@ -232,7 +247,28 @@ fn spinnaker_polls_the_location_until_a_terminal_status() {
             assert_eq!(status, 200);
             let reported = body[field].as_str().expect("a status");
             assert_eq!(stage_outcome(reported), expected, "{snapshot}: {body}");
+            assert!(body[progress].is_string(), "{body}");
         }
+    }
+    // A large snapshot (many business metrics) still gives a short URL.
+    let mut large = snapshot_json("promotion-allow");
+    let business: serde_json::Map<String, Value> =
+        (0..20_000).map(|i| (format!("event_{i:05}"), json!(i))).collect();
+    large["metrics"]["canary"]["business"] = Value::Object(business);
+    let location = start_spinnaker(&server, "promotion", &json!({"snapshot": large}));
+    let (status, body) = server.get(path_of(&location));
+    assert_eq!(status, 200, "{body}");
+    assert!(body["decision"].is_string());
+    // A target is decided afresh at every poll: a hold keeps the stage
+    // RUNNING until the evidence allows (here no source gives any).
+    let target = json!({"service": "checkout", "namespace": "shop",
+                        "stable_hash": "6f7d8c", "canary_hash": "9b1e2a"});
+    let location = start_spinnaker(&server, "promotion", &target);
+    for _ in 0..2 {
+        let (status, body) = server.get(path_of(&location));
+        assert_eq!(status, 200);
+        assert_eq!(stage_outcome(body[field].as_str().unwrap()), "RUNNING", "{body}");
+        assert!(body["evaluation"]["decision_id"].is_string(), "decided again: {body}");
     }
     // A second replica with the same key answers the same status URL.
     let location = start_spinnaker_evaluation(&server, "abort", "abort-rollback");

@@ -2,12 +2,20 @@
 //!
 //! `POST /v1/spinnaker/{phase}` evaluates once and answers 202 with an
 //! absolute `Location` (Orca calls the header's URL as it is) of
-//! `/v1/spinnaker/evaluations/{id}`; every `GET` of it evaluates again with
-//! fresh evidence. The id *is* the evaluation: the request, phase and
-//! expiry, signed with a key the replicas share, so any replica answers any
-//! status URL and none keeps state. A deny that can clear with time is
-//! `RUNNING` (Spinnaker keeps polling); deny at preflight and rollback are
-//! `TERMINAL`. A deny is never a 5xx or 429, which Spinnaker retries.
+//! `/v1/spinnaker/evaluations/{id}`. The id *is* the evaluation, signed
+//! with a key the replicas share, so any replica answers any status URL and
+//! none keeps state; it stays small (a few hundred bytes to about 2 KB) for
+//! URLs and proxies:
+//!
+//! - for a **target**, it carries the target: every `GET` decides again with
+//!   fresh evidence, so a deny that clears with time is `RUNNING` (Spinnaker
+//!   keeps polling); deny at preflight and rollback are `TERMINAL`;
+//! - for a full **snapshot**, fixed evidence, it carries the decision
+//!   itself: polling cannot change it, so only allow is `SUCCEEDED` and any
+//!   other decision is `TERMINAL` at once, rather than a hold polled until
+//!   the stage times out.
+//!
+//! A deny is never a 5xx or 429, which Spinnaker retries.
 
 use std::time::Duration;
 
@@ -46,6 +54,14 @@ pub(crate) fn status_of(phase: Phase, decision: Decision) -> &'static str {
     }
 }
 
+/// The status of a decision on fixed evidence, which polling cannot change.
+fn fixed_status(decision: Decision) -> &'static str {
+    match decision {
+        Decision::Allow => "SUCCEEDED",
+        Decision::Deny | Decision::Rollback => "TERMINAL",
+    }
+}
+
 /// What an evaluation id carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Claims {
@@ -53,16 +69,58 @@ pub(crate) struct Claims {
     /// Unix seconds.
     pub(crate) created: i64,
     pub(crate) expires: i64,
-    /// The request as first sent (a snapshot or a target).
-    pub(crate) request: Value,
+    #[serde(flatten)]
+    pub(crate) subject: Subject,
 }
 
-/// A started evaluation: its signed id, and the decision to make now.
+/// What a poll of an evaluation answers from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Subject {
+    /// A target, decided again at every poll.
+    Target(Value),
+    /// The decision on a fixed snapshot.
+    Decided(Decided),
+}
+
+/// A decision as an id keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Decided {
+    pub(crate) decision: Decision,
+    /// At most [`MAX_SUMMARY_BYTES`].
+    pub(crate) summary: String,
+    pub(crate) decision_id: String,
+}
+
+/// The longest summary an id carries: ids stay far below the 8 KB proxies
+/// and HTTP servers accept in a request line.
+const MAX_SUMMARY_BYTES: usize = 1024;
+
+/// A started evaluation: the decision to make now, and the ticket its id is
+/// issued from once that decision is made.
 #[derive(Debug, Clone)]
 pub(crate) struct Started {
-    pub(crate) id: String,
-    pub(crate) claims: Claims,
     pub(crate) request: DecisionRequest,
+    pub(crate) ticket: Ticket,
+}
+
+/// What an evaluation's id will say, but for the first decision.
+#[derive(Debug, Clone)]
+pub(crate) struct Ticket {
+    phase: Phase,
+    created: i64,
+    expires: i64,
+    /// The target to decide again at each poll; `None` for a snapshot.
+    target: Option<Value>,
+}
+
+/// What a poll asks for.
+#[derive(Debug, Clone)]
+pub(crate) enum Poll {
+    /// Decide again, with fresh evidence.
+    Decide(DecisionRequest),
+    /// Answer the decision the id carries.
+    Decided,
 }
 
 /// Starts an evaluation of `phase` (from the URL) at `now`.
@@ -83,32 +141,65 @@ pub(crate) fn start(
     }
     let created = now.as_second();
     let ttl = settings.ttl.as_secs().min(i64::MAX as u64) as i64;
-    let claims = Claims {
-        phase,
-        created,
-        expires: created.saturating_add(ttl),
-        request: input.to_json(),
-    };
+    let target = matches!(input, Input::Target(_)).then(|| input.to_json());
     Ok(Started {
-        id: sign(&claims, &settings.key),
-        claims,
         request: DecisionRequest { phase, input },
+        ticket: Ticket {
+            phase,
+            created,
+            expires: created.saturating_add(ttl),
+            target,
+        },
     })
 }
 
-/// The evaluation an id names, to decide again at `now`.
+/// The signed id of a started evaluation once its first decision is made,
+/// and its claims.
+pub(crate) fn issue(settings: &Settings, ticket: Ticket, first: &Evaluation) -> (String, Claims) {
+    let subject = match ticket.target {
+        Some(target) => Subject::Target(target),
+        None => Subject::Decided(Decided {
+            decision: first.decision,
+            summary: cut(&first.summary, MAX_SUMMARY_BYTES),
+            decision_id: first.decision_id.clone(),
+        }),
+    };
+    let claims = Claims {
+        phase: ticket.phase,
+        created: ticket.created,
+        expires: ticket.expires,
+        subject,
+    };
+    (sign(&claims, &settings.key), claims)
+}
+
+/// The evaluation an id names, at `now`.
 pub(crate) fn resume(
     settings: &Settings,
     id: &str,
     now: jiff::Timestamp,
-) -> Result<(Claims, DecisionRequest), ApiError> {
+) -> Result<(Claims, Poll), ApiError> {
     let claims = verify(id, &settings.key, now.as_second())?;
-    let input = Input::from_request(Request::from_value(claims.request.clone()))?;
-    let request = DecisionRequest {
-        phase: claims.phase,
-        input,
+    let poll = match &claims.subject {
+        Subject::Target(target) => Poll::Decide(DecisionRequest {
+            phase: claims.phase,
+            input: Input::from_request(Request::from_value(target.clone()))?,
+        }),
+        Subject::Decided(_) => Poll::Decided,
     };
-    Ok((claims, request))
+    Ok((claims, poll))
+}
+
+/// `text` cut to at most `max` bytes on a character boundary.
+fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 /// Where an evaluation's status is polled: `public_url`, else the request's
@@ -131,31 +222,57 @@ pub(crate) fn status_url<'h>(
     format!("{base}/v1/spinnaker/evaluations/{id}")
 }
 
-/// The status document: 202 with `Location` when an evaluation starts, 200
-/// on every poll.
+/// The status document of a decision just made: 202 with `Location` when
+/// the evaluation starts, 200 on a poll. `$.status` is what Spinnaker
+/// reads; `$.summary` is its progress message.
 pub(crate) fn answer(
     id: &str,
     claims: &Claims,
     location: Option<String>,
-    result: Result<Evaluation, ApiError>,
+    evaluation: Evaluation,
 ) -> Answer {
-    let evaluation = match result {
-        Ok(evaluation) => evaluation,
-        Err(error) => return Answer::refused(error),
+    let status = match claims.subject {
+        Subject::Target(_) => status_of(claims.phase, evaluation.decision),
+        Subject::Decided(_) => fixed_status(evaluation.decision),
     };
     let body = json!({
         "id": id,
-        "status": status_of(claims.phase, evaluation.decision),
+        "status": status,
         "decision": evaluation.decision,
         "summary": evaluation.summary,
-        "expires_at": jiff::Timestamp::from_second(claims.expires).map(|t| t.to_string()).ok(),
+        "expires_at": expires_at(claims),
         "evaluation": evaluation,
     });
-    let status = if location.is_some() { 202 } else { 200 };
+    let code = if location.is_some() { 202 } else { 200 };
     Answer {
         location,
-        ..Answer::json(status, body)
+        ..Answer::json(code, body)
     }
+}
+
+/// A poll of a decision on fixed evidence: the decision the id carries (the
+/// whole record is in the first answer and the decision log).
+pub(crate) fn answer_decided(id: &str, claims: &Claims) -> Answer {
+    let Subject::Decided(decided) = &claims.subject else {
+        return Answer::refused(ApiError::Internal("the evaluation has no decision".into()));
+    };
+    Answer::json(
+        200,
+        json!({
+            "id": id,
+            "status": fixed_status(decided.decision),
+            "decision": decided.decision,
+            "summary": decided.summary,
+            "decision_id": decided.decision_id,
+            "expires_at": expires_at(claims),
+        }),
+    )
+}
+
+fn expires_at(claims: &Claims) -> Option<String> {
+    jiff::Timestamp::from_second(claims.expires)
+        .map(|t| t.to_string())
+        .ok()
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -205,13 +322,14 @@ fn shorten(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::Body;
 
     fn claims() -> Claims {
         Claims {
             phase: Phase::Promotion,
             created: 1_000,
             expires: 2_000,
-            request: json!({"service": "checkout"}),
+            subject: Subject::Target(json!({"service": "checkout"})),
         }
     }
 
@@ -263,22 +381,113 @@ mod tests {
         }
     }
 
+    fn evaluation(decision: Decision, summary: &str) -> Evaluation {
+        Evaluation {
+            decision_id: "d1".into(),
+            phase: Phase::Promotion,
+            decision,
+            summary: summary.into(),
+            policies: vec![],
+            snapshot_sha256: "s".into(),
+            gate: "g".into(),
+            gate_sha256: "h".into(),
+            evaluated_at: "2026-11-26T14:00:00Z".into(),
+        }
+    }
+
     #[test]
-    fn a_started_evaluation_resumes_from_its_id_alone() {
+    fn a_target_evaluation_resumes_from_its_id_and_decides_again() {
         let now: jiff::Timestamp = "2026-11-26T14:00:00Z".parse().unwrap();
         let body = Request::parse(br#"{"service": "checkout", "canary_hash": "b"}"#);
         let started = start(&settings(), "promotion", body, now).unwrap();
-        // The stage started when the evaluation did.
-        assert_eq!(
-            started.claims.request["stage_started_at"],
-            "2026-11-26T14:00:00Z"
+        let (id, claims) = issue(
+            &settings(),
+            started.ticket,
+            &evaluation(Decision::Deny, "hold"),
         );
+        // The stage started when the evaluation did.
+        let Subject::Target(target) = &claims.subject else {
+            panic!("a target")
+        };
+        assert_eq!(target["stage_started_at"], "2026-11-26T14:00:00Z");
         let later = now + jiff::SignedDuration::from_mins(5);
-        let (claims, resumed) = resume(&settings(), &started.id, later).unwrap();
-        assert_eq!(claims, started.claims);
-        assert_eq!(resumed.phase, Phase::Promotion);
+        let (resumed, poll) = resume(&settings(), &id, later).unwrap();
+        assert_eq!(resumed, claims);
+        assert!(matches!(
+            poll,
+            Poll::Decide(DecisionRequest {
+                phase: Phase::Promotion,
+                ..
+            })
+        ));
+        let status = answer(&id, &claims, None, evaluation(Decision::Deny, "hold"));
+        let Body::Json(body) = status.body else {
+            panic!("JSON")
+        };
+        assert_eq!(body["status"], "RUNNING");
         let expired = now + jiff::SignedDuration::from_hours(2);
-        assert!(resume(&settings(), &started.id, expired).is_err());
+        assert!(resume(&settings(), &id, expired).is_err());
+    }
+
+    /// A snapshot is fixed evidence: its deny cannot clear by polling, so it
+    /// ends the stage at once, and its id carries the decision, not the
+    /// snapshot (whatever the snapshot's size).
+    #[test]
+    fn a_snapshot_evaluation_carries_its_decision_and_ends_at_once() {
+        let now: jiff::Timestamp = "2026-11-26T14:00:00Z".parse().unwrap();
+        let large = format!(r#"{{"snapshot": {{"pad": "{}"}}}}"#, "x".repeat(1 << 20));
+        let body = Request::parse(large.as_bytes());
+        let started = start(&settings(), "verify", body, now).unwrap();
+        let long_summary = "not verified yet ".repeat(500);
+        let first = evaluation(Decision::Deny, &long_summary);
+        let (id, claims) = issue(&settings(), started.ticket, &first);
+        assert!(id.len() < 2048, "{} bytes", id.len());
+        let (_, poll) = resume(&settings(), &id, now).unwrap();
+        assert!(matches!(poll, Poll::Decided));
+        let Body::Json(body) = answer_decided(&id, &claims).body else {
+            panic!("JSON")
+        };
+        assert_eq!(body["status"], "TERMINAL");
+        assert_eq!(body["decision"], "deny");
+        assert_eq!(body["decision_id"], "d1");
+        assert!(body["summary"].as_str().unwrap().len() <= MAX_SUMMARY_BYTES);
+    }
+
+    /// A target at the limit of every field still gives a URL well under the
+    /// 8 KB request lines that proxies and HTTP servers accept.
+    #[test]
+    fn the_largest_target_id_stays_small() {
+        let name = "a".repeat(253);
+        let fields: Vec<String> = [
+            "service",
+            "namespace",
+            "environment",
+            "deployment_id",
+            "stable_hash",
+            "canary_hash",
+        ]
+        .iter()
+        .map(|f| format!(r#""{f}": "{name}""#))
+        .collect();
+        let text = format!(
+            r#"{{{}, "weight": 25, "stage_index": 2, "stage_started_at": "2026-11-26T14:00:00.123456789+00:00"}}"#,
+            fields.join(", ")
+        );
+        let now: jiff::Timestamp = "2026-11-26T14:00:00Z".parse().unwrap();
+        let started = start(
+            &settings(),
+            "promotion",
+            Request::parse(text.as_bytes()),
+            now,
+        )
+        .unwrap();
+        let (id, _) = issue(
+            &settings(),
+            started.ticket,
+            &evaluation(Decision::Deny, "hold"),
+        );
+        let url = status_url(&settings(), &id, |_| Some("shipgate.shipgate.svc"));
+        assert!(url.len() < 4096, "{} bytes", url.len());
     }
 
     #[test]

@@ -107,21 +107,30 @@ async fn spinnaker_start(
         Ok(started) => started,
         Err(error) => return respond("spinnaker", Answer::refused(error)),
     };
+    let evaluation = match state.decide("spinnaker", started.request).await {
+        Ok(evaluation) => evaluation,
+        Err(error) => return respond("spinnaker", Answer::refused(error)),
+    };
+    let (id, claims) = spinnaker::issue(settings, started.ticket, &evaluation);
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let location = spinnaker::status_url(settings, &started.id, header);
-    let result = state.decide("spinnaker", started.request).await;
-    let answer = spinnaker::answer(&started.id, &started.claims, Some(location), result);
+    let location = spinnaker::status_url(settings, &id, header);
+    let answer = spinnaker::answer(&id, &claims, Some(location), evaluation);
     respond("spinnaker", answer)
 }
 
 async fn spinnaker_poll(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
     let settings = &state.settings.spinnaker;
-    let (claims, request) = match spinnaker::resume(settings, &id, jiff::Timestamp::now()) {
-        Ok(resumed) => resumed,
-        Err(error) => return respond("spinnaker", Answer::refused(error)),
+    let answer = match spinnaker::resume(settings, &id, jiff::Timestamp::now()) {
+        Ok((claims, spinnaker::Poll::Decide(request))) => {
+            match state.decide("spinnaker", request).await {
+                Ok(evaluation) => spinnaker::answer(&id, &claims, None, evaluation),
+                Err(error) => Answer::refused(error),
+            }
+        }
+        Ok((claims, spinnaker::Poll::Decided)) => spinnaker::answer_decided(&id, &claims),
+        Err(error) => Answer::refused(error),
     };
-    let result = state.decide("spinnaker", request).await;
-    respond("spinnaker", spinnaker::answer(&id, &claims, None, result))
+    respond("spinnaker", answer)
 }
 
 async fn flagger_hook(
