@@ -252,8 +252,9 @@ fn spinnaker_polls_the_location_until_a_terminal_status() {
     }
     // A large snapshot (many business metrics) still gives a short URL.
     let mut large = snapshot_json("promotion-allow");
-    let business: serde_json::Map<String, Value> =
-        (0..20_000).map(|i| (format!("event_{i:05}"), json!(i))).collect();
+    let business: serde_json::Map<String, Value> = (0..20_000)
+        .map(|i| (format!("event_{i:05}"), json!(i)))
+        .collect();
     large["metrics"]["canary"]["business"] = Value::Object(business);
     let location = start_spinnaker(&server, "promotion", &json!({"snapshot": large}));
     let (status, body) = server.get(path_of(&location));
@@ -267,8 +268,15 @@ fn spinnaker_polls_the_location_until_a_terminal_status() {
     for _ in 0..2 {
         let (status, body) = server.get(path_of(&location));
         assert_eq!(status, 200);
-        assert_eq!(stage_outcome(body[field].as_str().unwrap()), "RUNNING", "{body}");
-        assert!(body["evaluation"]["decision_id"].is_string(), "decided again: {body}");
+        assert_eq!(
+            stage_outcome(body[field].as_str().unwrap()),
+            "RUNNING",
+            "{body}"
+        );
+        assert!(
+            body["evaluation"]["decision_id"].is_string(),
+            "decided again: {body}"
+        );
     }
     // A second replica with the same key answers the same status URL.
     let location = start_spinnaker_evaluation(&server, "abort", "abort-rollback");

@@ -93,6 +93,47 @@ fn a_second_sigterm_ends_the_shutdown_delay() {
     assert!(server.wait().success());
 }
 
+/// A mounted ConfigMap changes the way the kubelet writes it: a new
+/// directory, then the `..data` symbolic link swapped to it (the file
+/// itself is a link through `..data`). No signal is sent: the image has no
+/// shell for `kill -HUP 1`.
+#[test]
+fn a_configmap_update_reloads_the_gate_without_a_signal() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let original = std::fs::read_to_string(example("gate.toml")).unwrap();
+    let mut version = 0;
+    let mut publish = |name: &str| {
+        version += 1;
+        let data = format!("..2026_11_30_{version:02}");
+        std::fs::create_dir(dir.path().join(&data)).unwrap();
+        let text = original.replace(
+            "name = \"checkout-production\"",
+            &format!("name = \"{name}\""),
+        );
+        std::fs::write(dir.path().join(&data).join("gate.toml"), text).unwrap();
+        symlink(&data, dir.path().join("..data_tmp")).unwrap();
+        std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
+    };
+    publish("first");
+    symlink("..data/gate.toml", dir.path().join("gate.toml")).unwrap();
+    let server = Server::start(
+        &dir.path().join("gate.toml"),
+        &["--watch-interval", "100ms"],
+    );
+    let serving = || {
+        server.get("/readyz").1["gate"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(serving(), "first");
+    publish("second");
+    eventually("the updated ConfigMap to serve", || serving() == "second");
+    let reloaded = server.logged("gate reloaded");
+    assert_eq!(reloaded.last().unwrap()["cause"], "files changed");
+}
+
 #[test]
 fn sighup_reloads_the_gate_without_failing_a_request() {
     let dir = tempfile::tempdir().unwrap();
@@ -111,7 +152,8 @@ fn sighup_reloads_the_gate_without_failing_a_request() {
         std::fs::rename(&next, &gate).unwrap();
     };
     replace_gate(&named("before"));
-    let server = Server::start(&gate, &[]);
+    // Only the signal reloads here (file watching has its own test).
+    let server = Server::start(&gate, &["--watch-interval", "0s"]);
 
     let stop = Arc::new(AtomicBool::new(false));
     let client_stop = stop.clone();

@@ -118,7 +118,7 @@ pub(crate) struct Ticket {
 #[derive(Debug, Clone)]
 pub(crate) enum Poll {
     /// Decide again, with fresh evidence.
-    Decide(DecisionRequest),
+    Decide(Box<DecisionRequest>),
     /// Answer the decision the id carries.
     Decided,
 }
@@ -181,10 +181,10 @@ pub(crate) fn resume(
 ) -> Result<(Claims, Poll), ApiError> {
     let claims = verify(id, &settings.key, now.as_second())?;
     let poll = match &claims.subject {
-        Subject::Target(target) => Poll::Decide(DecisionRequest {
+        Subject::Target(target) => Poll::Decide(Box::new(DecisionRequest {
             phase: claims.phase,
             input: Input::from_request(Request::from_value(target.clone()))?,
-        }),
+        })),
         Subject::Decided(_) => Poll::Decided,
     };
     Ok((claims, poll))
@@ -413,13 +413,7 @@ mod tests {
         let later = now + jiff::SignedDuration::from_mins(5);
         let (resumed, poll) = resume(&settings(), &id, later).unwrap();
         assert_eq!(resumed, claims);
-        assert!(matches!(
-            poll,
-            Poll::Decide(DecisionRequest {
-                phase: Phase::Promotion,
-                ..
-            })
-        ));
+        assert!(matches!(poll, Poll::Decide(asked) if asked.phase == Phase::Promotion));
         let status = answer(&id, &claims, None, evaluation(Decision::Deny, "hold"));
         let Body::Json(body) = status.body else {
             panic!("JSON")

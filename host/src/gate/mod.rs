@@ -159,6 +159,19 @@ impl Gate {
             .filter(move |p| p.phases.contains(&phase))
     }
 
+    /// The files the gate's module paths name (none for `builtin:` ones).
+    pub(crate) fn module_files(&self) -> Vec<PathBuf> {
+        let ModuleBase::Confined(dir) = &self.module_base else {
+            return Vec::new();
+        };
+        self.file
+            .policies
+            .iter()
+            .filter(|p| !p.module.starts_with(crate::builtins::PREFIX))
+            .map(|p| dir.join(&p.module))
+            .collect()
+    }
+
     /// The `gate` object policies receive with every snapshot: the gate's
     /// name, digest and declared plan, in the SDK's own types.
     pub fn snapshot_gate(&self) -> shipgate_policy::snapshot::Gate {
@@ -297,6 +310,17 @@ mod tests {
         let plan = seen.rollout.unwrap();
         assert_eq!(plan, gate.file.rollout);
         assert_eq!(plan.abort.max_latency_ms.unwrap().p99, Some(800.0));
+    }
+
+    #[test]
+    fn the_files_to_watch_are_the_module_paths_in_the_gates_directory() {
+        let text = "name = \"g\"\n[[policy]]\nname = \"a\"\nmodule = \"builtin:canary\"\nphases = [\"abort\"]\n\
+                    [[policy]]\nname = \"b\"\nmodule = \"team/rules.wasm\"\nphases = [\"abort\"]\n";
+        let gate = Gate::parse(text, Origin::File("/etc/shipgate/gate.toml".into())).unwrap();
+        assert_eq!(
+            gate.module_files(),
+            [PathBuf::from("/etc/shipgate/team/rules.wasm")]
+        );
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! `shipgate serve`: the adapters over HTTP (axum on tokio), with health,
 //! readiness and metrics, a bearer token, bounded work, graceful shutdown
-//! on SIGTERM and gate reload on SIGHUP.
+//! on SIGTERM, and gate reload on SIGHUP or when its files change.
 
 mod auth;
 mod extract;
 mod metrics;
 mod options;
+mod reload;
 mod routes;
 mod state;
 #[cfg(test)]
@@ -65,7 +66,10 @@ pub(crate) fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
             gate = %state.gate().gate().origin.label(),
             "listening"
         );
-        tokio::spawn(reload_on_hangup(state.clone(), signals.hangup));
+        tokio::spawn(reload::on_hangup(state.clone(), signals.hangup));
+        if let Some(interval) = state.settings.watch_interval {
+            tokio::spawn(reload::on_change(state.clone(), interval));
+        }
         axum::serve(listener, router(state.clone()))
             .with_graceful_shutdown(shutdown_signal(state, signals.terminate))
             .await
@@ -120,28 +124,6 @@ async fn shutdown_signal(state: Arc<AppState>, mut terminate: Signal) {
         _ = tokio::signal::ctrl_c() => {}
     }
     tracing::info!("closing the port: finishing requests in flight");
-}
-
-/// Reloads the gate on every SIGHUP. Loading runs off the async threads;
-/// requests keep the gate they started with, and a bad gate file leaves
-/// the old one serving.
-async fn reload_on_hangup(state: Arc<AppState>, mut hangups: Signal) {
-    while hangups.recv().await.is_some() {
-        let reloading = state.clone();
-        let result = tokio::task::spawn_blocking(move || reloading.reload()).await;
-        match result {
-            Ok(Ok(())) => tracing::info!(
-                gate = %state.gate().gate().origin.label(),
-                sha256 = %state.gate().gate().sha256,
-                "gate reloaded"
-            ),
-            Ok(Err(error)) => tracing::error!(
-                error = %error,
-                "gate reload failed; the previous gate keeps serving"
-            ),
-            Err(error) => tracing::error!(error = %error, "gate reload task failed"),
-        }
-    }
 }
 
 /// JSON lines on stderr; `SHIPGATE_LOG` filters (default `info`).

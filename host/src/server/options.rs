@@ -62,6 +62,11 @@ pub(crate) struct ServeArgs {
     /// A second SIGTERM ends it at once. `0s` closes right away.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_delay)]
     pub(crate) shutdown_delay: Duration,
+    /// How often to check whether the gate file or its module files changed,
+    /// and reload the gate when they did (a mounted ConfigMap changes by a
+    /// swapped symbolic link). `0s` turns watching off; SIGHUP still reloads.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_delay)]
+    pub(crate) watch_interval: Duration,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -132,6 +137,7 @@ impl ServeArgs {
             max_evaluating,
             decision_log: self.decision_log.clone(),
             shutdown_delay: self.shutdown_delay,
+            watch_interval: Some(self.watch_interval).filter(|d| !d.is_zero()),
         })
     }
 }

@@ -122,7 +122,7 @@ async fn spinnaker_poll(State(state): State<Arc<AppState>>, Path(id): Path<Strin
     let settings = &state.settings.spinnaker;
     let answer = match spinnaker::resume(settings, &id, jiff::Timestamp::now()) {
         Ok((claims, spinnaker::Poll::Decide(request))) => {
-            match state.decide("spinnaker", request).await {
+            match state.decide("spinnaker", *request).await {
                 Ok(evaluation) => spinnaker::answer(&id, &claims, None, evaluation),
                 Err(error) => Answer::refused(error),
             }

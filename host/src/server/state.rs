@@ -41,6 +41,8 @@ pub(crate) struct Settings {
     pub(crate) decision_log: Option<PathBuf>,
     /// How long to keep serving after SIGTERM before the port closes.
     pub(crate) shutdown_delay: Duration,
+    /// How often to look for changed gate or module files; `None`: never.
+    pub(crate) watch_interval: Option<Duration>,
 }
 
 pub(crate) struct AppState {

@@ -40,6 +40,7 @@ fn state(token: Option<&str>, max_pending: usize) -> Arc<AppState> {
         max_evaluating: 2,
         decision_log: None,
         shutdown_delay: Duration::ZERO,
+        watch_interval: None,
     };
     Arc::new(AppState::new(settings, runtime, gate))
 }
