@@ -107,10 +107,21 @@ fn github_format_annotates_failures_and_writes_the_step_summary() {
         5,
         "{stdout}"
     );
+    // The decision leads: GitHub shows only the first 10 error annotations.
     assert!(
-        stdout.contains("::error title=shipgate preflight::deny: CI ran on"),
+        stdout.starts_with("::error title=shipgate preflight::deny: CI ran on"),
         "{stdout}"
     );
+    // The text report follows with command processing stopped: no line a
+    // policy or snapshot wrote can act as a workflow command.
+    let (_, rest) = stdout.split_once("::stop-commands::").expect("stopped");
+    let (token, report) = rest.split_once('\n').unwrap();
+    assert_eq!(token.len(), 32, "{token}");
+    assert!(
+        report.trim_end().ends_with(&format!("::{token}::")),
+        "{report}"
+    );
+    assert!(report.contains("DENY  preflight"), "{report}");
     let markdown = std::fs::read_to_string(&summary).unwrap();
     assert!(
         markdown.starts_with("### shipgate preflight: **deny**"),

@@ -1,5 +1,7 @@
-//! GitHub Actions: workflow commands (annotations) for each failing check
-//! and the decision, then the text report made inert.
+//! GitHub Actions: workflow commands (annotations) for the decision and
+//! each failing check, then the text report with command processing
+//! stopped, so that nothing a policy or a snapshot says can become a
+//! workflow command.
 
 use std::fmt::Write as _;
 
@@ -9,17 +11,54 @@ use super::evidence;
 use crate::decision::Evaluation;
 use crate::gate::Mode;
 
-/// The workflow commands, then `text` with no line the runner would read
-/// as a command.
+/// The workflow commands, then `text` between `::stop-commands::` and its
+/// end marker: the runner reads no line in between as a command, whatever
+/// it starts with (a leading space is not enough, the runner trims it). The
+/// marker is random, so text cannot end the section early.
 pub(super) fn render(evaluation: &Evaluation, text: &str) -> String {
-    format!("{}{}", workflow_commands(evaluation), inert(text))
+    let token = stop_token(&evaluation.decision_id);
+    format!(
+        "{}::stop-commands::{token}\n{}::{token}::\n",
+        workflow_commands(evaluation),
+        inert(text)
+    )
 }
 
-/// GitHub workflow commands: one `::error::` per failing check or fault,
-/// and the decision as `::notice::` (allow) or `::error::`.
+/// 128 random bits, hex: from the kernel, else (no /dev/urandom) the
+/// decision id and the clock, which a policy cannot know either.
+fn stop_token(decision_id: &str) -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if random.is_err() {
+        use sha2::{Digest, Sha256};
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let digest = Sha256::digest(format!("{decision_id}:{nanos}:{}", std::process::id()));
+        bytes.copy_from_slice(&digest[..16]);
+    }
+    hex::encode(bytes)
+}
+
+/// GitHub workflow commands: the decision first, as `::notice::` (allow) or
+/// `::error::` (GitHub shows at most 10 error annotations a step, so the one
+/// that matters leads), then one `::error::` per failing check or fault.
 fn workflow_commands(e: &Evaluation) -> String {
     let mut out = String::new();
     let title = format!("shipgate {}", e.phase);
+    let level = if e.decision == Decision::Allow {
+        "notice"
+    } else {
+        "error"
+    };
+    let _ = writeln!(
+        out,
+        "::{level} title={}::{}: {}",
+        property(&title),
+        e.decision,
+        escape(&e.summary)
+    );
     for p in e.policies.iter().filter(|p| p.mode == Mode::Enforce) {
         if let Some(error) = &p.error {
             let _ = writeln!(
@@ -36,23 +75,11 @@ fn workflow_commands(e: &Evaluation) -> String {
             let _ = writeln!(out, "::error title={}::{}", property(&title), escape(&line));
         }
     }
-    let level = if e.decision == Decision::Allow {
-        "notice"
-    } else {
-        "error"
-    };
-    let _ = writeln!(
-        out,
-        "::{level} title={}::{}: {}",
-        property(&title),
-        e.decision,
-        escape(&e.summary)
-    );
     out
 }
 
-/// The runner reads any output line that starts with `::` as a command;
-/// policy and snapshot text must never become one.
+/// Belt and braces inside the stopped section: a line that starts with
+/// `::` is indented.
 fn inert(text: &str) -> String {
     text.lines()
         .map(|line| {
@@ -80,6 +107,13 @@ fn property(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stop_tokens_are_random() {
+        let a = stop_token("d");
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, stop_token("d"));
+    }
 
     #[test]
     fn workflow_command_text_is_escaped() {
