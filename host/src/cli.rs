@@ -63,7 +63,7 @@ pub(crate) enum Command {
     },
     /// Serve decisions over HTTP to Argo Rollouts, Spinnaker, Flagger and
     /// any client (see integrations/README.md).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
 }
 
 #[derive(Debug, clap::Args)]

@@ -20,6 +20,8 @@ mod eval;
 mod flagger;
 /// Output formats: text for people, JSON, GitHub Actions.
 mod formats;
+/// GitHub deployment protection rules, against a stand-in for GitHub's API.
+mod github;
 /// Policies that misbehave: each fails closed, the host keeps working.
 mod hostile;
 /// The files in integrations/ agree with shipgate.

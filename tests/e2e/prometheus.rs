@@ -411,3 +411,50 @@ fn an_unreachable_prometheus_denies_and_says_so() {
     let missing = "shipgate_missing_evidence_total{phase=\"abort\"}";
     assert_eq!(server.metric(missing), 1.0);
 }
+
+/// After a blue-green switch the previous version serves nothing: its
+/// baseline is its window before the switch, `baseline_offset_seconds` ago.
+/// The series here start 25 minutes ago, so a baseline 30 minutes back has
+/// none, while the canary, measured now, has its own.
+#[test]
+fn a_baseline_offset_measures_the_baseline_in_the_past() {
+    let prometheus = start_prometheus();
+    let Sourced {
+        dir: _dir,
+        log,
+        server,
+        ..
+    } = serve_with_source(&prometheus.url);
+    let target = |offset: &str| {
+        json!({"phase": "abort", "service": "checkout", "namespace": "shop",
+               "stable_hash": "stable1", "canary_hash": "canary-good",
+               "baseline_offset_seconds": offset})
+    };
+    let (status, answer) = server.post("/v1/evaluate", &target("1800"));
+    assert_eq!(status, 200);
+    let missing: Vec<&str> = answer["policies"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    assert!(
+        missing.contains(&"source:metrics.baseline.requests"),
+        "{answer}"
+    );
+    assert!(
+        missing
+            .iter()
+            .all(|check| check.starts_with("source:metrics.baseline.")),
+        "{missing:?}"
+    );
+    // Five minutes back the series are there, and so is every value.
+    let (_, answer) = server.post("/v1/evaluate", &target("300"));
+    assert_eq!(answer["decision"], "allow", "{answer}");
+    let snapshot = last_snapshot(&log);
+    close(
+        &snapshot["metrics"]["baseline"]["requests"],
+        (STABLE_OK + STABLE_ERRORS) * WINDOW_SECONDS,
+        "baseline requests",
+    );
+}

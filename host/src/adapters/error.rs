@@ -7,6 +7,8 @@ pub(crate) enum ApiError {
     BadRequest(String),
     TooLarge(String),
     Unauthorized,
+    /// A webhook whose signature is missing or wrong.
+    BadSignature(&'static str),
     NotFound(String),
     /// Too many requests waiting: retry later.
     Overloaded,
@@ -24,7 +26,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => 400,
             ApiError::TooLarge(_) => 413,
-            ApiError::Unauthorized => 401,
+            ApiError::Unauthorized | ApiError::BadSignature(_) => 401,
             ApiError::NotFound(_) => 404,
             ApiError::Overloaded | ApiError::Timeout => 503,
             ApiError::BadEvidence(_) => 502,
@@ -38,6 +40,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::TooLarge(_) => "too_large",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::BadSignature(_) => "bad_signature",
             ApiError::NotFound(_) => "not_found",
             ApiError::Overloaded => "overloaded",
             ApiError::Timeout => "timeout",
@@ -56,6 +59,11 @@ impl ApiError {
             ApiError::Unauthorized => {
                 "missing or wrong bearer token (Authorization: Bearer TOKEN)".into()
             }
+            ApiError::BadSignature(header) => {
+                format!(
+                    "missing or wrong {header} (HMAC-SHA256 of the body with the webhook secret)"
+                )
+            }
             ApiError::Overloaded => "too many requests are waiting; retry shortly".into(),
             ApiError::Timeout => "the request ran out of time before a decision".into(),
         }
@@ -66,6 +74,7 @@ impl ApiError {
         matches!(
             self,
             ApiError::Unauthorized
+                | ApiError::BadSignature(_)
                 | ApiError::Overloaded
                 | ApiError::Timeout
                 | ApiError::BadEvidence(_)

@@ -12,6 +12,7 @@ pub(crate) mod argo;
 mod error;
 pub(crate) mod flagger;
 pub(crate) mod generic;
+pub(crate) mod github;
 mod request;
 pub(crate) mod spinnaker;
 
@@ -28,6 +29,9 @@ pub(crate) use request::{DecisionRequest, Input, Request, phase_in_path};
 pub(crate) enum Authentication {
     /// `Authorization: Bearer TOKEN`, when the server has a token.
     Bearer,
+    /// GitHub's `X-Hub-Signature-256`: HMAC-SHA256 of the body with the
+    /// webhook secret.
+    GithubSignature,
 }
 
 /// What a CD system receives.

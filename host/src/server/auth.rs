@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
@@ -10,7 +11,7 @@ use subtle::ConstantTimeEq;
 
 use super::extract::respond;
 use super::state::AppState;
-use crate::adapters::{Answer, ApiError, Authentication};
+use crate::adapters::{Answer, ApiError, Authentication, github};
 
 /// What a route's authentication layer holds.
 #[derive(Clone)]
@@ -26,13 +27,37 @@ pub(crate) async fn authenticate(
     request: Request,
     next: Next,
 ) -> Response {
-    let allowed = match guard.authentication {
-        Authentication::Bearer => bearer_ok(guard.state.settings.token.as_deref(), &request),
-    };
-    if allowed {
-        next.run(request).await
-    } else {
-        respond(guard.adapter, Answer::refused(ApiError::Unauthorized))
+    let refuse = |error| respond(guard.adapter, Answer::refused(error));
+    match guard.authentication {
+        Authentication::Bearer => {
+            if !bearer_ok(guard.state.settings.token.as_deref(), &request) {
+                return refuse(ApiError::Unauthorized);
+            }
+            next.run(request).await
+        }
+        Authentication::GithubSignature => {
+            let Some(settings) = &guard.state.settings.github else {
+                return refuse(ApiError::NotFound("GitHub is not configured".into()));
+            };
+            // The signature covers the body: read it (within the limit),
+            // check it, and hand the same bytes on.
+            let (parts, body) = request.into_parts();
+            let limit = guard.state.settings.max_body_bytes;
+            let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+                return refuse(ApiError::TooLarge(
+                    "the request body is larger than the server's --max-body-bytes".into(),
+                ));
+            };
+            let signature = parts
+                .headers
+                .get(github::SIGNATURE_HEADER)
+                .and_then(|v| v.to_str().ok());
+            if !github::signature_ok(&settings.webhook_secret, &bytes, signature) {
+                return refuse(ApiError::BadSignature("X-Hub-Signature-256"));
+            }
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
     }
 }
 

@@ -37,6 +37,12 @@ struct ResultLabels {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReviewLabels {
+    state: String,
+    posted: String,
+}
+
 type HistogramFamily = Family<PhaseLabels, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -52,6 +58,7 @@ pub(crate) struct Metrics {
     missing_evidence: Family<PhaseLabels, Counter>,
     rejected: Family<ReasonLabels, Counter>,
     reloads: Family<ResultLabels, Counter>,
+    reviews: Family<ReviewLabels, Counter>,
     in_flight: Gauge,
 }
 
@@ -103,6 +110,12 @@ impl Metrics {
             "Gate reloads on SIGHUP, by result",
             reloads.clone(),
         );
+        let reviews = Family::<ReviewLabels, Counter>::default();
+        registry.register(
+            "github_reviews",
+            "Deployment protection rule reviews, by state (approved, rejected, pending) and whether GitHub took them",
+            reviews.clone(),
+        );
         let in_flight = Gauge::default();
         registry.register(
             "requests_in_flight",
@@ -118,6 +131,7 @@ impl Metrics {
             missing_evidence,
             rejected,
             reloads,
+            reviews,
         }
     }
 
@@ -172,6 +186,16 @@ impl Metrics {
         self.reloads
             .get_or_create(&ResultLabels {
                 result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a GitHub review and whether it was posted.
+    pub(crate) fn reviewed(&self, state: &str, posted: bool) {
+        self.reviews
+            .get_or_create(&ReviewLabels {
+                state: state.to_string(),
+                posted: posted.to_string(),
             })
             .inc();
     }

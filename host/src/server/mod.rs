@@ -4,6 +4,7 @@
 
 mod auth;
 mod extract;
+mod github_app;
 mod metrics;
 mod options;
 mod reload;

@@ -5,14 +5,18 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use shipgate_policy::Phase;
+
 use super::state::Settings;
-use crate::adapters::spinnaker;
+use crate::adapters::{github, spinnaker};
 use crate::error::Error;
 
 /// Environment variable holding the bearer token (when no --token-file).
 pub(crate) const TOKEN_ENV: &str = "SHIPGATE_TOKEN";
 /// Environment variable holding the evaluation key (when no --key-file).
 pub(crate) const KEY_ENV: &str = "SHIPGATE_EVALUATION_KEY";
+/// Environment variable holding the GitHub webhook secret.
+const GITHUB_SECRET_ENV: &str = "SHIPGATE_GITHUB_WEBHOOK_SECRET";
 /// Shortest evaluation key accepted, in bytes.
 const MIN_KEY_BYTES: usize = 32;
 
@@ -67,6 +71,25 @@ pub(crate) struct ServeArgs {
     /// swapped symbolic link). `0s` turns watching off; SIGHUP still reloads.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_delay)]
     pub(crate) watch_interval: Duration,
+    /// Serve GitHub deployment protection rules as this GitHub App (its App
+    /// id or client id) at POST /v1/github/deployment-protection.
+    #[arg(long, value_name = "ID", requires_all = ["github_private_key_file"])]
+    pub(crate) github_app_id: Option<String>,
+    /// The GitHub App's private key (PEM, as GitHub hands it out).
+    #[arg(long, value_name = "FILE", requires = "github_app_id")]
+    pub(crate) github_private_key_file: Option<PathBuf>,
+    /// File holding the App's webhook secret (default:
+    /// $SHIPGATE_GITHUB_WEBHOOK_SECRET); deliveries not signed with it are
+    /// refused.
+    #[arg(long, value_name = "FILE", requires = "github_app_id")]
+    pub(crate) github_webhook_secret_file: Option<PathBuf>,
+    /// GitHub's REST API (GitHub Enterprise Server: https://HOST/api/v3).
+    #[arg(long, value_name = "URL", default_value = "https://api.github.com")]
+    pub(crate) github_api_url: String,
+    /// The phase an environment's protection rule asks for, as NAME=PHASE
+    /// (repeatable); other environments ask for preflight.
+    #[arg(long = "github-environment", value_name = "NAME=PHASE", value_parser = parse_environment)]
+    pub(crate) github_environments: Vec<(String, Phase)>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -77,6 +100,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok()
         .filter(|d| !d.is_zero())
         .ok_or_else(|| format!("'{text}' must be longer than zero"))
+}
+
+/// `NAME=PHASE`.
+fn parse_environment(text: &str) -> Result<(String, Phase), String> {
+    let (name, phase) = text
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}' is not NAME=PHASE (e.g. production=preflight)"))?;
+    Ok((name.to_string(), phase.parse()?))
 }
 
 /// A duration that may be zero.
@@ -122,8 +153,10 @@ impl ServeArgs {
                 "--max-evaluating and --max-pending must be at least 1".into(),
             ));
         }
+        let github = self.github()?;
         Ok(Settings {
             gate_path: self.gate.clone(),
+            github,
             token,
             spinnaker: spinnaker::Settings {
                 key: evaluation_key,
@@ -139,6 +172,43 @@ impl ServeArgs {
             shutdown_delay: self.shutdown_delay,
             watch_interval: Some(self.watch_interval).filter(|d| !d.is_zero()),
         })
+    }
+}
+
+impl ServeArgs {
+    /// The GitHub App's settings, when one is configured.
+    fn github(&self) -> Result<Option<github::Settings>, Error> {
+        let (Some(app_id), Some(key_file)) = (&self.github_app_id, &self.github_private_key_file)
+        else {
+            return Ok(None);
+        };
+        let pem = std::fs::read_to_string(key_file).map_err(|e| Error::reading(key_file, e))?;
+        let key = github::read_key(&pem)
+            .map_err(|why| Error::InvalidInput(format!("{}: {why}", key_file.display())))?;
+        let secret = secret(
+            self.github_webhook_secret_file.as_deref(),
+            GITHUB_SECRET_ENV,
+            "--github-webhook-secret-file",
+        )?
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "--github-app-id needs the webhook secret: --github-webhook-secret-file or ${GITHUB_SECRET_ENV}"
+            ))
+        })?;
+        let api_url = self.github_api_url.trim_end_matches('/').to_string();
+        if !(api_url.starts_with("https://") || api_url.starts_with("http://127.0.0.1:")) {
+            return Err(Error::Usage(format!(
+                "--github-api-url: '{api_url}' is not an https:// URL (plain http only on 127.0.0.1)"
+            )));
+        }
+        Ok(Some(github::Settings {
+            app_id: app_id.clone(),
+            key: std::sync::Arc::new(key),
+            webhook_secret: secret,
+            api_url,
+            environments: self.github_environments.iter().cloned().collect(),
+            default_phase: Phase::Preflight,
+        }))
     }
 }
 

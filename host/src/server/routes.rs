@@ -13,8 +13,11 @@ use serde_json::json;
 
 use super::auth::{Guard, authenticate};
 use super::extract::{DecisionBody, observe, respond};
+use super::github_app;
 use super::state::AppState;
-use crate::adapters::{Answer, ApiError, DecisionRequest, argo, flagger, generic, spinnaker};
+use crate::adapters::{
+    Answer, ApiError, DecisionRequest, argo, flagger, generic, github, spinnaker,
+};
 use crate::decision::Evaluation;
 
 type Body = Result<DecisionBody, ApiError>;
@@ -35,7 +38,19 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             })
             .route_layer(middleware::from_fn_with_state(guard, authenticate))
     };
+    let github = match state.settings.github {
+        Some(_) => adapter(
+            "github",
+            github::AUTHENTICATION,
+            vec![(
+                "/v1/github/deployment-protection",
+                post(github_protection_rule),
+            )],
+        ),
+        None => Router::new(),
+    };
     Router::new()
+        .merge(github)
         .merge(adapter(
             "generic",
             generic::AUTHENTICATION,
@@ -153,6 +168,54 @@ async fn flagger_hook(
         Err(error) => return respond("flagger", Answer::refused(error)),
     };
     respond("flagger", flagger::answer(hook, result))
+}
+
+/// A deployment protection rule: acknowledged at once (GitHub waits 10
+/// seconds at most), decided and reviewed in the background.
+async fn github_protection_rule(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(settings) = state.settings.github.clone() else {
+        return respond(
+            "github",
+            Answer::refused(ApiError::NotFound("GitHub is not configured".into())),
+        );
+    };
+    let event = headers
+        .get(github::EVENT_HEADER)
+        .and_then(|v| v.to_str().ok());
+    let delivery = match body.and_then(|DecisionBody(body)| github::request(&settings, event, body))
+    {
+        Ok(delivery) => delivery,
+        Err(error) => return respond("github", Answer::refused(error)),
+    };
+    let answer = github::acknowledge(&delivery);
+    if let github::Delivery::Review(request, callback) = delivery {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let result = state.decide("github", *request).await;
+            let review = github::review(&callback, &result);
+            let outcome = github_app::report(&state.http, &settings, &callback, &review).await;
+            state
+                .metrics
+                .reviewed(review.state.unwrap_or("pending"), outcome.is_ok());
+            match outcome {
+                Ok(()) => tracing::info!(
+                    environment = %callback.environment,
+                    state = review.state.unwrap_or("pending"),
+                    "github review posted"
+                ),
+                Err(error) => tracing::error!(
+                    environment = %callback.environment,
+                    error = %error,
+                    "github review not posted; the rule stays pending until the webhook is redelivered"
+                ),
+            }
+        });
+    }
+    respond("github", answer)
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {

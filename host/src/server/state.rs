@@ -10,7 +10,7 @@ use shipgate_policy::Phase;
 use tokio::sync::Semaphore;
 
 use super::metrics::Metrics;
-use crate::adapters::{ApiError, DecisionRequest, Input, spinnaker};
+use crate::adapters::{ApiError, DecisionRequest, Input, github, spinnaker};
 use crate::decision::{Evaluation, PolicyOutcome};
 use crate::decision_log;
 use crate::error::Error;
@@ -31,6 +31,8 @@ pub(crate) struct Settings {
     /// Required bearer token on `/v1/*`, when set.
     pub(crate) token: Option<String>,
     pub(crate) spinnaker: spinnaker::Settings,
+    /// The GitHub App, when deployment protection rules are served.
+    pub(crate) github: Option<github::Settings>,
     /// Budget of one request, from arrival to answer.
     pub(crate) request_timeout: Duration,
     pub(crate) max_body_bytes: usize,
@@ -53,7 +55,8 @@ pub(crate) struct AppState {
     served: RwLock<Arc<PreparedGate>>,
     pending: Arc<Semaphore>,
     evaluating: Arc<Semaphore>,
-    http: reqwest::Client,
+    /// Outbound HTTP: sources' queries, GitHub's API.
+    pub(crate) http: reqwest::Client,
     shutting_down: AtomicBool,
 }
 

@@ -34,6 +34,7 @@ fn state(token: Option<&str>, max_pending: usize) -> Arc<AppState> {
             ttl: Duration::from_secs(60),
             public_url: None,
         },
+        github: None,
         request_timeout: Duration::from_secs(30),
         max_body_bytes: 1 << 20,
         max_pending,

@@ -31,6 +31,7 @@ pub(crate) fn assemble(
             "deployment.service",
             target.service.clone().map(Value::from),
         ),
+        ("deployment.commit", target.commit.clone().map(Value::from)),
         (
             "deployment.environment",
             target.environment.clone().map(Value::from),

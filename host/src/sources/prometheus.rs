@@ -69,7 +69,8 @@ impl PrometheusSource {
         };
         let (queries, missing) = templates.plan_rollout(target, &window);
         evidence.missing.extend(missing);
-        self.run(client, queries, time, &mut evidence).await;
+        let baseline_offset = target.baseline_offset_seconds.unwrap_or(0.0);
+        self.run(client, queries, (time, 0.0), &mut evidence).await;
         let weight = target.weight.or_else(|| {
             let (_, value) = evidence
                 .values
@@ -86,32 +87,33 @@ impl PrometheusSource {
         }
         let (queries, missing) = templates.plan_cohorts(target, &window, canary_has_traffic);
         evidence.missing.extend(missing);
-        self.run(client, queries, time, &mut evidence).await;
+        self.run(client, queries, (time, baseline_offset), &mut evidence)
+            .await;
         evidence
             .values
             .push(("metrics.window_seconds".into(), self.window_seconds.into()));
         evidence
     }
 
-    /// Runs `queries` at `time` concurrently, adding each value, or why it
-    /// is missing, to `evidence` in the queries' order.
+    /// Runs `queries` at `time` (baseline queries `baseline_offset` seconds
+    /// earlier) concurrently, adding each value, or why it is missing, to
+    /// `evidence` in the queries' order.
     async fn run(
         &self,
         client: &reqwest::Client,
         queries: Vec<Query>,
-        time: f64,
+        (time, baseline_offset): (f64, f64),
         evidence: &mut Evidence,
     ) {
         let endpoint = format!("{}/api/v1/query", self.url.trim_end_matches('/'));
         let timeout = Duration::from_millis(self.timeout_ms);
         let mut running = tokio::task::JoinSet::new();
         for (index, query) in queries.iter().enumerate() {
+            let offset = if query.baseline { baseline_offset } else { 0.0 };
+            let at = format!("{:.3}", time - offset);
             let request = client
                 .get(&endpoint)
-                .query(&[
-                    ("query", query.text.as_str()),
-                    ("time", &format!("{time:.3}")),
-                ])
+                .query(&[("query", query.text.as_str()), ("time", &at)])
                 .timeout(timeout);
             let base = self.url.clone();
             running.spawn(async move { (index, instant_value(request, &base).await) });
@@ -122,7 +124,7 @@ impl PrometheusSource {
                 results[index] = Some(result);
             }
         }
-        for (Query { field, text }, result) in queries.into_iter().zip(results) {
+        for (Query { field, text, .. }, result) in queries.into_iter().zip(results) {
             match result
                 .unwrap_or_else(|| Err("the query task failed".to_string()))
                 .and_then(|value| snapshot_value(&field, value))

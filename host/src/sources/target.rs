@@ -18,12 +18,24 @@ pub(crate) struct Target {
     pub(crate) stable_hash: Option<String>,
     /// Pod-template hash (or workload name) of the canary.
     pub(crate) canary_hash: Option<String>,
+    /// The commit being deployed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) commit: Option<String>,
     #[serde(default, deserialize_with = "number_or_string")]
     pub(crate) weight: Option<f64>,
     #[serde(default, deserialize_with = "number_or_string")]
     pub(crate) stage_index: Option<f64>,
     /// RFC 3339.
     pub(crate) stage_started_at: Option<String>,
+    /// Measure the baseline this many seconds in the past: after a
+    /// blue-green switch the previous version serves no traffic, and its
+    /// baseline is its window before the switch.
+    #[serde(
+        default,
+        deserialize_with = "number_or_string",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub(crate) baseline_offset_seconds: Option<f64>,
 }
 
 impl Target {
@@ -54,6 +66,7 @@ impl Target {
             ("deployment_id", &self.deployment_id),
             ("stable_hash", &self.stable_hash),
             ("canary_hash", &self.canary_hash),
+            ("commit", &self.commit),
         ];
         for (field, value) in texts {
             if let Some(value) = value
@@ -78,6 +91,13 @@ impl Target {
         {
             return Err(format!("stage_index: {i} is not a stage number"));
         }
+        if let Some(offset) = self.baseline_offset_seconds
+            && !(0.0..=MAX_BASELINE_OFFSET_SECONDS).contains(&offset)
+        {
+            return Err(format!(
+                "baseline_offset_seconds: {offset} is not between 0 and {MAX_BASELINE_OFFSET_SECONDS} (a week)"
+            ));
+        }
         if let Some(at) = &self.stage_started_at
             && Timestamp::parse(at).is_none()
         {
@@ -89,6 +109,9 @@ impl Target {
         Ok(())
     }
 }
+
+/// A week: any baseline further back is not the version just replaced.
+const MAX_BASELINE_OFFSET_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
 
 fn is_name(value: &str) -> bool {
     (1..=253).contains(&value.len())

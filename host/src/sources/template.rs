@@ -48,6 +48,8 @@ pub(crate) struct Query {
     /// A snapshot path relative to the document, e.g. `metrics.canary.errors`.
     pub(crate) field: String,
     pub(crate) text: String,
+    /// Whether it measures the baseline (a source may ask it at another time).
+    pub(crate) baseline: bool,
 }
 
 /// A source's templates, as its gate section holds them.
@@ -180,7 +182,11 @@ struct Planned {
 impl Planned {
     fn add(&mut self, field: String, template: &str, values: &Values) {
         match fill(template, |name| values.get(name)) {
-            Ok(text) => self.queries.push(Query { field, text }),
+            Ok(text) => self.queries.push(Query {
+                field,
+                text,
+                baseline: values.hash.is_some() && values.cohort == "baseline",
+            }),
             Err(why) => self.missing.push(Missing {
                 field,
                 query: template.to_string(),
@@ -318,10 +324,12 @@ mod tests {
                 Query {
                     field: "metrics.baseline.requests".into(),
                     text: r#"sum(increase(http_requests_total{app="checkout",ns="shop",hash="aaa"}[600s]))"#.into(),
+                    baseline: true,
                 },
                 Query {
                     field: "metrics.canary.requests".into(),
                     text: r#"sum(increase(http_requests_total{app="checkout",ns="shop",hash="bbb"}[600s]))"#.into(),
+                    baseline: false,
                 },
             ]
         );
