@@ -89,6 +89,14 @@ pub(crate) struct EvalArgs {
     /// (flushed to disk before the decision is printed).
     #[arg(long, value_name = "FILE")]
     pub(crate) decision_log: Option<PathBuf>,
+    /// Also write the decision and its summary as the files `decision` and
+    /// `summary` in this directory (Tekton task results: /tekton/results).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) results_dir: Option<PathBuf>,
+    /// Also write the decision as JUnit XML to this file, a test case per
+    /// check (GitLab: `artifacts:reports:junit`).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) junit: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -222,6 +230,12 @@ fn eval(args: &EvalArgs) -> Result<i32, Error> {
     if let Some(log) = &args.decision_log {
         decision_log::append(log, &evaluation, &snapshot)?;
     }
+    if let Some(dir) = &args.results_dir {
+        write_results(dir, &evaluation)?;
+    }
+    if let Some(path) = &args.junit {
+        write_file(path, &report::junit(&evaluation))?;
+    }
     print(&report::render(&evaluation, args.format));
     if args.format == Format::Github
         && let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty())
@@ -287,6 +301,36 @@ fn policies() -> Result<i32, Error> {
         .collect::<Result<Vec<_>, Error>>()?;
     print(&report::policies(&stock));
     Ok(0)
+}
+
+/// The longest summary written as a result: Tekton keeps all of a task's
+/// results in 4 KiB.
+const MAX_RESULT_SUMMARY_BYTES: usize = 3072;
+
+/// `decision` and `summary` files for CI systems that read results from
+/// files.
+fn write_results(dir: &Path, evaluation: &crate::decision::Evaluation) -> Result<(), Error> {
+    let mut summary = evaluation.summary.as_str();
+    if summary.len() > MAX_RESULT_SUMMARY_BYTES {
+        let mut end = MAX_RESULT_SUMMARY_BYTES;
+        while !summary.is_char_boundary(end) {
+            end -= 1;
+        }
+        summary = &summary[..end];
+    }
+    for (name, text) in [
+        ("decision", evaluation.decision.as_str()),
+        ("summary", summary),
+    ] {
+        write_file(&dir.join(name), text)?;
+    }
+    Ok(())
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), Error> {
+    std::fs::write(path, text).map_err(|e| {
+        Error::Internal(anyhow::Error::new(e).context(format!("writing {}", path.display())))
+    })
 }
 
 fn append_file(path: &Path, text: &str) -> Result<(), Error> {

@@ -207,3 +207,382 @@ fn the_kubernetes_deployment_starts_and_drains_within_its_grace_period() {
         "terminationGracePeriodSeconds {grace} <= {needed}"
     );
 }
+
+/// The documents of `relative` whose `kind` is `kind`.
+fn documents_of(relative: &str, kind: &str) -> Vec<serde_yaml::Value> {
+    yaml_documents(relative)
+        .into_iter()
+        .filter(|d| d["kind"] == kind)
+        .collect()
+}
+
+/// shipgate's own default request budget: a CD system that gives up first
+/// turns shipgate's 503 into a timeout of its own.
+const SERVER_REQUEST_TIMEOUT_SECONDS: u64 = 10;
+
+#[test]
+fn argo_and_flagger_wait_longer_than_shipgate_takes() {
+    for (file, kind) in [
+        (
+            "integrations/argo/analysis-templates.yaml",
+            "AnalysisTemplate",
+        ),
+        (
+            "integrations/argo/cluster-analysis-templates.yaml",
+            "ClusterAnalysisTemplate",
+        ),
+    ] {
+        for template in documents_of(file, kind) {
+            for metric in template["spec"]["metrics"].as_sequence().unwrap() {
+                let web = &metric["provider"]["web"];
+                if web.is_null() {
+                    continue;
+                }
+                let timeout = web["timeoutSeconds"].as_u64().unwrap();
+                assert!(
+                    timeout > SERVER_REQUEST_TIMEOUT_SECONDS,
+                    "{file}: {timeout}s"
+                );
+            }
+        }
+    }
+    let canary = &documents_of("integrations/flagger/canary.yaml", "Canary")[0];
+    for hook in canary["spec"]["analysis"]["webhooks"]
+        .as_sequence()
+        .unwrap()
+    {
+        if hook["type"] == "event" {
+            continue; // acknowledged, never evaluated
+        }
+        let timeout: u64 = hook["timeout"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches('s')
+            .parse()
+            .unwrap();
+        assert!(
+            timeout > SERVER_REQUEST_TIMEOUT_SECONDS,
+            "{}: {timeout}s",
+            hook["name"].as_str().unwrap()
+        );
+    }
+}
+
+#[test]
+fn the_cluster_templates_are_the_namespaced_ones() {
+    let namespaced = documents_of(
+        "integrations/argo/analysis-templates.yaml",
+        "AnalysisTemplate",
+    );
+    let cluster = documents_of(
+        "integrations/argo/cluster-analysis-templates.yaml",
+        "ClusterAnalysisTemplate",
+    );
+    assert_eq!(namespaced.len(), cluster.len());
+    for (a, b) in namespaced.iter().zip(&cluster) {
+        assert_eq!(a["metadata"], b["metadata"]);
+        assert_eq!(
+            a["spec"],
+            b["spec"],
+            "{}",
+            a["metadata"]["name"].as_str().unwrap()
+        );
+    }
+}
+
+/// Every template a consumer names exists, every arg it passes is one the
+/// templates declare, and every arg a template needs (no value of its own)
+/// is passed.
+fn assert_analysis_wiring(
+    consumer: &str,
+    analysis: &serde_yaml::Value,
+    templates: &[String],
+    key: &str,
+) {
+    let all = documents_of(
+        "integrations/argo/analysis-templates.yaml",
+        "AnalysisTemplate",
+    );
+    let passed: Vec<&str> = analysis["args"]
+        .as_sequence()
+        .map(|args| args.iter().map(|a| a["name"].as_str().unwrap()).collect())
+        .unwrap_or_default();
+    let mut declared = Vec::new();
+    for name in templates {
+        let template = all
+            .iter()
+            .find(|t| t["metadata"]["name"].as_str() == Some(name.as_str()))
+            .unwrap_or_else(|| panic!("{consumer}: no template {name}"));
+        for arg in template["spec"]["args"].as_sequence().unwrap() {
+            let arg_name = arg["name"].as_str().unwrap();
+            declared.push(arg_name.to_string());
+            let has_own = !arg["value"].is_null() || !arg["valueFrom"].is_null();
+            assert!(
+                has_own || passed.contains(&arg_name),
+                "{consumer} ({key}): {name} needs arg {arg_name}"
+            );
+        }
+    }
+    for arg in passed {
+        assert!(
+            declared.iter().any(|d| d == arg),
+            "{consumer} ({key}): no template takes {arg}"
+        );
+    }
+}
+
+#[test]
+fn the_bluegreen_rollout_and_the_kargo_stage_pass_what_the_templates_take() {
+    let rollout = &documents_of("integrations/argo/rollout-bluegreen.yaml", "Rollout")[0];
+    let blue_green = &rollout["spec"]["strategy"]["blueGreen"];
+    for key in ["prePromotionAnalysis", "postPromotionAnalysis"] {
+        let analysis = &blue_green[key];
+        let names: Vec<String> = analysis["templates"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|t| t["templateName"].as_str().unwrap().to_string())
+            .collect();
+        assert!(names.contains(&"shipgate-health".to_string()), "{key}");
+        assert_analysis_wiring("rollout-bluegreen.yaml", analysis, &names, key);
+    }
+    for service in ["activeService", "previewService"] {
+        let name = blue_green[service].as_str().unwrap();
+        assert!(
+            documents_of("integrations/argo/rollout-bluegreen.yaml", "Service")
+                .iter()
+                .any(|s| s["metadata"]["name"] == name),
+            "{service} {name}"
+        );
+    }
+    let stage = &documents_of("integrations/kargo/stage.yaml", "Stage")[0];
+    let verification = &stage["spec"]["verification"];
+    let names: Vec<String> = verification["analysisTemplates"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_analysis_wiring("kargo/stage.yaml", verification, &names, "verification");
+}
+
+/// The health template's body, as Argo fills it, with and without a
+/// baseline offset: a request shipgate takes and answers with a decision.
+#[test]
+fn the_health_template_body_is_a_request_the_server_takes() {
+    let template = documents_of(
+        "integrations/argo/analysis-templates.yaml",
+        "AnalysisTemplate",
+    )
+    .into_iter()
+    .find(|t| t["metadata"]["name"] == "shipgate-health")
+    .unwrap();
+    let metric = &template["spec"]["metrics"][0];
+    let url = metric["provider"]["web"]["url"].as_str().unwrap();
+    let path = url.split_once(".svc").unwrap().1;
+    let body: Value = serde_json::to_value(&metric["provider"]["web"]["jsonBody"]).unwrap();
+    let server = Server::start(&repo().join("integrations/gate.toml"), &[]);
+    for offset in ["0", "1800"] {
+        let filled = body
+            .to_string()
+            .replace("{{args.service}}", "checkout")
+            .replace("{{args.namespace}}", "shop")
+            .replace("{{args.environment}}", "production")
+            .replace("{{args.stable_hash}}", "6f7d8c")
+            .replace("{{args.canary_hash}}", "9b1e2a")
+            .replace("{{args.baseline_offset_seconds}}", offset);
+        assert!(!filled.contains("{{args."), "{filled}");
+        let (status, answer) = server.post(path, &serde_json::from_str(&filled).unwrap());
+        assert_eq!(status, 200, "{answer}");
+        // No Prometheus here: missing evidence, a hold, and never a 4xx.
+        assert_eq!(answer["decision"], "deny", "{answer}");
+    }
+}
+
+/// Runs a container's `shipgate` arguments with the real binary, its
+/// mounted paths mapped to files of the test's own.
+fn run_container_args(args: &[&str], paths: &[(&str, &std::path::Path)]) -> std::process::Output {
+    let mapped: Vec<String> = args
+        .iter()
+        .map(|arg| {
+            paths
+                .iter()
+                .find(|(inside, _)| arg == inside)
+                .map_or(arg.to_string(), |(_, outside)| {
+                    outside.display().to_string()
+                })
+        })
+        .collect();
+    shipgate().args(&mapped).output().unwrap()
+}
+
+fn container_args(container: &serde_yaml::Value) -> Vec<String> {
+    assert_eq!(container["command"][0], "shipgate");
+    container["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn the_argocd_presync_job_blocks_a_sync_that_preflight_denies() {
+    let job = &documents_of("integrations/argocd/presync-preflight.yaml", "Job")[0];
+    let annotations = &job["metadata"]["annotations"];
+    assert_eq!(annotations["argocd.argoproj.io/hook"], "PreSync");
+    assert_eq!(job["spec"]["backoffLimit"], 0);
+    let args = container_args(&job["spec"]["template"]["spec"]["containers"][0]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let gate = repo().join("integrations/gate.toml");
+    for (snapshot, code) in [("preflight-ready", 0), ("preflight-blocked", 1)] {
+        let path = crate::support::snapshot(snapshot);
+        let output = run_container_args(
+            &args,
+            &[
+                ("/snapshot/snapshot.json", &path),
+                ("/etc/shipgate/gate.toml", &gate),
+            ],
+        );
+        assert_eq!(output.status.code(), Some(code), "{snapshot}");
+    }
+}
+
+#[test]
+fn the_tekton_task_writes_the_results_the_pipeline_reads() {
+    let task = &documents_of("integrations/tekton/task.yaml", "Task")[0];
+    let step = &task["spec"]["steps"][0];
+    assert_eq!(step["onError"], "continue");
+    let defaults: Vec<(String, String)> = task["spec"]["params"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["default"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let results: Vec<&str> = task["spec"]["results"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(results, ["decision", "summary"]);
+    let workspace = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo().join("integrations/gate.toml"),
+        workspace.path().join("gate.toml"),
+    )
+    .unwrap();
+    let results_dir = tempfile::tempdir().unwrap();
+    let args: Vec<String> = container_args(step)
+        .into_iter()
+        .map(|arg| {
+            let mut arg = arg;
+            for (name, value) in &defaults {
+                arg = arg.replace(&format!("$(params.{name})"), value);
+            }
+            arg.replace("/tekton/results", results_dir.path().to_str().unwrap())
+        })
+        .collect();
+    for (snapshot, code, decision) in [
+        ("preflight-ready", 0, "allow"),
+        ("preflight-blocked", 1, "deny"),
+    ] {
+        std::fs::copy(
+            crate::support::snapshot(snapshot),
+            workspace.path().join("snapshot.json"),
+        )
+        .unwrap();
+        let output = crate::support::shipgate_in(workspace.path())
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(code), "{snapshot}");
+        let read = |name: &str| std::fs::read_to_string(results_dir.path().join(name)).unwrap();
+        assert_eq!(read("decision"), decision);
+        assert!(!read("summary").is_empty());
+    }
+    // An invalid snapshot is no decision: no result for the pipeline to read.
+    let errors = tempfile::tempdir().unwrap();
+    std::fs::write(workspace.path().join("snapshot.json"), "{}").unwrap();
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| {
+            a.replace(
+                results_dir.path().to_str().unwrap(),
+                errors.path().to_str().unwrap(),
+            )
+        })
+        .collect();
+    let output = crate::support::shipgate_in(workspace.path())
+        .args(&args)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(65));
+    assert!(!errors.path().join("decision").exists());
+    // The Pipeline reads those results from the task that runs this Task.
+    let pipeline = &documents_of("integrations/tekton/pipeline.yaml", "Pipeline")[0];
+    let tasks = pipeline["spec"]["tasks"].as_sequence().unwrap();
+    let preflight = tasks
+        .iter()
+        .find(|t| t["taskRef"]["name"] == task["metadata"]["name"])
+        .unwrap();
+    let name = preflight["name"].as_str().unwrap();
+    let deploy = tasks.iter().find(|t| !t["when"].is_null()).unwrap();
+    assert_eq!(
+        deploy["when"][0]["input"],
+        format!("$(tasks.{name}.results.decision)").as_str()
+    );
+    assert_eq!(deploy["when"][0]["values"][0], "allow");
+}
+
+#[test]
+fn the_gitlab_job_leaves_a_junit_report_of_every_check() {
+    let jobs = yaml_documents("integrations/gitlab/.gitlab-ci.yml").remove(0);
+    let job = &jobs["preflight:shipgate"];
+    assert_eq!(job["artifacts"]["reports"]["junit"], "shipgate-junit.xml");
+    let line = job["script"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .find(|l| l.starts_with("shipgate eval"))
+        .unwrap();
+    let command = line.split(" > ").next().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo().join("integrations/gate.toml"),
+        dir.path().join("gate.toml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        crate::support::snapshot("preflight-blocked"),
+        dir.path().join("snapshot.json"),
+    )
+    .unwrap();
+    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+    let output = crate::support::shipgate_in(dir.path())
+        .args(&args)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let xml = std::fs::read_to_string(dir.path().join("shipgate-junit.xml")).unwrap();
+    let report = quick_junit::Report::deserialize_from_str(&xml).expect("JUnit XML GitLab parses");
+    let suite = &report.test_suites[0];
+    let record = crate::support::json_output(&output);
+    let failing = record["policies"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["decision"] != "allow")
+        .count();
+    assert_eq!(suite.failures, failing);
+    assert_eq!(
+        suite.tests,
+        record["policies"][0]["findings"].as_array().unwrap().len()
+    );
+}

@@ -5,6 +5,7 @@
 
 mod github;
 mod json;
+mod junit;
 mod markdown;
 mod text;
 
@@ -14,6 +15,7 @@ use crate::decision::Evaluation;
 use crate::error::exit;
 
 pub(crate) use json::json;
+pub(crate) use junit::junit;
 pub(crate) use markdown::markdown;
 pub(crate) use text::{check, inspection, policies, replay};
 
