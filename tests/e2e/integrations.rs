@@ -586,3 +586,22 @@ fn the_gitlab_job_leaves_a_junit_report_of_every_check() {
         record["policies"][0]["findings"].as_array().unwrap().len()
     );
 }
+
+/// The preflight job runs when tests failed (so shipgate says why it
+/// blocks), but not in a cancelled run, and passes the exit code on.
+#[test]
+fn the_github_workflow_runs_preflight_unless_cancelled() {
+    let workflow = yaml_documents("integrations/github/workflow.yml").remove(0);
+    let preflight = &workflow["jobs"]["preflight"];
+    assert_eq!(preflight["if"], "${{ !cancelled() }}");
+    assert_eq!(workflow["jobs"]["deploy"]["needs"], "preflight");
+    let step = preflight["steps"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "shipgate")
+        .unwrap();
+    let script = step["run"].as_str().unwrap();
+    assert!(script.contains("--format github"), "{script}");
+    assert!(script.contains("exit \"$code\""), "{script}");
+}
