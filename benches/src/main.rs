@@ -263,6 +263,7 @@ fn main() -> Result<()> {
                 "{}",
                 limits,
                 determinism,
+                None,
             );
             let verdict = called.result.map_err(|f| anyhow::anyhow!("{f}"))?;
             check("wasm_fresh", input, verdict.decision.as_str())
@@ -360,7 +361,7 @@ fn whole_gate<'a>(
 ) -> impl FnMut(&Input) -> Result<()> + 'a {
     move |input| {
         let snapshot = snapshot::parse(&input.bytes)?;
-        let evaluation = gate.evaluate(Phase::Abort, &snapshot);
+        let evaluation = gate.evaluate(Phase::Abort, &snapshot).unwrap();
         ensure!(
             evaluation.policies.len() == policies,
             "{name} ran {} policies",

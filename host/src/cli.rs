@@ -226,7 +226,9 @@ fn eval(args: &EvalArgs) -> Result<i32, Error> {
         gate = gate.with_modules(&args.policies, args.phase)?;
     }
     let prepared = PreparedGate::prepare(Arc::new(runtime()?), gate, &[args.phase])?;
-    let evaluation = prepared.evaluate(args.phase, &snapshot);
+    let evaluation = prepared
+        .evaluate(args.phase, &snapshot)
+        .map_err(|fault| Error::Internal(anyhow::anyhow!("no decision: {fault}")))?;
     if let Some(log) = &args.decision_log {
         decision_log::append(log, &evaluation, &snapshot)?;
     }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 use shipgate_policy::Phase;
@@ -14,7 +15,7 @@ use crate::decision::{Evaluation, OutcomeKind, PolicyOutcome, combine};
 use crate::error::Error;
 use crate::gate::{Gate, Mode, PolicyEntry};
 use crate::modules::load_module;
-use crate::runtime::{Determinism, Fault, LoadedModule, Runtime};
+use crate::runtime::{Cancel, Determinism, Fault, HostFault, LoadedModule, Runtime};
 use crate::snapshot::ValidSnapshot;
 
 /// A gate whose modules are loaded and whose policies accepted their
@@ -91,35 +92,50 @@ impl PreparedGate {
             .collect()
     }
 
-    /// Evaluates one phase. Never fails: every policy problem is a fault
-    /// that fails closed inside the returned decision.
-    pub fn evaluate(&self, phase: Phase, snapshot: &ValidSnapshot) -> Evaluation {
-        self.evaluate_with(phase, snapshot, Vec::new())
+    /// Evaluates one phase. Every problem of a policy's is a fault that
+    /// fails closed inside the returned decision; only a fault of the host's
+    /// (no free instance slot) is an error, and no verdict.
+    pub fn evaluate(
+        &self,
+        phase: Phase,
+        snapshot: &ValidSnapshot,
+    ) -> Result<Evaluation, HostFault> {
+        self.evaluate_with(phase, snapshot, Vec::new(), &Budget::default())
     }
 
-    /// Evaluates one phase, counting `evidence` (what the host's sources
-    /// could not find) as outcomes beside the policies'.
+    /// Evaluates one phase within `budget`, counting `evidence` (what the
+    /// host's sources could not find) as outcomes beside the policies'.
     pub(crate) fn evaluate_with(
         &self,
         phase: Phase,
         snapshot: &ValidSnapshot,
         evidence: Vec<PolicyOutcome>,
-    ) -> Evaluation {
+        budget: &Budget,
+    ) -> Result<Evaluation, HostFault> {
         // Built once, shared by every policy of the phase.
         let input = snapshot.encode_with_gate(&self.gate_wire);
         let determinism = Determinism {
             now_unix_seconds: snapshot.now.0,
             seed: seed_from(&snapshot.sha256),
         };
+        let policies: Vec<&PolicyEntry> = self.gate.policies_for(phase).collect();
+        let call = Call {
+            phase,
+            input: &input,
+            determinism,
+        };
+        let ran = match &budget.beside {
+            None => policies
+                .iter()
+                .map(|policy| self.run(policy, &call, budget.cancel.as_ref()))
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(slots) => self.run_beside(&policies, &call, budget, slots)?,
+        };
         let mut outcomes = evidence;
-        outcomes.extend(
-            self.gate
-                .policies_for(phase)
-                .map(|policy| self.run(policy, phase, &input, determinism)),
-        );
+        outcomes.extend(ran);
         let (decision, summary) = combine(phase, &outcomes);
         let evaluated_at = jiff::Timestamp::now().to_string();
-        Evaluation {
+        Ok(Evaluation {
             decision_id: decision_id(&snapshot.sha256, &self.gate.sha256, phase, &evaluated_at),
             phase,
             decision,
@@ -129,22 +145,100 @@ impl PreparedGate {
             gate: self.gate.file.name.clone(),
             gate_sha256: self.gate.sha256.clone(),
             evaluated_at,
-        }
+        })
     }
 
+    /// Runs the enforcing policies here and the shadow ones beside them on
+    /// their own threads, each with a slot of `slots` (none free: it is
+    /// recorded as not run). The shadow policies still running when the
+    /// decision is made are stopped: they never delay the answer.
+    fn run_beside(
+        &self,
+        policies: &[&PolicyEntry],
+        call: &Call<'_>,
+        budget: &Budget,
+        slots: &Arc<tokio::sync::Semaphore>,
+    ) -> Result<Vec<PolicyOutcome>, HostFault> {
+        let stop = Cancel::default();
+        let mut ran: Vec<Option<PolicyOutcome>> = vec![None; policies.len()];
+        std::thread::scope(|scope| {
+            let mut beside = Vec::new();
+            for (index, policy) in policies.iter().enumerate() {
+                if policy.mode != Mode::Shadow {
+                    continue;
+                }
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    let busy = Fault::Host(HostFault::Busy);
+                    ran[index] = Some(fail_closed(policy, call.phase, None, &busy, 0, Vec::new()));
+                    continue;
+                };
+                let stop = &stop;
+                let thread = scope.spawn(move || {
+                    let _slot = slot;
+                    let started = Instant::now();
+                    match self.run(policy, call, Some(stop)) {
+                        Err(HostFault::Cancelled) => {
+                            let after = started.elapsed();
+                            let fault = Fault::OutOfDecisionTime {
+                                after_ms: after.as_millis() as u64,
+                            };
+                            let us = after.as_micros() as u64;
+                            fail_closed(policy, call.phase, None, &fault, us, Vec::new())
+                        }
+                        Err(fault) => fail_closed(
+                            policy,
+                            call.phase,
+                            None,
+                            &Fault::Host(fault),
+                            0,
+                            Vec::new(),
+                        ),
+                        Ok(outcome) => outcome,
+                    }
+                });
+                beside.push((index, thread));
+            }
+            let mut enforced = Ok(());
+            for (index, policy) in policies.iter().enumerate() {
+                if policy.mode == Mode::Enforce && enforced.is_ok() {
+                    match self.run(policy, call, budget.cancel.as_ref()) {
+                        Ok(outcome) => ran[index] = Some(outcome),
+                        Err(fault) => enforced = Err(fault),
+                    }
+                }
+            }
+            stop.cancel();
+            for (index, thread) in beside {
+                ran[index] = Some(
+                    thread
+                        .join()
+                        .expect("a shadow policy's thread does not panic"),
+                );
+            }
+            enforced
+        })?;
+        Ok(ran.into_iter().flatten().collect())
+    }
+
+    /// Runs one policy. A host fault ends the decision (no verdict), except
+    /// for a shadow policy, whose outcome never counts: it records it.
     fn run(
         &self,
         policy: &PolicyEntry,
-        phase: Phase,
-        input: &[u8],
-        determinism: Determinism,
-    ) -> PolicyOutcome {
+        call: &Call<'_>,
+        cancel: Option<&Cancel>,
+    ) -> Result<PolicyOutcome, HostFault> {
+        let Call {
+            phase,
+            input,
+            determinism,
+        } = *call;
         let module = match self.modules.get(&policy.name) {
             Some(Ok(module)) => module,
-            Some(Err(fault)) => return fail_closed(policy, phase, None, fault, 0, Vec::new()),
+            Some(Err(fault)) => return Ok(fail_closed(policy, phase, None, fault, 0, Vec::new())),
             None => {
                 let fault = Fault::Load("the gate was not prepared for this phase".into());
-                return fail_closed(policy, phase, None, &fault, 0, Vec::new());
+                return Ok(fail_closed(policy, phase, None, &fault, 0, Vec::new()));
             }
         };
         let called = self.runtime.evaluate(
@@ -154,9 +248,10 @@ impl PreparedGate {
             &policy.config_json(),
             self.gate.limits(),
             determinism,
+            cancel,
         );
         let duration_us = called.duration.as_micros() as u64;
-        match called.result {
+        Ok(match called.result {
             Ok(verdict) => PolicyOutcome {
                 name: policy.name.clone(),
                 module: policy.module.clone(),
@@ -170,9 +265,31 @@ impl PreparedGate {
                 log: called.log,
                 kind: OutcomeKind::Policy,
             },
+            Err(Fault::Host(HostFault::Cancelled)) => return Err(HostFault::Cancelled),
+            Err(Fault::Host(fault)) if policy.mode == Mode::Enforce => return Err(fault),
             Err(fault) => fail_closed(policy, phase, Some(module), &fault, duration_us, called.log),
-        }
+        })
     }
+}
+
+/// What every policy of one decision is called with.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    phase: Phase,
+    /// The snapshot with the gate, in the contract's encoding.
+    input: &'a [u8],
+    determinism: Determinism,
+}
+
+/// How one decision runs.
+#[derive(Debug, Clone, Default)]
+pub struct Budget {
+    /// Lets the caller stop the decision (and claim it done first).
+    pub cancel: Option<Cancel>,
+    /// Run shadow policies beside the enforcing ones, each with a slot of
+    /// these, and stop them when the decision is made (the server, where
+    /// the answer must not wait for them). `None`: one after another.
+    pub beside: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 fn fail_closed(
@@ -218,8 +335,16 @@ fn check_policy(
             Mode::Enforce => Err(Error::InvalidInput(format!("{at}: {why}"))),
         }
     };
+    // The host failing to run the policy says nothing about the policy:
+    // the gate does not load (a reload keeps the gate it had).
+    let host = |fault: HostFault| {
+        Error::Internal(anyhow::anyhow!(
+            "{at}: shipgate could not run the policy to check it: {fault}"
+        ))
+    };
     let info = match runtime.describe(&module, gate.limits()).result {
         Ok(info) => info,
+        Err(Fault::Host(fault)) => return Err(host(fault)),
         // A policy that cannot describe itself cannot be trusted to decide.
         Err(fault) => return Ok(Err(fault)),
     };
@@ -237,6 +362,7 @@ fn check_policy(
     {
         Ok(()) => Ok(Ok(module)),
         Err(Fault::PolicyError(why)) => refuse(why),
+        Err(Fault::Host(fault)) => Err(host(fault)),
         Err(fault) => Ok(Err(fault)),
     }
 }
@@ -321,7 +447,7 @@ mod tests {
              [[policy]]\nname = \"trial\"\nmode = \"shadow\"\n{BAD_CONFIG}"
         );
         let prepared = PreparedGate::prepare(runtime(), gate(&text), &[Phase::Abort]).unwrap();
-        let evaluation = prepared.evaluate(Phase::Abort, &snapshot());
+        let evaluation = prepared.evaluate(Phase::Abort, &snapshot()).unwrap();
         assert_eq!(evaluation.decision, Decision::Allow);
         let trial = &evaluation.policies[1];
         assert_eq!(trial.name, "trial");
@@ -343,7 +469,7 @@ mod tests {
         let (policy, module) = &prepared.policies()[0];
         assert_eq!(policy.name, "gone");
         assert!(module.is_err());
-        let evaluation = prepared.evaluate(Phase::Abort, &snapshot());
+        let evaluation = prepared.evaluate(Phase::Abort, &snapshot()).unwrap();
         assert_eq!(evaluation.decision, Decision::Rollback);
         let error = evaluation.policies[0].error.as_deref().unwrap();
         assert!(
@@ -356,7 +482,7 @@ mod tests {
     fn a_phase_the_gate_was_not_prepared_for_fails_closed() {
         let text = "[[policy]]\nname = \"canary\"\nmodule = \"builtin:canary\"\nphases = [\"promotion\"]\n";
         let prepared = PreparedGate::prepare(runtime(), gate(text), &[Phase::Abort]).unwrap();
-        let evaluation = prepared.evaluate(Phase::Promotion, &snapshot());
+        let evaluation = prepared.evaluate(Phase::Promotion, &snapshot()).unwrap();
         assert_eq!(evaluation.decision, Decision::Deny);
         assert!(evaluation.policies[0].failed_closed());
     }

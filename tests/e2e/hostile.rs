@@ -51,7 +51,7 @@ fn evaluate(gate: Gate, phase: Phase) -> (Evaluation, Duration) {
     let bytes = std::fs::read(example_snapshot("abort-allow")).unwrap();
     let snapshot = snapshot::parse(&bytes).unwrap();
     let started = Instant::now();
-    let evaluation = prepared.evaluate(phase, &snapshot);
+    let evaluation = prepared.evaluate(phase, &snapshot).unwrap();
     (evaluation, started.elapsed())
 }
 

@@ -22,6 +22,8 @@ mod flagger;
 mod formats;
 /// GitHub deployment protection rules, against a stand-in for GitHub's API.
 mod github;
+/// No false rollback, no lost decision: host limits, timeouts, shadows.
+mod hardening;
 /// Policies that misbehave: each fails closed, the host keeps working.
 mod hostile;
 /// The files in integrations/ agree with shipgate.

@@ -244,22 +244,16 @@ fn a_full_server_sheds_load_with_503_and_retry_after() {
 }
 
 #[test]
-fn requests_are_bounded_in_size_and_time() {
-    let dir = slow_gate(1500);
-    let server = Server::start(
-        &dir.path().join("gate.toml"),
-        &["--max-body-bytes", "600", "--request-timeout", "200ms"],
-    );
+/// (Requests bounded in time: `hardening.rs`, where the evidence takes the
+/// time, since a gate whose policies alone could outlast a request does not
+/// load.)
+fn requests_are_bounded_in_size() {
+    let server = Server::start(&example("gate.toml"), &["--max-body-bytes", "600"]);
     let big = abort_request();
     assert!(big.to_string().len() > 600);
     let (status, body) = server.post("/v1/evaluate", &big);
     assert_eq!(status, 413);
     assert!(body["error"].as_str().unwrap().contains("--max-body-bytes"));
-    let small =
-        json!({"phase": "abort", "snapshot": {"schema_version": 1, "now": "2026-11-26T14:00:00Z"}});
-    let (status, body) = server.post("/v1/evaluate", &small);
-    assert_eq!(status, 503, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("ran out of time"));
 }
 
 /// `shipgate serve ARGS` that must refuse to start: its exit code and stderr.

@@ -38,9 +38,10 @@ use wasmtime::component::{Component, Linker};
 
 pub(crate) use bindings::CONTRACT;
 pub(crate) use cache::ModuleCache;
-pub use call::ReusedInstance;
+pub use call::{Cancel, ReusedInstance};
 pub use component::ComponentError;
-pub use fault::Fault;
+pub(crate) use fault::OUT_OF_DECISION_TIME;
+pub use fault::{Fault, HostFault};
 pub use sandbox::Determinism;
 
 use bindings::PolicyPre;
@@ -213,7 +214,7 @@ impl Runtime {
 
     /// Asks a policy to describe itself.
     pub(crate) fn describe(&self, module: &LoadedModule, limits: Limits) -> Called<PolicyInfo> {
-        self.call(module, limits, Determinism::FIXED, |policy, store| {
+        self.call(module, limits, Determinism::FIXED, None, |policy, store| {
             Ok(Ok(bindings::info_from_wit(policy.call_describe(store)?)))
         })
     }
@@ -226,7 +227,7 @@ impl Runtime {
         config_json: &str,
         limits: Limits,
     ) -> Called<()> {
-        self.call(module, limits, Determinism::FIXED, |policy, store| {
+        self.call(module, limits, Determinism::FIXED, None, |policy, store| {
             Ok(policy
                 .call_validate_config(store, config_json)?
                 .map_err(Fault::PolicyError))
@@ -234,7 +235,9 @@ impl Runtime {
     }
 
     /// Evaluates one phase in a fresh instance. `snapshot` is in the
-    /// contract's encoding ([`shipgate_policy::wire`]).
+    /// contract's encoding ([`shipgate_policy::wire`]). `cancel` lets the
+    /// caller stop it (a [`HostFault::Cancelled`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn evaluate(
         &self,
         module: &LoadedModule,
@@ -243,8 +246,9 @@ impl Runtime {
         config_json: &str,
         limits: Limits,
         determinism: Determinism,
+        cancel: Option<&Cancel>,
     ) -> Called<Verdict> {
-        self.call(module, limits, determinism, |policy, store| {
+        self.call(module, limits, determinism, cancel, |policy, store| {
             let result = policy.call_evaluate(
                 store,
                 bindings::phase_to_wit(phase),

@@ -29,11 +29,15 @@ pub(crate) use state::{AppState, Settings};
 /// Runs the server until SIGTERM or SIGINT. The gate is loaded (and every
 /// policy checked) before the port opens, so a bad gate never serves.
 pub(crate) fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
+    // Each evaluation holds one instance for its enforcing policies and one
+    // per shadow policy running beside them, and holds its permits until its
+    // work has really stopped; the spare slots are the reloads'.
+    let shadows = state::shadow_slots(&crate::gate::Gate::read(&settings.gate_path)?, &settings);
     let runtime = Arc::new(Runtime::new(&RuntimeConfig {
-        max_concurrent_instances: settings.max_evaluating as u32,
+        max_concurrent_instances: (settings.max_evaluating + shadows + state::RELOAD_SLOTS) as u32,
         ..RuntimeConfig::default()
     })?);
-    let gate = load_gate(&runtime, &settings.gate_path)?;
+    let gate = load_gate(&runtime, &settings.gate_path, settings.request_timeout)?;
     let workers = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -14,9 +14,9 @@ use crate::adapters::{ApiError, DecisionRequest, Input, github, spinnaker};
 use crate::decision::{Evaluation, PolicyOutcome};
 use crate::decision_log;
 use crate::error::Error;
-use crate::evaluate::PreparedGate;
+use crate::evaluate::{Budget, PreparedGate};
 use crate::gate::Gate;
-use crate::runtime::Runtime;
+use crate::runtime::{Cancel, HostFault, Runtime};
 use crate::snapshot::{self, ValidSnapshot};
 use crate::sources::{self, Target};
 
@@ -55,15 +55,71 @@ pub(crate) struct AppState {
     served: RwLock<Arc<PreparedGate>>,
     pending: Arc<Semaphore>,
     evaluating: Arc<Semaphore>,
+    /// Instance slots for shadow policies, which run beside the enforcing
+    /// ones: none free, a shadow policy is skipped, never waited for.
+    shadows: Arc<Semaphore>,
     /// Outbound HTTP: sources' queries, GitHub's API.
     pub(crate) http: reqwest::Client,
     shutting_down: AtomicBool,
+    reloading: std::sync::Mutex<()>,
+}
+
+/// Instance slots kept beyond the evaluations' for loading a gate again
+/// (its policies describe themselves and check their config).
+pub(crate) const RELOAD_SLOTS: usize = 2;
+
+/// Instance slots for shadow policies: one per shadow policy of the
+/// gate's busiest phase (at least one) for each evaluation at once. A gate
+/// reloaded with more shadow policies than it started with has some skipped
+/// when the server is busy.
+pub(crate) fn shadow_slots(gate: &Gate, settings: &Settings) -> usize {
+    let most = Phase::ALL
+        .iter()
+        .map(|phase| {
+            gate.policies_for(*phase)
+                .filter(|p| p.mode == crate::gate::Mode::Shadow)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    settings.max_evaluating * most.max(1)
 }
 
 /// Reads a gate file and prepares it for every phase.
-pub(crate) fn load_gate(runtime: &Arc<Runtime>, path: &Path) -> Result<PreparedGate, Error> {
+/// Reads a gate file and prepares it for every phase. The enforcing
+/// policies of a phase must fit in a request's time: the decision waits for
+/// each in turn, and a decision out of time is no decision (503).
+pub(crate) fn load_gate(
+    runtime: &Arc<Runtime>,
+    path: &Path,
+    request_timeout: Duration,
+) -> Result<PreparedGate, Error> {
     let gate = Gate::read(path)?;
+    fits_in(&gate, request_timeout)?;
     PreparedGate::prepare(runtime.clone(), gate, &Phase::ALL)
+}
+
+/// Refuses a gate whose enforcing policies of one phase could, one after
+/// another at their time limit, outlast a request.
+fn fits_in(gate: &Gate, request_timeout: Duration) -> Result<(), Error> {
+    let timeout_ms = gate.limits().timeout_ms;
+    for phase in Phase::ALL {
+        let enforcing = gate
+            .policies_for(phase)
+            .filter(|p| p.mode == crate::gate::Mode::Enforce)
+            .count() as u64;
+        let total_ms = enforcing * timeout_ms;
+        if total_ms >= request_timeout.as_millis() as u64 {
+            return Err(Error::InvalidInput(format!(
+                "{}: the {phase} phase's {enforcing} enforcing policies may take \
+                 {enforcing} x {timeout_ms} ms = {total_ms} ms, not less than --request-timeout \
+                 ({} ms): lower limits.timeout_ms or raise --request-timeout",
+                gate.origin.label(),
+                request_timeout.as_millis()
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl AppState {
@@ -71,12 +127,14 @@ impl AppState {
         AppState {
             pending: Arc::new(Semaphore::new(settings.max_pending)),
             evaluating: Arc::new(Semaphore::new(settings.max_evaluating)),
+            shadows: Arc::new(Semaphore::new(shadow_slots(gate.gate(), &settings))),
             settings,
             metrics: Metrics::new(),
             runtime,
             served: RwLock::new(Arc::new(gate)),
             http: reqwest::Client::new(),
             shutting_down: AtomicBool::new(false),
+            reloading: std::sync::Mutex::new(()),
         }
     }
 
@@ -89,7 +147,16 @@ impl AppState {
 
     /// Loads the gate file again; on any error the old gate keeps serving.
     pub(crate) fn reload(&self) -> Result<(), Error> {
-        let result = load_gate(&self.runtime, &self.settings.gate_path);
+        // One reload at a time: each uses one of the RELOAD_SLOTS.
+        let _one = self
+            .reloading
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let result = load_gate(
+            &self.runtime,
+            &self.settings.gate_path,
+            self.settings.request_timeout,
+        );
         self.metrics.reloaded(result.is_ok());
         let gate = result?;
         *self
@@ -126,12 +193,8 @@ impl AppState {
     ) -> Result<Evaluation, ApiError> {
         let started = Instant::now();
         let _in_flight = self.metrics.in_flight();
-        let result = tokio::time::timeout(
-            self.settings.request_timeout,
-            self.decide_now(request.phase, request.input),
-        )
-        .await
-        .unwrap_or(Err(ApiError::Timeout));
+        let deadline = started + self.settings.request_timeout;
+        let result = self.decide_by(deadline, request.phase, request.input).await;
         if let Ok(evaluation) = &result {
             let took = started.elapsed();
             self.metrics.record(adapter, evaluation, took.as_secs_f64());
@@ -149,29 +212,50 @@ impl AppState {
         result
     }
 
-    async fn decide_now(&self, phase: Phase, input: Input) -> Result<Evaluation, ApiError> {
+    /// Admits, gathers evidence and evaluates, all before `deadline`. When
+    /// the deadline passes, the evaluation is stopped (its store
+    /// interrupted); its permits are held until it has really stopped, and
+    /// it records nothing. An evaluation that finished first is answered.
+    async fn decide_by(
+        &self,
+        deadline: Instant,
+        phase: Phase,
+        input: Input,
+    ) -> Result<Evaluation, ApiError> {
+        let deadline = tokio::time::Instant::from_std(deadline);
         // Admission: never an unbounded queue.
-        let _admitted = self
+        let admitted = self
             .pending
             .clone()
             .try_acquire_owned()
             .map_err(|_| ApiError::Overloaded)?;
         let gate = self.gate();
-        let (snapshot, evidence) = match input {
-            Input::Snapshot(text) => {
-                let snapshot = snapshot::parse(text.as_bytes())
-                    .map_err(|e| ApiError::BadRequest(format!("snapshot: {e}")))?;
-                (snapshot, Vec::new())
-            }
-            Input::Target(target) => self.assemble(&gate, &target, phase).await?,
+        let prepared = async {
+            let (snapshot, evidence) = match input {
+                Input::Snapshot(text) => {
+                    let snapshot = snapshot::parse(text.as_bytes())
+                        .map_err(|e| ApiError::BadRequest(format!("snapshot: {e}")))?;
+                    (snapshot, Vec::new())
+                }
+                Input::Target(target) => self.assemble(&gate, &target, phase).await?,
+            };
+            let evaluating = self
+                .evaluating
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| ApiError::Internal("the server is shutting down".into()))?;
+            Ok::<_, ApiError>((snapshot, evidence, evaluating))
         };
-        let _evaluating = self
-            .evaluating
-            .clone()
-            .acquire_owned()
+        let (snapshot, evidence, evaluating) = tokio::time::timeout_at(deadline, prepared)
             .await
-            .map_err(|_| ApiError::Internal("the server is shutting down".into()))?;
+            .map_err(|_| ApiError::Timeout)??;
         let log = self.settings.decision_log.clone();
+        let budget = Budget {
+            cancel: Some(Cancel::default()),
+            beside: Some(self.shadows.clone()),
+        };
+        let cancel = budget.cancel.clone().expect("set above");
         // Stock policies are the host's own code, bounded like parsing the
         // request, so they run right here: a hand-off to another thread costs
         // about a tenth of the throughput. Modules from files are untrusted
@@ -180,7 +264,28 @@ impl AppState {
         // requests or the probes.
         let inline = log.is_none() && gate.runs_only_stock_policies();
         let decide = move || {
-            let evaluation = gate.evaluate_with(phase, &snapshot, evidence);
+            // The permits live as long as the work, not as the request.
+            let _permits = (admitted, evaluating);
+            let started = Instant::now();
+            let late = |what: &str| {
+                tracing::warn!(
+                    ran_ms = started.elapsed().as_millis() as u64,
+                    "evaluation {what}: its request ran out of time; nothing recorded"
+                );
+            };
+            let evaluation = gate
+                .evaluate_with(phase, &snapshot, evidence, &budget)
+                .map_err(|fault| {
+                    if fault == HostFault::Cancelled {
+                        late("stopped");
+                    }
+                    host_fault(fault)
+                })?;
+            let cancel = budget.cancel.as_ref().expect("set above");
+            if !cancel.complete() {
+                late("finished");
+                return Err(ApiError::Timeout);
+            }
             if let Some(log) = log {
                 decision_log::append(&log, &evaluation, &snapshot)
                     .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -188,12 +293,21 @@ impl AppState {
             Ok::<_, ApiError>(evaluation)
         };
         if inline {
-            decide()
-        } else {
-            tokio::task::spawn_blocking(decide)
-                .await
-                .map_err(|e| ApiError::Internal(format!("the evaluation task failed: {e}")))?
+            return decide();
         }
+        let mut work = tokio::task::spawn_blocking(decide);
+        let joined = tokio::select! {
+            joined = &mut work => joined,
+            () = tokio::time::sleep_until(deadline) => {
+                if cancel.cancel() {
+                    return Err(ApiError::Timeout);
+                }
+                // It claimed its completion first: its answer is recorded,
+                // so it is the caller's.
+                work.await
+            }
+        };
+        joined.map_err(|e| ApiError::Internal(format!("the evaluation task failed: {e}")))?
     }
 
     /// The snapshot for a target: its identity plus the sources' evidence,
@@ -220,5 +334,13 @@ impl AppState {
         })?;
         let missing = evidence.iter().filter_map(PolicyOutcome::missing_evidence);
         Ok((snapshot, missing.collect()))
+    }
+}
+
+/// A fault of the host's as the server answers it: retry later.
+fn host_fault(fault: HostFault) -> ApiError {
+    match fault {
+        HostFault::Busy => ApiError::Overloaded,
+        HostFault::Cancelled => ApiError::Timeout,
     }
 }

@@ -15,16 +15,21 @@ use super::{router, state::load_gate};
 use crate::adapters::{ApiError, DecisionRequest, Input, spinnaker};
 use crate::runtime::{Runtime, RuntimeConfig};
 
+fn runtime(slots: u32) -> Arc<Runtime> {
+    let config = RuntimeConfig {
+        cache_dir: None,
+        max_concurrent_instances: slots,
+    };
+    Arc::new(Runtime::new(&config).unwrap())
+}
+
 fn state(token: Option<&str>, max_pending: usize) -> Arc<AppState> {
-    let runtime = Arc::new(
-        Runtime::new(&RuntimeConfig {
-            cache_dir: None,
-            max_concurrent_instances: 4,
-        })
-        .unwrap(),
-    );
+    state_on(runtime(4), token, max_pending)
+}
+
+fn state_on(runtime: Arc<Runtime>, token: Option<&str>, max_pending: usize) -> Arc<AppState> {
     let gate_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/gate.toml");
-    let gate = load_gate(&runtime, &gate_path).unwrap();
+    let gate = load_gate(&runtime, &gate_path, Duration::from_secs(30)).unwrap();
     let settings = Settings {
         gate_path,
         token: token.map(str::to_string),
@@ -154,4 +159,36 @@ async fn bearer_routes_refuse_a_missing_token() {
         .unwrap();
     let response = router(state.clone()).oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// A host out of instance slots has no verdict to give: the caller retries
+/// (503), where a policy fault would have rolled a healthy canary back.
+#[tokio::test]
+async fn a_full_instance_pool_is_a_retry_never_a_verdict() {
+    let runtime = runtime(1);
+    let state = state_on(runtime.clone(), None, 8);
+    let canary = crate::builtins::lookup("builtin:canary").unwrap();
+    let module = runtime.load(canary.bytes).unwrap();
+    let _only_slot = runtime
+        .reused_instance(&module, crate::runtime::Limits::default())
+        .unwrap();
+    let request = DecisionRequest {
+        phase: Phase::Abort,
+        input: Input::Snapshot(example("abort-allow")),
+    };
+    assert_eq!(
+        state.decide("generic", request).await.unwrap_err(),
+        ApiError::Overloaded
+    );
+    // A reload cannot check the policies either: it keeps the gate it had.
+    let before = state.gate().gate().sha256.clone();
+    let error = state.reload().unwrap_err().to_string();
+    assert!(error.contains("no free policy instance slot"), "{error}");
+    assert_eq!(state.gate().gate().sha256, before);
+    assert!(
+        state
+            .metrics
+            .encode()
+            .contains("shipgate_gate_reloads_total{result=\"error\"} 1")
+    );
 }

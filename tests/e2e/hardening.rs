@@ -1,0 +1,156 @@
+//! No false rollback and no lost decision: the host's own limits are never
+//! a verdict, a request out of time stops its work and records nothing, and
+//! shadow policies never delay the answer.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::server::{Server, snapshot_json};
+use crate::support::{fixture, gate_dir};
+
+/// A Prometheus that answers every query with `100`, after `delay`.
+fn slow_prometheus(delay: Duration) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut request = [0u8; 8192];
+                let _ = stream.read(&mut request);
+                std::thread::sleep(delay);
+                let body = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[0,"100"]}]}}"#;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(body.as_bytes());
+            });
+        }
+    });
+    url
+}
+
+/// A gate in a directory of its own with the hostile fixture next to it.
+fn gate_with_hostile(text: &str) -> tempfile::TempDir {
+    let dir = gate_dir(text);
+    std::fs::copy(fixture("hostile"), dir.path().join("hostile.wasm")).unwrap();
+    dir
+}
+
+const SPIN: &str = "module = \"hostile.wasm\"\nconfig = { behaviour = \"infinite-loop\" }\n";
+
+/// The evidence takes most of the request's time, so the policy that spins
+/// after it is still running when the time runs out: the caller gets 503,
+/// the work is stopped then (not at the policy's own limit), and no
+/// decision is recorded that nobody was told.
+#[test]
+fn a_request_out_of_time_stops_its_work_and_records_nothing() {
+    let prometheus = slow_prometheus(Duration::from_millis(1200));
+    let dir = gate_with_hostile(&format!(
+        "name = \"slow\"\n[limits]\ntimeout_ms = 1500\n\
+         [[policy]]\nname = \"spin\"\nphases = [\"abort\"]\n{SPIN}\n\
+         [sources.prometheus]\nurl = \"{prometheus}\"\ntimeout_ms = 5000\n\
+         [sources.prometheus.queries]\nrequests = 'sum(up)'\n"
+    ));
+    let log = dir.path().join("decisions.jsonl");
+    let server = Server::start(
+        &dir.path().join("gate.toml"),
+        &[
+            "--request-timeout",
+            "2s",
+            "--decision-log",
+            log.to_str().unwrap(),
+        ],
+    );
+    let target =
+        json!({"phase": "abort", "service": "checkout", "stable_hash": "a", "canary_hash": "b"});
+    let response = server
+        .client()
+        .post(server.url("/v1/evaluate"))
+        .json(&target)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: serde_json::Value = response.json().unwrap();
+    assert!(body["error"].as_str().unwrap().contains("ran out of time"), "{body}");
+    crate::server::eventually("the stopped evaluation's log line", || {
+        !server
+            .logged("evaluation stopped: its request ran out of time; nothing recorded")
+            .is_empty()
+    });
+    let stopped =
+        &server.logged("evaluation stopped: its request ran out of time; nothing recorded")[0];
+    let ran_ms = stopped["ran_ms"].as_u64().unwrap();
+    assert!(
+        ran_ms < 1500,
+        "stopped at the policy's own limit, not at the request's: {ran_ms} ms"
+    );
+    assert!(server.logged("decision").is_empty());
+    let recorded = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(recorded.is_empty(), "{recorded}");
+}
+
+/// A shadow policy that spins runs beside the enforcing one and is stopped
+/// when the decision is made: the answer does not wait for its 60 seconds.
+#[test]
+fn a_spinning_shadow_policy_never_delays_the_answer() {
+    let dir = gate_with_hostile(&format!(
+        "name = \"shadowed\"\n[rollout]\nstages = [5, 10, 25, 50, 100]\nmin_stage_minutes = 15\n\
+         [rollout.abort]\nmax_error_rate = 0.01\nmax_error_rate_ratio = 1.5\nmax_latency_ratio = 1.3\n\
+         max_business_drop = 0.10\nmin_requests = 500\n\
+         [limits]\ntimeout_ms = 60000\n\
+         [[policy]]\nname = \"canary\"\nmodule = \"builtin:canary\"\nphases = [\"abort\"]\n\
+         [[policy]]\nname = \"trial\"\nmode = \"shadow\"\nphases = [\"abort\"]\n{SPIN}"
+    ));
+    let server = Server::start(&dir.path().join("gate.toml"), &["--request-timeout", "70s"]);
+    let started = Instant::now();
+    let (status, answer) = server.post(
+        "/v1/evaluate",
+        &json!({"phase": "abort", "snapshot": snapshot_json("abort-allow")}),
+    );
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["decision"], "allow");
+    assert!(took < Duration::from_secs(30), "the answer waited {took:?}");
+    let trial = &answer["policies"][1];
+    assert_eq!(trial["mode"], "shadow");
+    let error = trial["error"].as_str().unwrap();
+    assert!(
+        error.contains("stopped when the decision was made"),
+        "{error}"
+    );
+}
+
+/// Enforcing policies run one after another; if they could outlast a
+/// request, the server would answer 503 for a healthy canary at random.
+#[test]
+fn a_gate_whose_enforcing_policies_could_outlast_a_request_is_refused() {
+    let dir = gate_with_hostile(&format!(
+        "name = \"long\"\n[limits]\ntimeout_ms = 6000\n\
+         [[policy]]\nname = \"one\"\nphases = [\"abort\"]\n{SPIN}\
+         [[policy]]\nname = \"two\"\nphases = [\"abort\"]\n{SPIN}"
+    ));
+    let output = crate::support::shipgate()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--request-timeout",
+            "10s",
+            "--gate",
+        ])
+        .arg(dir.path().join("gate.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(65));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the abort phase's 2 enforcing policies may take 2 x 6000 ms = 12000 ms"),
+        "{stderr}"
+    );
+}
