@@ -90,7 +90,10 @@ impl PolicyOutcome {
                 decision: Decision::Deny,
                 message: format!("{}: {}", m.field, m.why),
                 observed: Some(m.why.clone()),
-                threshold: Some(format!("a value from `{}`", m.query)),
+                threshold: Some(match m.query.as_str() {
+                    "" => "a valid value".to_string(),
+                    query => format!("a value from `{query}`"),
+                }),
             })
             .collect();
         let more = match missing.len() {

@@ -77,7 +77,10 @@ fn a_request_out_of_time_stops_its_work_and_records_nothing() {
     assert_eq!(response.status().as_u16(), 503);
     assert_eq!(response.headers()["retry-after"], "1");
     let body: serde_json::Value = response.json().unwrap();
-    assert!(body["error"].as_str().unwrap().contains("ran out of time"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("ran out of time"),
+        "{body}"
+    );
     crate::server::eventually("the stopped evaluation's log line", || {
         !server
             .logged("evaluation stopped: its request ran out of time; nothing recorded")

@@ -458,3 +458,53 @@ fn a_baseline_offset_measures_the_baseline_in_the_past() {
         "baseline requests",
     );
 }
+
+/// Two counters scraped at different instants can give more errors than
+/// requests, and exactly for the worst canaries. That is no reason to
+/// answer 502 (Spinnaker would retry to its timeout, Argo error, Flagger's
+/// rollback hook never fire): the field is missing evidence that names it,
+/// and the decision is made.
+#[test]
+fn evidence_a_snapshot_refuses_is_missing_evidence_not_a_bad_gateway() {
+    let prometheus = start_prometheus();
+    let Sourced {
+        dir: _dir,
+        gate,
+        server,
+        ..
+    } = serve_with_source(&prometheus.url);
+    // The errors query as a skewed scrape would give it: far above requests.
+    let text = std::fs::read_to_string(&gate).unwrap();
+    let skewed = text.replacen(
+        "code=~\"5..\"}[{window}]))'",
+        "code=~\"5..\"}[{window}])) * 100'",
+        1,
+    );
+    assert_ne!(skewed, text);
+    std::fs::write(&gate, skewed).unwrap();
+    server.signal("HUP");
+    crate::server::eventually("the skewed gate", || {
+        !server.logged("gate reloaded").is_empty()
+    });
+    let body = json!({"phase": "abort", "service": "checkout", "namespace": "shop",
+                      "stable_hash": "stable1", "canary_hash": "canary-bad"});
+    let (status, answer) = server.post("/v1/evaluate", &body);
+    assert_eq!(status, 200, "{answer}");
+    let evidence = &answer["policies"][0];
+    assert_eq!(evidence["name"], "evidence", "{answer}");
+    let finding = evidence["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "source:metrics.canary.errors")
+        .expect("the refused field, named");
+    assert!(
+        finding["observed"]
+            .as_str()
+            .unwrap()
+            .contains("errors cannot exceed requests"),
+        "{finding}"
+    );
+    assert_eq!(finding["threshold"], "a valid value");
+    assert_eq!(answer["decision"], "deny");
+}

@@ -3,6 +3,7 @@
 //! on SIGTERM, and gate reload on SIGHUP or when its files change.
 
 mod auth;
+mod evidence;
 mod extract;
 mod github_app;
 mod metrics;

@@ -11,14 +11,13 @@ use tokio::sync::Semaphore;
 
 use super::metrics::Metrics;
 use crate::adapters::{ApiError, DecisionRequest, Input, github, spinnaker};
-use crate::decision::{Evaluation, PolicyOutcome};
+use crate::decision::Evaluation;
 use crate::decision_log;
 use crate::error::Error;
 use crate::evaluate::{Budget, PreparedGate};
 use crate::gate::Gate;
 use crate::runtime::{Cancel, HostFault, Runtime};
-use crate::snapshot::{self, ValidSnapshot};
-use crate::sources::{self, Target};
+use crate::snapshot;
 
 /// The log target of the one line per decision, so it can be filtered on its
 /// own (`SHIPGATE_LOG=info,shipgate::decision=off`).
@@ -237,7 +236,9 @@ impl AppState {
                         .map_err(|e| ApiError::BadRequest(format!("snapshot: {e}")))?;
                     (snapshot, Vec::new())
                 }
-                Input::Target(target) => self.assemble(&gate, &target, phase).await?,
+                Input::Target(target) => {
+                    super::evidence::gather(&self.http, &gate, &target, phase).await?
+                }
             };
             let evaluating = self
                 .evaluating
@@ -308,32 +309,6 @@ impl AppState {
             }
         };
         joined.map_err(|e| ApiError::Internal(format!("the evaluation task failed: {e}")))?
-    }
-
-    /// The snapshot for a target: its identity plus the sources' evidence,
-    /// and what they could not find as denying outcomes.
-    async fn assemble(
-        &self,
-        gate: &PreparedGate,
-        target: &Target,
-        phase: Phase,
-    ) -> Result<(ValidSnapshot, Vec<PolicyOutcome>), ApiError> {
-        let now = jiff::Timestamp::now();
-        let declared = &gate.gate().file;
-        let asked = sources::Asked {
-            target,
-            phase,
-            at: now,
-        };
-        let evidence = declared.sources.collect(&self.http, asked).await;
-        let value = sources::assemble(target, &declared.rollout, &evidence, now);
-        let snapshot = snapshot::parse(value.to_string().as_bytes()).map_err(|e| {
-            ApiError::BadEvidence(format!(
-                "the sources' evidence is not a valid snapshot: {e}"
-            ))
-        })?;
-        let missing = evidence.iter().filter_map(PolicyOutcome::missing_evidence);
-        Ok((snapshot, missing.collect()))
     }
 }
 

@@ -18,7 +18,8 @@ pub(crate) struct Evidence {
 pub(crate) struct Missing {
     /// The snapshot path it would have filled.
     pub(crate) field: String,
-    /// The query that was (or would have been) asked.
+    /// The query that was (or would have been) asked; empty when the
+    /// value came but was not valid.
     pub(crate) query: String,
     pub(crate) why: String,
 }
