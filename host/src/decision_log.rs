@@ -1,12 +1,19 @@
-//! The decision log (JSON lines, one decision with its snapshot per line,
-//! fsynced before the decision is returned) and its replay.
+//! The decision log: one JSON line per decision, with its snapshot as
+//! received (every token as sent, numbers included; only white space
+//! between tokens is dropped, so that a record is one line), written whole,
+//! fsynced before the decision is answered, in a file only its owner can
+//! read; and its replay.
+//!
+//! A record is a line: it is complete when its newline is there. A crash
+//! in the middle of a write leaves a last line without one, a *torn tail*,
+//! which a replay reports and skips; a record it can read, it replays.
 
 use std::io::{BufRead, Write};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::decision::Evaluation;
 use crate::error::Error;
@@ -17,32 +24,55 @@ use crate::snapshot::{self, ValidSnapshot};
 
 /// One line of the decision log.
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Record {
+struct Record<'a> {
     #[serde(flatten)]
-    pub(crate) evaluation: Evaluation,
-    /// The snapshot as the caller sent it (without the host's `gate`).
-    pub(crate) snapshot: Value,
+    evaluation: Evaluation,
+    /// The snapshot as the caller sent it (without the host's `gate`): its
+    /// tokens as sent, so every number replays exactly.
+    #[serde(borrow)]
+    snapshot: &'a RawValue,
 }
 
-/// Appends a decision to the log and flushes it to disk.
+/// Appends are whole lines: writers of this process take turns.
+static WRITING: Mutex<()> = Mutex::new(());
+
+/// Appends a decision to the log and flushes it to disk. A new log is
+/// created readable by its owner only, and its directory entry is flushed
+/// too, so the file itself survives a crash.
 pub(crate) fn append(
     path: &Path,
     evaluation: &Evaluation,
     snapshot: &ValidSnapshot,
 ) -> Result<(), Error> {
+    let text = one_line(snapshot.text());
+    let raw: &RawValue = serde_json::from_str(&text).expect("a validated snapshot is JSON");
     let record = Record {
         evaluation: evaluation.clone(),
-        snapshot: snapshot.to_value(),
+        snapshot: raw,
     };
     let mut line = serde_json::to_string(&record).expect("a record is JSON");
     line.push('\n');
     let write = || -> std::io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let _turn = WRITING
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let created = !path.exists();
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(path)?;
         file.write_all(line.as_bytes())?;
-        file.sync_data()
+        file.sync_data()?;
+        if created {
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     };
     write().map_err(|e| {
         Error::Internal(
@@ -51,12 +81,39 @@ pub(crate) fn append(
     })
 }
 
+/// JSON text on one line: the white space between tokens dropped, every
+/// token (strings, numbers) kept as it is.
+fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains(['\n', '\r']) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+        } else if !c.is_ascii_whitespace() {
+            in_string = c == '"';
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// What a replay found.
 #[derive(Debug, Default)]
 pub(crate) struct Replay {
     pub(crate) replayed: usize,
     /// (line number, decision id, what differs)
     pub(crate) differing: Vec<(usize, String, String)>,
+    /// The line number of a last record cut short by a crash, skipped.
+    pub(crate) torn: Option<usize>,
 }
 
 /// Re-evaluates every record with `gate` and compares each policy's
@@ -66,45 +123,72 @@ pub(crate) fn replay(runtime: Arc<Runtime>, gate: Gate, log: &Path) -> Result<Re
     let file = std::fs::File::open(log).map_err(|e| Error::reading(log, e))?;
     let prepared = PreparedGate::prepare(runtime, gate, &shipgate_policy::Phase::ALL)?;
     let mut report = Replay::default();
-    for (index, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let number = index + 1;
-        let line = line.map_err(|e| Error::reading(log, e))?;
+    let mut reader = std::io::BufReader::new(file);
+    let mut bytes = Vec::new();
+    for number in 1.. {
+        bytes.clear();
+        let read = reader
+            .read_until(b'\n', &mut bytes)
+            .map_err(|e| Error::reading(log, e))?;
+        if read == 0 {
+            break;
+        }
+        if bytes.last() != Some(&b'\n') {
+            // A write cut short: the end of the log, and no record.
+            report.torn = Some(number);
+            break;
+        }
+        let line = std::str::from_utf8(&bytes).map_err(|_| {
+            Error::InvalidInput(format!("{}:{number}: not UTF-8 text", log.display()))
+        })?;
         if line.trim().is_empty() {
             continue;
         }
         let at = format!("{}:{number}", log.display());
-        let record: Record = serde_json::from_str(&line)
+        let record: Record = serde_json::from_str(line)
             .map_err(|e| Error::InvalidInput(format!("{at}: not a decision record: {e}")))?;
-        let recorded = &record.evaluation;
-        if recorded.gate_sha256 != prepared.gate().sha256 {
-            return Err(Error::InvalidInput(format!(
-                "{at}: decision {} was made with gate sha256 {}, not {} ({}); pass that gate with --gate",
-                recorded.decision_id,
-                recorded.gate_sha256,
-                prepared.gate().sha256,
-                prepared.gate().origin.label()
-            )));
-        }
-        let snapshot = snapshot::from_value(&record.snapshot, recorded.snapshot_sha256.clone())
-            .map_err(|e| Error::InvalidInput(format!("{at}: snapshot: {e}")))?;
-        // What a source could not find was part of the input: it stays.
-        let evidence = recorded
-            .policies
-            .iter()
-            .filter(|p| p.is_missing_evidence())
-            .cloned()
-            .collect();
-        let again = prepared
-            .evaluate_with(recorded.phase, &snapshot, evidence, &Budget::default())
-            .map_err(|fault| Error::Internal(anyhow::anyhow!("{at}: no decision: {fault}")))?;
-        if let Some(difference) = difference(recorded, &again) {
-            report
-                .differing
-                .push((number, recorded.decision_id.clone(), difference));
-        }
-        report.replayed += 1;
+        replay_one(&prepared, &record, &at, number, &mut report)?;
     }
     Ok(report)
+}
+
+fn replay_one(
+    prepared: &PreparedGate,
+    record: &Record,
+    at: &str,
+    number: usize,
+    report: &mut Replay,
+) -> Result<(), Error> {
+    let recorded = &record.evaluation;
+    if recorded.gate_sha256 != prepared.gate().sha256 {
+        return Err(Error::InvalidInput(format!(
+            "{at}: decision {} was made with gate sha256 {}, not {} ({}); pass that gate with --gate",
+            recorded.decision_id,
+            recorded.gate_sha256,
+            prepared.gate().sha256,
+            prepared.gate().origin.label()
+        )));
+    }
+    // Under the digest of the bytes received, which the record names.
+    let snapshot = snapshot::with_digest(record.snapshot.get(), recorded.snapshot_sha256.clone())
+        .map_err(|e| Error::InvalidInput(format!("{at}: snapshot: {e}")))?;
+    // What a source could not find was part of the input: it stays.
+    let evidence = recorded
+        .policies
+        .iter()
+        .filter(|p| p.is_missing_evidence())
+        .cloned()
+        .collect();
+    let again = prepared
+        .evaluate_with(recorded.phase, &snapshot, evidence, &Budget::default())
+        .map_err(|fault| Error::Internal(anyhow::anyhow!("{at}: no decision: {fault}")))?;
+    if let Some(difference) = difference(recorded, &again) {
+        report
+            .differing
+            .push((number, recorded.decision_id.clone(), difference));
+    }
+    report.replayed += 1;
+    Ok(())
 }
 
 /// The first difference in what policies decided, ignoring timing and ids.
@@ -147,4 +231,104 @@ fn difference(recorded: &Evaluation, again: &Evaluation) -> Option<String> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::RuntimeConfig;
+
+    fn runtime() -> Arc<Runtime> {
+        let config = RuntimeConfig {
+            cache_dir: None,
+            max_concurrent_instances: 2,
+        };
+        Arc::new(Runtime::new(&config).unwrap())
+    }
+
+    /// Numbers a float round trip would change, and the sender's spacing.
+    const SENT: &str = r#"{"schema_version": 1,  "now": "2026-11-26T14:00:00Z",
+        "metrics": {"canary": {"requests": 1e3, "errors": 0.30000000000000004}}}"#;
+
+    #[test]
+    fn a_record_keeps_the_snapshot_as_sent_in_a_private_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("decisions.jsonl");
+        let snapshot = snapshot::parse(SENT.as_bytes()).unwrap();
+        let gate = PreparedGate::prepare(
+            runtime(),
+            Gate::default_gate(),
+            &[shipgate_policy::Phase::Abort],
+        )
+        .unwrap();
+        let evaluation = gate
+            .evaluate(shipgate_policy::Phase::Abort, &snapshot)
+            .unwrap();
+        append(&log, &evaluation, &snapshot).unwrap();
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            text.contains(r#""snapshot":{"schema_version":1,"now":"2026-11-26T14:00:00Z","metrics":{"canary":{"requests":1e3,"errors":0.30000000000000004}}}"#),
+            "{text}"
+        );
+        assert!(text.ends_with('\n'));
+        let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let report = replay(runtime(), Gate::default_gate(), &log).unwrap();
+        assert_eq!((report.replayed, report.differing.len()), (1, 0));
+    }
+
+    #[test]
+    fn one_line_keeps_every_token_and_drops_the_space_between() {
+        assert_eq!(
+            one_line("{\n  \"a b\": \"x\\\" \\n y\",\r\n \"n\": 1.50 }"),
+            "{\"a b\":\"x\\\" \\n y\",\"n\":1.50}"
+        );
+        assert!(matches!(
+            one_line("{\"a\": 1}"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn a_torn_last_record_is_reported_and_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("decisions.jsonl");
+        let snapshot = snapshot::parse(include_bytes!(
+            "../../examples/snapshots/abort-rollback.json"
+        ))
+        .unwrap();
+        let gate = PreparedGate::prepare(
+            runtime(),
+            Gate::default_gate(),
+            &[shipgate_policy::Phase::Abort],
+        )
+        .unwrap();
+        for _ in 0..2 {
+            let evaluation = gate
+                .evaluate(shipgate_policy::Phase::Abort, &snapshot)
+                .unwrap();
+            append(&log, &evaluation, &snapshot).unwrap();
+        }
+        // A crash in the middle of the second write.
+        let text = std::fs::read_to_string(&log).unwrap();
+        let first_end = text.find('\n').unwrap() + 1;
+        let cut = first_end + (text.len() - first_end) / 2;
+        std::fs::write(&log, &text[..cut]).unwrap();
+        let report = replay(runtime(), Gate::default_gate(), &log).unwrap();
+        assert_eq!(report.replayed, 1);
+        assert_eq!(report.torn, Some(2));
+        assert!(report.differing.is_empty());
+        // A broken record that is not the last is no torn tail: an error.
+        std::fs::write(
+            &log,
+            format!("{}\n{}", &text[first_end..cut], &text[..first_end]),
+        )
+        .unwrap();
+        let error = replay(runtime(), Gate::default_gate(), &log)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(":1: not a decision record"), "{error}");
+    }
 }

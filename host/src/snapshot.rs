@@ -30,9 +30,15 @@ pub struct ValidSnapshot {
 }
 
 impl ValidSnapshot {
-    /// The snapshot as a JSON value (for records; not on the hot path).
+    /// The snapshot as a JSON value (tests; not on the hot path).
+    #[cfg(test)]
     pub(crate) fn to_value(&self) -> Value {
         serde_json::from_str(&self.text).expect("validated JSON")
+    }
+
+    /// The snapshot's JSON text, exactly as received.
+    pub(crate) fn text(&self) -> &str {
+        &self.text
     }
 
     /// The snapshot with the gate's `gate` object added, as policies
@@ -68,10 +74,10 @@ pub fn parse(bytes: &[u8]) -> Result<ValidSnapshot, SnapshotError> {
     parse_text(text.to_string(), hex::encode(Sha256::digest(bytes)))
 }
 
-/// Validates a snapshot held as a JSON value (a decision log record), under
-/// the digest it was received with.
-pub(crate) fn from_value(json: &Value, sha256: String) -> Result<ValidSnapshot, SnapshotError> {
-    parse_text(json.to_string(), sha256)
+/// Validates a snapshot's text under the digest it was received with (a
+/// decision log record written before records kept the exact bytes).
+pub(crate) fn with_digest(text: &str, sha256: String) -> Result<ValidSnapshot, SnapshotError> {
+    parse_text(text.to_string(), sha256)
 }
 
 fn parse_text(text: String, sha256: String) -> Result<ValidSnapshot, SnapshotError> {
@@ -231,12 +237,14 @@ mod tests {
     }
 
     fn error_of(json: Value) -> String {
-        from_value(&json, String::new()).unwrap_err().to_string()
+        with_digest(&json.to_string(), String::new())
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
     fn accepts_the_examples() {
-        let parsed = from_value(&example(), "x".into()).unwrap();
+        let parsed = with_digest(&example().to_string(), "x".into()).unwrap();
         assert_eq!(
             parsed.now,
             Timestamp::parse("2026-11-26T14:00:00Z").unwrap()

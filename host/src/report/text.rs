@@ -157,6 +157,12 @@ pub(crate) fn replay(report: &Replay) -> String {
     for (line, id, what) in &report.differing {
         let _ = writeln!(out, "line {line}: decision {id} differs: {what}");
     }
+    if let Some(line) = report.torn {
+        let _ = writeln!(
+            out,
+            "line {line}: a record cut short at the end of the log (a write interrupted by a crash); skipped"
+        );
+    }
     let _ = writeln!(
         out,
         "replayed {} decision(s): {} identical, {} differ",
