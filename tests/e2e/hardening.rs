@@ -157,3 +157,79 @@ fn a_gate_whose_enforcing_policies_could_outlast_a_request_is_refused() {
         "{stderr}"
     );
 }
+
+/// Clients keep asking; the server is killed with SIGKILL at a moment of
+/// the clock's choosing. Every decision a client was answered is in the log,
+/// whole, and the log replays to the same verdicts.
+#[test]
+fn every_decision_answered_before_a_kill_9_is_logged_whole_and_replays() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate.toml");
+    std::fs::copy(crate::support::example("gate.toml"), &gate).unwrap();
+    let log = dir.path().join("decisions.jsonl");
+    let mut server = Server::start(&gate, &["--decision-log", log.to_str().unwrap()]);
+    let answered = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = ["abort-allow", "abort-rollback", "abort-allow", "abort-rollback"]
+        .into_iter()
+        .map(|name| {
+            let url = server.url("/v1/evaluate");
+            let body = json!({"phase": "abort", "snapshot": snapshot_json(name)});
+            let (answered, stop) = (answered.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(response) = client.post(&url).json(&body).send() else {
+                        break;
+                    };
+                    let Ok(record) = response.json::<serde_json::Value>() else {
+                        break;
+                    };
+                    let id = record["decision_id"].as_str().unwrap().to_string();
+                    answered.lock().unwrap().push(id);
+                }
+            })
+        })
+        .collect();
+    // Somewhere between 40 and 140 answers in, by the clock's nanoseconds.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as usize;
+    let kill_after = 40 + nanos % 100;
+    crate::server::eventually("answers to kill the server among", || {
+        answered.lock().unwrap().len() >= kill_after
+    });
+    server.signal("KILL");
+    server.wait();
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let answered = answered.lock().unwrap().clone();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let logged: Vec<String> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .map(|record| record["decision_id"].as_str().unwrap().to_string())
+        .collect();
+    for id in &answered {
+        assert_eq!(
+            logged.iter().filter(|l| *l == id).count(),
+            1,
+            "decision {id} was answered but is not in the log once"
+        );
+    }
+    let replay = crate::support::shipgate()
+        .args(["replay", "--gate"])
+        .arg(&gate)
+        .arg(&log)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&replay.stdout);
+    assert_eq!(replay.status.code(), Some(0), "{stdout}");
+    let summary = format!("replayed {0} decision(s): {0} identical, 0 differ", logged.len());
+    assert!(stdout.contains(&summary), "{stdout}");
+}
