@@ -172,27 +172,32 @@ fn every_decision_answered_before_a_kill_9_is_logged_whole_and_replays() {
     let mut server = Server::start(&gate, &["--decision-log", log.to_str().unwrap()]);
     let answered = Arc::new(Mutex::new(Vec::<String>::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = ["abort-allow", "abort-rollback", "abort-allow", "abort-rollback"]
-        .into_iter()
-        .map(|name| {
-            let url = server.url("/v1/evaluate");
-            let body = json!({"phase": "abort", "snapshot": snapshot_json(name)});
-            let (answered, stop) = (answered.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let client = reqwest::blocking::Client::new();
-                while !stop.load(Ordering::Relaxed) {
-                    let Ok(response) = client.post(&url).json(&body).send() else {
-                        break;
-                    };
-                    let Ok(record) = response.json::<serde_json::Value>() else {
-                        break;
-                    };
-                    let id = record["decision_id"].as_str().unwrap().to_string();
-                    answered.lock().unwrap().push(id);
-                }
-            })
+    let clients: Vec<_> = [
+        "abort-allow",
+        "abort-rollback",
+        "abort-allow",
+        "abort-rollback",
+    ]
+    .into_iter()
+    .map(|name| {
+        let url = server.url("/v1/evaluate");
+        let body = json!({"phase": "abort", "snapshot": snapshot_json(name)});
+        let (answered, stop) = (answered.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::new();
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(response) = client.post(&url).json(&body).send() else {
+                    break;
+                };
+                let Ok(record) = response.json::<serde_json::Value>() else {
+                    break;
+                };
+                let id = record["decision_id"].as_str().unwrap().to_string();
+                answered.lock().unwrap().push(id);
+            }
         })
-        .collect();
+    })
+    .collect();
     // Somewhere between 40 and 140 answers in, by the clock's nanoseconds.
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -230,6 +235,131 @@ fn every_decision_answered_before_a_kill_9_is_logged_whole_and_replays() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&replay.stdout);
     assert_eq!(replay.status.code(), Some(0), "{stdout}");
-    let summary = format!("replayed {0} decision(s): {0} identical, 0 differ", logged.len());
+    let summary = format!(
+        "replayed {0} decision(s): {0} identical, 0 differ",
+        logged.len()
+    );
     assert!(stdout.contains(&summary), "{stdout}");
+}
+
+/// 1 500 clients that send half a request and stall neither keep the
+/// probes from answering nor keep a stopping server from exiting.
+#[test]
+fn stalled_connections_neither_block_probes_nor_stop_a_shutdown() {
+    use std::net::TcpStream;
+    let mut server = Server::start(
+        &crate::support::example("gate.toml"),
+        &[
+            "--header-timeout",
+            "60s",
+            "--shutdown-delay",
+            "0s",
+            "--drain-timeout",
+            "2s",
+        ],
+    );
+    let address = server.base.trim_start_matches("http://").to_string();
+    let stalled: Vec<TcpStream> = (0..1500)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&address).unwrap();
+            stream
+                .write_all(b"POST /v1/evaluate HTTP/1.1\r\nHost: shipgate\r\nContent-Le")
+                .unwrap();
+            stream
+        })
+        .collect();
+    let started = Instant::now();
+    let (status, _) = server.get("/readyz");
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    server.signal("TERM");
+    assert!(server.wait().success());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(stalled);
+}
+
+/// A request's headers must come within --header-timeout: a client that
+/// stops halfway is disconnected, its connection slot freed.
+#[test]
+fn a_client_that_stops_sending_its_headers_is_disconnected() {
+    use std::net::TcpStream;
+    let server = Server::start(
+        &crate::support::example("gate.toml"),
+        &["--header-timeout", "300ms"],
+    );
+    let address = server.base.trim_start_matches("http://").to_string();
+    let mut stream = TcpStream::connect(&address).unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHo").unwrap();
+    stream
+        .set_read_timeout(Some(crate::server::DEADLINE))
+        .unwrap();
+    let mut rest = Vec::new();
+    // The server closes it: the read ends (with whatever it said, if anything).
+    let _ = stream.read_to_end(&mut rest);
+    let text = String::from_utf8_lossy(&rest);
+    assert!(!text.contains("200 OK"), "{text}");
+}
+
+/// Decisions are not for anyone who can reach the port: without a token a
+/// server on a non-loopback address refuses to start, unless told.
+#[test]
+fn no_token_on_an_open_address_is_refused_unless_asked_for() {
+    let gate = crate::support::example("gate.toml");
+    let output = crate::support::shipgate()
+        .args(["serve", "--listen", "0.0.0.0:0", "--gate"])
+        .arg(&gate)
+        .env_remove("SHIPGATE_TOKEN")
+        .timeout(crate::server::DEADLINE)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("refusing to serve decisions without a bearer token on 0.0.0.0:0"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--insecure"), "{stderr}");
+}
+
+/// An instance serves only the routes it is for (a Flagger-facing one,
+/// which runs without a token, nothing else), and probes and metrics can
+/// have a port of their own.
+#[test]
+fn an_instance_serves_its_adapters_and_its_probes_where_asked() {
+    let server = Server::start(
+        &crate::support::example("gate.toml"),
+        &["--adapters", "flagger", "--metrics-listen", "127.0.0.1:0"],
+    );
+    let event =
+        json!({"name": "podinfo", "namespace": "test", "phase": "Progressing", "checksum": "x"});
+    assert_eq!(server.post("/v1/flagger/event", &event).0, 202);
+    let request = json!({"phase": "abort", "snapshot": snapshot_json("abort-allow")});
+    assert_eq!(server.post("/v1/evaluate", &request).0, 404);
+    assert_eq!(
+        server.get("/readyz").0,
+        404,
+        "probes moved to their own port"
+    );
+    let side = server.logged("metrics and probes listening")[0]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let metrics = reqwest::blocking::get(format!("http://{side}/metrics")).unwrap();
+    assert_eq!(metrics.status().as_u16(), 200);
+    let text = metrics.text().unwrap();
+    assert!(
+        text.contains("shipgate_requests_rejected_total{reason=\"not_found\"} 2"),
+        "{text}"
+    );
+    let ready = reqwest::blocking::get(format!("http://{side}/readyz")).unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
 }

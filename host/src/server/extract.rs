@@ -21,18 +21,50 @@ pub(crate) struct DecisionBody(pub adapters::Request);
 impl<S: Send + Sync> FromRequest<S> for DecisionBody {
     type Rejection = ApiError;
 
+    /// Reads the body within the request's time: a client that sends it
+    /// slowly gets 503, and holds its admission no longer.
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes =
-            Bytes::from_request(request, state)
+        let read = Bytes::from_request(request, state);
+        let bytes = match deadline() {
+            Some(deadline) => tokio::time::timeout_at(deadline, read)
                 .await
-                .map_err(|rejection| match rejection.status() {
-                    StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(
-                        "the request body is larger than the server's --max-body-bytes".into(),
-                    ),
-                    _ => ApiError::BadRequest(rejection.body_text()),
-                })?;
+                .map_err(|_| ApiError::Timeout)?,
+            None => read.await,
+        }
+        .map_err(|rejection| match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(
+                "the request body is larger than the server's --max-body-bytes".into(),
+            ),
+            _ => ApiError::BadRequest(rejection.body_text()),
+        })?;
         adapters::Request::parse(&bytes).map(DecisionBody)
     }
+}
+
+tokio::task_local! {
+    /// When the request being handled must be answered.
+    static DEADLINE: tokio::time::Instant;
+}
+
+/// The deadline of the request this task handles, if it was admitted.
+pub(crate) fn deadline() -> Option<tokio::time::Instant> {
+    DEADLINE.try_with(|deadline| *deadline).ok()
+}
+
+/// Admission, before the body is read: a request beyond `--max-pending` is
+/// answered 503 at once (never an unbounded queue); an admitted one runs
+/// with its deadline, `--request-timeout` from now, for its body, its
+/// evidence and its evaluation.
+pub(crate) async fn admit(
+    State((state, adapter)): State<(Arc<AppState>, &'static str)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(_admitted) = state.admit() else {
+        return respond(adapter, Answer::refused(ApiError::Overloaded));
+    };
+    let deadline = tokio::time::Instant::now() + state.settings.request_timeout;
+    DEADLINE.scope(deadline, next.run(request)).await
 }
 
 /// A refusal on its way out: which adapter refused what. [`observe`]

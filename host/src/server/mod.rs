@@ -6,6 +6,7 @@ mod auth;
 mod evidence;
 mod extract;
 mod github_app;
+mod listener;
 mod metrics;
 mod options;
 mod reload;
@@ -67,6 +68,17 @@ pub(crate) fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
                 options::KEY_ENV
             );
         }
+        let operations = match state.settings.operations_listen {
+            Some(at) => {
+                let bound = tokio::net::TcpListener::bind(at)
+                    .await
+                    .map_err(|e| Error::Usage(format!("--metrics-listen {at}: {e}")))?;
+                let local = bound.local_addr().map_err(|e| Error::Internal(e.into()))?;
+                tracing::info!(address = %local, "metrics and probes listening");
+                Some(bound)
+            }
+            None => None,
+        };
         tracing::info!(
             address = %address,
             gate = %state.gate().gate().origin.label(),
@@ -76,10 +88,21 @@ pub(crate) fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
         if let Some(interval) = state.settings.watch_interval {
             tokio::spawn(reload::on_change(state.clone(), interval));
         }
-        axum::serve(listener, router(state.clone()))
-            .with_graceful_shutdown(shutdown_signal(state, signals.terminate))
-            .await
-            .map_err(|e| Error::Internal(anyhow::Error::new(e).context("serving HTTP")))?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let limits = state.settings.connections;
+        let side = operations.map(|bound| {
+            let routes = routes::operations(state.clone());
+            tokio::spawn(listener::serve(bound, routes, stopped.clone(), limits))
+        });
+        let app = router(state.clone());
+        tokio::spawn(async move {
+            shutdown_signal(state, signals.terminate).await;
+            let _ = stop.send(true);
+        });
+        listener::serve(listener, app, stopped, limits).await;
+        if let Some(side) = side {
+            let _ = side.await;
+        }
         tracing::info!("stopped");
         Ok(())
     })

@@ -90,7 +90,57 @@ pub(crate) struct ServeArgs {
     /// (repeatable); other environments ask for preflight.
     #[arg(long = "github-environment", value_name = "NAME=PHASE", value_parser = parse_environment)]
     pub(crate) github_environments: Vec<(String, Phase)>,
+    /// Serve only these adapters' routes (comma-separated; default: all).
+    /// A Flagger-facing instance, which cannot be sent a token, serves
+    /// `flagger` alone.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
+    pub(crate) adapters: Vec<AdapterName>,
+    /// Serve /v1/* without a bearer token on a non-loopback address. Without
+    /// it, such a server refuses to start: decisions are not for anyone who
+    /// can reach the port. (GitHub deliveries are signed, and need no token.)
+    #[arg(long)]
+    pub(crate) insecure: bool,
+    /// Serve /healthz, /readyz and /metrics on this address instead of the
+    /// main one (which then serves decisions only).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics_listen: Option<SocketAddr>,
+    /// Connections open at once; beyond, new ones wait to be accepted.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub(crate) max_connections: usize,
+    /// Time a connection has to send a request's headers; also how long a
+    /// kept-alive connection may sit idle.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub(crate) header_timeout: Duration,
+    /// After the port closes, how long the connections still open may take
+    /// to finish before they are closed.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_delay)]
+    pub(crate) drain_timeout: Duration,
 }
+
+/// An adapter `--adapters` may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum AdapterName {
+    Generic,
+    Argo,
+    Spinnaker,
+    Flagger,
+    Github,
+}
+
+impl AdapterName {
+    fn name(self) -> &'static str {
+        match self {
+            AdapterName::Generic => "generic",
+            AdapterName::Argo => "argo",
+            AdapterName::Spinnaker => "spinnaker",
+            AdapterName::Flagger => "flagger",
+            AdapterName::Github => "github",
+        }
+    }
+}
+
+/// The adapters that authenticate with the bearer token.
+const BEARER_ADAPTERS: [&str; 4] = ["generic", "argo", "spinnaker", "flagger"];
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let parsed: jiff::SignedDuration = text
@@ -154,7 +204,32 @@ impl ServeArgs {
             ));
         }
         let github = self.github()?;
+        let adapters: Vec<&'static str> = if self.adapters.is_empty() {
+            vec!["generic", "argo", "spinnaker", "flagger", "github"]
+        } else {
+            self.adapters.iter().map(|a| a.name()).collect()
+        };
+        let bearer_open = adapters.iter().any(|a| BEARER_ADAPTERS.contains(a));
+        if token.is_none() && bearer_open && !self.insecure && !self.listen.ip().is_loopback() {
+            return Err(Error::Usage(format!(
+                "refusing to serve decisions without a bearer token on {}: set --token-file or \
+                 ${TOKEN_ENV}, listen on a loopback address, or pass --insecure (an instance for \
+                 Flagger, which cannot send a token: --adapters flagger --insecure, behind a \
+                 NetworkPolicy)",
+                self.listen
+            )));
+        }
+        if self.max_connections == 0 {
+            return Err(Error::Usage("--max-connections must be at least 1".into()));
+        }
         Ok(Settings {
+            adapters,
+            operations_listen: self.metrics_listen,
+            connections: super::listener::ConnectionLimits {
+                max_connections: self.max_connections,
+                header_timeout: self.header_timeout,
+                drain_timeout: self.drain_timeout,
+            },
             gate_path: self.gate.clone(),
             github,
             token,

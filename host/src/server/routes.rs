@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::auth::{Guard, authenticate};
-use super::extract::{DecisionBody, observe, respond};
+use super::extract::{DecisionBody, admit, observe, respond};
 use super::github_app;
 use super::state::AppState;
 use crate::adapters::{
@@ -25,7 +25,12 @@ type Body = Result<DecisionBody, ApiError>;
 /// The HTTP routes over a state.
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     let max_body = state.settings.max_body_bytes;
+    // An adapter's routes, when this instance serves it: admitted (or 503)
+    // before anything else, then authenticated, then handled.
     let adapter = |name, authentication, routes: Vec<(&str, MethodRouter<Arc<AppState>>)>| {
+        if !state.settings.serves(name) {
+            return Router::new();
+        }
         let guard = Guard {
             state: state.clone(),
             adapter: name,
@@ -37,6 +42,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
                 router.route(path, route)
             })
             .route_layer(middleware::from_fn_with_state(guard, authenticate))
+            .route_layer(middleware::from_fn_with_state((state.clone(), name), admit))
     };
     let github = match state.settings.github {
         Some(_) => adapter(
@@ -74,15 +80,28 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             flagger::AUTHENTICATION,
             vec![("/v1/flagger/{hook}", post(flagger_hook))],
         ))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .merge(match state.settings.operations_listen {
+            Some(_) => Router::new(),
+            None => operation_routes(),
+        })
         .fallback(|| async {
             ApiError::NotFound("no such endpoint; see the README's server section".into())
         })
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
+}
+
+/// The probes and `/metrics`, on a listener of their own (`--metrics-listen`).
+pub(crate) fn operations(state: Arc<AppState>) -> Router {
+    operation_routes().with_state(state)
+}
+
+fn operation_routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
 }
 
 /// The decision a request asked for, or why it got none.

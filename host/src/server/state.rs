@@ -44,6 +44,18 @@ pub(crate) struct Settings {
     pub(crate) shutdown_delay: Duration,
     /// How often to look for changed gate or module files; `None`: never.
     pub(crate) watch_interval: Option<Duration>,
+    /// The adapters this instance serves.
+    pub(crate) adapters: Vec<&'static str>,
+    /// Where probes and `/metrics` are served instead of the main port.
+    pub(crate) operations_listen: Option<std::net::SocketAddr>,
+    pub(crate) connections: super::listener::ConnectionLimits,
+}
+
+impl Settings {
+    /// Whether this instance serves the adapter named `name`.
+    pub(crate) fn serves(&self, name: &str) -> bool {
+        self.adapters.contains(&name)
+    }
 }
 
 pub(crate) struct AppState {
@@ -165,13 +177,9 @@ impl AppState {
         Ok(())
     }
 
-    /// Takes one admission permit, as a request waiting would.
-    #[cfg(test)]
-    pub(super) fn hold_admission(&self) -> tokio::sync::OwnedSemaphorePermit {
-        self.pending
-            .clone()
-            .try_acquire_owned()
-            .expect("a free permit")
+    /// Admits one more request, unless `--max-pending` are in already.
+    pub(super) fn admit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.pending.clone().try_acquire_owned().ok()
     }
 
     pub(crate) fn is_ready(&self) -> bool {
@@ -192,7 +200,9 @@ impl AppState {
     ) -> Result<Evaluation, ApiError> {
         let started = Instant::now();
         let _in_flight = self.metrics.in_flight();
-        let deadline = started + self.settings.request_timeout;
+        let deadline = super::extract::deadline()
+            .map(tokio::time::Instant::into_std)
+            .unwrap_or(started + self.settings.request_timeout);
         let result = self.decide_by(deadline, request.phase, request.input).await;
         if let Ok(evaluation) = &result {
             let took = started.elapsed();
@@ -222,12 +232,6 @@ impl AppState {
         input: Input,
     ) -> Result<Evaluation, ApiError> {
         let deadline = tokio::time::Instant::from_std(deadline);
-        // Admission: never an unbounded queue.
-        let admitted = self
-            .pending
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| ApiError::Overloaded)?;
         let gate = self.gate();
         let prepared = async {
             let (snapshot, evidence) = match input {
@@ -265,8 +269,8 @@ impl AppState {
         // requests or the probes.
         let inline = log.is_none() && gate.runs_only_stock_policies();
         let decide = move || {
-            // The permits live as long as the work, not as the request.
-            let _permits = (admitted, evaluating);
+            // The permit lives as long as the work, not as the request.
+            let _permit = evaluating;
             let started = Instant::now();
             let late = |what: &str| {
                 tracing::warn!(

@@ -47,6 +47,13 @@ fn state_on(runtime: Arc<Runtime>, token: Option<&str>, max_pending: usize) -> A
         decision_log: None,
         shutdown_delay: Duration::ZERO,
         watch_interval: None,
+        adapters: vec!["generic", "argo", "spinnaker", "flagger", "github"],
+        operations_listen: None,
+        connections: super::listener::ConnectionLimits {
+            max_connections: 64,
+            header_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(1),
+        },
     };
     Arc::new(AppState::new(settings, runtime, gate))
 }
@@ -98,17 +105,13 @@ async fn a_snapshot_is_decided_and_counted() {
 }
 
 #[tokio::test]
-async fn a_full_admission_queue_refuses_at_once() {
+async fn a_full_admission_queue_refuses_at_once_before_reading_the_body() {
     let state = state(None, 1);
-    let _held = state.hold_admission();
-    let request = DecisionRequest {
-        phase: Phase::Abort,
-        input: Input::Snapshot(example("abort-allow")),
-    };
-    assert_eq!(
-        state.decide("generic", request).await.unwrap_err(),
-        ApiError::Overloaded
-    );
+    let _held = state.admit().expect("the only permit");
+    let body = json!({"phase": "abort", "snapshot": serde_json::from_str::<Value>(&example("abort-allow")).unwrap()});
+    let (status, answer) = post(&state, "/v1/evaluate", body.to_string()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(rejected(&state, "overloaded"), 1);
 }
 
 #[tokio::test]
