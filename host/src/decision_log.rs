@@ -242,6 +242,7 @@ mod tests {
         let config = RuntimeConfig {
             cache_dir: None,
             max_concurrent_instances: 2,
+            ..Default::default()
         };
         Arc::new(Runtime::new(&config).unwrap())
     }

@@ -14,8 +14,10 @@ use crate::builtins;
 use crate::decision::{Evaluation, OutcomeKind, PolicyOutcome, combine};
 use crate::error::Error;
 use crate::gate::{Gate, Mode, PolicyEntry};
-use crate::modules::load_module;
-use crate::runtime::{Cancel, Determinism, Fault, HostFault, LoadedModule, Runtime};
+use crate::modules::{LoadError, load_module};
+use crate::runtime::{
+    Cancel, ComponentError, Determinism, Fault, HostFault, LoadedModule, Runtime,
+};
 use crate::snapshot::ValidSnapshot;
 
 /// A gate whose modules are loaded and whose policies accepted their
@@ -48,8 +50,21 @@ impl PreparedGate {
             .iter()
             .filter(|p| p.phases.iter().any(|ph| phases.contains(ph)));
         for policy in wanted {
-            let module = load_module(&runtime, &gate.module_base, policy)
-                .map_err(|error| Fault::Load(error.to_string()));
+            let module =
+                match load_module(&runtime, &gate.module_base, policy, gate.max_module_bytes()) {
+                    // The host's own limit: the gate does not load, no verdict.
+                    Err(LoadError::Component {
+                        error: error @ ComponentError::CompileTimeout { .. },
+                        module,
+                    }) => {
+                        return Err(Error::Internal(anyhow::anyhow!(
+                            "{}: policy '{}': module '{module}': {error}",
+                            gate.origin.label(),
+                            policy.name
+                        )));
+                    }
+                    loaded => loaded.map_err(|error| Fault::Load(error.to_string())),
+                };
             let module = match module {
                 Ok(module) => check_policy(&runtime, &gate, policy, module)?,
                 Err(fault) => Err(fault),
@@ -404,6 +419,7 @@ mod tests {
         let config = crate::runtime::RuntimeConfig {
             cache_dir: None,
             max_concurrent_instances: 4,
+            ..Default::default()
         };
         Arc::new(Runtime::new(&config).unwrap())
     }

@@ -25,7 +25,8 @@ pub(crate) struct Inspection {
 
 /// Loads a module (a path or `builtin:NAME`) and asks it to describe itself.
 pub(crate) fn inspect(runtime: &Runtime, module: &str) -> Result<Inspection, Error> {
-    let read = read_module(&ModuleBase::WorkingDir, module).map_err(|error| match error {
+    let max = crate::modules::DEFAULT_MAX_MODULE_BYTES;
+    let read = read_module(&ModuleBase::WorkingDir, module, max).map_err(|error| match error {
         LoadError::NotFound { .. } => Error::MissingInput(error.to_string()),
         _ => Error::InvalidInput(error.to_string()),
     })?;

@@ -28,6 +28,10 @@ pub(crate) enum LoadError {
     OutsideGateDir { module: String, dir: PathBuf },
     /// The file exists but could not be read.
     Unreadable { module: String, detail: String },
+    /// Not a regular file (a pipe, a device, a directory).
+    NotAFile { module: String },
+    /// Larger than the gate's `limits.max_module_mib`.
+    TooLarge { module: String, size: u64, max: u64 },
     /// The bytes are not the ones the gate pins.
     PinMismatch {
         module: String,
@@ -65,6 +69,14 @@ impl fmt::Display for LoadError {
             LoadError::Unreadable { module, detail } => {
                 write!(f, "reading module '{module}'{detail}")
             }
+            LoadError::NotAFile { module } => {
+                write!(f, "module '{module}' is not a regular file")
+            }
+            LoadError::TooLarge { module, size, max } => write!(
+                f,
+                "module '{module}' has {size} bytes, more than the limit of {max} \
+                 (limits.max_module_mib)"
+            ),
             LoadError::PinMismatch {
                 module,
                 actual,
@@ -92,8 +104,9 @@ pub(crate) fn load_module(
     runtime: &Runtime,
     base: &ModuleBase,
     policy: &PolicyEntry,
+    max_bytes: u64,
 ) -> Result<Arc<LoadedModule>, LoadError> {
-    let module = read_module(base, &policy.module)?;
+    let module = read_module(base, &policy.module, max_bytes)?;
     if let Some(pin) = &policy.sha256
         && !module.sha256.eq_ignore_ascii_case(pin)
     {
@@ -120,8 +133,16 @@ pub(crate) fn compile(
         })
 }
 
-/// The bytes of a module reference.
-pub(crate) fn read_module(base: &ModuleBase, module: &str) -> Result<ModuleBytes, LoadError> {
+/// The largest module read when no gate says otherwise.
+pub(crate) const DEFAULT_MAX_MODULE_BYTES: u64 = crate::gate::DEFAULT_MAX_MODULE_MIB << 20;
+
+/// The bytes of a module reference, at most `max_bytes` of them, from a
+/// regular file only (a pipe or a device would block or never end).
+pub(crate) fn read_module(
+    base: &ModuleBase,
+    module: &str,
+    max_bytes: u64,
+) -> Result<ModuleBytes, LoadError> {
     if module.starts_with(builtins::PREFIX) {
         let builtin = builtins::lookup(module).ok_or_else(|| LoadError::UnknownBuiltin {
             module: module.to_string(),
@@ -132,17 +153,15 @@ pub(crate) fn read_module(base: &ModuleBase, module: &str) -> Result<ModuleBytes
         });
     }
     let bytes = match base {
-        ModuleBase::WorkingDir => std::fs::read(module).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => LoadError::NotFound {
-                module: module.to_string(),
-                dir: None,
-            },
-            _ => LoadError::Unreadable {
-                module: module.to_string(),
-                detail: format!(": {e}"),
-            },
-        }),
-        ModuleBase::Confined(dir) => read_confined(dir, module),
+        ModuleBase::WorkingDir => {
+            let opened = std::fs::metadata(module).and_then(|metadata| {
+                refuse_special(metadata.is_file())?;
+                Ok((metadata, std::fs::File::open(module)?))
+            });
+            let (metadata, file) = opened.map_err(|e| io_error(module, None, e))?;
+            read_limited(module, metadata.len(), file, max_bytes)
+        }
+        ModuleBase::Confined(dir) => read_confined(dir, module, max_bytes),
     }?;
     Ok(ModuleBytes {
         sha256: hex::encode(Sha256::digest(&bytes)),
@@ -153,7 +172,7 @@ pub(crate) fn read_module(base: &ModuleBase, module: &str) -> Result<ModuleBytes
 /// Reads `module` inside `dir` only: an absolute path or one that climbs
 /// out with `..` is refused, so a gate (or a request naming a gate's module)
 /// cannot reach other files.
-fn read_confined(dir: &Path, module: &str) -> Result<Vec<u8>, LoadError> {
+fn read_confined(dir: &Path, module: &str, max_bytes: u64) -> Result<Vec<u8>, LoadError> {
     let root =
         cap_std::fs::Dir::open_ambient_dir(dir, cap_std::ambient_authority()).map_err(|e| {
             LoadError::Unreadable {
@@ -161,22 +180,76 @@ fn read_confined(dir: &Path, module: &str) -> Result<Vec<u8>, LoadError> {
                 detail: format!(": opening the gate's directory {}: {e}", dir.display()),
             }
         })?;
-    root.read(module).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => LoadError::NotFound {
-            module: module.to_string(),
-            dir: Some(dir.to_path_buf()),
-        },
+    let opened = root.metadata(module).and_then(|metadata| {
+        refuse_special(metadata.is_file())?;
+        Ok((metadata.len(), root.open(module)?))
+    });
+    let (len, file) = opened.map_err(|e| match e.kind() {
         _ if Path::new(module).is_absolute() || module.split(['/', '\\']).any(|c| c == "..") => {
             LoadError::OutsideGateDir {
                 module: module.to_string(),
                 dir: dir.to_path_buf(),
             }
         }
-        _ => LoadError::Unreadable {
-            module: module.to_string(),
-            detail: format!(" in {}: {e}", dir.display()),
+        _ => io_error(module, Some(dir), e),
+    })?;
+    read_limited(module, len, file.into_std(), max_bytes)
+}
+
+/// Refuses what is not a regular file, as an I/O error of kind
+/// `InvalidInput` ([`LoadError::NotAFile`]).
+fn refuse_special(is_file: bool) -> std::io::Result<()> {
+    if is_file {
+        return Ok(());
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        "not a regular file",
+    ))
+}
+
+fn io_error(module: &str, dir: Option<&Path>, e: std::io::Error) -> LoadError {
+    let module = module.to_string();
+    match e.kind() {
+        std::io::ErrorKind::NotFound => LoadError::NotFound {
+            module,
+            dir: dir.map(Path::to_path_buf),
         },
-    })
+        std::io::ErrorKind::InvalidInput => LoadError::NotAFile { module },
+        _ => LoadError::Unreadable {
+            module,
+            detail: match dir {
+                Some(dir) => format!(" in {}: {e}", dir.display()),
+                None => format!(": {e}"),
+            },
+        },
+    }
+}
+
+/// Reads at most `max_bytes` (a file that grows meanwhile is caught too).
+fn read_limited(
+    module: &str,
+    len: u64,
+    file: std::fs::File,
+    max_bytes: u64,
+) -> Result<Vec<u8>, LoadError> {
+    use std::io::Read;
+    let too_large = |size: u64| LoadError::TooLarge {
+        module: module.to_string(),
+        size,
+        max: max_bytes,
+    };
+    if len > max_bytes {
+        return Err(too_large(len));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(max_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_error(module, None, e))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -184,7 +257,7 @@ mod tests {
     use super::*;
 
     fn confined(dir: &Path, module: &str) -> Result<ModuleBytes, LoadError> {
-        read_module(&ModuleBase::Confined(dir.to_path_buf()), module)
+        read_module(&ModuleBase::Confined(dir.to_path_buf()), module, 64)
     }
 
     #[test]
@@ -206,14 +279,14 @@ mod tests {
         );
         let absolute = confined(dir.path(), "/etc/hostname").err().unwrap();
         assert!(matches!(absolute, LoadError::OutsideGateDir { .. }));
-        let unknown = read_module(&ModuleBase::WorkingDir, "builtin:nope")
+        let unknown = read_module(&ModuleBase::WorkingDir, "builtin:nope", 64)
             .err()
             .unwrap();
         assert_eq!(
             unknown.to_string(),
             "no stock policy 'builtin:nope' (there are builtin:preflight, builtin:canary, builtin:verify)"
         );
-        let stock = read_module(&ModuleBase::WorkingDir, "builtin:canary").unwrap();
+        let stock = read_module(&ModuleBase::WorkingDir, "builtin:canary", 64).unwrap();
         assert_eq!(
             stock.sha256,
             builtins::lookup("builtin:canary").unwrap().sha256

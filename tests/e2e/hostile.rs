@@ -140,9 +140,17 @@ fn a_million_findings_cannot_exhaust_the_host() {
     let error = fails_closed("million-findings");
     assert!(
         error == "policy tried to use more than its memory limit of 64 MiB"
+            || error
+                .starts_with("policy returned a malformed verdict: it hands the host more than")
             || error.starts_with("policy returned a malformed verdict: 1000000 findings"),
         "{error}"
     );
+}
+
+#[test]
+fn a_gigabyte_of_randomness_is_refused_not_allocated() {
+    let error = fails_closed("random-flood");
+    assert!(error.contains("exceeds limit 65536"), "{error}");
 }
 
 #[test]

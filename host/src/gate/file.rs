@@ -41,6 +41,9 @@ pub(crate) struct LimitsSection {
     /// Memory a policy may use, in MiB.
     #[serde(default = "default_memory_mib")]
     pub(crate) memory_mib: u64,
+    /// The largest policy module read, in MiB (checked before reading).
+    #[serde(default = "default_max_module_mib")]
+    pub(crate) max_module_mib: u64,
 }
 
 impl Default for LimitsSection {
@@ -48,6 +51,7 @@ impl Default for LimitsSection {
         LimitsSection {
             timeout_ms: default_timeout_ms(),
             memory_mib: default_memory_mib(),
+            max_module_mib: default_max_module_mib(),
         }
     }
 }
@@ -58,6 +62,14 @@ fn default_timeout_ms() -> u64 {
 
 fn default_memory_mib() -> u64 {
     Limits::default().memory_mib
+}
+
+/// The largest module read when a gate sets no `max_module_mib`: real
+/// policies are a few hundred KiB.
+pub(crate) const DEFAULT_MAX_MODULE_MIB: u64 = 16;
+
+fn default_max_module_mib() -> u64 {
+    DEFAULT_MAX_MODULE_MIB
 }
 
 /// How a policy's decision counts.

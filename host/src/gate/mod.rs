@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::runtime::Limits;
 
 pub use file::Mode;
-pub(crate) use file::{GateFile, PolicyEntry};
+pub(crate) use file::{DEFAULT_MAX_MODULE_MIB, GateFile, PolicyEntry};
 
 /// The gate used when no `--gate` is given.
 pub const DEFAULT_GATE: &str = include_str!("../default-gate.toml");
@@ -149,6 +149,11 @@ impl Gate {
             timeout_ms: self.file.limits.timeout_ms,
             memory_mib: self.file.limits.memory_mib,
         }
+    }
+
+    /// The largest module a policy of this gate may have, in bytes.
+    pub(crate) fn max_module_bytes(&self) -> u64 {
+        self.file.limits.max_module_mib << 20
     }
 
     /// The policies bound to `phase`, in gate order.

@@ -9,6 +9,9 @@ use shipgate_policy::Decision;
 use super::file::GateFile;
 use crate::runtime::MAX_MEMORY_MIB;
 
+/// The largest `limits.max_module_mib`.
+const MAX_MODULE_MIB: u64 = 256;
+
 /// The longest a policy's `limits.timeout_ms` may be.
 pub(crate) const MAX_TIMEOUT_MS: u64 = 60_000;
 
@@ -22,6 +25,12 @@ pub(super) fn validate(file: &GateFile) -> Result<(), String> {
         return Err(format!(
             "limits.timeout_ms: {} is outside 1..={MAX_TIMEOUT_MS}",
             limits.timeout_ms
+        ));
+    }
+    if !(1..=MAX_MODULE_MIB).contains(&limits.max_module_mib) {
+        return Err(format!(
+            "limits.max_module_mib: {} is outside 1..={MAX_MODULE_MIB}",
+            limits.max_module_mib
         ));
     }
     if !(1..=MAX_MEMORY_MIB).contains(&limits.memory_mib) {

@@ -53,6 +53,10 @@ impl Cancel {
     }
 }
 
+/// The most data the host copies out of a policy in one call or return: a
+/// verdict at its limits (1000 findings of 4 KiB texts) is about 17 MiB.
+const MAX_LIFTED_BYTES: usize = 32 << 20;
+
 /// The error a cancelled call stops with.
 #[derive(Debug)]
 struct Cancelled;
@@ -79,6 +83,7 @@ impl Runtime {
             usize::try_from(limits.memory_mib.min(MAX_MEMORY_MIB) << 20).unwrap_or(usize::MAX);
         let mut store = Store::new(&self.engine, HostState::new(memory_bytes, determinism));
         store.limiter(|state| state.limiter());
+        store.set_hostcall_fuel(MAX_LIFTED_BYTES);
         let ticks = deadline_ticks(limits.timeout_ms);
         match cancel {
             None => store.set_epoch_deadline(ticks),
@@ -190,6 +195,13 @@ fn classify_trap(error: &wasmtime::Error, state: &HostState, limits: Limits) -> 
     }
     if error.is::<Cancelled>() {
         return Fault::Host(HostFault::Cancelled);
+    }
+    // wasmtime's own error for it is private: known by its message.
+    if root_cause(error).contains("fuel allocated for hostcalls has been exhausted") {
+        return Fault::MalformedVerdict(format!(
+            "it hands the host more than the {} MiB it takes from a policy at once",
+            MAX_LIFTED_BYTES >> 20
+        ));
     }
     let trap = error.downcast_ref::<Trap>();
     if trap == Some(&Trap::Interrupt) {

@@ -24,6 +24,9 @@ pub enum ComponentError {
     MissingImport(String),
     /// A component that does not export the policy world.
     WrongWorld(String),
+    /// The compiler took longer than the host allows: the host's limit, not
+    /// a verdict on the module.
+    CompileTimeout { seconds: u64 },
 }
 
 impl fmt::Display for ComponentError {
@@ -45,6 +48,10 @@ impl fmt::Display for ComponentError {
             ComponentError::MissingImport(why) => {
                 write!(f, "it needs something shipgate does not provide: {why}")
             }
+            ComponentError::CompileTimeout { seconds } => write!(
+                f,
+                "compiling it took longer than {seconds} s; the host gave up"
+            ),
             ComponentError::WrongWorld(why) => write!(
                 f,
                 "it does not implement the shipgate:policy/policy world of {CONTRACT} \

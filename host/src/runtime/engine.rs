@@ -12,6 +12,11 @@ use super::{MAX_MEMORY_MIB, RuntimeConfig};
 /// How often the epoch advances; deadlines are measured in ticks of this.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(2);
 
+/// Core instances one policy component may have.
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+/// Tables one policy component may have.
+const MAX_TABLES_PER_COMPONENT: u32 = 8;
+
 /// Memory a pool slot zeroes with memset on reuse instead of returning it to
 /// the kernel: madvise then faulting the pages back costs more, and under
 /// load its TLB shootdowns interrupt every core.
@@ -25,8 +30,12 @@ pub(super) fn engine_config(config: &RuntimeConfig) -> Config {
         .total_memories(slots * 2)
         .total_tables(slots * 4)
         // The memory limit is per instance (see `MemoryCap`); a component
-        // with many memories would also drain the pool.
+        // with many memories, core instances or tables would also drain the
+        // pool. A Rust policy for wasm32-wasip2 has 1 memory, about 4 core
+        // instances and 2 tables.
         .max_memories_per_component(2)
+        .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+        .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
         // Async stacks are not used, but each pool slot costs a guard-page
         // mprotect at start-up (the default, 1000, was ~4 ms of a CLI run).
         .total_stacks(slots)

@@ -79,6 +79,9 @@ pub struct RuntimeConfig {
     /// How many policy instances may be alive at once (the pooling
     /// allocator's slots). Default 64.
     pub max_concurrent_instances: u32,
+    /// The longest a module may take to compile; beyond, loading it is a
+    /// fault of the host's (no verdict). Default 60 s.
+    pub compile_timeout: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -86,6 +89,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             cache_dir: ModuleCache::default_dir(),
             max_concurrent_instances: 64,
+            compile_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -128,6 +132,7 @@ pub struct Runtime {
     /// Compiled modules by sha256, so a module used by several policies or
     /// gates is compiled once.
     loaded: Mutex<HashMap<String, Arc<LoadedModule>>>,
+    compile_timeout: Duration,
     _ticker: EpochTicker,
 }
 
@@ -154,6 +159,7 @@ impl Runtime {
             linker,
             cache,
             loaded: Mutex::default(),
+            compile_timeout: config.compile_timeout,
             _ticker: ticker,
         })
     }
@@ -184,8 +190,7 @@ impl Runtime {
         {
             Some(component) => component,
             None => {
-                let component = Component::new(&self.engine, bytes)
-                    .map_err(|e| ComponentError::Invalid(root_cause(&e)))?;
+                let component = self.compile(bytes)?;
                 if let Some(cache) = &self.cache {
                     let _ = cache.put(&sha256, &component);
                 }
@@ -210,6 +215,28 @@ impl Runtime {
             .expect("not poisoned")
             .insert(sha256, module.clone());
         Ok(module)
+    }
+
+    /// Compiles on a thread of its own, waiting at most the compile
+    /// timeout: a module built to take the compiler hours cannot hold a
+    /// gate's loading (or a reload) that long. A compilation past its time
+    /// is left to end on its own; its result is dropped.
+    fn compile(&self, bytes: &[u8]) -> Result<Component, ComponentError> {
+        let (done, result) = std::sync::mpsc::channel();
+        let engine = self.engine.clone();
+        let bytes = bytes.to_vec();
+        std::thread::Builder::new()
+            .name("shipgate-compile".into())
+            .spawn(move || {
+                let _ = done.send(Component::new(&engine, &bytes));
+            })
+            .map_err(|e| ComponentError::Invalid(format!("starting the compiler: {e}")))?;
+        match result.recv_timeout(self.compile_timeout) {
+            Ok(compiled) => compiled.map_err(|e| ComponentError::Invalid(root_cause(&e))),
+            Err(_) => Err(ComponentError::CompileTimeout {
+                seconds: self.compile_timeout.as_secs(),
+            }),
+        }
     }
 
     /// Asks a policy to describe itself.
@@ -257,5 +284,74 @@ impl Runtime {
             )?;
             Ok(bindings::evaluation_from_wit(result))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime(config: RuntimeConfig) -> Runtime {
+        Runtime::new(&RuntimeConfig {
+            cache_dir: None,
+            ..config
+        })
+        .unwrap()
+    }
+
+    /// A component of `count` instances of an empty core module.
+    fn many_core_instances(count: u32) -> Vec<u8> {
+        use wasm_encoder::{Component, InstanceSection, Module, ModuleSection};
+        let mut component = Component::new();
+        component.section(&ModuleSection(&Module::new()));
+        let mut instances = InstanceSection::new();
+        for _ in 0..count {
+            instances.instantiate(0, std::iter::empty::<(&str, wasm_encoder::ModuleArg)>());
+        }
+        component.section(&instances);
+        component.finish()
+    }
+
+    #[test]
+    fn a_component_with_too_many_core_instances_is_refused_at_load() {
+        let runtime = runtime(RuntimeConfig::default());
+        let Err(error) = runtime.load(&many_core_instances(17)) else {
+            panic!("loaded")
+        };
+        assert!(
+            error
+                .to_string()
+                .contains("17 core module instances, which exceeds the configured maximum of 16"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_compilation_past_its_time_is_the_hosts_fault() {
+        let runtime = runtime(RuntimeConfig {
+            compile_timeout: Duration::ZERO,
+            ..RuntimeConfig::default()
+        });
+        let canary = crate::builtins::lookup("builtin:canary").unwrap();
+        let Err(error) = runtime.load(canary.bytes) else {
+            panic!("compiled in no time")
+        };
+        assert_eq!(error, ComponentError::CompileTimeout { seconds: 0 });
+    }
+
+    /// Sleeping is refused by replacing WASI's clock: a WASI without that
+    /// clock must stop the runtime from starting, not let sleeping through.
+    #[test]
+    fn the_clock_replaced_must_be_the_one_wasi_links() {
+        let engine = Engine::default();
+        let mut bare: Linker<HostState> = Linker::new(&engine);
+        let error = sandbox::forbid_sleeping(&mut bare).unwrap_err();
+        assert!(
+            error.to_string().contains("sleeping would not be refused"),
+            "{error}"
+        );
+        let mut linked: Linker<HostState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linked).unwrap();
+        sandbox::forbid_sleeping(&mut linked).unwrap();
     }
 }

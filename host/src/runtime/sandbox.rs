@@ -10,6 +10,10 @@ use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
+/// The most random bytes a policy may ask for at once: its seed's stream
+/// is endless, the host's memory is not.
+const MAX_RANDOM_BYTES: u64 = 64 * 1024;
+
 /// The most a policy may print (stdout and stderr each) in one evaluation.
 /// Writing more is a fault: the output lands in every decision record.
 pub(crate) const MAX_OUTPUT_BYTES: usize = 64 * 1024;
@@ -58,6 +62,7 @@ impl HostState {
             .insecure_random_seed(u128::from_le_bytes(
                 seed[..16].try_into().expect("16 bytes"),
             ))
+            .max_random_size(MAX_RANDOM_BYTES)
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -164,18 +169,33 @@ const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
 /// Time is frozen, so waiting for it to pass would wait forever, and a
 /// blocking host call is beyond the epoch deadline's reach. Asking to sleep
 /// is therefore a fault, at once.
+///
+/// The clock replaced must be the one WASI was linked with: a WASI of
+/// another version would add its own clock under another name, and sleeping
+/// would be allowed again. So it is checked here, when the runtime starts.
 pub(crate) fn forbid_sleeping(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    fn refuse(
+        _store: wasmtime::StoreContextMut<'_, HostState>,
+        (_when,): (u64,),
+    ) -> wasmtime::Result<(Resource<DynPollable>,)> {
+        Err(wasmtime::format_err!(
+            "policies may not sleep or wait: time is frozen at the snapshot's `now`"
+        ))
+    }
+    linker.allow_shadowing(false);
+    let probe = linker
+        .instance(MONOTONIC_CLOCK)?
+        .func_wrap("subscribe-duration", refuse);
+    if probe.is_ok() {
+        wasmtime::bail!(
+            "WASI as linked provides no {MONOTONIC_CLOCK}: sleeping would not be refused; \
+             update MONOTONIC_CLOCK to the WASI version wasmtime-wasi links"
+        );
+    }
     linker.allow_shadowing(true);
     let mut clock = linker.instance(MONOTONIC_CLOCK)?;
     for name in ["subscribe-duration", "subscribe-instant"] {
-        clock.func_wrap(
-            name,
-            |_store, (_when,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> {
-                Err(wasmtime::format_err!(
-                    "policies may not sleep or wait: time is frozen at the snapshot's `now`"
-                ))
-            },
-        )?;
+        clock.func_wrap(name, refuse)?;
     }
     linker.allow_shadowing(false);
     Ok(())

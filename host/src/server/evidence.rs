@@ -20,7 +20,6 @@ const MAX_REFUSED_FIELDS: usize = 64;
 /// The snapshot for `target`, and what is missing from it as denying
 /// outcomes.
 pub(super) async fn gather(
-    http: &reqwest::Client,
     gate: &PreparedGate,
     target: &Target,
     phase: Phase,
@@ -32,7 +31,7 @@ pub(super) async fn gather(
         phase,
         at: now,
     };
-    let mut evidence = declared.sources.collect(http, asked).await;
+    let mut evidence = declared.sources.collect(asked).await;
     let value = sources::assemble(target, &declared.rollout, &evidence, now);
     let snapshot = validated(value, &mut evidence)?;
     let missing = evidence.iter().filter_map(PolicyOutcome::missing_evidence);

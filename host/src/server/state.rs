@@ -240,9 +240,7 @@ impl AppState {
                         .map_err(|e| ApiError::BadRequest(format!("snapshot: {e}")))?;
                     (snapshot, Vec::new())
                 }
-                Input::Target(target) => {
-                    super::evidence::gather(&self.http, &gate, &target, phase).await?
-                }
+                Input::Target(target) => super::evidence::gather(&gate, &target, phase).await?,
             };
             let evaluating = self
                 .evaluating

@@ -19,6 +19,7 @@ fn runtime(slots: u32) -> Arc<Runtime> {
     let config = RuntimeConfig {
         cache_dir: None,
         max_concurrent_instances: slots,
+        ..Default::default()
     };
     Arc::new(Runtime::new(&config).unwrap())
 }

@@ -93,7 +93,7 @@ impl Source for FactsSource {
 
     /// Facts matter to every phase (preflight's checklist, verify's smoke
     /// tests and alerts), so the file is read whatever is asked.
-    fn collect<'a>(&'a self, _client: &'a reqwest::Client, asked: Asked<'a>) -> Collecting<'a> {
+    fn collect<'a>(&'a self, asked: Asked<'a>) -> Collecting<'a> {
         Box::pin(self.read(asked.target))
     }
 }

@@ -48,7 +48,7 @@ pub(crate) trait Source: Send + Sync {
 
     /// What the source can find that deciding the phase needs. Never
     /// fails: what it cannot find is [`Evidence::missing`], with the reason.
-    fn collect<'a>(&'a self, client: &'a reqwest::Client, asked: Asked<'a>) -> Collecting<'a>;
+    fn collect<'a>(&'a self, asked: Asked<'a>) -> Collecting<'a>;
 }
 
 /// `[sources]` in a gate file: the configured sources.
@@ -77,16 +77,12 @@ impl SourcesConfig {
     /// Evidence for `target` from every configured source, concurrently, in
     /// the order they are listed. With no source configured, the evidence
     /// says so: a target alone is not evidence.
-    pub(crate) async fn collect(
-        &self,
-        client: &reqwest::Client,
-        asked: Asked<'_>,
-    ) -> Vec<Evidence> {
+    pub(crate) async fn collect(&self, asked: Asked<'_>) -> Vec<Evidence> {
         let sources = self.configured();
         if sources.is_empty() {
             return vec![unconfigured()];
         }
-        let collecting = sources.iter().map(|s| s.collect(client, asked));
+        let collecting = sources.iter().map(|s| s.collect(asked));
         futures_util::future::join_all(collecting).await
     }
 }

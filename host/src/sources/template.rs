@@ -261,7 +261,9 @@ pub(crate) fn check_known(template: &str, known: &[&str]) -> Result<(), String> 
     }
 }
 
-/// `template` with each `{placeholder}` replaced by `value(name)`.
+/// `template` with each `{placeholder}` replaced by `value(name)`. Inside
+/// a PromQL regex matcher's string (`=~"…"`, `!~"…"`) the value is
+/// regex-escaped: a name like `a.b` must match itself, not `aXb`.
 pub(crate) fn fill(
     template: &str,
     value: impl Fn(&str) -> Result<String, String>,
@@ -270,11 +272,50 @@ pub(crate) fn fill(
     let mut copied = 0;
     for (start, name) in placeholders(template) {
         out.push_str(&template[copied..start]);
-        out.push_str(&value(name)?);
+        let filled = value(name)?;
+        if in_regex_string(template, start) {
+            out.push_str(&regex_escaped(&filled));
+        } else {
+            out.push_str(&filled);
+        }
         copied = start + name.len() + 2;
     }
     out.push_str(&template[copied..]);
     Ok(out)
+}
+
+/// Whether byte `at` of a PromQL text lies inside the string of a regex
+/// matcher (`=~"…"` or `!~"…"`, white space allowed before the quote).
+fn in_regex_string(text: &str, at: usize) -> bool {
+    let bytes = text.as_bytes();
+    let (mut in_string, mut regex, mut i) = (false, false, 0);
+    while i < at {
+        match bytes[i] {
+            b'\\' if in_string => i += 1,
+            b'"' if in_string => in_string = false,
+            b'"' => {
+                in_string = true;
+                let before = text[..i].trim_end();
+                regex = before.ends_with("=~") || before.ends_with("!~");
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    in_string && regex
+}
+
+/// `value` as a literal inside a PromQL regex string: each regex
+/// metacharacter behind a backslash, itself escaped for the string.
+fn regex_escaped(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 8);
+    for c in value.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push_str("\\\\");
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -346,6 +387,25 @@ mod tests {
         assert_eq!(
             missing[0].why,
             "the request gives no canary_hash for {hash}"
+        );
+    }
+
+    #[test]
+    fn values_inside_regex_matchers_are_escaped_and_only_there() {
+        let text = |template: &str| fill(template, |_| Ok("my.app".to_string())).unwrap();
+        assert_eq!(
+            text(r#"up{pod=~"{service}-.+"}"#),
+            r#"up{pod=~"my\\.app-.+"}"#
+        );
+        assert_eq!(
+            text(r#"up{pod !~ "{service}"}"#),
+            r#"up{pod !~ "my\\.app"}"#
+        );
+        assert_eq!(text(r#"up{app="{service}"}"#), r#"up{app="my.app"}"#);
+        assert_eq!(
+            text(r#"up{a=~"x\"y", b="{service}"}"#),
+            r#"up{a=~"x\"y", b="my.app"}"#,
+            "an escaped quote does not end the regex string early"
         );
     }
 
