@@ -19,6 +19,8 @@ pub mod decision;
 mod decision_log;
 mod error;
 pub mod evaluate;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gate;
 mod inspect;
 mod modules;
@@ -38,7 +40,8 @@ mod layers {
     use std::path::Path;
 
     /// Each top-level module and its layer (higher uses lower).
-    const LAYERS: [(&str, u8); 19] = [
+    const LAYERS: [(&str, u8); 20] = [
+        ("fuzzing", 5),
         ("cli", 4),
         ("server", 4),
         ("adapters", 3),

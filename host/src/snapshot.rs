@@ -36,6 +36,11 @@ impl ValidSnapshot {
         serde_json::from_str(&self.text).expect("validated JSON")
     }
 
+    /// The typed form policies receive.
+    pub(crate) fn typed(&self) -> &Snapshot {
+        &self.typed
+    }
+
     /// The snapshot's JSON text, exactly as received.
     pub(crate) fn text(&self) -> &str {
         &self.text

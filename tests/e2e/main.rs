@@ -20,6 +20,8 @@ mod eval;
 mod flagger;
 /// Output formats: text for people, JSON, GitHub Actions.
 mod formats;
+/// Every fuzz target, briefly (long runs: `fuzz/`).
+mod fuzz;
 /// GitHub deployment protection rules, against a stand-in for GitHub's API.
 mod github;
 /// No false rollback, no lost decision: host limits, timeouts, shadows.

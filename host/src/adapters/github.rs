@@ -46,6 +46,13 @@ pub(crate) struct Settings {
     pub(crate) key: std::sync::Arc<ring::signature::RsaKeyPair>,
     /// The webhook secret deliveries are signed with.
     pub(crate) webhook_secret: Vec<u8>,
+    pub(crate) routing: Routing,
+}
+
+/// What reading a delivery needs (no credentials): where callbacks may go
+/// and which phase each environment asks for.
+#[derive(Debug, Clone)]
+pub(crate) struct Routing {
     /// The REST API's base, `https://api.github.com` (GitHub Enterprise
     /// Server: `https://HOST/api/v3`). Callback URLs must start with it.
     pub(crate) api_url: String,
@@ -58,8 +65,7 @@ impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
             .field("app_id", &self.app_id)
-            .field("api_url", &self.api_url)
-            .field("environments", &self.environments)
+            .field("routing", &self.routing)
             .finish_non_exhaustive()
     }
 }
@@ -176,7 +182,7 @@ pub(crate) enum Delivery {
 
 /// Reads a (signature-checked) delivery of `event`.
 pub(crate) fn request(
-    settings: &Settings,
+    routing: &Routing,
     event: Option<&str>,
     body: Request,
 ) -> Result<Delivery, ApiError> {
@@ -196,7 +202,7 @@ pub(crate) fn request(
     let url = payload
         .deployment_callback_url
         .ok_or_else(|| field("deployment_callback_url"))?;
-    let api = settings.api_url.trim_end_matches('/');
+    let api = routing.api_url.trim_end_matches('/');
     if !url.starts_with(&format!("{api}/repos/")) {
         return Err(ApiError::BadRequest(format!(
             "deployment_callback_url: '{url}' is not on {api}; shipgate sends its token nowhere else"
@@ -223,11 +229,11 @@ pub(crate) fn request(
     };
     let target = Target::from_json(serde_json::to_value(target).expect("targets are JSON"))
         .map_err(ApiError::BadRequest)?;
-    let phase = settings
+    let phase = routing
         .environments
         .get(&environment)
         .copied()
-        .unwrap_or(settings.default_phase);
+        .unwrap_or(routing.default_phase);
     let request = DecisionRequest {
         phase,
         input: Input::Target(target),
@@ -312,9 +318,11 @@ mod tests {
             app_id: "123456".into(),
             key: std::sync::Arc::new(read_key(pem).unwrap()),
             webhook_secret: b"It's a Secret to Everybody".to_vec(),
-            api_url: "https://api.github.com".into(),
-            environments: BTreeMap::from([("canary".into(), Phase::Verify)]),
-            default_phase: Phase::Preflight,
+            routing: Routing {
+                api_url: "https://api.github.com".into(),
+                environments: BTreeMap::from([("canary".into(), Phase::Verify)]),
+                default_phase: Phase::Preflight,
+            },
         }
     }
 
@@ -341,9 +349,12 @@ mod tests {
 
     #[test]
     fn a_requested_rule_asks_for_the_environments_phase_about_the_repository() {
-        let Delivery::Review(request, callback) =
-            request(&settings(), Some("deployment_protection_rule"), delivery()).unwrap()
-        else {
+        let Delivery::Review(request, callback) = request(
+            &settings().routing,
+            Some("deployment_protection_rule"),
+            delivery(),
+        )
+        .unwrap() else {
             panic!("a review")
         };
         assert_eq!(request.phase, Phase::Preflight);
@@ -367,7 +378,7 @@ mod tests {
 
     #[test]
     fn other_events_and_actions_are_acknowledged_and_ignored() {
-        let ping = request(&settings(), Some("ping"), Request::default()).unwrap();
+        let ping = request(&settings().routing, Some("ping"), Request::default()).unwrap();
         assert!(matches!(ping, Delivery::Ignored(_)));
         assert_eq!(acknowledge(&ping).status, 202);
     }
@@ -376,7 +387,12 @@ mod tests {
     fn a_callback_off_the_api_is_refused() {
         let mut body = delivery();
         body.fields["deployment_callback_url"] = "https://evil.example/repos/x".into();
-        let error = request(&settings(), Some("deployment_protection_rule"), body).unwrap_err();
+        let error = request(
+            &settings().routing,
+            Some("deployment_protection_rule"),
+            body,
+        )
+        .unwrap_err();
         assert!(error.message().contains("is not on https://api.github.com"));
     }
 

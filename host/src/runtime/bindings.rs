@@ -66,6 +66,31 @@ pub(super) fn evaluation_from_wit(result: Result<wit::Verdict, String>) -> Resul
     }
 }
 
+/// The host's check of a verdict given in the SDK's types: what the host
+/// makes of that verdict when a policy returns it (the fuzzers' oracle).
+pub(crate) fn check_verdict(verdict: Verdict) -> Result<Verdict, Fault> {
+    let decision = |d: Decision| match d {
+        Decision::Allow => wit::Decision::Allow,
+        Decision::Deny => wit::Decision::Deny,
+        Decision::Rollback => wit::Decision::Rollback,
+    };
+    verdict_from_wit(wit::Verdict {
+        decision: decision(verdict.decision),
+        summary: verdict.summary,
+        findings: verdict
+            .findings
+            .into_iter()
+            .map(|f| wit::Finding {
+                check: f.check,
+                decision: decision(f.decision),
+                message: f.message,
+                observed: f.observed,
+                threshold: f.threshold,
+            })
+            .collect(),
+    })
+}
+
 /// Checks a verdict against the host's limits and its own consistency.
 fn verdict_from_wit(verdict: wit::Verdict) -> Result<Verdict, Fault> {
     let malformed = |why: String| Err(Fault::MalformedVerdict(why));

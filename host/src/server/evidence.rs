@@ -40,7 +40,10 @@ pub(super) async fn gather(
 
 /// Parses an assembled snapshot. A field the validation refuses is taken
 /// out and recorded as missing in the evidence of the source that gave it.
-fn validated(mut value: Value, evidence: &mut [Evidence]) -> Result<ValidSnapshot, ApiError> {
+pub(crate) fn validated(
+    mut value: Value,
+    evidence: &mut [Evidence],
+) -> Result<ValidSnapshot, ApiError> {
     for _ in 0..MAX_REFUSED_FIELDS {
         let error = match snapshot::parse(value.to_string().as_bytes()) {
             Ok(snapshot) => return Ok(snapshot),
@@ -65,8 +68,9 @@ fn validated(mut value: Value, evidence: &mut [Evidence]) -> Result<ValidSnapsho
         match evidence.iter_mut().find(gave) {
             Some(source) => source.missing.push(missing),
             None => {
-                return Err(ApiError::BadEvidence(format!(
-                    "the request's own {field} is not valid in a snapshot: {}",
+                // The caller's own field: its mistake, not the sources'.
+                return Err(ApiError::BadRequest(format!(
+                    "{field}: not valid in a snapshot: {}",
                     error.message
                 )));
             }

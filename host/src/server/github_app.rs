@@ -50,7 +50,7 @@ async fn installation_token(
     let jwt = github::app_jwt(settings, jiff::Timestamp::now().as_second())?;
     let url = format!(
         "{}/app/installations/{installation}/access_tokens",
-        settings.api_url.trim_end_matches('/')
+        settings.routing.api_url.trim_end_matches('/')
     );
     let response = send(|| client.post(&url).bearer_auth(&jwt))
         .await

@@ -24,6 +24,7 @@ use crate::error::Error;
 use crate::runtime::{Runtime, RuntimeConfig};
 use state::load_gate;
 
+pub(crate) use evidence::validated;
 pub(crate) use options::ServeArgs;
 pub(crate) use routes::router;
 pub(crate) use state::{AppState, Settings};

@@ -280,9 +280,11 @@ impl ServeArgs {
             app_id: app_id.clone(),
             key: std::sync::Arc::new(key),
             webhook_secret: secret,
-            api_url,
-            environments: self.github_environments.iter().cloned().collect(),
-            default_phase: Phase::Preflight,
+            routing: github::Routing {
+                api_url,
+                environments: self.github_environments.iter().cloned().collect(),
+                default_phase: Phase::Preflight,
+            },
         }))
     }
 }

@@ -205,11 +205,11 @@ async fn github_protection_rule(
     let event = headers
         .get(github::EVENT_HEADER)
         .and_then(|v| v.to_str().ok());
-    let delivery = match body.and_then(|DecisionBody(body)| github::request(&settings, event, body))
-    {
-        Ok(delivery) => delivery,
-        Err(error) => return respond("github", Answer::refused(error)),
-    };
+    let delivery =
+        match body.and_then(|DecisionBody(body)| github::request(&settings.routing, event, body)) {
+            Ok(delivery) => delivery,
+            Err(error) => return respond("github", Answer::refused(error)),
+        };
     let answer = github::acknowledge(&delivery);
     if let github::Delivery::Review(request, callback) = delivery {
         let state = state.clone();

@@ -1,0 +1,366 @@
+//! Entry points for fuzzers, one per boundary where untrusted bytes enter:
+//! a snapshot, a gate file, the contract's encoding as a policy decodes it,
+//! the request bodies of every adapter, and the verdict a policy returns.
+//! Each takes arbitrary bytes and panics only when an invariant breaks,
+//! never on bad input: bad input must get an error.
+//!
+//! `fuzz/` runs them under libFuzzer (nightly) for long runs;
+//! `tests/e2e/fuzz.rs` runs each briefly on every `cargo test`. Not part of
+//! the supported API.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use shipgate_policy::snapshot::RolloutPlan;
+use shipgate_policy::{Decision, Finding, Phase, Verdict, wire};
+
+use crate::adapters::{
+    self, ApiError, DecisionRequest, Input, Request, flagger, generic, github, spinnaker,
+};
+use crate::gate::{Gate, Origin};
+use crate::runtime::{
+    self, Determinism, Fault, Limits, LoadedModule, MAX_FINDINGS, MAX_TEXT_BYTES, Runtime,
+    RuntimeConfig,
+};
+use crate::snapshot;
+
+/// A snapshot as a CD system sends it: refused with a message, or accepted
+/// and encoded for policies so that they decode exactly what was accepted.
+pub fn snapshot(data: &[u8]) {
+    match snapshot::parse(data) {
+        Ok(valid) => assert_round_trips(&wire::encode(valid.typed())),
+        Err(error) => assert!(!error.message.is_empty(), "an error without a message"),
+    }
+}
+
+/// A gate file: refused with `file:line:column` or `file:`, or accepted and
+/// usable for every phase.
+pub fn gate(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match Gate::parse(text, Origin::File("fuzz/gate.toml".into())) {
+        Ok(gate) => {
+            let _ = gate.snapshot_gate();
+            let _ = gate.limits();
+            let _ = gate.module_files();
+            for phase in Phase::ALL {
+                let _ = gate.policies_for(phase).count();
+            }
+        }
+        Err(error) => {
+            let message = error.to_string();
+            assert!(
+                message.starts_with("fuzz/gate.toml"),
+                "an error that does not name the file: {message}"
+            );
+        }
+    }
+}
+
+/// The contract's encoding as a policy receives it: refused with a
+/// message, or decoded into a snapshot that encodes to the same bytes.
+pub fn wire(data: &[u8]) {
+    match wire::decode(data) {
+        Ok(snapshot) => {
+            let again = wire::encode(&snapshot);
+            assert_round_trips(&again);
+        }
+        Err(message) => assert!(!message.is_empty(), "an error without a message"),
+    }
+}
+
+/// What policies receive must decode, and encode to the same bytes again.
+fn assert_round_trips(encoded: &[u8]) {
+    let decoded = wire::decode(encoded).expect("the host's encoding decodes");
+    assert_eq!(
+        wire::encode(&decoded),
+        encoded,
+        "decoding changed the snapshot"
+    );
+}
+
+/// The Flagger hooks, and a name that is none.
+const FLAGGER_HOOKS: [&str; 9] = [
+    "confirm-rollout",
+    "pre-rollout",
+    "confirm-traffic-increase",
+    "confirm-promotion",
+    "rollout",
+    "rollback",
+    "post-rollout",
+    "event",
+    "no-such-hook",
+];
+
+/// A request body sent to one adapter (the first byte picks the adapter,
+/// the second its phase or hook): refused with a 4xx that says why, or read
+/// into a decision request whose snapshot is then validated as the server
+/// would. A Spinnaker evaluation id issued for a request resumes to the
+/// same request; an id made up is not found.
+pub fn adapter_request(data: &[u8]) {
+    let [adapter, variant, body @ ..] = data else {
+        return;
+    };
+    let parsed = Request::parse(body);
+    let phase = Phase::ALL[usize::from(*variant) % 4].to_string();
+    let asked = match adapter % 5 {
+        0 => parsed.and_then(generic::request).map(Some),
+        1 => adapters::argo::request(&phase, parsed).map(Some),
+        2 => spinnaker_round_trip(&phase, parsed, body),
+        3 => flagger::Hook::from_name(FLAGGER_HOOKS[usize::from(*variant) % 9])
+            .and_then(|hook| flagger::request(hook, parsed?))
+            .map(|call| match call {
+                flagger::Call::Decide(request) => Some(request),
+                flagger::Call::Event { .. } => None,
+            }),
+        _ => parsed
+            .and_then(|body| {
+                github::request(&github_routing(), Some("deployment_protection_rule"), body)
+            })
+            .map(|delivery| match delivery {
+                github::Delivery::Review(request, _) => Some(*request),
+                github::Delivery::Ignored(_) => None,
+            }),
+    };
+    match asked {
+        Ok(Some(request)) => snapshot_of(request),
+        Ok(None) => {}
+        Err(error) => assert_refused(&error),
+    }
+}
+
+fn github_routing() -> github::Routing {
+    github::Routing {
+        api_url: "https://api.github.com".into(),
+        environments: [("canary".to_string(), Phase::Verify)].into(),
+        default_phase: Phase::Preflight,
+    }
+}
+
+/// A client's mistake is a 4xx with a message, never a fault of ours.
+fn assert_refused(error: &ApiError) {
+    assert!(
+        (400..500).contains(&error.status()) && !error.message().is_empty(),
+        "bad input answered as {}: {error:?}",
+        error.status()
+    );
+}
+
+/// The snapshot the server would evaluate: the one sent, or a target's
+/// snapshot assembled without evidence.
+fn snapshot_of(request: DecisionRequest) {
+    match request.input {
+        Input::Snapshot(text) => snapshot(text.as_bytes()),
+        Input::Target(target) => {
+            let now = jiff::Timestamp::from_second(1_800_000_000).expect("a valid time");
+            let value = crate::sources::assemble(&target, &RolloutPlan::default(), &[], now);
+            if let Err(error) = crate::server::validated(value, &mut []) {
+                assert_refused(&error);
+            }
+        }
+    }
+}
+
+/// Starts a Spinnaker evaluation, issues its id and resumes it: a target
+/// comes back as it went in. `body`, taken as an id, is not found.
+fn spinnaker_round_trip(
+    phase: &str,
+    parsed: Result<Request, ApiError>,
+    body: &[u8],
+) -> Result<Option<DecisionRequest>, ApiError> {
+    let settings = spinnaker::Settings {
+        key: b"fuzzing key".to_vec(),
+        key_is_random: false,
+        ttl: std::time::Duration::from_secs(3600),
+        public_url: None,
+    };
+    let now = jiff::Timestamp::from_second(1_800_000_000).expect("a valid time");
+    if let Ok(id) = std::str::from_utf8(body) {
+        let made_up = spinnaker::resume(&settings, id, now);
+        assert!(matches!(made_up, Err(ApiError::NotFound(_))), "{made_up:?}");
+    }
+    let started = spinnaker::start(&settings, phase, parsed, now)?;
+    let first = crate::decision::Evaluation {
+        decision_id: "fuzz".into(),
+        phase: started.request.phase,
+        decision: Decision::Deny,
+        summary: "held".into(),
+        policies: vec![],
+        snapshot_sha256: String::new(),
+        gate: "fuzz".into(),
+        gate_sha256: String::new(),
+        evaluated_at: now.to_string(),
+    };
+    let (id, _) = spinnaker::issue(&settings, started.ticket, &first);
+    let (_, poll) = spinnaker::resume(&settings, &id, now).expect("an issued id resumes");
+    if let (Input::Target(sent), spinnaker::Poll::Decide(again)) = (&started.request.input, poll) {
+        match &again.input {
+            Input::Target(resumed) => assert_eq!(sent, resumed, "the id changed the target"),
+            Input::Snapshot(_) => panic!("a target resumed as a snapshot"),
+        }
+    }
+    Ok(Some(started.request))
+}
+
+/// A verdict made up from the bytes, as the host checks it: accepted
+/// unchanged when it keeps the contract's rules, refused as malformed when
+/// it breaks one, never anything else.
+pub fn verdict(data: &[u8]) {
+    let made_up = arbitrary_verdict(data);
+    assert_checked(&made_up, runtime::check_verdict(made_up.clone()));
+}
+
+fn assert_checked(made_up: &Verdict, checked: Result<Verdict, Fault>) {
+    match (checked, breaks_a_rule(made_up)) {
+        (Ok(verdict), false) => assert_eq!(&verdict, made_up, "the host changed the verdict"),
+        (Err(Fault::MalformedVerdict(_)), true) => {}
+        (Ok(_), _) => panic!("the host accepted a verdict that breaks a rule"),
+        (Err(fault), broken) => {
+            panic!("the host refused a verdict (rule broken: {broken}): {fault}")
+        }
+    }
+}
+
+/// The contract's rules on a verdict, stated on their own (wit/policy.wit).
+fn breaks_a_rule(verdict: &Verdict) -> bool {
+    let long = |text: &str| text.len() > MAX_TEXT_BYTES;
+    verdict.findings.len() > MAX_FINDINGS
+        || long(&verdict.summary)
+        || verdict.findings.iter().any(|f| {
+            f.check.is_empty()
+                || f.decision > verdict.decision
+                || long(&f.check)
+                || long(&f.message)
+                || f.observed.as_deref().is_some_and(long)
+                || f.threshold.as_deref().is_some_and(long)
+        })
+}
+
+/// A verdict returned by a real policy component (the `echo` behaviour of
+/// the hostile test policy, `tests/fixtures/hostile`): the host must take
+/// it exactly as [`verdict`] does, after the contract's lifting.
+pub struct GuestVerdict {
+    runtime: Runtime,
+    module: Arc<LoadedModule>,
+    snapshot: Vec<u8>,
+}
+
+impl GuestVerdict {
+    /// Loads the echoing policy from its component's bytes.
+    pub fn new(echo_component: &[u8]) -> Result<GuestVerdict, String> {
+        let runtime = Runtime::new(&RuntimeConfig {
+            cache_dir: None,
+            ..RuntimeConfig::default()
+        })
+        .map_err(|e| e.to_string())?;
+        let module = runtime.load(echo_component).map_err(|e| e.to_string())?;
+        let snapshot = wire::encode(&shipgate_policy::Snapshot::default());
+        Ok(GuestVerdict {
+            runtime,
+            module,
+            snapshot,
+        })
+    }
+
+    pub fn run(&self, data: &[u8]) {
+        let made_up = arbitrary_verdict(data);
+        let config = json!({ "behaviour": "echo", "verdict": made_up }).to_string();
+        let limits = Limits {
+            timeout_ms: 10_000,
+            memory_mib: 256,
+        };
+        let called = self.runtime.evaluate(
+            &self.module,
+            Phase::Abort,
+            &self.snapshot,
+            &config,
+            limits,
+            Determinism::FIXED,
+            None,
+        );
+        assert_checked(&made_up, called.result);
+    }
+}
+
+/// The most text bytes one made-up verdict holds: enough to cross every
+/// limit, small enough to stay fast.
+const TEXT_BUDGET: usize = 256 << 10;
+
+/// A verdict described by the bytes; running out of bytes reads zeros.
+fn arbitrary_verdict(data: &[u8]) -> Verdict {
+    let mut bytes = Reader {
+        data,
+        text_budget: TEXT_BUDGET,
+    };
+    let decision = bytes.decision();
+    let summary = bytes.text();
+    // Counts up to 1 100 reach past the limit of 1 000 findings.
+    let count = usize::from(bytes.u16()) % 1100;
+    let findings = (0..count)
+        .map(|_| Finding {
+            check: bytes.text(),
+            decision: bytes.decision(),
+            message: bytes.text(),
+            observed: bytes.flag().then(|| bytes.text()),
+            threshold: bytes.flag().then(|| bytes.text()),
+        })
+        .collect();
+    Verdict {
+        decision,
+        summary,
+        findings,
+    }
+}
+
+struct Reader<'a> {
+    data: &'a [u8],
+    text_budget: usize,
+}
+
+impl Reader<'_> {
+    fn byte(&mut self) -> u8 {
+        match self.data.split_first() {
+            Some((&b, rest)) => {
+                self.data = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.byte(), self.byte()])
+    }
+
+    fn flag(&mut self) -> bool {
+        self.byte() & 1 == 1
+    }
+
+    fn decision(&mut self) -> Decision {
+        match self.byte() % 3 {
+            0 => Decision::Allow,
+            1 => Decision::Deny,
+            _ => Decision::Rollback,
+        }
+    }
+
+    /// Up to 31 bytes of text, repeated when the length byte's high bit is
+    /// set (so texts past the host's limit take few input bytes).
+    fn text(&mut self) -> String {
+        let head = self.byte();
+        let len = usize::from(head & 31).min(self.data.len());
+        let (piece, rest) = self.data.split_at(len);
+        self.data = rest;
+        let piece = String::from_utf8_lossy(piece);
+        let times = if head & 0x80 != 0 {
+            usize::from(self.u16())
+        } else {
+            1
+        };
+        let times = times.min(self.text_budget / piece.len().max(1));
+        let text = piece.repeat(times);
+        self.text_budget -= text.len();
+        text
+    }
+}
