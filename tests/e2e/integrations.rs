@@ -21,16 +21,26 @@ fn the_shipped_gates_load_and_every_policy_checks() {
     }
 }
 
+/// Each Kubernetes file's ConfigMap is the gate it names, byte for byte.
 #[test]
-fn the_kubernetes_configmap_carries_the_shipped_gate() {
-    let configmap = yaml_documents("integrations/kubernetes/shipgate.yaml")
-        .into_iter()
-        .find(|d| d["kind"] == "ConfigMap")
-        .expect("a ConfigMap");
-    assert_eq!(
-        configmap["data"]["gate.toml"].as_str().unwrap(),
-        read("integrations/gate.toml")
-    );
+fn the_kubernetes_configmaps_carry_the_shipped_gates() {
+    for (file, gate) in [
+        (
+            "integrations/kubernetes/shipgate.yaml",
+            "integrations/gate.toml",
+        ),
+        (
+            "integrations/kubernetes/shipgate-flagger.yaml",
+            "integrations/flagger/gate.toml",
+        ),
+    ] {
+        let configmap = documents_of(file, "ConfigMap").remove(0);
+        assert_eq!(
+            configmap["data"]["gate.toml"].as_str().unwrap(),
+            read(gate),
+            "{file}"
+        );
+    }
 }
 
 #[test]
@@ -160,51 +170,120 @@ fn every_flagger_webhook_reaches_its_hook_with_metadata_the_server_takes() {
     }
 }
 
-/// The Deployment's arguments start a server (with the shipped gate), and
-/// its grace period covers the preStop sleep, the shutdown delay and a
-/// request at its full timeout.
-#[test]
-fn the_kubernetes_deployment_starts_and_drains_within_its_grace_period() {
-    let deployment = yaml_documents("integrations/kubernetes/shipgate.yaml")
-        .into_iter()
-        .find(|d| d["kind"] == "Deployment")
-        .expect("a Deployment");
-    let pod = &deployment["spec"]["template"]["spec"];
-    let container = &pod["containers"][0];
-    let args: Vec<&str> = container["args"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+/// A Deployment's container arguments, and its pod spec.
+fn deployment(file: &str) -> (Vec<String>, serde_yaml::Value) {
+    let deployment = documents_of(file, "Deployment").remove(0);
+    let pod = deployment["spec"]["template"]["spec"].clone();
+    (container_args(&pod["containers"][0]), pod)
+}
+
+/// Starts a Deployment's server with its own arguments, but on loopback
+/// ports and with the test's copy of `gate`; returns it and, when it has
+/// one, the address of its probes and metrics.
+fn start_deployment(args: &[String], gate: &str) -> (Server, Option<String>) {
     assert_eq!(args[0], "serve");
-    // Everything but where to listen and which gate file: the test's own.
-    let mut kept = Vec::new();
+    let mut kept: Vec<&str> = Vec::new();
     let mut rest = args[1..].iter();
     while let Some(arg) = rest.next() {
-        match *arg {
+        match arg.as_str() {
             "--gate" | "--listen" => {
                 rest.next();
+            }
+            "--metrics-listen" => {
+                rest.next();
+                kept.extend(["--metrics-listen", "127.0.0.1:0"]);
             }
             other => kept.push(other),
         }
     }
-    let server = Server::start(&repo().join("integrations/gate.toml"), &kept);
-    assert_eq!(server.get("/readyz").0, 200);
-    let seconds = |flag: &str, default: u64| {
-        let at = args.iter().position(|a| *a == flag);
-        at.map_or(default, |i| {
-            args[i + 1].trim_end_matches('s').parse().unwrap()
-        })
-    };
-    let pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    let server = Server::start(&repo().join(gate), &kept);
+    let side = server
+        .logged("metrics and probes listening")
+        .first()
+        .map(|line| format!("http://{}", line["address"].as_str().unwrap()));
+    (server, side)
+}
+
+/// Each Deployment's arguments start a server with its gate, and its grace
+/// period covers the preStop sleep, the shutdown delay and the drain.
+#[test]
+fn the_kubernetes_deployments_start_and_drain_within_their_grace_period() {
+    for (file, gate) in [
+        (
+            "integrations/kubernetes/shipgate.yaml",
+            "integrations/gate.toml",
+        ),
+        (
+            "integrations/kubernetes/shipgate-flagger.yaml",
+            "integrations/flagger/gate.toml",
+        ),
+    ] {
+        let (args, pod) = deployment(file);
+        let (server, side) = start_deployment(&args, gate);
+        let probes = side.unwrap_or_else(|| server.base.clone());
+        let ready = reqwest::blocking::get(format!("{probes}/readyz")).unwrap();
+        assert_eq!(ready.status().as_u16(), 200, "{file}");
+        let seconds = |flag: &str, default: u64| {
+            let at = args.iter().position(|a| a == flag);
+            at.map_or(default, |i| {
+                args[i + 1].trim_end_matches('s').parse().unwrap()
+            })
+        };
+        let container = &pod["containers"][0];
+        let pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+            .as_u64()
+            .expect("a preStop sleep");
+        let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
+        let needed = pre_stop + seconds("--shutdown-delay", 5) + seconds("--drain-timeout", 15);
+        assert!(
+            grace > needed,
+            "{file}: terminationGracePeriodSeconds {grace} <= {needed}"
+        );
+    }
+}
+
+/// The instance Flagger calls takes no token, so it serves Flagger's hooks
+/// and nothing else; its probes are where its pod spec looks for them.
+#[test]
+fn the_flagger_instance_serves_flaggers_hooks_only() {
+    let (args, pod) = deployment("integrations/kubernetes/shipgate-flagger.yaml");
+    let (server, side) = start_deployment(&args, "integrations/flagger/gate.toml");
+    let event = json!({"name": "podinfo", "namespace": "test", "phase": "Progressing",
+                       "checksum": "5f9c7b7d4", "metadata": {"eventMessage": "m",
+                       "eventType": "Normal", "timestamp": "1764165600000"}});
+    assert_eq!(server.post("/v1/flagger/event", &event).0, 202);
+    let request = json!({"phase": "abort", "service": "checkout"});
+    for route in ["/v1/evaluate", "/v1/argo/abort", "/v1/spinnaker/abort"] {
+        assert_eq!(server.post(route, &request).0, 404, "{route}");
+    }
+    let side = side.expect("probes on their own port");
+    let container = &pod["containers"][0];
+    let metrics_port = container["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "metrics")
+        .unwrap()["containerPort"]
         .as_u64()
-        .expect("a preStop sleep");
-    let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
-    let needed = pre_stop + seconds("--shutdown-delay", 5) + seconds("--request-timeout", 10);
+        .unwrap();
     assert!(
-        grace > needed,
-        "terminationGracePeriodSeconds {grace} <= {needed}"
+        args.contains(&format!("0.0.0.0:{metrics_port}")),
+        "--metrics-listen is the metrics port"
+    );
+    for probe in ["readinessProbe", "livenessProbe"] {
+        assert_eq!(container[probe]["httpGet"]["port"], "metrics", "{probe}");
+        let path = container[probe]["httpGet"]["path"].as_str().unwrap();
+        let answer = reqwest::blocking::get(format!("{side}{path}")).unwrap();
+        assert_eq!(answer.status().as_u16(), 200, "{probe} {path}");
+    }
+    // The Canary calls this instance's Service.
+    let service =
+        documents_of("integrations/kubernetes/shipgate-flagger.yaml", "Service").remove(0);
+    let name = service["metadata"]["name"].as_str().unwrap();
+    assert!(
+        read("integrations/flagger/canary.yaml")
+            .contains(&format!("http://{name}.shipgate.svc/v1/flagger/")),
+        "the Canary's webhooks call {name}"
     );
 }
 
