@@ -80,3 +80,17 @@ fn the_load_benchmark_drives_a_real_server_without_errors() {
     assert_eq!(report["errors"], 0);
     assert!(report["p99_us"].as_u64().unwrap() >= report["p50_us"].as_u64().unwrap());
 }
+
+/// A short soak: the mix is answered as documented, load is shed with
+/// 503s, and the server is sampled.
+#[test]
+fn the_soak_run_saturates_a_real_server_without_errors() {
+    let report = report(
+        env!("CARGO_BIN_EXE_shipgate-soak"),
+        &["--json", "--seconds", "2", "--sample", "0.5"],
+    );
+    assert_eq!(report["errors"], 0, "{report}");
+    assert!(report["answered"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["samples"].as_array().unwrap().len() >= 4, "{report}");
+    assert!(report["rss_mib"]["max"].as_f64().unwrap() > 0.0, "{report}");
+}
