@@ -48,7 +48,7 @@ fn tool(name: &str) -> String {
     assert!(
         found,
         "`{name}` is not installed: the Prometheus tests need a real Prometheus \
-         (apt-get install prometheus; .ci/run does it)"
+         (./test.sh installs it: apt-get install prometheus)"
     );
     name.to_string()
 }

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what the tests need when
+# it is missing, then runs every test (`cargo test --workspace`). Arguments
+# replace `--workspace`: ./test.sh -p shipgate --test e2e fuzz::
+#
+# Needs: rustup and cargo; on Debian or Ubuntu, root or sudo for packages.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# rustup targets: the stock and test policies are built for wasm32-wasip2.
+rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+# Debian packages the tests run for real, as "command package" pairs: a
+# package is installed only when its command is missing.
+NEEDED=(
+    "prometheus prometheus"   # a real Prometheus server (and promtool) on loopback
+    "promtool prometheus"
+)
+
+missing=()
+for pair in "${NEEDED[@]}"; do
+    read -r command package <<<"$pair"
+    if ! command -v "$command" >/dev/null && [[ ! " ${missing[*]} " =~ " $package " ]]; then
+        missing+=("$package")
+    fi
+done
+
+if ((${#missing[@]})); then
+    if ! command -v apt-get >/dev/null; then
+        echo "test.sh: the tests need ${missing[*]}; install them with your package manager" >&2
+        exit 1
+    fi
+    sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+    echo "test.sh: installing ${missing[*]}" >&2
+    # Installing a package must not start its daemon: the tests start their
+    # own on loopback ports. A policy-rc.d that exits 101 forbids the start.
+    remove_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+        $sudo chmod 755 /usr/sbin/policy-rc.d
+        remove_policy=1
+    fi
+    $sudo apt-get update -qq || true
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    if [ "$remove_policy" = 1 ]; then $sudo rm -f /usr/sbin/policy-rc.d; fi
+fi
+
+if (($#)); then
+    exec cargo test "$@"
+fi
+exec cargo test --workspace
