@@ -33,6 +33,25 @@ struct Record<'a> {
     snapshot: &'a RawValue,
 }
 
+/// The length of the file up to the end of its last whole record (its last
+/// newline), reading backwards from the end.
+fn whole_records_length(file: &std::fs::File) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    const CHUNK: u64 = 64 << 10;
+    let mut end = file.metadata()?.len();
+    let mut buffer = vec![0u8; CHUNK as usize];
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        let chunk = &mut buffer[..(end - start) as usize];
+        file.read_exact_at(chunk, start)?;
+        if let Some(at) = chunk.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + at as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
 /// Appends are whole lines: writers of this process take turns.
 static WRITING: Mutex<()> = Mutex::new(());
 
@@ -60,11 +79,24 @@ pub(crate) fn append(
         let created = !path.exists();
         let mut file = std::fs::OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .mode(0o600)
             .open(path)?;
-        file.write_all(line.as_bytes())?;
-        file.sync_data()?;
+        // A record torn by a crash was never answered: cut it off, or the
+        // next record would be glued to it. A write that fails is cut back
+        // the same way, so the log always ends with a whole record.
+        let whole = whole_records_length(&file)?;
+        if whole < file.metadata()?.len() {
+            file.set_len(whole)?;
+        }
+        if let Err(e) = file
+            .write_all(line.as_bytes())
+            .and_then(|()| file.sync_data())
+        {
+            let _ = file.set_len(whole);
+            return Err(e);
+        }
         if created {
             let dir = path
                 .parent()
@@ -321,6 +353,13 @@ mod tests {
         assert_eq!(report.replayed, 1);
         assert_eq!(report.torn, Some(2));
         assert!(report.differing.is_empty());
+        // The next append cuts the torn record off instead of gluing to it.
+        let evaluation = gate
+            .evaluate(shipgate_policy::Phase::Abort, &snapshot)
+            .unwrap();
+        append(&log, &evaluation, &snapshot).unwrap();
+        let report = replay(runtime(), Gate::default_gate(), &log).unwrap();
+        assert_eq!((report.replayed, report.torn), (2, None));
         // A broken record that is not the last is no torn tail: an error.
         std::fs::write(
             &log,

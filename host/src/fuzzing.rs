@@ -8,10 +8,11 @@
 //! `tests/e2e/fuzz.rs` runs each briefly on every `cargo test`. Not part of
 //! the supported API.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::json;
 use shipgate_policy::snapshot::RolloutPlan;
+use shipgate_policy::wire::EncodedGate;
 use shipgate_policy::{Decision, Finding, Phase, Verdict, wire};
 
 use crate::adapters::{
@@ -25,10 +26,25 @@ use crate::runtime::{
 use crate::snapshot;
 
 /// A snapshot as a CD system sends it: refused with a message, or accepted
-/// and encoded for policies so that they decode exactly what was accepted.
+/// and encoded for policies (with the gate spliced in, as every decision
+/// does) so that they decode exactly what was accepted.
 pub fn snapshot(data: &[u8]) {
+    static GATE: OnceLock<(EncodedGate, serde_json::Value)> = OnceLock::new();
+    let (gate, gate_value) = GATE.get_or_init(|| {
+        let gate = Gate::default_gate().snapshot_gate();
+        let value = serde_json::to_value(&gate).expect("a gate is JSON");
+        (EncodedGate::new(&gate), value)
+    });
     match snapshot::parse(data) {
-        Ok(valid) => assert_round_trips(&wire::encode(valid.typed())),
+        Ok(valid) => {
+            let accepted = serde_json::to_value(valid.typed()).expect("a snapshot is JSON");
+            let received =
+                wire::decode(&valid.encode_with_gate(gate)).expect("the host's encoding decodes");
+            let mut received = serde_json::to_value(&received).expect("a snapshot is JSON");
+            assert_eq!(received["gate"], *gate_value, "the gate arrived changed");
+            received["gate"] = serde_json::Value::Null;
+            assert_eq!(received, accepted, "policies receive another snapshot");
+        }
         Err(error) => assert!(!error.message.is_empty(), "an error without a message"),
     }
 }
@@ -59,25 +75,21 @@ pub fn gate(data: &[u8]) {
 }
 
 /// The contract's encoding as a policy receives it: refused with a
-/// message, or decoded into a snapshot that encodes to the same bytes.
+/// message, or decoded into a snapshot whose own encoding decodes and
+/// encodes to the same bytes again (decoding is stable).
 pub fn wire(data: &[u8]) {
     match wire::decode(data) {
         Ok(snapshot) => {
-            let again = wire::encode(&snapshot);
-            assert_round_trips(&again);
+            let encoded = wire::encode(&snapshot);
+            let decoded = wire::decode(&encoded).expect("the host's encoding decodes");
+            assert_eq!(
+                wire::encode(&decoded),
+                encoded,
+                "decoding changed the snapshot"
+            );
         }
         Err(message) => assert!(!message.is_empty(), "an error without a message"),
     }
-}
-
-/// What policies receive must decode, and encode to the same bytes again.
-fn assert_round_trips(encoded: &[u8]) {
-    let decoded = wire::decode(encoded).expect("the host's encoding decodes");
-    assert_eq!(
-        wire::encode(&decoded),
-        encoded,
-        "decoding changed the snapshot"
-    );
 }
 
 /// The Flagger hooks, and a name that is none.
@@ -138,6 +150,11 @@ fn github_routing() -> github::Routing {
     }
 }
 
+/// The fixed "now" of fuzzed requests.
+fn fuzzing_clock() -> jiff::Timestamp {
+    jiff::Timestamp::from_second(1_800_000_000).expect("a valid time")
+}
+
 /// A client's mistake is a 4xx with a message, never a fault of ours.
 fn assert_refused(error: &ApiError) {
     assert!(
@@ -153,7 +170,7 @@ fn snapshot_of(request: DecisionRequest) {
     match request.input {
         Input::Snapshot(text) => snapshot(text.as_bytes()),
         Input::Target(target) => {
-            let now = jiff::Timestamp::from_second(1_800_000_000).expect("a valid time");
+            let now = fuzzing_clock();
             let value = crate::sources::assemble(&target, &RolloutPlan::default(), &[], now);
             if let Err(error) = crate::server::validated(value, &mut []) {
                 assert_refused(&error);
@@ -175,7 +192,7 @@ fn spinnaker_round_trip(
         ttl: std::time::Duration::from_secs(3600),
         public_url: None,
     };
-    let now = jiff::Timestamp::from_second(1_800_000_000).expect("a valid time");
+    let now = fuzzing_clock();
     if let Ok(id) = std::str::from_utf8(body) {
         let made_up = spinnaker::resume(&settings, id, now);
         assert!(matches!(made_up, Err(ApiError::NotFound(_))), "{made_up:?}");

@@ -14,6 +14,8 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(2);
 
 /// Core instances one policy component may have.
 const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+/// Memories one policy component may have.
+const MAX_MEMORIES_PER_COMPONENT: u32 = 2;
 /// Tables one policy component may have.
 const MAX_TABLES_PER_COMPONENT: u32 = 8;
 
@@ -25,15 +27,16 @@ const KEEP_RESIDENT_BYTES: usize = 256 << 10;
 pub(super) fn engine_config(config: &RuntimeConfig) -> Config {
     let slots = config.max_concurrent_instances.max(1);
     let mut pool = PoolingAllocationConfig::default();
+    // Every slot can hold a component at the per-component caps, so a
+    // policy heavy in core instances or tables (a shadow one, say) cannot
+    // drain the pool below its slot count. A Rust policy for wasm32-wasip2
+    // has 1 memory, about 4 core instances and 2 tables.
     pool.total_component_instances(slots)
-        .total_core_instances(slots * 8)
-        .total_memories(slots * 2)
-        .total_tables(slots * 4)
-        // The memory limit is per instance (see `MemoryCap`); a component
-        // with many memories, core instances or tables would also drain the
-        // pool. A Rust policy for wasm32-wasip2 has 1 memory, about 4 core
-        // instances and 2 tables.
-        .max_memories_per_component(2)
+        .total_core_instances(slots.saturating_mul(MAX_CORE_INSTANCES_PER_COMPONENT))
+        .total_memories(slots.saturating_mul(MAX_MEMORIES_PER_COMPONENT))
+        .total_tables(slots.saturating_mul(MAX_TABLES_PER_COMPONENT))
+        // The memory limit is per instance (see `MemoryCap`).
+        .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
         .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
         .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
         // Async stacks are not used, but each pool slot costs a guard-page

@@ -43,10 +43,20 @@ pub(crate) async fn authenticate(
             // check it, and hand the same bytes on.
             let (parts, body) = request.into_parts();
             let limit = guard.state.settings.max_body_bytes;
-            let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-                return refuse(ApiError::TooLarge(
-                    "the request body is larger than the server's --max-body-bytes".into(),
-                ));
+            let read = super::extract::within_deadline(axum::body::to_bytes(body, limit)).await;
+            let bytes = match read {
+                Ok(Ok(bytes)) => bytes,
+                Ok(Err(e)) => {
+                    let too_large = e.into_inner().is::<http_body_util::LengthLimitError>();
+                    return refuse(if too_large {
+                        ApiError::TooLarge(
+                            "the request body is larger than the server's --max-body-bytes".into(),
+                        )
+                    } else {
+                        ApiError::BadRequest("the request body could not be read".into())
+                    });
+                }
+                Err(timeout) => return refuse(timeout),
             };
             let signature = parts
                 .headers

@@ -24,19 +24,14 @@ impl<S: Send + Sync> FromRequest<S> for DecisionBody {
     /// Reads the body within the request's time: a client that sends it
     /// slowly gets 503, and holds its admission no longer.
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let read = Bytes::from_request(request, state);
-        let bytes = match deadline() {
-            Some(deadline) => tokio::time::timeout_at(deadline, read)
-                .await
-                .map_err(|_| ApiError::Timeout)?,
-            None => read.await,
-        }
-        .map_err(|rejection| match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(
-                "the request body is larger than the server's --max-body-bytes".into(),
-            ),
-            _ => ApiError::BadRequest(rejection.body_text()),
-        })?;
+        let bytes = within_deadline(Bytes::from_request(request, state))
+            .await?
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(
+                    "the request body is larger than the server's --max-body-bytes".into(),
+                ),
+                _ => ApiError::BadRequest(rejection.body_text()),
+            })?;
         adapters::Request::parse(&bytes).map(DecisionBody)
     }
 }
@@ -44,6 +39,17 @@ impl<S: Send + Sync> FromRequest<S> for DecisionBody {
 tokio::task_local! {
     /// When the request being handled must be answered.
     static DEADLINE: tokio::time::Instant;
+}
+
+/// Runs `read` (of a body) within the request's time: a client that sends
+/// its body slowly gets 503, and holds its admission no longer.
+pub(crate) async fn within_deadline<T>(read: impl Future<Output = T>) -> Result<T, ApiError> {
+    match deadline() {
+        Some(deadline) => tokio::time::timeout_at(deadline, read)
+            .await
+            .map_err(|_| ApiError::Timeout),
+        None => Ok(read.await),
+    }
 }
 
 /// The deadline of the request this task handles, if it was admitted.

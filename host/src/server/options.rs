@@ -19,6 +19,10 @@ pub(crate) const KEY_ENV: &str = "SHIPGATE_EVALUATION_KEY";
 const GITHUB_SECRET_ENV: &str = "SHIPGATE_GITHUB_WEBHOOK_SECRET";
 /// Shortest evaluation key accepted, in bytes.
 const MIN_KEY_BYTES: usize = 32;
+/// The most evaluations at once: each holds a pool slot of instances.
+const MAX_EVALUATING: usize = 4096;
+/// The most requests admitted at once.
+const MAX_PENDING: usize = 1 << 20;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
@@ -203,6 +207,13 @@ impl ServeArgs {
                 "--max-evaluating and --max-pending must be at least 1".into(),
             ));
         }
+        // Each evaluation is a pool slot of policy instances; the pool is
+        // sized from these, and so is every semaphore.
+        if max_evaluating > MAX_EVALUATING || self.max_pending > MAX_PENDING {
+            return Err(Error::Usage(format!(
+                "--max-evaluating may be at most {MAX_EVALUATING} and --max-pending at most {MAX_PENDING}"
+            )));
+        }
         let github = self.github()?;
         let adapters: Vec<&'static str> = if self.adapters.is_empty() {
             vec!["generic", "argo", "spinnaker", "flagger", "github"]
@@ -219,8 +230,10 @@ impl ServeArgs {
                 self.listen
             )));
         }
-        if self.max_connections == 0 {
-            return Err(Error::Usage("--max-connections must be at least 1".into()));
+        if self.max_connections == 0 || self.max_connections > MAX_PENDING {
+            return Err(Error::Usage(format!(
+                "--max-connections must be between 1 and {MAX_PENDING}"
+            )));
         }
         Ok(Settings {
             adapters,

@@ -96,7 +96,6 @@ pub(crate) fn shadow_slots(gate: &Gate, settings: &Settings) -> usize {
     settings.max_evaluating * most.max(1)
 }
 
-/// Reads a gate file and prepares it for every phase.
 /// Reads a gate file and prepares it for every phase. The enforcing
 /// policies of a phase must fit in a request's time: the decision waits for
 /// each in turn, and a decision out of time is no decision (503).
@@ -296,8 +295,17 @@ impl AppState {
             Ok::<_, ApiError>(evaluation)
         };
         if inline {
-            return decide();
+            let answer = decide();
+            // Nothing was recorded (no log runs inline): a late answer is
+            // dropped like any other.
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApiError::Timeout);
+            }
+            return answer;
         }
+        // A caller that goes away (a closed connection, the drain's end)
+        // stops the work as a timeout does: nobody is told its decision.
+        let _stop_if_dropped = CancelOnDrop(cancel.clone());
         let mut work = tokio::task::spawn_blocking(decide);
         let joined = tokio::select! {
             joined = &mut work => joined,
@@ -311,6 +319,16 @@ impl AppState {
             }
         };
         joined.map_err(|e| ApiError::Internal(format!("the evaluation task failed: {e}")))?
+    }
+}
+
+/// Cancels the work it guards when dropped; a no-op once the work has
+/// claimed its completion.
+struct CancelOnDrop(Cancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
     }
 }
 

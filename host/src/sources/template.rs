@@ -273,10 +273,9 @@ pub(crate) fn fill(
     for (start, name) in placeholders(template) {
         out.push_str(&template[copied..start]);
         let filled = value(name)?;
-        if in_regex_string(template, start) {
-            out.push_str(&regex_escaped(&filled));
-        } else {
-            out.push_str(&filled);
+        match regex_string_at(template, start) {
+            Some(quote) => out.push_str(&regex_escaped(&filled, quote)),
+            None => out.push_str(&filled),
         }
         copied = start + name.len() + 2;
     }
@@ -284,17 +283,19 @@ pub(crate) fn fill(
     Ok(out)
 }
 
-/// Whether byte `at` of a PromQL text lies inside the string of a regex
-/// matcher (`=~"…"` or `!~"…"`, white space allowed before the quote).
-fn in_regex_string(text: &str, at: usize) -> bool {
+/// The quote of the string of a regex matcher (`=~"…"`, `!~'…'`, ``=~`…` ``,
+/// white space allowed before the quote) that byte `at` of a PromQL text
+/// lies inside, if any.
+fn regex_string_at(text: &str, at: usize) -> Option<u8> {
     let bytes = text.as_bytes();
-    let (mut in_string, mut regex, mut i) = (false, false, 0);
+    let (mut quote, mut regex, mut i) = (None, false, 0);
     while i < at {
-        match bytes[i] {
-            b'\\' if in_string => i += 1,
-            b'"' if in_string => in_string = false,
-            b'"' => {
-                in_string = true;
+        match (quote, bytes[i]) {
+            // Backtick strings are raw: no escapes.
+            (Some(q), b'\\') if q != b'`' => i += 1,
+            (Some(q), b) if b == q => quote = None,
+            (None, b @ (b'"' | b'\'' | b'`')) => {
+                quote = Some(b);
                 let before = text[..i].trim_end();
                 regex = before.ends_with("=~") || before.ends_with("!~");
             }
@@ -302,16 +303,18 @@ fn in_regex_string(text: &str, at: usize) -> bool {
         }
         i += 1;
     }
-    in_string && regex
+    quote.filter(|_| regex)
 }
 
-/// `value` as a literal inside a PromQL regex string: each regex
-/// metacharacter behind a backslash, itself escaped for the string.
-fn regex_escaped(value: &str) -> String {
+/// `value` as a literal inside a PromQL regex string quoted with `quote`:
+/// each regex metacharacter behind a backslash, itself escaped for the
+/// string unless the string is raw (backticks).
+fn regex_escaped(value: &str, quote: u8) -> String {
+    let backslash = if quote == b'`' { "\\" } else { "\\\\" };
     let mut out = String::with_capacity(value.len() + 8);
     for c in value.chars() {
         if "\\.+*?()|[]{}^$".contains(c) {
-            out.push_str("\\\\");
+            out.push_str(backslash);
         }
         out.push(c);
     }
@@ -406,6 +409,15 @@ mod tests {
             text(r#"up{a=~"x\"y", b="{service}"}"#),
             r#"up{a=~"x\"y", b="my.app"}"#,
             "an escaped quote does not end the regex string early"
+        );
+        assert_eq!(
+            text(r#"up{pod=~'{service}-.+'}"#),
+            r#"up{pod=~'my\\.app-.+'}"#
+        );
+        assert_eq!(
+            text(r#"up{pod=~`{service}-.+`}"#),
+            r#"up{pod=~`my\.app-.+`}"#,
+            "backtick strings are raw: one backslash"
         );
     }
 

@@ -57,10 +57,11 @@ pub(crate) struct PrometheusSource {
     /// Use HTTP_PROXY and HTTPS_PROXY from the environment. Default false.
     #[serde(default)]
     pub(crate) proxy_from_environment: bool,
-    /// The HTTP client, built at the first collection.
+    /// The HTTP client, built at the first collection that could build it
+    /// (a CA file mounted late is read again at the next one).
     #[serde(skip)]
     #[schemars(skip)]
-    client: OnceLock<Result<reqwest::Client, String>>,
+    client: OnceLock<reqwest::Client>,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -82,6 +83,14 @@ impl PrometheusSource {
         }
     }
 
+    fn client(&self) -> Result<reqwest::Client, String> {
+        if let Some(client) = self.client.get() {
+            return Ok(client.clone());
+        }
+        let client = self.connection().client()?;
+        Ok(self.client.get_or_init(|| client).clone())
+    }
+
     fn templates(&self) -> Templates<'_> {
         Templates {
             cohort: &self.queries,
@@ -101,9 +110,7 @@ impl PrometheusSource {
             ..Evidence::default()
         };
         let reached = self
-            .client
-            .get_or_init(|| self.connection().client())
-            .clone()
+            .client()
             .and_then(|client| Ok((client, self.connection().credentials()?)));
         let (client, credentials) = match reached {
             Ok(reached) => reached,
