@@ -292,4 +292,41 @@ mod tests {
             builtins::lookup("builtin:canary").unwrap().sha256
         );
     }
+
+    /// A module over the size cap is refused before it is read, and what is
+    /// not a regular file (a FIFO, which would block a read, a directory) is
+    /// refused without being opened for reading.
+    #[test]
+    fn oversized_modules_and_special_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("big.wasm"), vec![0u8; 2048]).unwrap();
+        let base = ModuleBase::Confined(dir.path().to_path_buf());
+        match read_module(&base, "big.wasm", 1024) {
+            Err(LoadError::TooLarge { size, max, .. }) => assert_eq!((size, max), (2048, 1024)),
+            other => panic!("{:?}", other.map(|m| m.sha256)),
+        }
+        assert!(read_module(&base, "big.wasm", 2048).is_ok(), "at the cap");
+        let fifo = dir.path().join("fifo.wasm");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        std::fs::create_dir(dir.path().join("dir.wasm")).unwrap();
+        for special in ["fifo.wasm", "dir.wasm"] {
+            let error = confined(dir.path(), special).err().unwrap();
+            assert!(
+                matches!(error, LoadError::NotAFile { .. }),
+                "{special}: {error}"
+            );
+            assert!(
+                error.to_string().contains("is not a regular file"),
+                "{error}"
+            );
+        }
+        let error = read_module(&ModuleBase::WorkingDir, fifo.to_str().unwrap(), 1024)
+            .err()
+            .unwrap();
+        assert!(matches!(error, LoadError::NotAFile { .. }), "{error}");
+    }
 }

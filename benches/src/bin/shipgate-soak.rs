@@ -2,8 +2,8 @@
 //! a long time (default 10 minutes) by a mix of requests, with its resident
 //! memory, open file descriptors and threads sampled as it goes. Every
 //! answer must be one the docs promise: the right decision, 400 for a
-//! malformed body, or 503 (with `Retry-After`) when the server sheds load.
-//! Anything else is an error, and the run exits 1.
+//! malformed body, or 503 when the server sheds load. Anything else is an
+//! error, and the run exits 1.
 //!
 //! `cargo run --release -p shipgate-bench --bin shipgate-soak -- [--seconds S]
 //!  [--connections N] [--sample S] [--json]`
