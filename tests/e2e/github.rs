@@ -20,7 +20,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::Mac;
 use serde_json::{Value, json};
 
-use crate::server::{Server, eventually, snapshot_json};
+use crate::server::{Server, eventually};
 use crate::support::repo;
 
 const APP_ID: &str = "123456";
@@ -265,18 +265,7 @@ fn setup() -> Setup {
 /// The release facts the pipeline wrote: the preflight checklist, with CI
 /// on the commit GitHub is deploying.
 fn write_ready_facts(path: &std::path::Path) {
-    let mut facts = snapshot_json("preflight-ready");
-    for host_owned in [
-        "schema_version",
-        "now",
-        "rollout",
-        "metrics",
-        "alerts",
-        "smoke_tests",
-        "deployment",
-    ] {
-        facts.as_object_mut().unwrap().remove(host_owned);
-    }
+    let mut facts = crate::server::release_facts();
     facts["ci"]["commit"] = "6dcb09b5b57875f334f61aebed695e2e4193db5e".into();
     facts["deployment"] = json!({"triggered_by": "ci", "changes_in_flight": []});
     std::fs::write(path, facts.to_string()).unwrap();

@@ -175,6 +175,23 @@ pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 /// An example snapshot as JSON.
+/// What a release pipeline knows and writes to a facts file: the ready
+/// preflight snapshot without the fields the host fills in itself.
+pub fn release_facts() -> Value {
+    let mut facts = snapshot_json("preflight-ready");
+    for host_owned in [
+        "schema_version",
+        "now",
+        "rollout",
+        "metrics",
+        "alerts",
+        "smoke_tests",
+    ] {
+        facts.as_object_mut().unwrap().remove(host_owned);
+    }
+    facts
+}
+
 pub fn snapshot_json(name: &str) -> Value {
     let text = std::fs::read_to_string(crate::support::snapshot(name)).expect("example snapshot");
     serde_json::from_str(&text).expect("example snapshots are JSON")

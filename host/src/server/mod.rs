@@ -22,7 +22,6 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::error::Error;
 use crate::runtime::{Runtime, RuntimeConfig};
-use state::load_gate;
 
 pub(crate) use evidence::validated;
 pub(crate) use options::ServeArgs;
@@ -35,12 +34,13 @@ pub(crate) fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
     // Each evaluation holds one instance for its enforcing policies and one
     // per shadow policy running beside them, and holds its permits until its
     // work has really stopped; the spare slots are the reloads'.
-    let shadows = state::shadow_slots(&crate::gate::Gate::read(&settings.gate_path)?, &settings);
+    let gate = crate::gate::Gate::read(&settings.gate_path)?;
+    let shadows = state::shadow_slots(&gate, &settings);
     let runtime = Arc::new(Runtime::new(&RuntimeConfig {
         max_concurrent_instances: (settings.max_evaluating + shadows + state::RELOAD_SLOTS) as u32,
         ..RuntimeConfig::default()
     })?);
-    let gate = load_gate(&runtime, &settings.gate_path, settings.request_timeout)?;
+    let gate = state::prepare_gate(&runtime, gate, settings.request_timeout)?;
     let workers = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -104,7 +104,16 @@ pub(crate) fn load_gate(
     path: &Path,
     request_timeout: Duration,
 ) -> Result<PreparedGate, Error> {
-    let gate = Gate::read(path)?;
+    prepare_gate(runtime, Gate::read(path)?, request_timeout)
+}
+
+/// Prepares a gate already read for every phase, if its enforcing policies
+/// fit in a request's time.
+pub(crate) fn prepare_gate(
+    runtime: &Arc<Runtime>,
+    gate: Gate,
+    request_timeout: Duration,
+) -> Result<PreparedGate, Error> {
     fits_in(&gate, request_timeout)?;
     PreparedGate::prepare(runtime.clone(), gate, &Phase::ALL)
 }
