@@ -15,6 +15,11 @@ rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add was
 NEEDED=(
     "prometheus prometheus"   # a real Prometheus server (and promtool) on loopback
     "promtool prometheus"
+    "zsh zsh"                 # shell completions are loaded into each shell
+    "fish fish"
+    "man man-db"              # the man page is rendered
+    "buildah buildah"         # the container image is built from scratch
+    "busybox busybox-static"  # the -shell variant's sh, for GitLab jobs
 )
 
 missing=()

@@ -24,6 +24,15 @@ fn main() {
         );
     }
 
+    println!(
+        "cargo:rustc-env=SHIPGATE_CONTRACT={}",
+        contract(&workspace.join("wit/policy.wit"))
+    );
+    println!(
+        "cargo:rustc-env=SHIPGATE_WASMTIME_VERSION={}",
+        locked_version(&workspace.join("Cargo.lock"), "wasmtime")
+    );
+
     ensure_wasm_target();
     let target_dir = shared_target_dir(&out_dir).join("policy-wasm");
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
@@ -119,4 +128,32 @@ fn shared_target_dir(out_dir: &Path) -> PathBuf {
         .find(|dir| dir.join("CACHEDIR.TAG").is_file())
         .unwrap_or(out_dir)
         .to_path_buf()
+}
+
+/// The contract's package and version, from the WIT file's `package` line:
+/// the one place it is written.
+fn contract(wit: &Path) -> String {
+    let text = std::fs::read_to_string(wit).expect("wit/policy.wit is readable");
+    text.lines()
+        .find_map(|line| line.strip_prefix("package "))
+        .map(|rest| rest.trim_end_matches(';').trim().to_string())
+        .expect("wit/policy.wit declares its package")
+}
+
+/// The version of `package` that Cargo.lock pins, for `shipgate --version`;
+/// "unknown" when the lock file is missing (a build outside the workspace).
+fn locked_version(lock: &Path, package: &str) -> String {
+    let Ok(text) = std::fs::read_to_string(lock) else {
+        return "unknown".into();
+    };
+    let name_line = format!("name = \"{package}\"");
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line == name_line
+            && let Some(version) = lines.next().and_then(|l| l.strip_prefix("version = "))
+        {
+            return version.trim_matches('"').to_string();
+        }
+    }
+    "unknown".into()
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::error::ErrorKind;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use shipgate_policy::Phase;
 
 use crate::decision_log;
@@ -14,7 +14,7 @@ use crate::error::{Error, exit};
 use crate::evaluate::PreparedGate;
 use crate::gate::Gate;
 use crate::inspect;
-use crate::report::{self, Format};
+use crate::report::{self, Format, Style};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::server::ServeArgs;
 use crate::snapshot::{self, ValidSnapshot};
@@ -29,10 +29,20 @@ Exit codes:
   66  an input file does not exist
   70  internal error";
 
+/// `shipgate --version`: this binary, the policy contract it runs, and the
+/// wasmtime it runs them with (both from the build: wit/ and Cargo.lock).
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\npolicy contract: ",
+    env!("SHIPGATE_CONTRACT"),
+    "\nwasmtime: ",
+    env!("SHIPGATE_WASMTIME_VERSION"),
+);
+
 /// A deployment gate: evaluates WebAssembly policies over a deployment
 /// snapshot and answers allow, deny or rollback, with the reasons.
 #[derive(Debug, Parser)]
-#[command(name = "shipgate", version, after_help = EXIT_CODES)]
+#[command(name = "shipgate", version, long_version = LONG_VERSION, after_help = EXIT_CODES)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -64,6 +74,19 @@ pub(crate) enum Command {
     /// Serve decisions over HTTP to Argo Rollouts, Spinnaker, Flagger and
     /// any client (see integrations/README.md).
     Serve(Box<ServeArgs>),
+    /// Print a shell completion script: `shipgate completions bash >
+    /// /etc/bash_completion.d/shipgate`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `shipgate man | man -l -`; with --dir,
+    /// write a page for every command into DIR instead.
+    Man {
+        /// Write shipgate.1, shipgate-eval.1, ... into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -85,8 +108,12 @@ pub(crate) struct EvalArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub(crate) format: Format,
+    /// List every check, passed ones too (text and github formats).
+    #[arg(short, long)]
+    pub(crate) verbose: bool,
     /// Append the decision, with its snapshot, to this JSON-lines log
-    /// (flushed to disk before the decision is printed).
+    /// (flushed to disk before the decision is printed; a file: standard
+    /// output carries the decision).
     #[arg(long, value_name = "FILE")]
     pub(crate) decision_log: Option<PathBuf>,
     /// Also write the decision and its summary as the files `decision` and
@@ -176,6 +203,13 @@ pub(crate) fn run(cli: Cli) -> Result<i32, Error> {
             Ok(0)
         }
         Command::Check { gate } => check(gate.as_deref()),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "shipgate", &mut script);
+            print(&String::from_utf8_lossy(&script));
+            Ok(0)
+        }
+        Command::Man { dir } => man(dir.as_deref()),
         Command::Serve(args) => {
             crate::server::init_logging();
             crate::server::run(args.settings()?, args.listen)?;
@@ -208,6 +242,13 @@ fn load_gate(path: Option<&Path>) -> Result<Gate, Error> {
 }
 
 fn eval(args: &EvalArgs) -> Result<i32, Error> {
+    if args.decision_log.as_deref() == Some(Path::new("-")) {
+        return Err(Error::Usage(
+            "--decision-log -: standard output carries the decision here; name a file \
+             (serve writes its decision log to standard output with -)"
+                .into(),
+        ));
+    }
     // Inputs first: a bad snapshot or gate is reported before any module loads.
     let snapshot = read_snapshot(&args.snapshot)?;
     let mut gate = load_gate(args.gate.as_deref())?;
@@ -238,7 +279,11 @@ fn eval(args: &EvalArgs) -> Result<i32, Error> {
     if let Some(path) = &args.junit {
         write_file(path, &report::junit(&evaluation))?;
     }
-    print(&report::render(&evaluation, args.format));
+    print(&report::render(
+        &evaluation,
+        args.format,
+        Style::from_env(args.verbose),
+    ));
     if args.format == Format::Github
         && let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty())
     {
@@ -275,7 +320,7 @@ fn check(path: Option<&Path>) -> Result<i32, Error> {
     let label = gate.origin.label();
     let prepared = PreparedGate::prepare(Arc::new(runtime()?), gate, &Phase::ALL)?;
     let policies = prepared.policies();
-    print(&report::check(&policies));
+    print(&report::check(&policies, Style::from_env(false)));
     let faults: Vec<String> = policies
         .iter()
         .filter_map(|(policy, module)| {
@@ -290,6 +335,27 @@ fn check(path: Option<&Path>) -> Result<i32, Error> {
             faults.join("; ")
         ))),
     }
+}
+
+/// The manual: the top page on stdout, or every command's page into `dir`.
+fn man(dir: Option<&Path>) -> Result<i32, Error> {
+    let writing = |what: &Path, e: std::io::Error| {
+        Error::Internal(anyhow::Error::new(e).context(format!("writing {}", what.display())))
+    };
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| writing(dir, e))?;
+            clap_mangen::generate_to(Cli::command(), dir).map_err(|e| writing(dir, e))?;
+        }
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .map_err(|e| writing(Path::new("<stdout>"), e))?;
+            print(&String::from_utf8_lossy(&page));
+        }
+    }
+    Ok(0)
 }
 
 fn policies() -> Result<i32, Error> {

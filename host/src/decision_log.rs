@@ -7,9 +7,13 @@
 //! A record is a line: it is complete when its newline is there. A crash
 //! in the middle of a write leaves a last line without one, a *torn tail*,
 //! which a replay reports and skips; a record it can read, it replays.
+//!
+//! The same lines can go to standard output instead (`--decision-log -`,
+//! for a cluster's log pipeline) or, batched and gzipped, to a collector
+//! (`serve --decision-log-url`); replay reads a log as written, or gzipped.
 
 use std::io::{BufRead, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -55,14 +59,62 @@ fn whole_records_length(file: &std::fs::File) -> std::io::Result<u64> {
 /// Appends are whole lines: writers of this process take turns.
 static WRITING: Mutex<()> = Mutex::new(());
 
-/// Appends a decision to the log and flushes it to disk. A new log is
-/// created readable by its owner only, and its directory entry is flushed
-/// too, so the file itself survives a crash.
-pub(crate) fn append(
-    path: &Path,
-    evaluation: &Evaluation,
-    snapshot: &ValidSnapshot,
-) -> Result<(), Error> {
+/// Where decision records are written before a decision is answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LogTarget {
+    /// A file, appended to and flushed to disk record by record.
+    File(PathBuf),
+    /// Standard output (`-`), a line per record, for a log pipeline.
+    Stdout,
+}
+
+impl LogTarget {
+    /// `-` is standard output; anything else a file.
+    pub(crate) fn from_arg(path: &Path) -> LogTarget {
+        if path.as_os_str() == "-" {
+            LogTarget::Stdout
+        } else {
+            LogTarget::File(path.to_path_buf())
+        }
+    }
+
+    /// Writes one record line (see [`record_line`]).
+    pub(crate) fn write(&self, line: &str) -> Result<(), Error> {
+        match self {
+            LogTarget::File(path) => append_line(path, line),
+            LogTarget::Stdout => {
+                use std::sync::atomic::{AtomicBool, Ordering};
+                // A write that failed part way left a line without its end:
+                // the next record starts on a line of its own.
+                static TORN: AtomicBool = AtomicBool::new(false);
+                let _turn = WRITING
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut stdout = std::io::stdout().lock();
+                let start: &[u8] = if TORN.load(Ordering::Relaxed) {
+                    b"\n"
+                } else {
+                    b""
+                };
+                stdout
+                    .write_all(start)
+                    .and_then(|()| stdout.write_all(line.as_bytes()))
+                    .and_then(|()| stdout.flush())
+                    .inspect(|()| TORN.store(false, Ordering::Relaxed))
+                    .map_err(|e| {
+                        TORN.store(true, Ordering::Relaxed);
+                        Error::Internal(
+                            anyhow::Error::new(e)
+                                .context("writing the decision log to standard output"),
+                        )
+                    })
+            }
+        }
+    }
+}
+
+/// A decision and its snapshot as one JSON line, newline included.
+pub(crate) fn record_line(evaluation: &Evaluation, snapshot: &ValidSnapshot) -> String {
     let text = one_line(snapshot.text());
     let raw: &RawValue = serde_json::from_str(&text).expect("a validated snapshot is JSON");
     let record = Record {
@@ -71,6 +123,22 @@ pub(crate) fn append(
     };
     let mut line = serde_json::to_string(&record).expect("a record is JSON");
     line.push('\n');
+    line
+}
+
+/// Appends a decision to the log file and flushes it to disk.
+pub(crate) fn append(
+    path: &Path,
+    evaluation: &Evaluation,
+    snapshot: &ValidSnapshot,
+) -> Result<(), Error> {
+    append_line(path, &record_line(evaluation, snapshot))
+}
+
+/// Appends a record line to the log file and flushes it to disk. A new log
+/// is created readable by its owner only, and its directory entry is
+/// flushed too, so the file itself survives a crash.
+fn append_line(path: &Path, line: &str) -> Result<(), Error> {
     let write = || -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         let _turn = WRITING
@@ -148,20 +216,44 @@ pub(crate) struct Replay {
     pub(crate) torn: Option<usize>,
 }
 
+/// The log's lines: gzipped (what a collector received, kept as sent:
+/// one gzip member per batch) or not, told by the gzip magic number.
+fn log_reader(log: &Path) -> Result<Box<dyn BufRead>, Error> {
+    let file = std::fs::File::open(log).map_err(|e| Error::reading(log, e))?;
+    let mut file = std::io::BufReader::new(file);
+    let gzipped = file
+        .fill_buf()
+        .map_err(|e| Error::reading(log, e))?
+        .starts_with(&[0x1f, 0x8b]);
+    Ok(if gzipped {
+        Box::new(std::io::BufReader::new(
+            flate2::bufread::MultiGzDecoder::new(file),
+        ))
+    } else {
+        Box::new(file)
+    })
+}
+
 /// Re-evaluates every record with `gate` and compares each policy's
 /// decision, findings and log with what was recorded. Records made with
 /// another gate (by digest) are refused: they cannot be replayed exactly.
 pub(crate) fn replay(runtime: Arc<Runtime>, gate: Gate, log: &Path) -> Result<Replay, Error> {
-    let file = std::fs::File::open(log).map_err(|e| Error::reading(log, e))?;
+    let mut reader = log_reader(log)?;
     let prepared = PreparedGate::prepare(runtime, gate, &shipgate_policy::Phase::ALL)?;
     let mut report = Replay::default();
-    let mut reader = std::io::BufReader::new(file);
     let mut bytes = Vec::new();
     for number in 1.. {
         bytes.clear();
-        let read = reader
-            .read_until(b'\n', &mut bytes)
-            .map_err(|e| Error::reading(log, e))?;
+        let read = match reader.read_until(b'\n', &mut bytes) {
+            Ok(read) => read,
+            // A gzip stream cut short (its last batch half written) ends
+            // the log as a torn line does.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                report.torn = Some(number);
+                break;
+            }
+            Err(e) => return Err(Error::reading(log, e)),
+        };
         if read == 0 {
             break;
         }
@@ -279,6 +371,16 @@ mod tests {
         Arc::new(Runtime::new(&config).unwrap())
     }
 
+    /// The built-in gate, ready for the abort phase.
+    fn abort_gate() -> PreparedGate {
+        PreparedGate::prepare(
+            runtime(),
+            Gate::default_gate(),
+            &[shipgate_policy::Phase::Abort],
+        )
+        .unwrap()
+    }
+
     /// Numbers a float round trip would change, and the sender's spacing.
     const SENT: &str = r#"{"schema_version": 1,  "now": "2026-11-26T14:00:00Z",
         "metrics": {"canary": {"requests": 1e3, "errors": 0.30000000000000004}}}"#;
@@ -289,12 +391,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("decisions.jsonl");
         let snapshot = snapshot::parse(SENT.as_bytes()).unwrap();
-        let gate = PreparedGate::prepare(
-            runtime(),
-            Gate::default_gate(),
-            &[shipgate_policy::Phase::Abort],
-        )
-        .unwrap();
+        let gate = abort_gate();
         let evaluation = gate
             .evaluate(shipgate_policy::Phase::Abort, &snapshot)
             .unwrap();
@@ -325,6 +422,34 @@ mod tests {
     }
 
     #[test]
+    fn a_gzipped_log_replays_and_a_batch_cut_short_is_a_torn_tail() {
+        use std::io::Write as _;
+        let snapshot = snapshot::parse(SENT.as_bytes()).unwrap();
+        let gate = abort_gate();
+        // Two batches as a collector keeps them: one gzip member each.
+        let member = || {
+            let evaluation = gate
+                .evaluate(shipgate_policy::Phase::Abort, &snapshot)
+                .unwrap();
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            encoder
+                .write_all(record_line(&evaluation, &snapshot).as_bytes())
+                .unwrap();
+            encoder.finish().unwrap()
+        };
+        let (first, second) = (member(), member());
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("collected.jsonl.gz");
+        std::fs::write(&log, [first.clone(), second.clone()].concat()).unwrap();
+        let report = replay(runtime(), Gate::default_gate(), &log).unwrap();
+        assert_eq!((report.replayed, report.torn), (2, None));
+        std::fs::write(&log, [&first[..], &second[..second.len() / 2]].concat()).unwrap();
+        let report = replay(runtime(), Gate::default_gate(), &log).unwrap();
+        assert_eq!((report.replayed, report.torn), (1, Some(2)));
+    }
+
+    #[test]
     fn a_torn_last_record_is_reported_and_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("decisions.jsonl");
@@ -332,12 +457,7 @@ mod tests {
             "../../examples/snapshots/abort-rollback.json"
         ))
         .unwrap();
-        let gate = PreparedGate::prepare(
-            runtime(),
-            Gate::default_gate(),
-            &[shipgate_policy::Phase::Abort],
-        )
-        .unwrap();
+        let gate = abort_gate();
         for _ in 0..2 {
             let evaluation = gate
                 .evaluate(shipgate_policy::Phase::Abort, &snapshot)

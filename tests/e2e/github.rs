@@ -192,27 +192,14 @@ async fn review(
 
 /// GitHub's API on a loopback port, until the test ends.
 fn stand_in(api: Shared) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let app = Router::new()
-                .route("/app/installations/{id}/access_tokens", post(access_tokens))
-                .route(
-                    "/repos/{owner}/{repo}/actions/runs/{run}/deployment_protection_rule",
-                    post(review),
-                )
-                .with_state(api);
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    url
+    let app = Router::new()
+        .route("/app/installations/{id}/access_tokens", post(access_tokens))
+        .route(
+            "/repos/{owner}/{repo}/actions/runs/{run}/deployment_protection_rule",
+            post(review),
+        )
+        .with_state(api);
+    format!("http://{}", crate::server::serve_on_loopback(app))
 }
 
 struct Setup {

@@ -10,8 +10,12 @@ mod adapters;
 mod bad_input;
 /// `policies`, `inspect`, `schema`.
 mod commands;
+/// `--version`, completions, the man page, environment options, plain output.
+mod conventions;
 /// A custom policy crate, built and loaded by path with a sha256 pin.
 mod custom_policy;
+/// Decision logs to standard output and to a collector, with its faults.
+mod decision_logs;
 /// Same inputs, byte-identical verdicts; decision log and replay.
 mod determinism;
 /// `shipgate eval` over the bundled examples: every phase and outcome.

@@ -298,4 +298,14 @@ fn bad_configuration_never_serves() {
     assert!(stderr.contains("/nonexistent/token"), "{stderr}");
     let (code, _) = refused(&["--gate", good, "--request-timeout", "soon"], &[]);
     assert_eq!(code, Some(64));
+    // The shipped Secret's placeholders, applied as they are.
+    let (code, stderr) = refused(
+        &["--gate", good],
+        &[("SHIPGATE_TOKEN", "REPLACE-WITH-A-RANDOM-TOKEN")],
+    );
+    assert_eq!(code, Some(65));
+    assert!(
+        stderr.contains("$SHIPGATE_TOKEN: the secret is still the manifest's placeholder"),
+        "{stderr}"
+    );
 }

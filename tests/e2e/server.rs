@@ -19,6 +19,7 @@ pub struct Server {
     child: Child,
     pub base: String,
     logs: Arc<Mutex<Vec<Value>>>,
+    stdout: Arc<Mutex<Vec<String>>>,
     client: reqwest::blocking::Client,
 }
 
@@ -29,20 +30,45 @@ impl Server {
     }
 
     pub fn start_with_env(gate: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_shipgate"));
+        let mut command = Server::command();
         command
-            .current_dir(repo())
-            .args(["serve", "--listen", "127.0.0.1:0", "--gate"])
+            .args(["--listen", "127.0.0.1:0", "--gate"])
             .arg(gate)
             .args(args)
-            .env("SHIPGATE_CACHE_DIR", cache_dir())
-            .env_remove("SHIPGATE_TOKEN")
-            .env_remove("SHIPGATE_EVALUATION_KEY")
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Server::spawn(command)
+    }
+
+    /// `shipgate serve` from the repository, with the tests' module cache
+    /// and no secrets from the environment: add arguments, then [`Server::spawn`].
+    pub fn command() -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shipgate"));
+        command.current_dir(repo()).arg("serve");
+        // Every option has a variable: none from the developer's shell.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("SHIPGATE_") {
+                command.env_remove(name);
+            }
+        }
+        command.env("SHIPGATE_CACHE_DIR", cache_dir());
+        command
+    }
+
+    /// Starts `command` (a `shipgate serve`) and waits for it to listen.
+    pub fn spawn(mut command: Command) -> Server {
+        command
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = command.spawn().expect("starting shipgate serve");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let lines = stdout.clone();
+        let out = child.stdout.take().expect("piped stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
         let stderr = child.stderr.take().expect("piped stderr");
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (address_tx, address_rx) = mpsc::channel();
@@ -70,6 +96,7 @@ impl Server {
             child,
             base: format!("http://{address}"),
             logs,
+            stdout,
             client: reqwest::blocking::Client::builder()
                 .timeout(DEADLINE)
                 .build()
@@ -94,6 +121,14 @@ impl Server {
             .send()
             .expect("POST");
         read(response)
+    }
+
+    /// `POST /v1/evaluate` with an example snapshot (`abort-rollback`:
+    /// the phase is the name's first word).
+    pub fn evaluate(&self, snapshot: &str) -> (u16, Value) {
+        let phase = snapshot.split('-').next().unwrap();
+        let body = serde_json::json!({"phase": phase, "snapshot": snapshot_json(snapshot)});
+        self.post("/v1/evaluate", &body)
     }
 
     pub fn get(&self, path: &str) -> (u16, Value) {
@@ -138,6 +173,22 @@ impl Server {
         }
     }
 
+    /// The lines the server wrote to standard output so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// The log records so far whose message starts with `prefix`.
+    pub fn logged_with_prefix(&self, prefix: &str) -> Vec<Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r["message"].as_str().is_some_and(|m| m.starts_with(prefix)))
+            .cloned()
+            .collect()
+    }
+
     /// The log records so far whose message is `message`.
     pub fn logged(&self, message: &str) -> Vec<Value> {
         self.logs
@@ -163,6 +214,25 @@ fn read(response: reqwest::blocking::Response) -> (u16, Value) {
     let body = serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("HTTP {status}: the body is not JSON ({e}): {text}"));
     (status, body)
+}
+
+/// Serves `app` on a loopback port from its own thread until the test
+/// process ends (a stand-in for a system shipgate calls); its address.
+pub fn serve_on_loopback(app: axum::Router) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    address
 }
 
 /// Polls `condition` until it holds; panics after the deadline.

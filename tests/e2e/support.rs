@@ -32,7 +32,14 @@ pub fn shipgate_in(dir: &Path) -> assert_cmd::Command {
     command
         .current_dir(dir)
         .env("SHIPGATE_CACHE_DIR", cache_dir())
-        .env_remove("GITHUB_STEP_SUMMARY");
+        .env_remove("GITHUB_STEP_SUMMARY")
+        // A UTF-8 terminal that asks for nothing plain, whatever the
+        // environment the tests run in: the text output's marks depend on it.
+        .env("LANG", "C.UTF-8")
+        .env("TERM", "xterm")
+        .env_remove("LC_ALL")
+        .env_remove("LC_CTYPE")
+        .env_remove("NO_COLOR");
     command
 }
 

@@ -24,13 +24,12 @@ pub(super) fn render(evaluation: &Evaluation, text: &str) -> String {
     )
 }
 
-/// 128 random bits, hex: from the kernel, else (no /dev/urandom) the
+/// 128 random bits, hex: from the kernel (getrandom(2)), else the
 /// decision id and the clock, which a policy cannot know either.
 fn stop_token(decision_id: &str) -> String {
-    use std::io::Read;
+    use ring::rand::SecureRandom;
     let mut bytes = [0u8; 16];
-    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
-    if random.is_err() {
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
         use sha2::{Digest, Sha256};
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -32,12 +32,67 @@ pub(crate) enum Format {
     Github,
 }
 
+/// How text for people looks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Style {
+    /// ASCII marks instead of ✓ ✗ and ·.
+    pub(crate) ascii: bool,
+    /// Every check, passed ones too (`eval -v`), not just the failing ones.
+    pub(crate) verbose: bool,
+}
+
+impl Style {
+    /// The style this process's environment asks for (see [`plain_output`]).
+    pub(crate) fn from_env(verbose: bool) -> Style {
+        Style {
+            ascii: plain_output(|name| std::env::var_os(name)),
+            verbose,
+        }
+    }
+
+    /// The mark of a decision: ✓, ✗ and ✗✗ (ASCII: ok, x, xx).
+    fn mark(self, decision: Decision) -> &'static str {
+        match (decision, self.ascii) {
+            (Decision::Allow, false) => "✓",
+            (Decision::Deny, false) => "✗",
+            (Decision::Rollback, false) => "✗✗",
+            (Decision::Allow, true) => "ok",
+            (Decision::Deny, true) => "x",
+            (Decision::Rollback, true) => "xx",
+        }
+    }
+
+    /// The separator between the parts of a heading.
+    fn dot(self) -> &'static str {
+        if self.ascii { "-" } else { "·" }
+    }
+}
+
+/// Whether output must be plain ASCII: `NO_COLOR` is set, `TERM` is
+/// `dumb`, or the locale (`LC_ALL`, else `LC_CTYPE`, else `LANG`) names a
+/// character set other than UTF-8 (`C`, `POSIX`, `en_US.ISO-8859-1`). No
+/// locale at all keeps UTF-8: CI runners and pods rarely set one, and
+/// their log viewers are UTF-8.
+fn plain_output(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> bool {
+    let set = |name: &str| var(name).filter(|value| !value.is_empty());
+    if set("NO_COLOR").is_some() || set("TERM").is_some_and(|term| term == "dumb") {
+        return true;
+    }
+    ["LC_ALL", "LC_CTYPE", "LANG"]
+        .iter()
+        .find_map(|name| set(name))
+        .is_some_and(|locale| {
+            let locale = locale.to_string_lossy().to_ascii_lowercase();
+            !(locale.contains("utf-8") || locale.contains("utf8"))
+        })
+}
+
 /// A decision in `format`.
-pub(crate) fn render(evaluation: &Evaluation, format: Format) -> String {
+pub(crate) fn render(evaluation: &Evaluation, format: Format, style: Style) -> String {
     match format {
-        Format::Text => text::decision(evaluation),
+        Format::Text => text::decision(evaluation, style),
         Format::Json => json(evaluation),
-        Format::Github => github::render(evaluation, &text::decision(evaluation)),
+        Format::Github => github::render(evaluation, &text::decision(evaluation, style)),
     }
 }
 
@@ -50,13 +105,10 @@ pub(crate) fn exit_code(decision: Decision) -> i32 {
     }
 }
 
-/// ✓, ✗ and ✗✗ for allow, deny and rollback.
+/// ✓, ✗ and ✗✗ for allow, deny and rollback, where UTF-8 is certain
+/// (Markdown).
 fn mark(decision: Decision) -> &'static str {
-    match decision {
-        Decision::Allow => "✓",
-        Decision::Deny => "✗",
-        Decision::Rollback => "✗✗",
-    }
+    Style::default().mark(decision)
 }
 
 /// Observed and threshold of a finding, as "observed X, threshold Y".
@@ -80,5 +132,31 @@ mod tests {
         assert_eq!(exit_code(Decision::Allow), 0);
         assert_eq!(exit_code(Decision::Deny), 1);
         assert_eq!(exit_code(Decision::Rollback), 2);
+    }
+
+    fn plain(vars: &[(&str, &str)]) -> bool {
+        plain_output(|name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.into()))
+    }
+
+    #[test]
+    fn output_is_plain_when_asked_or_when_the_locale_is_not_utf8() {
+        assert!(!plain(&[]), "no locale: UTF-8");
+        assert!(!plain(&[("LANG", "en_US.UTF-8"), ("TERM", "xterm")]));
+        assert!(
+            !plain(&[("LC_ALL", "C.utf8"), ("LANG", "C")]),
+            "LC_ALL wins"
+        );
+        assert!(
+            !plain(&[("NO_COLOR", ""), ("LANG", "de_DE.UTF-8")]),
+            "an empty NO_COLOR is unset"
+        );
+        assert!(plain(&[("NO_COLOR", "1")]));
+        assert!(plain(&[("TERM", "dumb")]));
+        assert!(plain(&[("LANG", "C")]));
+        assert!(
+            plain(&[("LC_CTYPE", "POSIX"), ("LANG", "en_US.UTF-8")]),
+            "LC_CTYPE wins over LANG"
+        );
+        assert!(plain(&[("LANG", "en_US.ISO-8859-1")]));
     }
 }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use shipgate_policy::Decision;
 
-use super::{evidence, mark};
+use super::{Style, evidence};
 use crate::decision::{Evaluation, PolicyOutcome};
 use crate::decision_log::Replay;
 use crate::gate::{Mode, PolicyEntry};
@@ -14,12 +14,14 @@ use crate::inspect::Inspection;
 use crate::runtime::{Fault, LoadedModule};
 
 /// The decision first, then per policy each failing check with observed vs
-/// threshold, then a count of the checks that passed.
-pub(super) fn decision(e: &Evaluation) -> String {
+/// threshold, then a count of the checks that passed (verbose: each of
+/// them).
+pub(super) fn decision(e: &Evaluation, style: Style) -> String {
     let mut out = String::new();
+    let dot = style.dot();
     let _ = writeln!(
         out,
-        "{}  {} · gate {}",
+        "{}  {} {dot} gate {}",
         e.decision.as_str().to_uppercase(),
         e.phase,
         e.gate
@@ -27,11 +29,11 @@ pub(super) fn decision(e: &Evaluation) -> String {
     let _ = writeln!(out, "{}", one_line(&e.summary));
     for policy in &e.policies {
         out.push('\n');
-        policy_text(&mut out, policy);
+        policy_text(&mut out, policy, style);
     }
     let _ = writeln!(
         out,
-        "\ndecision {} · snapshot sha256 {} · gate sha256 {}",
+        "\ndecision {} {dot} snapshot sha256 {} {dot} gate sha256 {}",
         e.decision_id,
         &e.snapshot_sha256[..12.min(e.snapshot_sha256.len())],
         &e.gate_sha256[..12.min(e.gate_sha256.len())]
@@ -39,7 +41,7 @@ pub(super) fn decision(e: &Evaluation) -> String {
     out
 }
 
-fn policy_text(out: &mut String, p: &PolicyOutcome) {
+fn policy_text(out: &mut String, p: &PolicyOutcome, style: Style) {
     let shadow = if p.mode == Mode::Shadow {
         " (shadow: does not count)"
     } else {
@@ -48,7 +50,7 @@ fn policy_text(out: &mut String, p: &PolicyOutcome) {
     let _ = writeln!(
         out,
         "{} {}: {} [{}]{shadow}",
-        mark(p.decision),
+        style.mark(p.decision),
         p.name,
         p.decision,
         p.module
@@ -58,14 +60,14 @@ fn policy_text(out: &mut String, p: &PolicyOutcome) {
     }
     let mut passed = 0;
     for f in &p.findings {
-        if f.decision == Decision::Allow {
+        if f.decision == Decision::Allow && !style.verbose {
             passed += 1;
             continue;
         }
         let _ = writeln!(
             out,
             "  {} {} ({}): {}",
-            mark(f.decision),
+            style.mark(f.decision),
             one_line(&f.check),
             f.decision,
             one_line(&f.message)
@@ -77,7 +79,8 @@ fn policy_text(out: &mut String, p: &PolicyOutcome) {
     if passed > 0 {
         let _ = writeln!(
             out,
-            "  ✓ {passed} check{} passed",
+            "  {} {passed} check{} passed",
+            style.mark(Decision::Allow),
             if passed == 1 { "" } else { "s" }
         );
     }
@@ -132,20 +135,28 @@ pub(crate) fn policies(stock: &[Inspection]) -> String {
 }
 
 /// `shipgate check`: each policy with its module's digest, or its fault.
-pub(crate) fn check(policies: &[(&PolicyEntry, Result<&LoadedModule, &Fault>)]) -> String {
+pub(crate) fn check(
+    policies: &[(&PolicyEntry, Result<&LoadedModule, &Fault>)],
+    style: Style,
+) -> String {
     let mut out = String::new();
+    let (ok, failed, dot) = (
+        style.mark(Decision::Allow),
+        style.mark(Decision::Deny),
+        style.dot(),
+    );
     for (policy, module) in policies {
         let phases: Vec<&str> = policy.phases.iter().map(|p| p.as_str()).collect();
         let _ = match module {
             Ok(module) => writeln!(
                 out,
-                "✓ {} [{}] {} · sha256 {}",
+                "{ok} {} [{}] {} {dot} sha256 {}",
                 policy.name,
                 policy.module,
                 phases.join(", "),
                 module.sha256
             ),
-            Err(fault) => writeln!(out, "✗ {} [{}]: {fault}", policy.name, policy.module),
+            Err(fault) => writeln!(out, "{failed} {} [{}]: {fault}", policy.name, policy.module),
         };
     }
     out

@@ -15,7 +15,7 @@ use generated::shipgate::policy::types as wit;
 pub(super) use generated::{Policy, PolicyPre};
 
 /// The contract this host speaks (the package of `wit/policy.wit`).
-pub(crate) const CONTRACT: &str = "shipgate:policy@0.2.0";
+pub(crate) const CONTRACT: &str = env!("SHIPGATE_CONTRACT");
 
 /// The most findings a verdict may carry.
 pub(crate) const MAX_FINDINGS: usize = 1000;

@@ -7,6 +7,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use super::shipper::ShipperCounters;
 use crate::decision::Evaluation;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -26,6 +27,21 @@ struct PolicyLabels {
     policy: String,
     phase: String,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FindingLabels {
+    policy: String,
+    check: String,
+    decision: String,
+}
+
+/// The most distinct (policy, check) pairs `shipgate_findings_total`
+/// names: check ids come from policies, and a policy that made up a new
+/// one per decision must not grow the exposition without end. Beyond,
+/// findings count under `check="other"`.
+const MAX_FINDING_CHECKS: usize = 1000;
+/// The longest check id used as a label value.
+const MAX_CHECK_LABEL: usize = 64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
@@ -60,6 +76,9 @@ pub(crate) struct Metrics {
     reloads: Family<ResultLabels, Counter>,
     reviews: Family<ReviewLabels, Counter>,
     in_flight: Gauge,
+    findings: Family<FindingLabels, Counter>,
+    finding_checks: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    shipper: ShipperCounters,
 }
 
 /// Counts a decision in flight for as long as it lives.
@@ -122,7 +141,57 @@ impl Metrics {
             "Decisions being made now (waiting, gathering evidence or evaluating)",
             in_flight.clone(),
         );
+        let findings = Family::<FindingLabels, Counter>::default();
+        registry.register(
+            "findings",
+            "Checks that held (deny) or rolled back a decision, by policy, check and decision",
+            findings.clone(),
+        );
+        let shipper = ShipperCounters::default();
+        registry.register(
+            "decision_log_shipped",
+            "Decision records the --decision-log-url collector took",
+            shipper.shipped.clone(),
+        );
+        let dropped = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "decision_log_dropped",
+            "Decision records never shipped to the --decision-log-url collector, by reason \
+             (queue_full, undeliverable, shutdown)",
+            dropped.clone(),
+        );
+        let dropped_for = |reason: &str| {
+            dropped
+                .get_or_create(&ReasonLabels {
+                    reason: reason.to_string(),
+                })
+                .clone()
+        };
+        let shipper = ShipperCounters {
+            dropped_queue_full: dropped_for("queue_full"),
+            dropped_undeliverable: dropped_for("undeliverable"),
+            dropped_at_shutdown: dropped_for("shutdown"),
+            ..shipper
+        };
+        // Series whose label values are a closed set start at zero, so that
+        // dashboards and rate() see them before their first event.
+        for result in ["ok", "error"] {
+            let _ = reloads.get_or_create(&ResultLabels {
+                result: result.to_string(),
+            });
+        }
+        for state in ["approved", "rejected", "pending"] {
+            for posted in ["true", "false"] {
+                let _ = reviews.get_or_create(&ReviewLabels {
+                    state: state.to_string(),
+                    posted: posted.to_string(),
+                });
+            }
+        }
         Metrics {
+            findings,
+            finding_checks: Default::default(),
+            shipper,
             in_flight,
             registry,
             decisions,
@@ -153,7 +222,7 @@ impl Metrics {
             if policy.failed_closed() {
                 self.faults
                     .get_or_create(&PolicyLabels {
-                        policy: policy.name.clone(),
+                        policy: policy_label(&policy.name),
                         phase: phase.clone(),
                     })
                     .inc();
@@ -165,7 +234,48 @@ impl Metrics {
                     })
                     .inc();
             }
+            // Only what decided: a shadow policy holds nothing back.
+            if policy.mode == crate::gate::Mode::Shadow {
+                continue;
+            }
+            for finding in &policy.findings {
+                if finding.decision == shipgate_policy::Decision::Allow {
+                    continue;
+                }
+                self.findings
+                    .get_or_create(&FindingLabels {
+                        policy: policy_label(&policy.name),
+                        check: self.check_label(&policy.name, &finding.check),
+                        decision: finding.decision.to_string(),
+                    })
+                    .inc();
+            }
         }
+    }
+
+    /// `check`, or `other` once [`MAX_FINDING_CHECKS`] pairs are named, or
+    /// when the id (a policy's own text) is not a plain, short identifier:
+    /// label values are not escaped in the exposition.
+    fn check_label(&self, policy: &str, check: &str) -> String {
+        if check.len() > MAX_CHECK_LABEL || !check.bytes().all(plain_label_byte) {
+            return "other".to_string();
+        }
+        let mut named = self
+            .finding_checks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let key = (policy.to_string(), check.to_string());
+        if named.contains(&key) || named.len() < MAX_FINDING_CHECKS {
+            named.insert(key);
+            check.to_string()
+        } else {
+            "other".to_string()
+        }
+    }
+
+    /// The counters a decision log shipper keeps.
+    pub(crate) fn shipper_counters(&self) -> ShipperCounters {
+        self.shipper.clone()
     }
 
     pub(crate) fn in_flight(&self) -> InFlight {
@@ -209,8 +319,52 @@ impl Metrics {
     }
 }
 
+/// What a label value may hold as it is: the exposition writes label values
+/// without escaping them, so a quote or a newline would corrupt it.
+fn plain_label_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"_.:-".contains(&byte)
+}
+
+/// A policy's name (the gate's) as a label value: other bytes become `_`.
+fn policy_label(name: &str) -> String {
+    name.bytes()
+        .map(|b| if plain_label_byte(b) { b as char } else { '_' })
+        .collect()
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_from_policies_cannot_corrupt_the_exposition() {
+        let metrics = Metrics::new();
+        assert_eq!(policy_label("team \"canary\"\n"), "team__canary__");
+        assert_eq!(metrics.check_label("p", "error-rate"), "error-rate");
+        assert_eq!(metrics.check_label("p", "x\"} 1\nfake 2"), "other");
+        assert_eq!(
+            metrics.check_label("p", &"a".repeat(MAX_CHECK_LABEL + 1)),
+            "other"
+        );
+    }
+
+    #[test]
+    fn a_policy_inventing_check_ids_names_at_most_the_cap() {
+        let metrics = Metrics::new();
+        for i in 0..MAX_FINDING_CHECKS {
+            assert_eq!(metrics.check_label("p", &format!("c{i}")), format!("c{i}"));
+        }
+        assert_eq!(metrics.check_label("p", "one-more"), "other");
+        assert_eq!(
+            metrics.check_label("p", "c7"),
+            "c7",
+            "a named pair keeps its name"
+        );
     }
 }

@@ -11,12 +11,14 @@ mod metrics;
 mod options;
 mod reload;
 mod routes;
+mod shipper;
 mod state;
 #[cfg(test)]
 mod tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
@@ -85,6 +87,10 @@ pub(crate) fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
             gate = %state.gate().gate().origin.label(),
             "listening"
         );
+        let shipping = state
+            .shipper
+            .clone()
+            .map(|shipper| tokio::spawn(shipper.run()));
         tokio::spawn(reload::on_hangup(state.clone(), signals.hangup));
         if let Some(interval) = state.settings.watch_interval {
             tokio::spawn(reload::on_change(state.clone(), interval));
@@ -96,6 +102,7 @@ pub(crate) fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
             tokio::spawn(listener::serve(bound, routes, stopped.clone(), limits))
         });
         let app = router(state.clone());
+        let shipper = state.shipper.clone();
         tokio::spawn(async move {
             shutdown_signal(state, signals.terminate).await;
             let _ = stop.send(true);
@@ -103,6 +110,19 @@ pub(crate) fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
         listener::serve(listener, app, stopped, limits).await;
         if let Some(side) = side {
             let _ = side.await;
+        }
+        // Every decision is answered: the collector gets the last records,
+        // within the shipper's final flush.
+        if let (Some(shipper), Some(shipping)) = (shipper, shipping) {
+            shipper.close();
+            let budget = shipper::FINAL_FLUSH + Duration::from_secs(1);
+            let abort = shipping.abort_handle();
+            if tokio::time::timeout(budget, shipping).await.is_err() {
+                // Stopped before what it holds is counted, so nothing is
+                // counted twice.
+                abort.abort();
+                shipper.abandon();
+            }
         }
         tracing::info!("stopped");
         Ok(())

@@ -9,6 +9,7 @@ use shipgate_policy::Phase;
 
 use super::state::Settings;
 use crate::adapters::{github, spinnaker};
+use crate::decision_log::LogTarget;
 use crate::error::Error;
 
 /// Environment variable holding the bearer token (when no --token-file).
@@ -17,6 +18,8 @@ pub(crate) const TOKEN_ENV: &str = "SHIPGATE_TOKEN";
 pub(crate) const KEY_ENV: &str = "SHIPGATE_EVALUATION_KEY";
 /// Environment variable holding the GitHub webhook secret.
 const GITHUB_SECRET_ENV: &str = "SHIPGATE_GITHUB_WEBHOOK_SECRET";
+/// How the shipped manifests' placeholder secrets begin.
+const PLACEHOLDER: &str = "REPLACE-WITH-";
 /// Shortest evaluation key accepted, in bytes.
 const MIN_KEY_BYTES: usize = 32;
 /// The most evaluations at once: each holds a pool slot of instances.
@@ -27,97 +30,144 @@ const MAX_PENDING: usize = 1 << 20;
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
     /// The gate file (TOML) to serve; SIGHUP reloads it.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "SHIPGATE_GATE")]
     pub(crate) gate: PathBuf,
     /// Address and port to listen on (port 0 picks a free one; the log
     /// line "listening" gives it).
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "0.0.0.0:8080",
+        env = "SHIPGATE_LISTEN"
+    )]
     pub(crate) listen: SocketAddr,
     /// File holding the bearer token every /v1 request must send
     /// (default: $SHIPGATE_TOKEN; none: no authentication).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "SHIPGATE_TOKEN_FILE")]
     pub(crate) token_file: Option<PathBuf>,
     /// File holding the key (≥ 32 bytes) that signs Spinnaker evaluation
     /// ids; every replica needs the same one (default:
     /// $SHIPGATE_EVALUATION_KEY; none: a random key, valid on this process only).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "SHIPGATE_KEY_FILE")]
     pub(crate) key_file: Option<PathBuf>,
     /// How long a Spinnaker evaluation answers its status URL.
-    #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = parse_duration, env = "SHIPGATE_EVALUATION_TTL")]
     pub(crate) evaluation_ttl: Duration,
     /// Budget of one request, evidence and evaluation included.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, env = "SHIPGATE_REQUEST_TIMEOUT")]
     pub(crate) request_timeout: Duration,
     /// Largest request body accepted.
-    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, env = "SHIPGATE_MAX_BODY_BYTES")]
     pub(crate) max_body_bytes: usize,
     /// Requests admitted at once; beyond this, 503 with Retry-After.
-    #[arg(long, value_name = "N", default_value_t = 1024)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1024,
+        env = "SHIPGATE_MAX_PENDING"
+    )]
     pub(crate) max_pending: usize,
     /// Gate evaluations running at once (default: twice the CPUs, at least 4).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", env = "SHIPGATE_MAX_EVALUATING")]
     pub(crate) max_evaluating: Option<usize>,
     /// Base URL of status links given to Spinnaker, e.g.
     /// https://shipgate.example.com (default: from the request's Host).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = "SHIPGATE_PUBLIC_URL")]
     pub(crate) public_url: Option<String>,
-    /// Append every decision, with its snapshot, to this JSON-lines log.
-    #[arg(long, value_name = "FILE")]
+    /// Append every decision, with its snapshot, to this JSON-lines log
+    /// before answering; `-` writes the lines to standard output instead
+    /// (the server's own log goes to standard error).
+    #[arg(long, value_name = "FILE|-", env = "SHIPGATE_DECISION_LOG")]
     pub(crate) decision_log: Option<PathBuf>,
+    /// Also POST every decision record to this collector, in gzipped
+    /// JSON-lines batches (best effort: a decision never waits for it;
+    /// records it cannot take are counted in /metrics).
+    #[arg(long, value_name = "URL", env = "SHIPGATE_DECISION_LOG_URL")]
+    pub(crate) decision_log_url: Option<String>,
+    /// The most record bytes waiting for the collector; beyond, new records
+    /// are dropped (and counted).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20, env = "SHIPGATE_DECISION_LOG_QUEUE_BYTES")]
+    pub(crate) decision_log_queue_bytes: usize,
     /// After SIGTERM, how long to keep answering (with /readyz failing)
     /// before the port closes, so that load balancers stop sending first
     /// (Kubernetes keeps routing to a terminating pod for a few seconds).
     /// A second SIGTERM ends it at once. `0s` closes right away.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_delay)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_delay, env = "SHIPGATE_SHUTDOWN_DELAY")]
     pub(crate) shutdown_delay: Duration,
     /// How often to check whether the gate file or its module files changed,
     /// and reload the gate when they did (a mounted ConfigMap changes by a
     /// swapped symbolic link). `0s` turns watching off; SIGHUP still reloads.
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_delay)]
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_delay, env = "SHIPGATE_WATCH_INTERVAL")]
     pub(crate) watch_interval: Duration,
     /// Serve GitHub deployment protection rules as this GitHub App (its App
     /// id or client id) at POST /v1/github/deployment-protection.
-    #[arg(long, value_name = "ID", requires_all = ["github_private_key_file"])]
+    #[arg(long, value_name = "ID", requires_all = ["github_private_key_file"], env = "SHIPGATE_GITHUB_APP_ID")]
     pub(crate) github_app_id: Option<String>,
     /// The GitHub App's private key (PEM, as GitHub hands it out).
-    #[arg(long, value_name = "FILE", requires = "github_app_id")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "github_app_id",
+        env = "SHIPGATE_GITHUB_PRIVATE_KEY_FILE"
+    )]
     pub(crate) github_private_key_file: Option<PathBuf>,
     /// File holding the App's webhook secret (default:
     /// $SHIPGATE_GITHUB_WEBHOOK_SECRET); deliveries not signed with it are
     /// refused.
-    #[arg(long, value_name = "FILE", requires = "github_app_id")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "github_app_id",
+        env = "SHIPGATE_GITHUB_WEBHOOK_SECRET_FILE"
+    )]
     pub(crate) github_webhook_secret_file: Option<PathBuf>,
     /// GitHub's REST API (GitHub Enterprise Server: https://HOST/api/v3).
-    #[arg(long, value_name = "URL", default_value = "https://api.github.com")]
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "https://api.github.com",
+        env = "SHIPGATE_GITHUB_API_URL"
+    )]
     pub(crate) github_api_url: String,
     /// The phase an environment's protection rule asks for, as NAME=PHASE
     /// (repeatable); other environments ask for preflight.
-    #[arg(long = "github-environment", value_name = "NAME=PHASE", value_parser = parse_environment)]
+    #[arg(long = "github-environment", value_name = "NAME=PHASE", value_parser = parse_environment, env = "SHIPGATE_GITHUB_ENVIRONMENT", value_delimiter = ',')]
     pub(crate) github_environments: Vec<(String, Phase)>,
     /// Serve only these adapters' routes (comma-separated; default: all).
     /// A Flagger-facing instance, which cannot be sent a token, serves
     /// `flagger` alone.
-    #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        value_name = "LIST",
+        env = "SHIPGATE_ADAPTERS"
+    )]
     pub(crate) adapters: Vec<AdapterName>,
     /// Serve /v1/* without a bearer token on a non-loopback address. Without
     /// it, such a server refuses to start: decisions are not for anyone who
     /// can reach the port. (GitHub deliveries are signed, and need no token.)
-    #[arg(long)]
+    #[arg(long, env = "SHIPGATE_INSECURE")]
     pub(crate) insecure: bool,
     /// Serve /healthz, /readyz and /metrics on this address instead of the
     /// main one (which then serves decisions only).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", env = "SHIPGATE_METRICS_LISTEN")]
     pub(crate) metrics_listen: Option<SocketAddr>,
     /// Connections open at once; beyond, new ones wait to be accepted.
-    #[arg(long, value_name = "N", default_value_t = 4096)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 4096,
+        env = "SHIPGATE_MAX_CONNECTIONS"
+    )]
     pub(crate) max_connections: usize,
     /// Time a connection has to send a request's headers; also how long a
     /// kept-alive connection may sit idle.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, env = "SHIPGATE_HEADER_TIMEOUT")]
     pub(crate) header_timeout: Duration,
     /// After the port closes, how long the connections still open may take
     /// to finish before they are closed.
-    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_delay)]
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_delay, env = "SHIPGATE_DRAIN_TIMEOUT")]
     pub(crate) drain_timeout: Duration,
 }
 
@@ -230,6 +280,30 @@ impl ServeArgs {
                 self.listen
             )));
         }
+        let decision_log_url = match &self.decision_log_url {
+            Some(text) => {
+                let url = reqwest::Url::parse(text)
+                    .ok()
+                    .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+                    .ok_or_else(|| {
+                        Error::Usage(format!(
+                            "--decision-log-url: '{text}' is not an http:// or https:// URL"
+                        ))
+                    })?;
+                // Any record a request can make must fit.
+                if self.decision_log_queue_bytes < self.max_body_bytes {
+                    return Err(Error::Usage(format!(
+                        "--decision-log-queue-bytes ({}) must be at least --max-body-bytes ({})",
+                        self.decision_log_queue_bytes, self.max_body_bytes
+                    )));
+                }
+                Some(super::shipper::ShipperSettings {
+                    url,
+                    queue_bytes: self.decision_log_queue_bytes,
+                })
+            }
+            None => None,
+        };
         if self.max_connections == 0 || self.max_connections > MAX_PENDING {
             return Err(Error::Usage(format!(
                 "--max-connections must be between 1 and {MAX_PENDING}"
@@ -256,7 +330,8 @@ impl ServeArgs {
             max_body_bytes: self.max_body_bytes,
             max_pending: self.max_pending.max(max_evaluating),
             max_evaluating,
-            decision_log: self.decision_log.clone(),
+            decision_log: self.decision_log.as_deref().map(LogTarget::from_arg),
+            decision_log_url,
             shutdown_delay: self.shutdown_delay,
             watch_interval: Some(self.watch_interval).filter(|d| !d.is_zero()),
         })
@@ -313,21 +388,36 @@ fn secret(file: Option<&Path>, env: &str, flag: &str) -> Result<Option<Vec<u8>>,
         },
     };
     let trimmed = bytes.trim_ascii().to_vec();
+    let source = || file.map_or_else(|| format!("${env}"), |p| format!("{flag} {}", p.display()));
     if trimmed.is_empty() {
-        let source = file.map_or_else(|| format!("${env}"), |p| format!("{flag} {}", p.display()));
         return Err(Error::InvalidInput(format!(
-            "{source}: the secret is empty"
+            "{}: the secret is empty",
+            source()
+        )));
+    }
+    // The shipped manifests' placeholders: a secret everyone can read.
+    if trimmed.starts_with(PLACEHOLDER.as_bytes()) {
+        return Err(Error::InvalidInput(format!(
+            "{}: the secret is still the manifest's placeholder ({PLACEHOLDER}...); \
+             set a random one, e.g. `openssl rand -hex 32`",
+            source()
         )));
     }
     Ok(Some(trimmed))
 }
 
+/// From the kernel's getrandom(2): no /dev needed (a chroot, an image
+/// run without its runtime's /dev).
 fn random_key() -> Result<Vec<u8>, Error> {
-    use std::io::Read;
+    use ring::rand::SecureRandom;
     let mut key = vec![0u8; MIN_KEY_BYTES];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut key))
-        .map_err(|e| Error::Internal(anyhow::Error::new(e).context("reading /dev/urandom")))?;
+    ring::rand::SystemRandom::new()
+        .fill(&mut key)
+        .map_err(|_| {
+            Error::Internal(anyhow::anyhow!(
+                "the kernel's random number generator failed"
+            ))
+        })?;
     Ok(key)
 }
 

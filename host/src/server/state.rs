@@ -10,6 +10,7 @@ use shipgate_policy::Phase;
 use tokio::sync::Semaphore;
 
 use super::metrics::Metrics;
+use super::shipper::Shipper;
 use crate::adapters::{ApiError, DecisionRequest, Input, github, spinnaker};
 use crate::decision::Evaluation;
 use crate::decision_log;
@@ -39,7 +40,10 @@ pub(crate) struct Settings {
     pub(crate) max_pending: usize,
     /// Gate evaluations running at once.
     pub(crate) max_evaluating: usize,
-    pub(crate) decision_log: Option<PathBuf>,
+    /// Where every decision is written before it is answered.
+    pub(crate) decision_log: Option<decision_log::LogTarget>,
+    /// The collector decisions are shipped to, best effort.
+    pub(crate) decision_log_url: Option<super::shipper::ShipperSettings>,
     /// How long to keep serving after SIGTERM before the port closes.
     pub(crate) shutdown_delay: Duration,
     /// How often to look for changed gate or module files; `None`: never.
@@ -73,6 +77,8 @@ pub(crate) struct AppState {
     pub(crate) http: reqwest::Client,
     shutting_down: AtomicBool,
     reloading: std::sync::Mutex<()>,
+    /// Ships decision records to `--decision-log-url`, when set.
+    pub(crate) shipper: Option<Arc<Shipper>>,
 }
 
 /// Instance slots kept beyond the evaluations' for loading a gate again
@@ -143,12 +149,18 @@ fn fits_in(gate: &Gate, request_timeout: Duration) -> Result<(), Error> {
 
 impl AppState {
     pub(crate) fn new(settings: Settings, runtime: Arc<Runtime>, gate: PreparedGate) -> AppState {
+        let metrics = Metrics::new();
+        let shipper = settings
+            .decision_log_url
+            .clone()
+            .map(|url| Shipper::new(url, metrics.shipper_counters()));
         AppState {
+            shipper,
             pending: Arc::new(Semaphore::new(settings.max_pending)),
             evaluating: Arc::new(Semaphore::new(settings.max_evaluating)),
             shadows: Arc::new(Semaphore::new(shadow_slots(gate.gate(), &settings))),
             settings,
-            metrics: Metrics::new(),
+            metrics,
             runtime,
             served: RwLock::new(Arc::new(gate)),
             http: reqwest::Client::new(),
@@ -262,6 +274,7 @@ impl AppState {
             .await
             .map_err(|_| ApiError::Timeout)??;
         let log = self.settings.decision_log.clone();
+        let shipper = self.shipper.clone();
         let budget = Budget {
             cancel: Some(Cancel::default()),
             beside: Some(self.shadows.clone()),
@@ -271,9 +284,12 @@ impl AppState {
         // request, so they run right here: a hand-off to another thread costs
         // about a tenth of the throughput. Modules from files are untrusted
         // and may spin until their timeout, and a decision log waits for the
-        // disk: those go to the blocking pool, so they never stall other
-        // requests or the probes.
+        // disk or the pipe: those go to the blocking pool, so they never stall
+        // other requests or the probes. (The shipper's queue never waits.)
         let inline = log.is_none() && gate.runs_only_stock_policies();
+        // Inline, nothing else can stop the work at the deadline: the work
+        // checks it itself before recording anything.
+        let inline_deadline = inline.then(|| deadline.into_std());
         let decide = move || {
             // The permit lives as long as the work, not as the request.
             let _permit = evaluating;
@@ -293,24 +309,25 @@ impl AppState {
                     host_fault(fault)
                 })?;
             let cancel = budget.cancel.as_ref().expect("set above");
-            if !cancel.complete() {
+            let out_of_time = inline_deadline.is_some_and(|at| Instant::now() >= at);
+            if out_of_time || !cancel.complete() {
                 late("finished");
                 return Err(ApiError::Timeout);
             }
-            if let Some(log) = log {
-                decision_log::append(&log, &evaluation, &snapshot)
-                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+            if log.is_some() || shipper.is_some() {
+                let line = decision_log::record_line(&evaluation, &snapshot);
+                if let Some(log) = log {
+                    log.write(&line)
+                        .map_err(|e| ApiError::Internal(e.to_string()))?;
+                }
+                if let Some(shipper) = shipper {
+                    shipper.send(line);
+                }
             }
             Ok::<_, ApiError>(evaluation)
         };
         if inline {
-            let answer = decide();
-            // Nothing was recorded (no log runs inline): a late answer is
-            // dropped like any other.
-            if tokio::time::Instant::now() >= deadline {
-                return Err(ApiError::Timeout);
-            }
-            return answer;
+            return decide();
         }
         // A caller that goes away (a closed connection, the drain's end)
         // stops the work as a timeout does: nobody is told its decision.

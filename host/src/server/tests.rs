@@ -46,6 +46,7 @@ fn state_on(runtime: Arc<Runtime>, token: Option<&str>, max_pending: usize) -> A
         max_pending,
         max_evaluating: 2,
         decision_log: None,
+        decision_log_url: None,
         shutdown_delay: Duration::ZERO,
         watch_interval: None,
         adapters: vec!["generic", "argo", "spinnaker", "flagger", "github"],
