@@ -223,6 +223,18 @@ fn the_kubernetes_deployments_start_and_drain_within_their_grace_period() {
         let probes = side.unwrap_or_else(|| server.base.clone());
         let ready = reqwest::blocking::get(format!("{probes}/readyz")).unwrap();
         assert_eq!(ready.status().as_u16(), 200, "{file}");
+        // The main instance's decision records go to the cluster's log
+        // pipeline, on stdout.
+        let logs_to_stdout = args.windows(2).any(|pair| pair == ["--decision-log", "-"]);
+        assert_eq!(logs_to_stdout, file.ends_with("/shipgate.yaml"), "{file}");
+        if logs_to_stdout {
+            let (status, answer) = server.evaluate("abort-rollback");
+            assert_eq!(status, 200, "{answer}");
+            let id = answer["decision_id"].as_str().unwrap().to_string();
+            crate::server::eventually("the decision record on stdout", || {
+                server.stdout_lines().iter().any(|line| line.contains(&id))
+            });
+        }
         let seconds = |flag: &str, default: u64| {
             let at = args.iter().position(|a| a == flag);
             at.map_or(default, |i| {
@@ -683,4 +695,242 @@ fn the_github_workflow_runs_preflight_unless_cancelled() {
     let script = step["run"].as_str().unwrap();
     assert!(script.contains("--format github"), "{script}");
     assert!(script.contains("exit \"$code\""), "{script}");
+}
+
+/// The metric families a running server exports, with their types, from
+/// the `# TYPE` lines of its `/metrics`, once it has seen what each counts:
+/// decisions, a rollback's findings, a policy fault, evidence a source
+/// could not find, and a request it refused.
+fn exposition() -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        crate::support::fixture("hostile"),
+        dir.path().join("hostile.wasm"),
+    )
+    .unwrap();
+    let mut gate = read("examples/gate.toml");
+    gate.push_str(&format!(
+        "\n[sources.facts]\npath = \"{}/{{service}}.json\"\n\n\
+         [[policy]]\nname = \"crashes\"\nmodule = \"hostile.wasm\"\nphases = [\"verify\"]\n\
+         config = {{ behaviour = \"panic\" }}\n",
+        dir.path().display()
+    ));
+    std::fs::write(dir.path().join("gate.toml"), gate).unwrap();
+    let server = Server::start(&dir.path().join("gate.toml"), &[]);
+    for snapshot in ["abort-rollback", "verify-allow"] {
+        assert_eq!(server.evaluate(snapshot).0, 200);
+    }
+    let no_facts = json!({"phase": "preflight", "service": "checkout"});
+    assert_eq!(server.post("/v1/evaluate", &no_facts).0, 200);
+    let refused = server
+        .client()
+        .post(server.url("/v1/evaluate"))
+        .body("{")
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    server.metrics()
+}
+
+/// The families of an exposition, with their types, from its `# TYPE`
+/// lines.
+fn families(exposition: &str) -> std::collections::BTreeMap<String, String> {
+    exposition
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.strip_prefix("# TYPE ")?.split_whitespace();
+            Some((words.next()?.to_string(), words.next()?.to_string()))
+        })
+        .collect()
+}
+
+/// The labels a query groups by: every `by (a, b)`.
+fn grouped_by(query: &str) -> Vec<&str> {
+    query
+        .match_indices("by (")
+        .flat_map(|(at, _)| {
+            let rest = &query[at + "by (".len()..];
+            rest[..rest.find(')').unwrap()].split(',').map(str::trim)
+        })
+        .collect()
+}
+
+/// The family and type a sample name in a query stands for.
+fn family_of(sample: &str) -> (&str, &str) {
+    for (suffix, kind) in [("_total", "counter"), ("_bucket", "histogram")] {
+        if let Some(family) = sample.strip_suffix(suffix) {
+            return (family, kind);
+        }
+    }
+    (sample, "gauge")
+}
+
+#[test]
+fn the_grafana_dashboard_queries_what_the_server_exports_in_valid_promql() {
+    let dashboard: Value =
+        serde_json::from_str(&read("integrations/grafana/shipgate-dashboard.json")).unwrap();
+    let queries: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|panel| panel["targets"].as_array().unwrap())
+        .map(|target| target["expr"].as_str().unwrap().to_string())
+        .collect();
+    assert!(queries.len() >= 10);
+
+    let exposition = exposition();
+    let exported = families(&exposition);
+    let mut queried = std::collections::BTreeSet::new();
+    for query in &queries {
+        for (at, _) in query.match_indices("shipgate_") {
+            let name: String = query[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let (family, kind) = family_of(&name);
+            assert_eq!(
+                exported.get(family).map(String::as_str),
+                Some(kind),
+                "{query}: `{name}` is not a {kind} shipgate exports ({exported:?})"
+            );
+            // Every label it groups by is one the samples carry.
+            for label in grouped_by(query) {
+                let carried = exposition.lines().any(|line| {
+                    line.starts_with(&format!("{name}{{")) && line.contains(&format!("{label}=\""))
+                });
+                assert!(
+                    carried,
+                    "{query}: no `{name}` sample has the label `{label}`"
+                );
+            }
+            queried.insert(family.to_string());
+        }
+    }
+    let unshown: Vec<&String> = exported.keys().filter(|f| !queried.contains(*f)).collect();
+    assert!(
+        unshown.is_empty(),
+        "metrics the dashboard does not show: {unshown:?}"
+    );
+
+    // Grafana's own variables replaced, each query is a recording rule
+    // Prometheus's promtool must accept.
+    let dir = tempfile::tempdir().unwrap();
+    let rules: Vec<serde_yaml::Value> = queries
+        .iter()
+        .enumerate()
+        .map(|(i, query)| {
+            let query = query
+                .replace("$__rate_interval", "5m")
+                .replace("$__range", "6h");
+            serde_yaml::to_value(json!({"record": format!("dashboard:query_{i}"), "expr": query}))
+                .unwrap()
+        })
+        .collect();
+    let file = dir.path().join("dashboard-rules.yml");
+    std::fs::write(
+        &file,
+        serde_yaml::to_string(&json!({"groups": [{"name": "dashboard", "rules": rules}]})).unwrap(),
+    )
+    .unwrap();
+    let checked = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .expect("running promtool: ./test.sh installs it (Debian package prometheus)");
+    assert!(
+        checked.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
+
+/// Every image reference in the files under `root` (integrations/, docs/,
+/// README.md), as (file, reference).
+fn image_references(root: &std::path::Path) -> Vec<(String, String)> {
+    fn walk(path: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(path).unwrap() {
+                walk(&entry.unwrap().path(), out);
+            }
+        } else {
+            out.push(path.to_path_buf());
+        }
+    }
+    let mut files = Vec::new();
+    for top in ["integrations", "docs", "README.md"] {
+        walk(&root.join(top), &mut files);
+    }
+    let mut found = Vec::new();
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        for (at, _) in text.match_indices("ghcr.io/shipgate/shipgate") {
+            let reference: String = text[at..]
+                .chars()
+                .take_while(|c| !c.is_whitespace() && !"`\"',)".contains(*c))
+                .collect();
+            found.push((
+                file.strip_prefix(root).unwrap().display().to_string(),
+                reference,
+            ));
+        }
+    }
+    found
+}
+
+#[test]
+fn every_file_runs_the_one_image_reference_and_a_release_changes_it_once() {
+    let reference = read("image/REFERENCE").trim().to_string();
+    assert_eq!(
+        reference.rsplit_once(':').unwrap().1,
+        env!("CARGO_PKG_VERSION"),
+        "image/REFERENCE's tag is the release's version"
+    );
+    let found = image_references(&repo());
+    assert!(found.len() >= 8, "{found:?}");
+    for (file, named) in &found {
+        // GitLab runs scripts: its job needs the variant with a shell.
+        let expected = if file.ends_with(".gitlab-ci.yml") {
+            format!("{reference}-shell")
+        } else {
+            reference.clone()
+        };
+        assert_eq!(named, &expected, "{file} names another image");
+    }
+
+    // The release step, on a copy: every reference moves, none is left.
+    let copy = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("cp")
+        .args(["-r", "integrations", "docs", "README.md", "image"])
+        .arg(copy.path())
+        .current_dir(repo())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let next = "ghcr.io/shipgate/shipgate:9.8.7";
+    let output = std::process::Command::new(copy.path().join("image/set-reference.sh"))
+        .arg(next)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let moved = image_references(copy.path());
+    assert_eq!(moved.len(), found.len());
+    assert!(
+        moved
+            .iter()
+            .all(|(_, named)| named.strip_suffix("-shell").unwrap_or(named) == next),
+        "{moved:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(copy.path().join("image/REFERENCE")).unwrap(),
+        format!("{next}\n")
+    );
+
+    let refused = std::process::Command::new(copy.path().join("image/set-reference.sh"))
+        .arg("shipgate latest")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(64));
 }

@@ -32,6 +32,8 @@ mod github;
 mod hardening;
 /// Policies that misbehave: each fails closed, the host keeps working.
 mod hostile;
+/// The container image, built with buildah and run from its own files.
+mod image;
 /// The files in integrations/ agree with shipgate.
 mod integrations;
 /// Running the server: signals, reload, limits.
