@@ -247,7 +247,7 @@ fn a_decision_log_url_that_is_not_http_is_refused() {
     assert_eq!(output.status.code(), Some(64));
     assert!(
         String::from_utf8_lossy(&output.stderr)
-            .contains("--decision-log-url: 'collector:9000' is not an http:// or https:// URL")
+            .contains("--decision-log-url: not an http:// or https:// URL with a host")
     );
 }
 

@@ -363,3 +363,75 @@ fn an_instance_serves_its_adapters_and_its_probes_where_asked() {
     let ready = reqwest::blocking::get(format!("http://{side}/readyz")).unwrap();
     assert_eq!(ready.status().as_u16(), 200);
 }
+
+/// Compiled code in the cache runs as native code: a file swapped for
+/// another module's (as a restored CI cache could) must not be run in the
+/// pinned module's place. Without the cache's tag, it is compiled again.
+#[test]
+fn a_compiled_module_swapped_in_the_cache_is_compiled_again_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, key) = (
+        dir.path().join("cache"),
+        dir.path().join("config/cache.key"),
+    );
+    std::fs::copy(
+        crate::support::fixture("hostile"),
+        dir.path().join("hostile.wasm"),
+    )
+    .unwrap();
+    let gate = dir.path().join("gate.toml");
+    std::fs::write(
+        &gate,
+        "name = \"swap\"\n[[policy]]\nname = \"allows\"\nmodule = \"hostile.wasm\"\n\
+         phases = [\"abort\"]\nconfig = { behaviour = \"allow\" }\n",
+    )
+    .unwrap();
+    let eval = |gate: Option<&std::path::Path>| {
+        let mut command = crate::support::shipgate_in(dir.path());
+        command
+            .env("SHIPGATE_CACHE_DIR", &cache)
+            .env("SHIPGATE_CACHE_KEY_FILE", &key)
+            .args(["eval", "--phase", "abort", "--snapshot"])
+            .arg(crate::support::snapshot("abort-rollback"));
+        if let Some(gate) = gate {
+            command.arg("--gate").arg(gate);
+        }
+        command.output().unwrap().status.code()
+    };
+    // Both modules compiled into the cache: the fixture allows, the stock
+    // canary rolls this snapshot back.
+    assert_eq!(eval(Some(&gate)), Some(0));
+    assert_eq!(eval(None), Some(2));
+    let hostile =
+        crate::support::sha256_hex(&std::fs::read(dir.path().join("hostile.wasm")).unwrap());
+    let entry = |prefix: &str, suffix: &str| {
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                name.starts_with(prefix) && name.ends_with(suffix)
+            })
+            .unwrap_or_else(|| panic!("no cache entry {prefix}…{suffix}"))
+    };
+    let inspected = crate::support::shipgate()
+        .args(["inspect", "--json", "builtin:canary"])
+        .output()
+        .unwrap();
+    let canary = crate::support::json_output(&inspected)["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (swapped, other) = (entry(&hostile, ".cwasm"), entry(&canary, ".cwasm"));
+    // The swap: same owner, same private mode, another module's code and
+    // its genuine tag (which names that module, not this one).
+    std::fs::copy(&other, &swapped).unwrap();
+    std::fs::copy(entry(&canary, ".tag"), entry(&hostile, ".tag")).unwrap();
+    assert_eq!(eval(Some(&gate)), Some(0), "the swapped-in code ran");
+    assert_ne!(
+        std::fs::read(&swapped).unwrap(),
+        std::fs::read(&other).unwrap(),
+        "the entry was not compiled again"
+    );
+    assert!(key.exists() && !key.starts_with(&cache));
+}

@@ -25,6 +25,7 @@ fn runtime() -> Arc<Runtime> {
         .get_or_init(|| {
             let config = RuntimeConfig {
                 cache_dir: Some(cache_dir()),
+                cache_key_file: Some(crate::support::cache_key_file()),
                 ..RuntimeConfig::default()
             };
             Arc::new(Runtime::new(&config).unwrap())

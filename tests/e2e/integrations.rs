@@ -934,3 +934,42 @@ fn every_file_runs_the_one_image_reference_and_a_release_changes_it_once() {
         .unwrap();
     assert_eq!(refused.status.code(), Some(64));
 }
+
+/// The servers' module caches are on a writable volume, with their key
+/// beside them, never inside (a key inside would travel with the cache).
+#[test]
+fn the_servers_cache_key_is_writable_and_outside_the_cache() {
+    for file in [
+        "integrations/kubernetes/shipgate.yaml",
+        "integrations/kubernetes/shipgate-flagger.yaml",
+    ] {
+        let (_, pod) = deployment(file);
+        let container = &pod["containers"][0];
+        let env = |name: &str| {
+            container["env"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == name)
+                .and_then(|e| e["value"].as_str())
+                .unwrap_or_else(|| panic!("{file}: no {name}"))
+                .to_string()
+        };
+        let cache = std::path::Path::new(&env("XDG_CACHE_HOME")).join("shipgate");
+        let key = std::path::PathBuf::from(env("SHIPGATE_CACHE_KEY_FILE"));
+        assert!(
+            !key.starts_with(&cache),
+            "{file}: the key is inside the cache"
+        );
+        let mounted = container["volumeMounts"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|m| m["mountPath"].as_str().unwrap())
+            .any(|at| key.starts_with(at) && cache.starts_with(at));
+        assert!(
+            mounted,
+            "{file}: the key and the cache are not on a mounted volume"
+        );
+    }
+}

@@ -50,7 +50,9 @@ impl Server {
                 command.env_remove(name);
             }
         }
-        command.env("SHIPGATE_CACHE_DIR", cache_dir());
+        command
+            .env("SHIPGATE_CACHE_DIR", cache_dir())
+            .env("SHIPGATE_CACHE_KEY_FILE", crate::support::cache_key_file());
         command
     }
 

@@ -26,12 +26,18 @@ pub fn cache_dir() -> PathBuf {
     repo().join("target").join("e2e-module-cache")
 }
 
+/// The key of that cache, outside it (never the user's own either).
+pub fn cache_key_file() -> PathBuf {
+    repo().join("target").join("e2e-module-cache.key")
+}
+
 /// `shipgate` as a user runs it, from the working directory `dir`.
 pub fn shipgate_in(dir: &Path) -> assert_cmd::Command {
     let mut command = assert_cmd::Command::new(env!("CARGO_BIN_EXE_shipgate"));
     command
         .current_dir(dir)
         .env("SHIPGATE_CACHE_DIR", cache_dir())
+        .env("SHIPGATE_CACHE_KEY_FILE", cache_key_file())
         .env_remove("GITHUB_STEP_SUMMARY")
         // A UTF-8 terminal that asks for nothing plain, whatever the
         // environment the tests run in: the text output's marks depend on it.

@@ -76,6 +76,10 @@ pub struct RuntimeConfig {
     /// Where compiled modules are cached; `None` disables the cache.
     /// Default: [`ModuleCache::default_dir`].
     pub cache_dir: Option<PathBuf>,
+    /// The key that authenticates every cache entry, kept outside the
+    /// cache (created, mode 0600, on first use); `None` disables the cache.
+    /// Default: [`ModuleCache::default_key_file`].
+    pub cache_key_file: Option<PathBuf>,
     /// How many policy instances may be alive at once (the pooling
     /// allocator's slots). Default 64.
     pub max_concurrent_instances: u32,
@@ -88,6 +92,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             cache_dir: ModuleCache::default_dir(),
+            cache_key_file: ModuleCache::default_key_file(),
             max_concurrent_instances: 64,
             compile_timeout: Duration::from_secs(60),
         }
@@ -149,10 +154,10 @@ impl Runtime {
             .map_err(anyhow::Error::from)
             .context("linking the frozen clock")?;
         // A cache that cannot be opened only costs compile time.
-        let cache = config
-            .cache_dir
-            .as_deref()
-            .and_then(|dir| ModuleCache::open(dir, &engine).ok());
+        let cache = match (&config.cache_dir, &config.cache_key_file) {
+            (Some(dir), Some(key)) => ModuleCache::open(dir, key, &engine).ok(),
+            _ => None,
+        };
         let ticker = EpochTicker::start(engine.clone());
         Ok(Runtime {
             engine,

@@ -113,14 +113,14 @@ pub(crate) fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
         }
         // Every decision is answered: the collector gets the last records,
         // within the shipper's final flush.
-        if let (Some(shipper), Some(shipping)) = (shipper, shipping) {
+        if let (Some(shipper), Some(mut shipping)) = (shipper, shipping) {
             shipper.close();
             let budget = shipper::FINAL_FLUSH + Duration::from_secs(1);
-            let abort = shipping.abort_handle();
-            if tokio::time::timeout(budget, shipping).await.is_err() {
-                // Stopped before what it holds is counted, so nothing is
-                // counted twice.
-                abort.abort();
+            if tokio::time::timeout(budget, &mut shipping).await.is_err() {
+                // Stopped, and known to be stopped, before what it holds is
+                // counted: nothing is counted twice.
+                shipping.abort();
+                let _ = shipping.await;
                 shipper.abandon();
             }
         }

@@ -285,12 +285,14 @@ impl ServeArgs {
                 let url = reqwest::Url::parse(text)
                     .ok()
                     .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+                    // Not echoed: it may hold credentials.
                     .ok_or_else(|| {
-                        Error::Usage(format!(
-                            "--decision-log-url: '{text}' is not an http:// or https:// URL"
-                        ))
+                        Error::Usage(
+                            "--decision-log-url: not an http:// or https:// URL with a host".into(),
+                        )
                     })?;
-                // Any record a request can make must fit.
+                // At least a request's whole snapshot must fit (a record adds
+                // its decision; larger ones are dropped as queue_full).
                 if self.decision_log_queue_bytes < self.max_body_bytes {
                     return Err(Error::Usage(format!(
                         "--decision-log-queue-bytes ({}) must be at least --max-body-bytes ({})",

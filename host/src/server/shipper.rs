@@ -128,6 +128,9 @@ impl Shipper {
             Ok(client) => client,
             Err(error) => {
                 tracing::error!("decision log shipping is off: no HTTP client: {error}");
+                // Nothing will ship: what comes is refused and counted.
+                self.close();
+                self.abandon();
                 return;
             }
         };
@@ -136,7 +139,7 @@ impl Shipper {
             let delivered = self.deliver(&client, &batch).await;
             let closing = {
                 let mut queue = self.queue();
-                queue.bytes -= queue.in_flight_bytes;
+                queue.bytes = queue.bytes.saturating_sub(queue.in_flight_bytes);
                 queue.in_flight = 0;
                 queue.in_flight_bytes = 0;
                 queue.deadline.is_some()
@@ -248,7 +251,8 @@ impl Shipper {
 
     /// POSTs one gzipped batch, retrying what may pass later (no answer,
     /// 408, 429, 5xx) with backoff; other answers, redirects included, are
-    /// final. Once closing, no attempt outlasts the close's deadline.
+    /// final. Once closing, no new attempt outlasts the close's deadline (one
+    /// already sent is stopped with the shipper at the final flush's end).
     async fn deliver(&self, client: &reqwest::Client, batch: &[String]) -> Result<(), String> {
         let body = gzip(batch).map_err(|e| format!("compressing: {e}"))?;
         let mut backoff = FIRST_BACKOFF;
@@ -282,7 +286,8 @@ impl Shipper {
                         return Err(last);
                     }
                 }
-                Err(error) => last = error.to_string(),
+                // Without the URL, whose query may hold a token.
+                Err(error) => last = error.without_url().to_string(),
             }
             let wake = Instant::now() + backoff;
             if attempt == ATTEMPTS || self.deadline().is_some_and(|deadline| wake >= deadline) {
