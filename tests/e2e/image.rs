@@ -34,6 +34,18 @@ fn buildah(args: &[&str]) -> Output {
     output
 }
 
+/// Standard output of a process that must have exited with `code`.
+fn exited_with(output: &Output, code: i32) -> String {
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone())
         .unwrap()
@@ -236,13 +248,7 @@ fn the_image_builds_from_scratch_and_its_binary_decides_and_serves() {
     )
     .output()
     .unwrap();
-    let text = String::from_utf8_lossy(&decided.stdout);
-    assert_eq!(
-        decided.status.code(),
-        Some(2),
-        "{text}{}",
-        String::from_utf8_lossy(&decided.stderr)
-    );
+    let text = exited_with(&decided, 2);
     assert!(text.starts_with("ROLLBACK  abort"), "{text}");
     // The compiled policies are cached where the image says (its
     // XDG_CACHE_HOME), by its user: the next process loads, not compiles.
@@ -320,14 +326,7 @@ fn the_shell_variant_runs_the_gitlab_jobs_script() {
     for (name, value) in job["variables"].as_mapping().unwrap() {
         shell.env(name.as_str().unwrap(), value.as_str().unwrap());
     }
-    let ran = shell.output().unwrap();
-    let log = String::from_utf8_lossy(&ran.stdout);
-    assert_eq!(
-        ran.status.code(),
-        Some(1),
-        "{log}{}",
-        String::from_utf8_lossy(&ran.stderr)
-    );
+    let log = exited_with(&shell.output().unwrap(), 1);
     assert!(log.contains("shipgate exit code 1"), "{log}");
     let decision: Value = serde_json::from_str(
         &std::fs::read_to_string(checkout.join("shipgate-decision.json")).unwrap(),
