@@ -17,7 +17,7 @@ fn main() {
         .parent()
         .expect("host/ is inside the workspace");
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo"));
-    for watched in ["policies", "wit", "Cargo.toml", "Cargo.lock"] {
+    for watched in ["policies", "Cargo.toml", "Cargo.lock"] {
         println!(
             "cargo:rerun-if-changed={}",
             workspace.join(watched).display()
@@ -26,7 +26,7 @@ fn main() {
 
     println!(
         "cargo:rustc-env=SHIPGATE_CONTRACT={}",
-        contract(&workspace.join("wit/policy.wit"))
+        contract(&workspace.join("policies/sdk/wit/policy.wit"))
     );
     println!(
         "cargo:rustc-env=SHIPGATE_WASMTIME_VERSION={}",

@@ -253,7 +253,7 @@ fn main() -> Result<()> {
         Case::new("wasm_fresh", 1, |input| {
             let snapshot = snapshot::parse(&input.bytes)?;
             let determinism = Determinism {
-                now_unix_seconds: snapshot.now.0,
+                now_unix_seconds: snapshot.now.unix_seconds(),
                 seed: [0; 32],
             };
             let called = runtime.evaluate(

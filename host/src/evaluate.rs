@@ -130,7 +130,7 @@ impl PreparedGate {
         // Built once, shared by every policy of the phase.
         let input = snapshot.encode_with_gate(&self.gate_wire);
         let determinism = Determinism {
-            now_unix_seconds: snapshot.now.0,
+            now_unix_seconds: snapshot.now.unix_seconds(),
             seed: seed_from(&snapshot.sha256),
         };
         let policies: Vec<&PolicyEntry> = self.gate.policies_for(phase).collect();

@@ -1,10 +1,12 @@
 //! `change-freeze`: no deployments during a declared change freeze, and
-//! (if configured) none at weekends.
+//! (if configured) none at weekends, in the team's own time zone.
 //!
 //! Time comes from the snapshot's `now`, never from a clock, so the same
-//! snapshot always gets the same answer.
+//! snapshot always gets the same answer; the calendar (weekdays, time
+//! zones) is the SDK's, from jiff.
 
 use serde::Deserialize;
+use shipgate_policy::jiff::civil::Weekday;
 use shipgate_policy::{
     Decision, Findings, Phase, Policy, PolicyInfo, Snapshot, Timestamp, Verdict,
 };
@@ -15,8 +17,10 @@ use shipgate_policy::{
 pub struct Config {
     /// Periods in which nothing ships.
     pub freezes: Vec<Freeze>,
-    /// Also refuse on Saturdays and Sundays (UTC).
+    /// Also refuse on Saturdays and Sundays.
     pub weekends: bool,
+    /// The time zone weekends are counted in: an IANA name, `UTC` or `+HH:MM`.
+    pub zone: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,13 +66,15 @@ impl Policy for ChangeFreeze {
                 .threshold(format!("not in [{}, {})", freeze.from, freeze.until));
         }
         if config.weekends {
-            let day = weekday(now);
+            let zone = config.zone.as_deref().unwrap_or("UTC");
+            let local = now.in_zone(zone).map_err(|e| format!("config: {e}"))?;
+            let day = format!("{:?}", local.weekday());
             findings
                 .require(
                     "weekend",
-                    !matches!(day, "Saturday" | "Sunday"),
-                    format!("{day} is a working day"),
-                    format!("no deployments at weekends ({day})"),
+                    !matches!(local.weekday(), Weekday::Saturday | Weekday::Sunday),
+                    format!("{day} is a working day in {zone}"),
+                    format!("no deployments at weekends ({day} in {zone})"),
                     Decision::Deny,
                 )
                 .observed(day)
@@ -76,21 +82,6 @@ impl Policy for ChangeFreeze {
         }
         Ok(findings.verdict())
     }
-}
-
-/// The UTC weekday of a timestamp (1970-01-01 was a Thursday).
-fn weekday(t: Timestamp) -> &'static str {
-    const DAYS: [&str; 7] = [
-        "Thursday",
-        "Friday",
-        "Saturday",
-        "Sunday",
-        "Monday",
-        "Tuesday",
-        "Wednesday",
-    ];
-    let days = (t.0 / 86_400.0).floor() as i64;
-    DAYS[days.rem_euclid(7) as usize]
 }
 
 shipgate_policy::export_policy!(ChangeFreeze);
@@ -149,6 +140,28 @@ mod tests {
         )
         .unwrap();
         assert_eq!(thursday.decision, Decision::Allow);
+    }
+
+    #[test]
+    fn weekends_are_counted_in_the_configured_zone() {
+        // Friday 23:30 UTC is already Saturday in Berlin.
+        let late_friday = at("2026-11-27T23:30:00Z");
+        let berlin = json!({"weekends": true, "zone": "Europe/Berlin"});
+        let verdict =
+            testing::evaluate::<ChangeFreeze>(Phase::Promotion, &late_friday, &berlin).unwrap();
+        let finding = verdict.finding("weekend").unwrap();
+        assert_eq!(
+            (finding.decision, finding.observed.as_deref()),
+            (Decision::Deny, Some("Saturday"))
+        );
+        let utc = json!({"weekends": true});
+        let verdict =
+            testing::evaluate::<ChangeFreeze>(Phase::Promotion, &late_friday, &utc).unwrap();
+        assert_eq!(verdict.decision, Decision::Allow);
+        let nowhere = json!({"weekends": true, "zone": "Mars/Olympus"});
+        let error = testing::evaluate::<ChangeFreeze>(Phase::Promotion, &late_friday, &nowhere)
+            .unwrap_err();
+        assert!(error.contains("Mars/Olympus"), "{error}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use shipgate_policy::{Decision, Finding, Phase, PolicyInfo, Verdict};
 use super::Fault;
 
 pub(super) mod generated {
-    wasmtime::component::bindgen!({ path: "../wit", world: "policy" });
+    wasmtime::component::bindgen!({ path: "../policies/sdk/wit", world: "policy" });
 }
 
 use generated::shipgate::policy::types as wit;
@@ -169,7 +169,7 @@ mod tests {
 
     #[test]
     fn the_contract_is_the_wit_files_package() {
-        let wit = include_str!("../../../wit/policy.wit");
+        let wit = include_str!("../../../policies/sdk/wit/policy.wit");
         assert!(
             wit.contains(&format!("\npackage {CONTRACT};\n")),
             "{CONTRACT}"

@@ -2,7 +2,7 @@
 
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "policy",
         pub_export_macro: true,
         export_macro_name: "__export_policy_world",

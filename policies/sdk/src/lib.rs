@@ -48,8 +48,12 @@ pub mod wire;
 
 pub use findings::Findings;
 pub use format::{Unit, duration, percentile, ratio};
+/// The calendar library the SDK's time functions use, for what they do not
+/// cover (spans, civil dates, rounding). Its clock functions read the
+/// sandbox's clock, which stands still at the snapshot's `now`.
+pub use jiff;
 pub use snapshot::Snapshot;
-pub use time::Timestamp;
+pub use time::{LocalWindow, Timestamp, time_zone, weekday};
 pub use verdict::{Decision, Finding, Phase, PolicyInfo, Verdict};
 
 use serde::de::DeserializeOwned;
