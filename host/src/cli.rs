@@ -9,6 +9,7 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use shipgate_policy::Phase;
 
+use crate::authoring;
 use crate::decision_log;
 use crate::error::{Error, exit};
 use crate::evaluate::PreparedGate;
@@ -71,6 +72,15 @@ pub(crate) enum Command {
         #[arg(long, value_name = "FILE")]
         gate: Option<PathBuf>,
     },
+    /// Create a policy crate that builds and passes its own tests as
+    /// generated: the policy, unit tests, fixtures, a gate and a README.
+    New(NewArgs),
+    /// Build a policy crate for wasm32-wasip2 with the stock policies'
+    /// settings, check the component, and pin it in the crate's gate.toml.
+    Build(BuildArgs),
+    /// Run fixture cases (`tests/policy/*.toml`) through the real runtime:
+    /// exit 0 when every case passes, 1 when any fails.
+    Test(TestArgs),
     /// Serve decisions over HTTP to Argo Rollouts, Spinnaker, Flagger and
     /// any client (see integrations/README.md).
     Serve(Box<ServeArgs>),
@@ -144,6 +154,63 @@ pub(crate) struct ReplayArgs {
     pub(crate) gate: Option<PathBuf>,
 }
 
+#[derive(Debug, clap::Args)]
+pub(crate) struct NewArgs {
+    /// The policy's name: lowercase letters, digits, '-' and '_'.
+    pub(crate) name: String,
+    /// Create the crate here instead of ./NAME (must not exist).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) path: Option<PathBuf>,
+    /// The phases the policy evaluates, comma-separated.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = parse_phase,
+          default_value = "promotion,abort")]
+    pub(crate) phases: Vec<Phase>,
+    /// Depend on the SDK crate in this directory (e.g. `policies/sdk` of a
+    /// shipgate checkout) instead of the released `shipgate-policy`.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) sdk_path: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct BuildArgs {
+    /// The policy crate's directory.
+    #[arg(default_value = ".")]
+    pub(crate) dir: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = BuildFormat::Text)]
+    pub(crate) format: BuildFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum BuildFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct TestArgs {
+    /// Fixture files, or directories searched for *.toml.
+    #[arg(value_name = "PATH", default_value = "tests/policy")]
+    pub(crate) paths: Vec<PathBuf>,
+    /// The gate for fixtures that name none (default: the built-in gate).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) gate: Option<PathBuf>,
+    /// Evaluate these modules (`builtin:NAME` or a .wasm path) instead of
+    /// the gate's policies in every case.
+    #[arg(long = "policy", value_name = "MODULE")]
+    pub(crate) policies: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = authoring::TestFormat::Text)]
+    pub(crate) format: authoring::TestFormat,
+    /// Write the report to FILE; the text report still goes to standard output.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+    /// Also report, per policy, each check and the decisions the cases saw
+    /// it make, flagging checks never seen to deny or roll back.
+    #[arg(long)]
+    pub(crate) coverage: bool,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum SchemaKind {
     /// The deployment snapshot (v1).
@@ -203,6 +270,9 @@ pub(crate) fn run(cli: Cli) -> Result<i32, Error> {
             Ok(0)
         }
         Command::Check { gate } => check(gate.as_deref()),
+        Command::New(args) => new_policy(&args),
+        Command::Build(args) => build(&args),
+        Command::Test(args) => test(&args),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "shipgate", &mut script);
@@ -253,17 +323,6 @@ fn eval(args: &EvalArgs) -> Result<i32, Error> {
     let snapshot = read_snapshot(&args.snapshot)?;
     let mut gate = load_gate(args.gate.as_deref())?;
     if !args.policies.is_empty() {
-        for module in args
-            .policies
-            .iter()
-            .filter(|m| !m.starts_with(crate::builtins::PREFIX))
-        {
-            if !Path::new(module).exists() {
-                return Err(Error::MissingInput(format!(
-                    "{module}: no such module file"
-                )));
-            }
-        }
         gate = gate.with_modules(&args.policies, args.phase)?;
     }
     let prepared = PreparedGate::prepare(Arc::new(runtime()?), gate, &[args.phase])?;
@@ -335,6 +394,89 @@ fn check(path: Option<&Path>) -> Result<i32, Error> {
             faults.join("; ")
         ))),
     }
+}
+
+fn new_policy(args: &NewArgs) -> Result<i32, Error> {
+    let (dir, files) = authoring::create(&authoring::NewPolicy {
+        name: &args.name,
+        path: args.path.as_deref(),
+        phases: &args.phases,
+        sdk_path: args.sdk_path.as_deref(),
+    })?;
+    let dir = dir.display();
+    print(&format!(
+        "created policy '{}' in {dir}: {}\n\nnext:\n  cd {dir}\n  cargo test       \
+         # unit tests, natively\n  shipgate build   # the wasm component, pinned in gate.toml\n  \
+         shipgate test    # tests/policy/*.toml through the real runtime\n",
+        args.name,
+        files.join(", ")
+    ));
+    Ok(exit::ALLOW)
+}
+
+fn build(args: &BuildArgs) -> Result<i32, Error> {
+    let built = match authoring::build(&runtime()?, &args.dir)? {
+        authoring::BuildOutcome::CargoFailed => return Ok(exit::DENY),
+        authoring::BuildOutcome::Built(built) => built,
+    };
+    print(&match args.format {
+        BuildFormat::Json => report::json(&built),
+        BuildFormat::Text => build_text(&built),
+    });
+    Ok(exit::ALLOW)
+}
+
+/// What `shipgate build` prints: the module and the gate lines to paste.
+fn build_text(built: &authoring::Built) -> String {
+    let words: Vec<&str> = built.phases.iter().map(|p| p.as_str()).collect();
+    let quoted: Vec<String> = words.iter().map(|p| format!("\"{p}\"")).collect();
+    let file_name = built
+        .module
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let pinned = built
+        .pinned
+        .as_ref()
+        .map_or_else(String::new, |gate| format!("pinned  {}\n", gate.display()));
+    format!(
+        "built   {}\npolicy  {} {} (phases: {})\nsize    {} bytes\nsha256  {}\n{pinned}\n\
+         # for your gate file (module paths are relative to it):\n\
+         [[policy]]\nname = \"{}\"\nmodule = \"{file_name}\"\nsha256 = \"{}\"\nphases = [{}]\n",
+        built.module.display(),
+        built.name,
+        built.version,
+        words.join(", "),
+        built.size,
+        built.sha256,
+        built.name,
+        built.sha256,
+        quoted.join(", "),
+    )
+}
+
+fn test(args: &TestArgs) -> Result<i32, Error> {
+    let setup = authoring::TestSetup {
+        gate: args.gate.as_deref(),
+        policies: &args.policies,
+    };
+    let run = authoring::run_tests(runtime()?, &args.paths, &setup)?;
+    let rendered = authoring::render_test_run(&run, args.format, args.coverage);
+    match &args.output {
+        Some(path) => {
+            write_file(path, &rendered)?;
+            print(&authoring::render_test_run(
+                &run,
+                authoring::TestFormat::Text,
+                args.coverage,
+            ));
+        }
+        None => print(&rendered),
+    }
+    Ok(if run.failed == 0 {
+        exit::ALLOW
+    } else {
+        exit::DENY
+    })
 }
 
 /// The manual: the top page on stdout, or every command's page into `dir`.

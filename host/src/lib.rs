@@ -6,13 +6,15 @@
 //! [`gate`] reads the gate file, `modules` resolves policy modules,
 //! [`runtime`] runs them in fresh sandboxes, [`evaluate`] combines them into
 //! a [`decision::Evaluation`], `decision_log` records and replays
-//! decisions, `report` prints them, `sources` gathers evidence, `adapters`
+//! decisions, `report` prints them, `authoring` is the policy author's
+//! workflow (new, build, test), `sources` gathers evidence, `adapters`
 //! speak each CD system's protocol, and `server` serves them over HTTP.
 //!
 //! What is public is what the benchmark and the tests drive directly: the
 //! runtime, gates, snapshots, a prepared gate and its decision record.
 
 mod adapters;
+mod authoring;
 pub mod builtins;
 pub mod cli;
 pub mod decision;
@@ -40,10 +42,11 @@ mod layers {
     use std::path::Path;
 
     /// Each top-level module and its layer (higher uses lower).
-    const LAYERS: [(&str, u8); 20] = [
+    const LAYERS: [(&str, u8); 21] = [
         ("fuzzing", 5),
         ("cli", 4),
         ("server", 4),
+        ("authoring", 3),
         ("adapters", 3),
         ("report", 3),
         ("inspect", 3),

@@ -10,14 +10,9 @@ fn pinned_gate(dir: &std::path::Path, pin: &str) {
     std::fs::copy(&module, target.join("change_freeze.wasm")).unwrap();
     let example =
         std::fs::read_to_string(crate::support::example("custom-policy/gate.toml")).unwrap();
-    let pinned = example.replace(
-        "# sha256 = \"<digest from shipgate inspect>\"",
-        &format!("sha256 = \"{pin}\""),
-    );
-    assert_ne!(
-        pinned, example,
-        "the example gate has a pin line to fill in"
-    );
+    let module_line = "module = \"target/wasm32-wasip2/release/change_freeze.wasm\"\n";
+    let pinned = example.replace(module_line, &format!("{module_line}sha256 = \"{pin}\"\n"));
+    assert_ne!(pinned, example, "the example gate names the module");
     std::fs::write(dir.join("gate.toml"), pinned).unwrap();
 }
 
@@ -118,5 +113,27 @@ fn the_example_policy_unit_tests_pass_natively() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("test result: ok. 3 passed"), "{stdout}");
+    assert!(stdout.contains("test result: ok. 4 passed"), "{stdout}");
+}
+
+/// The README's lines for the example, as written (in the copy under
+/// target/): the fixtures pass through the module `shipgate build` built
+/// and pinned in the example's gate.
+#[test]
+fn the_example_policys_fixtures_pass_in_its_pinned_gate() {
+    let module = custom_policy();
+    let copy = crate::support::example_copy();
+    let gate = std::fs::read_to_string(copy.join("examples/custom-policy/gate.toml")).unwrap();
+    let digest = sha256_hex(&std::fs::read(&module).unwrap());
+    assert!(
+        gate.contains(&format!("sha256 = \"{digest}\"")),
+        "shipgate build pins the example gate:\n{gate}"
+    );
+    let output = shipgate_in(&copy)
+        .args(["test", "examples/custom-policy/tests/policy"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.ends_with("4 passed, 0 failed\n"), "{stdout}");
 }

@@ -6,6 +6,8 @@ mod support;
 
 /// The server's adapters, as Argo Rollouts, Spinnaker and Flagger call them.
 mod adapters;
+/// The policy author's workflow: new, build, test.
+mod authoring;
 /// Bad input: clear errors, the right exit codes, never a panic.
 mod bad_input;
 /// `policies`, `inspect`, `schema`.

@@ -93,16 +93,62 @@ pub fn fixture(name: &str) -> PathBuf {
     dir.join(format!("{name}.wasm"))
 }
 
-/// The example custom policy (`examples/custom-policy`), built as a user would.
+/// A directory under target/ holding a copy of `examples/custom-policy` and
+/// the `examples/snapshots` its fixtures read, at the same relative paths
+/// (`shipgate build` pins the crate's gate.toml, which must not change the
+/// checkout). The crate's own target/ is kept between runs.
+pub fn example_copy() -> PathBuf {
+    static COPIED: OnceLock<PathBuf> = OnceLock::new();
+    COPIED
+        .get_or_init(|| {
+            let copy = repo().join("target/example-copy");
+            for dir in ["custom-policy", "snapshots"] {
+                copy_dir(&example(dir), &copy.join("examples").join(dir));
+            }
+            // The example depends on the SDK at ../../policies/sdk.
+            let policies = copy.join("policies");
+            if !policies.exists() {
+                std::os::unix::fs::symlink(repo().join("policies"), policies).unwrap();
+            }
+            copy
+        })
+        .clone()
+}
+
+/// Copies `from` into `to` (replacing files, skipping `target/`).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap();
+        if path.is_dir() {
+            if name != "target" {
+                copy_dir(&path, &to.join(name));
+            }
+        } else {
+            std::fs::copy(&path, to.join(name)).unwrap();
+        }
+    }
+}
+
+/// The example custom policy, built with the README's `shipgate build
+/// examples/custom-policy` in [`example_copy`]; the module path it printed.
 pub fn custom_policy() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        build_wasm(
-            &repo().join("examples/custom-policy/Cargo.toml"),
-            &repo().join("target/custom-policy"),
-        )
-    });
-    dir.join("change_freeze.wasm")
+    BUILT
+        .get_or_init(|| {
+            let output = shipgate_in(&example_copy())
+                .args(["build", "examples/custom-policy", "--format", "json"])
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "shipgate build failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            PathBuf::from(json_output(&output)["module"].as_str().unwrap())
+        })
+        .clone()
 }
 
 /// The JSON printed by `eval --format json`.

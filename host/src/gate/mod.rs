@@ -6,7 +6,7 @@
 //! `toml_error` turns parse errors into `file:line:column: what`.
 
 mod file;
-mod toml_error;
+pub(crate) mod toml_error;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -115,6 +115,16 @@ impl Gate {
     /// command line (resolved from the working directory), keeping its plan,
     /// thresholds and limits.
     pub(crate) fn with_modules(mut self, modules: &[String], phase: Phase) -> Result<Gate, Error> {
+        let files = modules
+            .iter()
+            .filter(|m| !m.starts_with(crate::builtins::PREFIX));
+        for module in files {
+            if !Path::new(module).exists() {
+                return Err(Error::MissingInput(format!(
+                    "{module}: no such module file"
+                )));
+            }
+        }
         let mut policies: Vec<PolicyEntry> = Vec::with_capacity(modules.len());
         for module in modules {
             // Two modules must never share a name: names key the loaded modules.

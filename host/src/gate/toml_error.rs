@@ -2,7 +2,7 @@
 //! "did you mean" for a misspelt key.
 
 /// 1-based line and column of a byte offset.
-pub(super) fn line_column(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
@@ -11,7 +11,7 @@ pub(super) fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 /// serde's "unknown field `x`, expected one of `a`, `b`" becomes
 /// "unknown key 'x' (did you mean 'a'?)" when one candidate is close.
-pub(super) fn explain(message: &str) -> String {
+pub(crate) fn explain(message: &str) -> String {
     let message = message.trim();
     let Some(rest) = message.strip_prefix("unknown field `") else {
         return message.to_string();

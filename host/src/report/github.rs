@@ -92,14 +92,14 @@ fn inert(text: &str) -> String {
 }
 
 /// Escapes a workflow command's message (GitHub's rules: %, CR, LF).
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
 }
 
 /// Escapes a workflow command property (also `:` and `,`).
-fn property(text: &str) -> String {
+pub(crate) fn property(text: &str) -> String {
     escape(text).replace(':', "%3A").replace(',', "%2C")
 }
 

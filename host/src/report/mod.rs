@@ -14,6 +14,7 @@ use shipgate_policy::Decision;
 use crate::decision::Evaluation;
 use crate::error::exit;
 
+pub(crate) use github::{escape as github_message, property as github_property};
 pub(crate) use json::json;
 pub(crate) use junit::junit;
 pub(crate) use markdown::markdown;

@@ -1,0 +1,250 @@
+//! `shipgate test`: fixture cases through the real runtime (the sandbox,
+//! limits and gate handling of `eval`), each judged against what it
+//! expects, with coverage of the outcomes each check was seen to reach.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use shipgate_policy::{Decision, Phase};
+
+use super::fixture::{self, Case, Fixture};
+use crate::decision::Evaluation;
+use crate::error::Error;
+use crate::evaluate::PreparedGate;
+use crate::gate::Gate;
+use crate::runtime::Runtime;
+
+/// Where the cases run.
+pub(crate) struct Setup<'a> {
+    /// The gate for fixtures that name none (default: the built-in gate).
+    pub(crate) gate: Option<&'a Path>,
+    /// Modules evaluated instead of the gate's policies, per case phase.
+    pub(crate) policies: &'a [String],
+}
+
+/// Every case's result and the coverage of outcomes.
+#[derive(Debug)]
+pub(crate) struct TestRun {
+    pub(crate) cases: Vec<CaseResult>,
+    pub(crate) passed: usize,
+    pub(crate) failed: usize,
+    pub(crate) coverage: Vec<PolicyCoverage>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct CaseResult {
+    pub(crate) file: String,
+    pub(crate) line: usize,
+    pub(crate) name: String,
+    pub(crate) phase: Phase,
+    pub(crate) expect: Decision,
+    pub(crate) decision: Decision,
+    pub(crate) passed: bool,
+    /// Why the case failed: each unmet expectation and each policy fault.
+    pub(crate) problems: Vec<String>,
+    /// The checks that did not allow, for the reader of a failure.
+    pub(crate) failing_checks: Vec<FailingCheck>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct FailingCheck {
+    pub(crate) policy: String,
+    pub(crate) check: String,
+    pub(crate) decision: Decision,
+    pub(crate) message: String,
+    pub(crate) observed: Option<String>,
+    pub(crate) threshold: Option<String>,
+}
+
+/// Every check a policy reported across the run and the decisions it was
+/// seen to make.
+#[derive(Debug, Serialize)]
+pub(crate) struct PolicyCoverage {
+    pub(crate) policy: String,
+    pub(crate) checks: Vec<CheckCoverage>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct CheckCoverage {
+    pub(crate) check: String,
+    pub(crate) decisions: Vec<Decision>,
+    /// No case saw this check deny or roll back: its failing side is untested.
+    pub(crate) never_fails: bool,
+}
+
+/// Reads every fixture under `paths` (all of them before running any, so a
+/// bad file stops the run before a case runs) and runs the cases.
+pub(crate) fn run(
+    runtime: Runtime,
+    paths: &[PathBuf],
+    setup: &Setup<'_>,
+) -> Result<TestRun, Error> {
+    let fixtures = fixture::discover(paths)?
+        .iter()
+        .map(|path| fixture::read(path))
+        .collect::<Result<Vec<Fixture>, Error>>()?;
+    let runtime = Arc::new(runtime);
+    let mut gates = Gates::default();
+    let mut cases = Vec::new();
+    let mut seen: BTreeMap<String, BTreeMap<String, BTreeSet<Decision>>> = BTreeMap::new();
+    for fixture in &fixtures {
+        let gate_path = fixture.gate.as_deref().or(setup.gate);
+        for case in &fixture.cases {
+            let prepared = gates.prepared(&runtime, gate_path, setup.policies, case.phase)?;
+            let evaluation = prepared
+                .evaluate(case.phase, &case.snapshot)
+                .map_err(|fault| {
+                    Error::Internal(anyhow::anyhow!(
+                        "{}:{}: case '{}': no decision: {fault}",
+                        fixture.path.display(),
+                        case.line,
+                        case.name
+                    ))
+                })?;
+            for policy in &evaluation.policies {
+                let checks = seen.entry(policy.name.clone()).or_default();
+                for finding in &policy.findings {
+                    checks
+                        .entry(finding.check.clone())
+                        .or_default()
+                        .insert(finding.decision);
+                }
+            }
+            cases.push(judge(&fixture.path, case, &evaluation));
+        }
+    }
+    let failed = cases.iter().filter(|c| !c.passed).count();
+    Ok(TestRun {
+        passed: cases.len() - failed,
+        failed,
+        cases,
+        coverage: coverage(seen),
+    })
+}
+
+/// Prepared gates, one per gate file (and per phase when `--policy`
+/// replaces the gate's policies for that phase), loaded once per run.
+#[derive(Default)]
+struct Gates {
+    prepared: HashMap<(Option<PathBuf>, Option<Phase>), PreparedGate>,
+}
+
+impl Gates {
+    fn prepared(
+        &mut self,
+        runtime: &Arc<Runtime>,
+        path: Option<&Path>,
+        policies: &[String],
+        phase: Phase,
+    ) -> Result<&PreparedGate, Error> {
+        let replacing = !policies.is_empty();
+        let key = (path.map(Path::to_path_buf), replacing.then_some(phase));
+        if !self.prepared.contains_key(&key) {
+            let mut gate = match path {
+                Some(path) => Gate::read(path)?,
+                None => Gate::default_gate(),
+            };
+            // Every phase, as `shipgate check` does: whichever fixture
+            // comes next may use another phase of the same gate.
+            if replacing {
+                gate = gate.with_modules(policies, phase)?;
+            }
+            let prepared = PreparedGate::prepare(runtime.clone(), gate, &Phase::ALL)?;
+            self.prepared.insert(key.clone(), prepared);
+        }
+        Ok(&self.prepared[&key])
+    }
+}
+
+/// A case passes when the decision is the one expected, every check named
+/// decided as expected, and no policy faulted: a fault's fail-closed
+/// decision is never what a test means to check.
+fn judge(file: &Path, case: &Case, evaluation: &Evaluation) -> CaseResult {
+    let mut problems = Vec::new();
+    if evaluation.decision != case.expect {
+        problems.push(format!(
+            "expected {}, got {}",
+            case.expect, evaluation.decision
+        ));
+    }
+    for policy in &evaluation.policies {
+        if let Some(error) = &policy.error {
+            problems.push(format!("policy '{}' failed closed: {error}", policy.name));
+        }
+    }
+    for (check, expected) in &case.findings {
+        let reported: Vec<(&str, Decision)> = evaluation
+            .policies
+            .iter()
+            .flat_map(|p| p.findings.iter().map(move |f| (p, f)))
+            .filter(|(p, f)| f.check == *check || format!("{}/{}", p.name, f.check) == *check)
+            .map(|(p, f)| (p.name.as_str(), f.decision))
+            .collect();
+        if reported.is_empty() {
+            let all: BTreeSet<&str> = evaluation
+                .policies
+                .iter()
+                .flat_map(|p| p.findings.iter().map(|f| f.check.as_str()))
+                .collect();
+            let all: Vec<&str> = all.into_iter().collect();
+            problems.push(format!(
+                "check '{check}' was not reported (reported: {})",
+                if all.is_empty() {
+                    "none".to_string()
+                } else {
+                    all.join(", ")
+                }
+            ));
+        }
+        for (policy, decision) in reported {
+            if decision != *expected {
+                problems.push(format!(
+                    "check '{check}' of policy '{policy}': expected {expected}, got {decision}"
+                ));
+            }
+        }
+    }
+    let failing_checks = evaluation
+        .policies
+        .iter()
+        .flat_map(|p| p.findings.iter().map(move |f| (p, f)))
+        .filter(|(_, f)| f.decision != Decision::Allow)
+        .map(|(p, f)| FailingCheck {
+            policy: p.name.clone(),
+            check: f.check.clone(),
+            decision: f.decision,
+            message: f.message.clone(),
+            observed: f.observed.clone(),
+            threshold: f.threshold.clone(),
+        })
+        .collect();
+    CaseResult {
+        file: file.display().to_string(),
+        line: case.line,
+        name: case.name.clone(),
+        phase: case.phase,
+        expect: case.expect,
+        decision: evaluation.decision,
+        passed: problems.is_empty(),
+        problems,
+        failing_checks,
+    }
+}
+
+fn coverage(seen: BTreeMap<String, BTreeMap<String, BTreeSet<Decision>>>) -> Vec<PolicyCoverage> {
+    seen.into_iter()
+        .map(|(policy, checks)| PolicyCoverage {
+            policy,
+            checks: checks
+                .into_iter()
+                .map(|(check, decisions)| CheckCoverage {
+                    never_fails: decisions.iter().all(|d| *d == Decision::Allow),
+                    decisions: decisions.into_iter().collect(),
+                    check,
+                })
+                .collect(),
+        })
+        .collect()
+}
