@@ -8,6 +8,7 @@ use std::process::Command;
 use sha2::{Digest, Sha256};
 
 const POLICIES: [&str; 3] = ["preflight", "canary", "verify"];
+include!("policy-rustflags.rs");
 const TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "policy";
 
@@ -17,6 +18,7 @@ fn main() {
         .parent()
         .expect("host/ is inside the workspace");
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo"));
+    println!("cargo:rerun-if-changed=policy-rustflags.rs");
     for watched in ["policies", "Cargo.toml", "Cargo.lock"] {
         println!(
             "cargo:rerun-if-changed={}",
@@ -60,11 +62,7 @@ fn main() {
     ] {
         cargo.env_remove(var);
     }
-    // A 128 KiB stack instead of Rust's default 1 MiB: policies recurse only
-    // as deep as a snapshot nests, and a small stack keeps the pages an
-    // evaluation touches few and close together, cheap to reset (see
-    // KEEP_RESIDENT_BYTES in the runtime).
-    cargo.env("CARGO_ENCODED_RUSTFLAGS", "-Clink-arg=-zstack-size=131072");
+    cargo.env("CARGO_ENCODED_RUSTFLAGS", POLICY_RUSTFLAGS);
     let output = cargo
         .output()
         .expect("running cargo to build the stock policies");

@@ -138,15 +138,22 @@ pub fn custom_policy() -> PathBuf {
     BUILT
         .get_or_init(|| {
             let output = shipgate_in(&example_copy())
-                .args(["build", "examples/custom-policy", "--format", "json"])
+                .args(["build", "examples/custom-policy"])
                 .output()
                 .unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout);
             assert!(
                 output.status.success(),
                 "shipgate build failed:\n{}",
                 String::from_utf8_lossy(&output.stderr)
             );
-            PathBuf::from(json_output(&output)["module"].as_str().unwrap())
+            let module = example_copy()
+                .join("examples/custom-policy/target/wasm32-wasip2/release/change_freeze.wasm");
+            assert!(
+                stdout.starts_with(&format!("built   {}\n", module.display())),
+                "{stdout}"
+            );
+            module
         })
         .clone()
 }

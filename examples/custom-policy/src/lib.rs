@@ -20,7 +20,15 @@ pub struct Config {
     /// Also refuse on Saturdays and Sundays.
     pub weekends: bool,
     /// The time zone weekends are counted in: an IANA name, `UTC` or `+HH:MM`.
+    /// Checked when the gate loads (`shipgate check` refuses an unknown zone).
+    #[serde(default, deserialize_with = "known_zone")]
     pub zone: Option<String>,
+}
+
+fn known_zone<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let zone = String::deserialize(deserializer)?;
+    shipgate_policy::time_zone(&zone).map_err(serde::de::Error::custom)?;
+    Ok(Some(zone))
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,7 +169,7 @@ mod tests {
         let nowhere = json!({"weekends": true, "zone": "Mars/Olympus"});
         let error = testing::evaluate::<ChangeFreeze>(Phase::Promotion, &late_friday, &nowhere)
             .unwrap_err();
-        assert!(error.contains("Mars/Olympus"), "{error}");
+        assert!(error.starts_with("config: time zone 'Mars/Olympus'"), "{error}");
     }
 
     #[test]

@@ -62,7 +62,8 @@ pub(crate) struct Case {
 
 /// Reads and checks one fixture file.
 pub(crate) fn read(path: &Path) -> Result<Fixture, Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::reading(path, e))?;
+    let text = String::from_utf8(read_input(path)?)
+        .map_err(|_| Error::InvalidInput(format!("{}: not UTF-8 text", path.display())))?;
     let at = |offset: usize| {
         let (line, column) = toml_error::line_column(&text, offset);
         format!("{}:{line}:{column}", path.display())
@@ -123,13 +124,16 @@ fn snapshot_of(
     at: &impl Fn(usize) -> String,
 ) -> Result<ValidSnapshot, Error> {
     let here = at(case.snapshot.span().start);
+    let mut source = String::new();
     let mut json = match case.snapshot.get_ref() {
         toml::Value::String(relative) => {
             let file = dir.join(relative);
-            let bytes = std::fs::read(&file).map_err(|e| match Error::reading(&file, e) {
+            let bytes = read_input(&file).map_err(|e| match e {
                 Error::MissingInput(why) => Error::MissingInput(format!("{here}: snapshot {why}")),
+                Error::InvalidInput(why) => Error::InvalidInput(format!("{here}: snapshot {why}")),
                 other => other,
             })?;
+            source = format!(" {}", file.display());
             serde_json::from_slice(&bytes).map_err(|e| {
                 Error::InvalidInput(format!("{here}: snapshot {}: {e}", file.display()))
             })?
@@ -157,8 +161,17 @@ fn snapshot_of(
         // RFC 7386: objects merge key by key, `null` removes, the rest replaces.
         json_patch::merge(&mut json, &patch);
     }
+    let patched = if case.patch.is_some() {
+        ", patched,"
+    } else {
+        ""
+    };
     let bytes = serde_json::to_vec(&json).expect("JSON values serialize");
-    snapshot::parse(&bytes).map_err(|e| Error::InvalidInput(format!("{here}: snapshot: {e}")))
+    snapshot::parse(&bytes).map_err(|e| {
+        Error::InvalidInput(format!(
+            "{here}: snapshot{source}{patched} is not valid: {e}"
+        ))
+    })
 }
 
 /// TOML as JSON; a TOML date-time becomes its RFC 3339 text.
@@ -179,6 +192,20 @@ fn json_of(value: &toml::Value) -> Value {
     }
 }
 
+/// A file's bytes; a file that is missing is a missing input (66), one that
+/// cannot be read as a file (a directory, a loop of links) invalid (65).
+fn read_input(path: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+            Error::reading(path, e)
+        }
+        _ if path.is_dir() => {
+            Error::InvalidInput(format!("{}: a directory, not a file", path.display()))
+        }
+        _ => Error::InvalidInput(format!("{}: cannot be read: {e}", path.display())),
+    })
+}
+
 /// The fixture files under `paths`: files as given, directories searched
 /// for `*.toml` (sorted, so runs are in a stable order).
 pub(crate) fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
@@ -194,7 +221,9 @@ pub(crate) fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
                 )));
             }
         } else if path.is_file() {
-            files.push(path.clone());
+            if !files.contains(path) {
+                files.push(path.clone());
+            }
         } else {
             return Err(Error::MissingInput(format!(
                 "{}: no such fixture file or directory",
@@ -206,14 +235,19 @@ pub(crate) fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
 }
 
 fn collect_toml(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Error> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .and_then(|entries| entries.map(|e| e.map(|e| e.path())).collect())
+    // Linked directories are not followed: a loop of links cannot hang the run.
+    let mut entries: Vec<(PathBuf, bool)> = std::fs::read_dir(dir)
+        .and_then(|entries| {
+            entries
+                .map(|e| e.and_then(|e| Ok((e.path(), e.file_type()?.is_dir()))))
+                .collect()
+        })
         .map_err(|e| Error::reading(dir, e))?;
     entries.sort();
-    for path in entries {
-        if path.is_dir() {
+    for (path, is_dir) in entries {
+        if is_dir {
             collect_toml(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "toml") {
+        } else if path.extension().is_some_and(|e| e == "toml") && !out.contains(&path) {
             out.push(path);
         }
     }
@@ -315,7 +349,7 @@ mod tests {
             ),
             (
                 "[[case]]\nname = \"n\"\nphase = \"abort\"\nsnapshot = { now = \"x\" }\nexpect = \"deny\"\n".to_string(),
-                "D/f.toml:4:12: snapshot: ",
+                "D/f.toml:4:12: snapshot is not valid: ",
             ),
             ("gate = \"g.toml\"\n".to_string(), "D/f.toml: no [[case]] tables"),
         ];

@@ -31,13 +31,20 @@ pub(crate) fn create(request: &NewPolicy<'_>) -> Result<(PathBuf, Vec<&'static s
     let dir = request
         .path
         .map_or_else(|| PathBuf::from(request.name), Path::to_path_buf);
-    if dir.exists() {
-        return Err(Error::Usage(format!(
+    let sdk_dependency = sdk_dependency(request.sdk_path)?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            Error::Internal(anyhow::Error::new(e).context(format!("creating {}", parent.display())))
+        })?;
+    }
+    // Created here, atomically: an existing directory is never written into.
+    std::fs::create_dir(&dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => Error::Usage(format!(
             "{}: already exists; shipgate new never overwrites (choose another --path)",
             dir.display()
-        )));
-    }
-    let sdk_dependency = sdk_dependency(request.sdk_path)?;
+        )),
+        _ => Error::Internal(anyhow::Error::new(e).context(format!("creating {}", dir.display()))),
+    })?;
     let files = render(request.name, request.phases, &sdk_dependency);
     let written = files.iter().try_for_each(|(relative, text)| {
         let path = dir.join(relative);
@@ -58,9 +65,29 @@ pub(crate) fn create(request: &NewPolicy<'_>) -> Result<(PathBuf, Vec<&'static s
     Ok((dir, files.into_iter().map(|(path, _)| path).collect()))
 }
 
+/// Names the generated crate cannot take: Rust keywords and crates cargo
+/// refuses, and the names the template's own code already uses.
+const TAKEN_NAMES: [&str; 62] = [
+    "as", "async", "await", "box", "break", "const", "continue", "crate", "do", "dyn", "else",
+    "enum", "extern", "false", "final", "fn", "for", "gen", "if", "impl", "in", "let", "loop",
+    "macro", "match", "mod", "move", "mut", "override", "priv", "pub", "ref", "return", "self",
+    "static", "struct", "super", "trait", "true", "try", "type", "typeof", "unsafe", "unsized",
+    "use", "virtual", "where", "while", "yield", "abstract", "become", "test", "std", "core",
+    "alloc", "config", "policy", "snapshot", "decision", "findings", "phase", "verdict",
+];
+
 /// Crate names cargo accepts and a gate can quote: lowercase ASCII letters,
 /// digits, `-` and `_`, starting with a letter.
 fn check_name(name: &str) -> Result<(), Error> {
+    let type_name = name.replace(['-', '_'], "");
+    if TAKEN_NAMES.contains(&name)
+        || ["unit", "policyinfo", "tests", "deserialize"].contains(&type_name.as_str())
+    {
+        return Err(Error::Usage(format!(
+            "'{name}' is taken (a Rust keyword, a crate cargo refuses, or a name the generated \
+             code uses): choose another name"
+        )));
+    }
     let valid = name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
@@ -129,6 +156,7 @@ fn render(name: &str, phases: &[Phase], sdk_dependency: &str) -> Vec<(&'static s
         ("type_name", type_name),
         ("description", DESCRIPTION.to_string()),
         ("sdk_dependency", sdk_dependency.to_string()),
+        ("rustflags", super::builder::RUSTFLAGS.to_string()),
         ("phase_variants", phase_variants.join(", ")),
         ("phase_list", phase_list.join(", ")),
         ("phase_words", phase_words.join(", ")),
@@ -138,6 +166,10 @@ fn render(name: &str, phases: &[Phase], sdk_dependency: &str) -> Vec<(&'static s
     vec![
         ("Cargo.toml", fill(include_str!("template/Cargo.toml.in"))),
         (".gitignore", fill(include_str!("template/gitignore.in"))),
+        (
+            ".cargo/config.toml",
+            fill(include_str!("template/cargo-config.toml.in")),
+        ),
         ("README.md", fill(include_str!("template/README.md.in"))),
         ("gate.toml", fill(include_str!("template/gate.toml.in"))),
         ("src/lib.rs", fill(include_str!("template/lib.rs.in"))),
@@ -258,7 +290,19 @@ mod tests {
 
     #[test]
     fn names_must_be_crate_names() {
-        for bad in ["", "Rules", "9lives", "a b", "x/y", "ünï"] {
+        for bad in [
+            "",
+            "Rules",
+            "9lives",
+            "a b",
+            "x/y",
+            "ünï",
+            "fn",
+            "test",
+            "config",
+            "policy-info",
+            "unit",
+        ] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
         for good in ["rules", "team-rules", "team_rules2"] {

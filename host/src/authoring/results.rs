@@ -85,7 +85,7 @@ fn coverage_text(run: &TestRun) -> String {
             .unwrap_or(0);
         for check in &policy.checks {
             let decisions: Vec<&str> = check.decisions.iter().map(|d| d.as_str()).collect();
-            let flag = if check.never_fails {
+            let flag = if check.failing_side_untested {
                 "   <- never seen deny or roll back"
             } else {
                 ""
@@ -156,7 +156,10 @@ fn tap(run: &TestRun, coverage: bool) -> String {
     let mut out = format!("TAP version 13\n1..{}\n", run.cases.len());
     for (n, case) in run.cases.iter().enumerate() {
         let status = if case.passed { "ok" } else { "not ok" };
-        let _ = writeln!(out, "{status} {} - {}", n + 1, case.name);
+        // A `#` would start a directive (`# TODO` turns a failure into a
+        // pass for TAP consumers), a newline a new line of the stream.
+        let name = case.name.replace('#', "\\#").replace(['\n', '\r'], " ");
+        let _ = writeln!(out, "{status} {} - {name}", n + 1);
         if !case.passed {
             // JSON strings are YAML strings: quoting done right.
             let quote = |s: &str| serde_json::Value::from(s).to_string();
@@ -199,7 +202,7 @@ fn github(run: &TestRun, coverage: bool) -> String {
     }
     if coverage {
         for policy in &run.coverage {
-            for check in policy.checks.iter().filter(|c| c.never_fails) {
+            for check in policy.checks.iter().filter(|c| c.failing_side_untested) {
                 let _ = writeln!(
                     out,
                     "::warning title=shipgate test coverage::{}",
@@ -212,4 +215,58 @@ fn github(run: &TestRun, coverage: bool) -> String {
         }
     }
     out + &closing_line(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authoring::runner::CaseResult;
+    use shipgate_policy::{Decision, Phase};
+
+    fn failed(name: &str) -> TestRun {
+        TestRun {
+            cases: vec![CaseResult {
+                file: "tests/policy/a,b.toml".into(),
+                line: 7,
+                name: name.into(),
+                phase: Phase::Abort,
+                expect: Decision::Allow,
+                decision: Decision::Rollback,
+                passed: false,
+                problems: vec!["expected allow, got rollback".into()],
+                failing_checks: vec![],
+            }],
+            passed: 0,
+            failed: 1,
+            coverage: vec![],
+        }
+    }
+
+    #[test]
+    fn a_case_name_cannot_turn_a_tap_failure_into_a_todo() {
+        let tap = render(
+            &failed("breach # TODO\nok 2 - fake"),
+            TestFormat::Tap,
+            false,
+        );
+        assert!(
+            tap.contains("not ok 1 - breach \\# TODO ok 2 - fake\n"),
+            "{tap}"
+        );
+        assert_eq!(
+            tap.lines().filter(|l| l.starts_with("ok ")).count(),
+            0,
+            "{tap}"
+        );
+    }
+
+    #[test]
+    fn github_annotations_point_at_the_case_with_escaped_properties() {
+        let github = render(&failed("50% of: checks"), TestFormat::Github, false);
+        assert_eq!(
+            github,
+            "::error file=tests/policy/a%2Cb.toml,line=7,title=shipgate test%3A 50%25 of%3A checks::expected allow, got rollback\n\
+             0 passed, 1 failed\n"
+        );
+    }
 }

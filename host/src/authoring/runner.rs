@@ -13,7 +13,7 @@ use super::fixture::{self, Case, Fixture};
 use crate::decision::Evaluation;
 use crate::error::Error;
 use crate::evaluate::PreparedGate;
-use crate::gate::Gate;
+use crate::gate::{Gate, Mode};
 use crate::runtime::Runtime;
 
 /// Where the cases run.
@@ -70,12 +70,13 @@ pub(crate) struct PolicyCoverage {
 pub(crate) struct CheckCoverage {
     pub(crate) check: String,
     pub(crate) decisions: Vec<Decision>,
-    /// No case saw this check deny or roll back: its failing side is untested.
-    pub(crate) never_fails: bool,
+    /// No case saw this check deny or roll back.
+    pub(crate) failing_side_untested: bool,
 }
 
 /// Reads every fixture under `paths` (all of them before running any, so a
-/// bad file stops the run before a case runs) and runs the cases.
+/// bad fixture stops the run before a case runs; a bad gate stops it when
+/// its first case comes) and runs the cases.
 pub(crate) fn run(
     runtime: Runtime,
     paths: &[PathBuf],
@@ -163,6 +164,18 @@ impl Gates {
 /// decision is never what a test means to check.
 fn judge(file: &Path, case: &Case, evaluation: &Evaluation) -> CaseResult {
     let mut problems = Vec::new();
+    // A decision no policy of the case's own made (no enforcing policy
+    // evaluates this phase) tests nothing.
+    let enforced = evaluation
+        .policies
+        .iter()
+        .any(|p| p.mode == Mode::Enforce && !p.is_missing_evidence());
+    if !enforced {
+        problems.push(format!(
+            "no enforcing policy of the gate evaluates the {} phase: the decision tests nothing",
+            case.phase
+        ));
+    }
     if evaluation.decision != case.expect {
         problems.push(format!(
             "expected {}, got {}",
@@ -240,11 +253,154 @@ fn coverage(seen: BTreeMap<String, BTreeMap<String, BTreeSet<Decision>>>) -> Vec
             checks: checks
                 .into_iter()
                 .map(|(check, decisions)| CheckCoverage {
-                    never_fails: decisions.iter().all(|d| *d == Decision::Allow),
+                    failing_side_untested: decisions.iter().all(|d| *d == Decision::Allow),
                     decisions: decisions.into_iter().collect(),
                     check,
                 })
                 .collect(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::{OutcomeKind, PolicyOutcome};
+    use shipgate_policy::Finding;
+
+    fn outcome(mode: Mode, decision: Decision, error: Option<&str>) -> PolicyOutcome {
+        PolicyOutcome {
+            name: "rules".into(),
+            module: "rules.wasm".into(),
+            module_sha256: None,
+            mode,
+            decision,
+            summary: String::new(),
+            findings: vec![Finding {
+                check: "error-budget".into(),
+                decision,
+                message: format!("error-budget: {decision}"),
+                observed: Some("3.0%".into()),
+                threshold: Some("<= 2.0%".into()),
+            }],
+            duration_us: 0,
+            error: error.map(str::to_string),
+            log: vec![],
+            kind: OutcomeKind::Policy,
+        }
+    }
+
+    fn evaluation(decision: Decision, policies: Vec<PolicyOutcome>) -> Evaluation {
+        Evaluation {
+            decision_id: "d".into(),
+            phase: Phase::Abort,
+            decision,
+            summary: String::new(),
+            policies,
+            snapshot_sha256: String::new(),
+            gate: "g".into(),
+            gate_sha256: String::new(),
+            evaluated_at: String::new(),
+        }
+    }
+
+    fn case(expect: Decision, findings: &[(&str, Decision)]) -> Case {
+        let snapshot =
+            crate::snapshot::parse(br#"{"schema_version": 1, "now": "2026-11-26T14:00:00Z"}"#)
+                .unwrap();
+        Case {
+            name: "c".into(),
+            line: 3,
+            phase: Phase::Abort,
+            snapshot,
+            expect,
+            findings: findings.iter().map(|(c, d)| (c.to_string(), *d)).collect(),
+        }
+    }
+
+    fn problems(case: &Case, evaluation: &Evaluation) -> Vec<String> {
+        let result = judge(Path::new("f.toml"), case, evaluation);
+        assert_eq!(result.passed, result.problems.is_empty());
+        result.problems
+    }
+
+    #[test]
+    fn the_decision_and_each_named_check_must_be_as_expected() {
+        let rolled_back = evaluation(
+            Decision::Rollback,
+            vec![outcome(Mode::Enforce, Decision::Rollback, None)],
+        );
+        assert!(
+            problems(
+                &case(Decision::Rollback, &[("error-budget", Decision::Rollback)]),
+                &rolled_back
+            )
+            .is_empty()
+        );
+        assert!(
+            problems(
+                &case(
+                    Decision::Rollback,
+                    &[("rules/error-budget", Decision::Rollback)]
+                ),
+                &rolled_back
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            problems(
+                &case(Decision::Allow, &[("error-budget", Decision::Allow)]),
+                &rolled_back
+            ),
+            [
+                "expected allow, got rollback",
+                "check 'error-budget' of policy 'rules': expected allow, got rollback"
+            ]
+        );
+        assert_eq!(
+            problems(
+                &case(Decision::Rollback, &[("latency", Decision::Allow)]),
+                &rolled_back
+            ),
+            ["check 'latency' was not reported (reported: error-budget)"]
+        );
+    }
+
+    #[test]
+    fn a_fault_fails_the_case_even_when_its_fail_closed_decision_was_expected() {
+        let faulted = evaluation(
+            Decision::Deny,
+            vec![outcome(
+                Mode::Enforce,
+                Decision::Deny,
+                Some("policy crashed"),
+            )],
+        );
+        assert_eq!(
+            problems(&case(Decision::Deny, &[]), &faulted),
+            ["policy 'rules' failed closed: policy crashed"]
+        );
+    }
+
+    #[test]
+    fn a_decision_no_enforcing_policy_made_tests_nothing() {
+        let shadow_only = evaluation(
+            Decision::Deny,
+            vec![outcome(Mode::Shadow, Decision::Deny, None)],
+        );
+        assert_eq!(
+            problems(&case(Decision::Deny, &[]), &shadow_only),
+            [
+                "no enforcing policy of the gate evaluates the abort phase: the decision tests nothing"
+            ]
+        );
+        assert_eq!(
+            problems(
+                &case(Decision::Deny, &[]),
+                &evaluation(Decision::Deny, vec![])
+            )
+            .len(),
+            1
+        );
+    }
 }

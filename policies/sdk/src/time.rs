@@ -162,7 +162,11 @@ pub fn time_zone(name: &str) -> Result<TimeZone, String> {
                 .flatten()
                 .ok_or_else(invalid)
         };
-        let seconds = number(hours)? * 3600 + number(minutes)? * 60;
+        let (hours, minutes) = (number(hours)?, number(minutes)?);
+        if hours > 23 || minutes > 59 {
+            return Err(invalid());
+        }
+        let seconds = hours * 3600 + minutes * 60;
         let seconds = if sign == "-" { -seconds } else { seconds };
         let offset = jiff::tz::Offset::from_seconds(seconds)
             .map_err(|e| format!("time zone '{name}': {e}"))?;
@@ -177,7 +181,7 @@ pub fn time_zone(name: &str) -> Result<TimeZone, String> {
 /// the next day. Deserialize it from a policy's config:
 /// `{ zone = "Europe/Berlin", days = ["mon", "fri"], from = "09:00", until = "17:00" }`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, try_from = "LocalWindowConfig")]
 pub struct LocalWindow {
     /// IANA name, `UTC`, or a fixed offset.
     pub zone: String,
@@ -190,7 +194,54 @@ pub struct LocalWindow {
     pub until: String,
 }
 
+/// A window as a config writes it, checked before it becomes a
+/// [`LocalWindow`]: a bad zone, day or time is a config error, refused when
+/// the gate loads, not a fault at the first decision.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocalWindowConfig {
+    zone: String,
+    #[serde(default)]
+    days: Vec<String>,
+    from: String,
+    until: String,
+}
+
+impl TryFrom<LocalWindowConfig> for LocalWindow {
+    type Error = String;
+
+    fn try_from(c: LocalWindowConfig) -> Result<LocalWindow, String> {
+        let window = LocalWindow {
+            zone: c.zone,
+            days: c.days,
+            from: c.from,
+            until: c.until,
+        };
+        window.check()?;
+        Ok(window)
+    }
+}
+
 impl LocalWindow {
+    /// Checks the zone, the days and the times of day.
+    pub fn check(&self) -> Result<(), String> {
+        time_zone(&self.zone)?;
+        self.parts().map(drop)
+    }
+
+    fn parts(&self) -> Result<(Time, Time, Vec<Weekday>), String> {
+        let time_of_day = |text: &str| -> Result<Time, String> {
+            text.parse()
+                .map_err(|e| format!("'{text}' is not a time of day (HH:MM): {e}"))
+        };
+        let days = self
+            .days
+            .iter()
+            .map(|d| weekday(d))
+            .collect::<Result<Vec<Weekday>, String>>()?;
+        Ok((time_of_day(&self.from)?, time_of_day(&self.until)?, days))
+    }
+
     pub fn new(zone: &str, days: &[&str], from: &str, until: &str) -> LocalWindow {
         LocalWindow {
             zone: zone.to_string(),
@@ -204,16 +255,7 @@ impl LocalWindow {
     /// day is an error (a policy reports it as a config error).
     pub fn contains(&self, at: Timestamp) -> Result<bool, String> {
         let local = at.in_zone(&self.zone)?;
-        let time_of_day = |text: &str| -> Result<Time, String> {
-            text.parse()
-                .map_err(|e| format!("'{text}' is not a time of day (HH:MM): {e}"))
-        };
-        let (from, until) = (time_of_day(&self.from)?, time_of_day(&self.until)?);
-        let days = self
-            .days
-            .iter()
-            .map(|d| weekday(d))
-            .collect::<Result<Vec<Weekday>, String>>()?;
+        let (from, until, days) = self.parts()?;
         let opens_on = |day: Weekday| days.is_empty() || days.contains(&day);
         let now = local.time();
         Ok(if from < until {
@@ -314,6 +356,7 @@ mod tests {
         );
         assert!(at("2026-11-26T14:00:00Z").in_zone("Mars/Olympus").is_err());
         assert!(at("2026-11-26T14:00:00Z").in_zone("+5").is_err());
+        assert!(at("2026-11-26T14:00:00Z").in_zone("+05:99").is_err());
     }
 
     #[test]
@@ -359,6 +402,38 @@ mod tests {
             bad.contains(at("2026-11-27T23:00:00Z"))
                 .unwrap_err()
                 .contains("'9am'")
+        );
+    }
+
+    #[test]
+    fn a_window_in_a_config_is_checked_when_the_config_is_read() {
+        let read =
+            |json: &str| serde_json::from_str::<LocalWindow>(json).map_err(|e| e.to_string());
+        assert!(
+            read(
+                r#"{"zone": "Europe/Berlin", "days": ["mon"], "from": "09:00", "until": "17:00"}"#
+            )
+            .is_ok()
+        );
+        assert!(
+            read(r#"{"zone": "Mars/Olympus", "from": "09:00", "until": "17:00"}"#)
+                .unwrap_err()
+                .contains("Mars/Olympus")
+        );
+        assert!(
+            read(r#"{"zone": "UTC", "days": ["someday"], "from": "09:00", "until": "17:00"}"#)
+                .unwrap_err()
+                .contains("someday")
+        );
+        assert!(
+            read(r#"{"zone": "UTC", "from": "9am", "until": "17:00"}"#)
+                .unwrap_err()
+                .contains("9am")
+        );
+        assert!(
+            read(r#"{"zone": "UTC", "from": "09:00", "until": "17:00", "extra": 1}"#)
+                .unwrap_err()
+                .contains("extra")
         );
     }
 }

@@ -26,8 +26,9 @@ const PROFILE: [&str; 5] = [
     "profile.release.panic=\"abort\"",
 ];
 
-/// The stock policies' stack: 128 KiB instead of 1 MiB (see host/build.rs).
-const RUSTFLAGS: &str = "-Clink-arg=-zstack-size=131072";
+// POLICY_RUSTFLAGS: the flags host/build.rs builds the stock policies with.
+include!("../../policy-rustflags.rs");
+pub(super) const RUSTFLAGS: &str = POLICY_RUSTFLAGS;
 
 /// A built, checked module.
 #[derive(Debug, Serialize)]
@@ -214,6 +215,59 @@ fn pin_gate(dir: &Path, module: &Path, sha256: &str) -> Result<Option<PathBuf>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `PROFILE` as TOML values, `opt-level` → `3`.
+    fn profile_settings() -> toml::Table {
+        PROFILE
+            .iter()
+            .map(|setting| {
+                let (key, value) = setting
+                    .trim_start_matches("profile.release.")
+                    .split_once('=')
+                    .unwrap();
+                (key.to_string(), value.parse::<toml::Value>().unwrap())
+            })
+            .collect()
+    }
+
+    /// One profile, written in four places: the workspace's for the stock
+    /// policies, `shipgate build`'s, the template's and the example's.
+    #[test]
+    fn every_policy_profile_is_the_stock_one() {
+        let settings = profile_settings();
+        let profile = |text: &str, name: &str| -> toml::Table {
+            let manifest: toml::Table = toml::from_str(text).unwrap();
+            let table = manifest["profile"][name].as_table().unwrap().clone();
+            table
+                .into_iter()
+                .filter(|(key, _)| key != "inherits")
+                .collect()
+        };
+        assert_eq!(
+            profile(include_str!("../../../Cargo.toml"), "policy"),
+            settings
+        );
+        let template = include_str!("template/Cargo.toml.in").replace("{{sdk_dependency}}", "");
+        assert_eq!(
+            profile(
+                &template
+                    .replace("{{name}}", "x")
+                    .replace("{{description}}", ""),
+                "release"
+            ),
+            settings
+        );
+        assert_eq!(
+            profile(
+                include_str!("../../../examples/custom-policy/Cargo.toml"),
+                "release"
+            ),
+            settings
+        );
+        assert!(
+            include_str!("../../../examples/custom-policy/.cargo/config.toml").contains(RUSTFLAGS)
+        );
+    }
 
     #[test]
     fn only_a_cdylibs_wasm_file_is_the_module() {
