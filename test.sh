@@ -20,6 +20,8 @@ NEEDED=(
     "man man-db"              # the man page is rendered
     "buildah buildah"         # the container image is built from scratch
     "busybox busybox-static"  # the -shell variant's sh, for GitLab jobs
+    "docker-registry docker-registry"  # a real OCI registry for policy modules
+    "openssl openssl"         # key pairs like cosign's, to sign modules
 )
 
 missing=()

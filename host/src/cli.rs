@@ -81,6 +81,14 @@ pub(crate) enum Command {
     /// Run fixture cases (`tests/policy/*.toml`) through the real runtime:
     /// exit 0 when every case passes, 1 when any fails.
     Test(TestArgs),
+    /// Publish a policy module to an OCI registry as a Wasm artifact; print
+    /// its reference pinned to the digest, for a gate's `module`.
+    Push(PushArgs),
+    /// Fetch a module (and its cosign signatures) from a registry into the
+    /// module store, e.g. in an init container before `serve --store`.
+    Pull(PullArgs),
+    /// Sign a module in a registry with a key, in cosign's format.
+    Sign(SignArgs),
     /// Serve decisions over HTTP to Argo Rollouts, Spinnaker, Flagger and
     /// any client (see integrations/README.md).
     Serve(Box<ServeArgs>),
@@ -138,11 +146,16 @@ pub(crate) struct EvalArgs {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct InspectArgs {
-    /// A .wasm policy component, or `builtin:NAME`.
+    /// A .wasm policy component, `builtin:NAME`, or
+    /// `oci://REGISTRY/REPOSITORY[:TAG]@sha256:DIGEST`.
     pub(crate) module: String,
     /// Print JSON instead of text.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Also verify the module's cosign signature with this public key (PEM)
+    /// and show the signer; a module that is not signed by it is an error.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) key: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -211,6 +224,77 @@ pub(crate) struct TestArgs {
     pub(crate) coverage: bool,
 }
 
+/// How to reach a registry.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct RegistryArgs {
+    /// Reach this registry (`host:port`) over plain HTTP; loopback
+    /// registries always are.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub(crate) insecure_registries: Vec<String>,
+    /// Log in with this user (the password from standard input); default:
+    /// the Docker config's credentials for the registry.
+    #[arg(long, value_name = "USER", requires = "password_stdin")]
+    pub(crate) username: Option<String>,
+    /// Read the password for --username from standard input.
+    #[arg(long, requires = "username")]
+    pub(crate) password_stdin: bool,
+}
+
+impl RegistryArgs {
+    pub(crate) fn options(&self) -> Result<crate::registry::ClientOptions, Error> {
+        let password = if self.password_stdin {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .map_err(|e| {
+                    Error::Internal(anyhow::Error::new(e).context("reading the password"))
+                })?;
+            Some(password.trim_end_matches(['\r', '\n']).to_string())
+        } else {
+            None
+        };
+        Ok(crate::registry::ClientOptions {
+            insecure_registries: self.insecure_registries.clone(),
+            username: self.username.clone(),
+            password,
+            docker_config: None,
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct PushArgs {
+    /// The module: a .wasm policy component.
+    pub(crate) module: PathBuf,
+    /// Where: oci://REGISTRY/REPOSITORY:TAG.
+    pub(crate) reference: String,
+    #[command(flatten)]
+    pub(crate) registry: RegistryArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct PullArgs {
+    /// The module: oci://REGISTRY/REPOSITORY[:TAG]@sha256:DIGEST.
+    pub(crate) reference: String,
+    /// The module store (default: $SHIPGATE_STORE, else
+    /// ~/.local/share/shipgate/store).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) store: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) registry: RegistryArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct SignArgs {
+    /// The signing key: an ECDSA P-256 private key, PKCS#8 PEM.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) key: PathBuf,
+    /// The module: oci://REGISTRY/REPOSITORY@sha256:DIGEST.
+    pub(crate) reference: String,
+    #[command(flatten)]
+    pub(crate) registry: RegistryArgs,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum SchemaKind {
     /// The deployment snapshot (v1).
@@ -253,7 +337,17 @@ pub(crate) fn run(cli: Cli) -> Result<i32, Error> {
         Command::Eval(args) => eval(&args),
         Command::Policies => policies(),
         Command::Inspect(args) => {
-            let inspection = inspect::inspect(&runtime()?, &args.module)?;
+            let mut inspection = inspect::inspect(&runtime()?, &args.module)?;
+            if let Some(key) = &args.key {
+                let signer = crate::modules::verify_reference(
+                    &crate::gate::ModuleBase::WorkingDir,
+                    &crate::registry::Remote::from_env(),
+                    &args.module,
+                    &key.display().to_string(),
+                )
+                .map_err(|why| Error::InvalidInput(format!("{}: signature: {why}", args.module)))?;
+                inspection.signed_by = Some(signer);
+            }
             print(&if args.json {
                 report::json(&inspection)
             } else {
@@ -273,6 +367,9 @@ pub(crate) fn run(cli: Cli) -> Result<i32, Error> {
         Command::New(args) => new_policy(&args),
         Command::Build(args) => build(&args),
         Command::Test(args) => test(&args),
+        Command::Push(args) => push(&args),
+        Command::Pull(args) => pull(&args),
+        Command::Sign(args) => sign(&args),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "shipgate", &mut script);
@@ -324,6 +421,13 @@ fn eval(args: &EvalArgs) -> Result<i32, Error> {
     let mut gate = load_gate(args.gate.as_deref())?;
     if !args.policies.is_empty() {
         gate = gate.with_modules(&args.policies, args.phase)?;
+    }
+    for policy in gate.unpinned_references() {
+        eprintln!(
+            "shipgate: warning: policy '{}': {} names no digest, so what runs can change \
+             under the gate; pin it (oci://…@sha256:…, as `shipgate push` prints)",
+            policy.name, policy.module
+        );
     }
     let prepared = PreparedGate::prepare(Arc::new(runtime()?), gate, &[args.phase])?;
     let evaluation = prepared
@@ -380,6 +484,13 @@ fn check(path: Option<&Path>) -> Result<i32, Error> {
     let prepared = PreparedGate::prepare(Arc::new(runtime()?), gate, &Phase::ALL)?;
     let policies = prepared.policies();
     print(&report::check(&policies, Style::from_env(false)));
+    let gate = prepared.gate();
+    for (policy, _) in &policies {
+        // A signature that does not verify is the policy's fault, listed above.
+        if let Some(Ok(key)) = crate::modules::signer(&gate.module_base, &gate.remote, policy) {
+            print(&format!("policy '{}': signed by key {key}\n", policy.name));
+        }
+    }
     let faults: Vec<String> = policies
         .iter()
         .filter_map(|(policy, module)| {
@@ -403,6 +514,14 @@ fn new_policy(args: &NewArgs) -> Result<i32, Error> {
         phases: &args.phases,
         sdk_path: args.sdk_path.as_deref(),
     })?;
+    if args.sdk_path.is_none() {
+        eprintln!(
+            "shipgate: note: the crate depends on shipgate-policy {} from crates.io; where that \
+             is not reachable or not published yet, create it again with --sdk-path DIR \
+             (policies/sdk of a shipgate checkout)",
+            env!("CARGO_PKG_VERSION")
+        );
+    }
     let dir = dir.display();
     print(&format!(
         "created policy '{}' in {dir}: {}\n\nnext:\n  cd {dir}\n  cargo test       \
@@ -477,6 +596,75 @@ fn test(args: &TestArgs) -> Result<i32, Error> {
     } else {
         exit::DENY
     })
+}
+
+fn reference(text: &str) -> Result<crate::registry::Reference, Error> {
+    crate::registry::Reference::parse(text).map_err(Error::Usage)
+}
+
+/// A registry's refusal or absence: no input of ours was wrong.
+fn registry_error(why: String) -> Error {
+    Error::Internal(anyhow::anyhow!(why))
+}
+
+fn push(args: &PushArgs) -> Result<i32, Error> {
+    let target = reference(&args.reference)?;
+    let label = args.module.display().to_string();
+    // Only a policy of this contract is published.
+    let inspection = inspect::inspect(&runtime()?, &label)?;
+    let bytes = std::fs::read(&args.module).map_err(|e| Error::reading(&args.module, e))?;
+    let title = args.module.file_name().map_or_else(
+        || "policy.wasm".to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let pinned = crate::registry::push(&args.registry.options()?, &bytes, &title, &target)
+        .map_err(registry_error)?;
+    print(&format!(
+        "pushed {} {} ({} bytes, sha256 {})\n{pinned}\n",
+        inspection.name, inspection.version, inspection.size, inspection.sha256
+    ));
+    Ok(exit::ALLOW)
+}
+
+fn pull(args: &PullArgs) -> Result<i32, Error> {
+    let source = reference(&args.reference)?;
+    let mut remote = crate::registry::Remote::from_env();
+    remote.client = args.registry.options()?;
+    if let Some(store) = &args.store {
+        remote.store = Some(store.clone());
+    }
+    let fetched = crate::registry::pull(&remote, &source, crate::modules::DEFAULT_MAX_MODULE_BYTES)
+        .map_err(registry_error)?;
+    let store = remote
+        .store_root()
+        .map_or_else(String::new, |s| s.display().to_string());
+    print(&format!(
+        "pulled {}\nmodule sha256 {} ({} bytes) into {store}\n",
+        fetched.reference,
+        fetched.module_hex,
+        fetched.bytes.len()
+    ));
+    Ok(exit::ALLOW)
+}
+
+fn sign(args: &SignArgs) -> Result<i32, Error> {
+    let target = reference(&args.reference)?;
+    if target.digest.is_none() {
+        return Err(Error::Usage(format!(
+            "{target}: sign a module by digest (oci://REGISTRY/REPOSITORY@sha256:DIGEST): a tag can move"
+        )));
+    }
+    let text = std::fs::read_to_string(&args.key).map_err(|e| Error::reading(&args.key, e))?;
+    let key = crate::registry::SigningKey::from_pem(&text)
+        .map_err(|why| Error::InvalidInput(format!("{}: {why}", args.key.display())))?;
+    crate::registry::sign(&args.registry.options()?, &target, &key).map_err(registry_error)?;
+    let public = crate::registry::PublicKey::from_pem(&key.public_key_pem())
+        .map_err(|why| Error::Internal(anyhow::anyhow!(why)))?;
+    print(&format!(
+        "signed {target} with key {}\n",
+        public.fingerprint
+    ));
+    Ok(exit::ALLOW)
 }
 
 /// The manual: the top page on stdout, or every command's page into `dir`.

@@ -50,21 +50,26 @@ impl PreparedGate {
             .iter()
             .filter(|p| p.phases.iter().any(|ph| phases.contains(ph)));
         for policy in wanted {
-            let module =
-                match load_module(&runtime, &gate.module_base, policy, gate.max_module_bytes()) {
-                    // The host's own limit: the gate does not load, no verdict.
-                    Err(LoadError::Component {
-                        error: error @ ComponentError::CompileTimeout { .. },
-                        module,
-                    }) => {
-                        return Err(Error::Internal(anyhow::anyhow!(
-                            "{}: policy '{}': module '{module}': {error}",
-                            gate.origin.label(),
-                            policy.name
-                        )));
-                    }
-                    loaded => loaded.map_err(|error| Fault::Load(error.to_string())),
-                };
+            let module = match load_module(
+                &runtime,
+                &gate.module_base,
+                &gate.remote,
+                policy,
+                gate.max_module_bytes(),
+            ) {
+                // The host's own limit: the gate does not load, no verdict.
+                Err(LoadError::Component {
+                    error: error @ ComponentError::CompileTimeout { .. },
+                    module,
+                }) => {
+                    return Err(Error::Internal(anyhow::anyhow!(
+                        "{}: policy '{}': module '{module}': {error}",
+                        gate.origin.label(),
+                        policy.name
+                    )));
+                }
+                loaded => loaded.map_err(|error| Fault::Load(error.to_string())),
+            };
             let module = match module {
                 Ok(module) => check_policy(&runtime, &gate, policy, module)?,
                 Err(fault) => Err(fault),

@@ -7,6 +7,7 @@ use shipgate_policy::Phase;
 use crate::error::Error;
 use crate::gate::ModuleBase;
 use crate::modules::{LoadError, compile, read_module};
+use crate::registry::Remote;
 use crate::runtime::{Limits, Runtime};
 
 #[derive(Debug, Clone, Serialize)]
@@ -21,15 +22,21 @@ pub(crate) struct Inspection {
     /// The interfaces the component imports (all WASI; linked with an empty
     /// context, so they grant nothing).
     pub(crate) imports: Vec<String>,
+    /// The fingerprint of the key whose signature verified (`--key`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) signed_by: Option<String>,
 }
 
 /// Loads a module (a path or `builtin:NAME`) and asks it to describe itself.
 pub(crate) fn inspect(runtime: &Runtime, module: &str) -> Result<Inspection, Error> {
     let max = crate::modules::DEFAULT_MAX_MODULE_BYTES;
-    let read = read_module(&ModuleBase::WorkingDir, module, max).map_err(|error| match error {
-        LoadError::NotFound { .. } => Error::MissingInput(error.to_string()),
-        _ => Error::InvalidInput(error.to_string()),
-    })?;
+    let read = read_module(&ModuleBase::WorkingDir, &Remote::from_env(), module, max).map_err(
+        |error| match error {
+            LoadError::NotFound { .. } => Error::MissingInput(error.to_string()),
+            LoadError::Remote { .. } => Error::Internal(anyhow::anyhow!("{error}")),
+            _ => Error::InvalidInput(error.to_string()),
+        },
+    )?;
     let loaded = compile(runtime, module, &read).map_err(|error| match error {
         LoadError::Component { error, .. } => Error::InvalidInput(format!("{module}: {error}")),
         other => Error::InvalidInput(other.to_string()),
@@ -47,5 +54,6 @@ pub(crate) fn inspect(runtime: &Runtime, module: &str) -> Result<Inspection, Err
         sha256: loaded.sha256.clone(),
         size: loaded.size,
         imports: loaded.imports(runtime),
+        signed_by: None,
     })
 }

@@ -1,6 +1,8 @@
 //! Module references → compiled policies: `builtin:NAME` (embedded in this
-//! binary) or a path, confined to the gate file's directory; the sha256 pin
-//! checked before anything is compiled.
+//! binary), a path, confined to the gate file's directory, or an `oci://`
+//! reference (read from the module store, fetched into it when missing, its
+//! signature verified when the gate asks); the pin checked before anything
+//! is compiled.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -11,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::builtins;
 use crate::gate::{ModuleBase, PolicyEntry};
+use crate::registry::{self, PublicKey, Reference, Remote};
 use crate::runtime::{ComponentError, LoadedModule, Runtime};
 
 /// Why a policy's module cannot be used. Callers branch on the kind; the
@@ -38,6 +41,11 @@ pub(crate) enum LoadError {
         actual: String,
         pinned: String,
     },
+    /// A module from a registry that could not be fetched or read.
+    Remote { module: String, detail: String },
+    /// A module from a registry whose signature the gate requires and
+    /// which does not verify.
+    Signature { module: String, detail: String },
     /// The bytes are not a policy component of this contract.
     Component {
         module: String,
@@ -86,6 +94,10 @@ impl fmt::Display for LoadError {
                 "module '{module}' has sha256 {actual}, but the gate pins {pinned}"
             ),
             LoadError::Component { module, error } => write!(f, "module '{module}': {error}"),
+            LoadError::Remote { module, detail } => write!(f, "module '{module}': {detail}"),
+            LoadError::Signature { module, detail } => {
+                write!(f, "module '{module}': signature: {detail}")
+            }
         }
     }
 }
@@ -97,16 +109,19 @@ pub(crate) struct ModuleBytes {
     pub(crate) bytes: Cow<'static, [u8]>,
     /// Hex sha256 of `bytes`.
     pub(crate) sha256: String,
+    /// For a module from a registry: its reference, pinned.
+    pub(crate) reference: Option<Reference>,
 }
 
 /// Reads a policy's module, checks its pin and compiles it.
 pub(crate) fn load_module(
     runtime: &Runtime,
     base: &ModuleBase,
+    remote: &Remote,
     policy: &PolicyEntry,
     max_bytes: u64,
 ) -> Result<Arc<LoadedModule>, LoadError> {
-    let module = read_module(base, &policy.module, max_bytes)?;
+    let module = read_module(base, remote, &policy.module, max_bytes)?;
     if let Some(pin) = &policy.sha256
         && !module.sha256.eq_ignore_ascii_case(pin)
     {
@@ -116,7 +131,63 @@ pub(crate) fn load_module(
             pinned: pin.clone(),
         });
     }
+    if let Some(verify) = &policy.verify {
+        let signature = |detail: String| LoadError::Signature {
+            module: policy.module.clone(),
+            detail,
+        };
+        // The gate refuses `verify` on anything but a registry reference.
+        let reference = module
+            .reference
+            .as_ref()
+            .ok_or_else(|| signature("only modules from registries are signed".into()))?;
+        let key = read_key(base, &verify.key).map_err(signature)?;
+        remote.verify(reference, &key).map_err(signature)?;
+    }
     compile(runtime, &policy.module, &module)
+}
+
+/// Who signed a policy's module: the fingerprint of its `verify` key, once
+/// the signature verifies; `None` for a policy without `verify`.
+pub(crate) fn signer(
+    base: &ModuleBase,
+    remote: &Remote,
+    policy: &PolicyEntry,
+) -> Option<Result<String, String>> {
+    let verify = policy.verify.as_ref()?;
+    Some(verify_reference(base, remote, &policy.module, &verify.key))
+}
+
+/// Verifies the module `module` (a pinned registry reference) with the key
+/// file `key`; the key's fingerprint.
+pub(crate) fn verify_reference(
+    base: &ModuleBase,
+    remote: &Remote,
+    module: &str,
+    key: &str,
+) -> Result<String, String> {
+    let reference = Reference::parse(module)?;
+    if reference.digest.is_none() {
+        return Err("a reference without a digest cannot be verified".into());
+    }
+    remote.verify(&reference, &read_key(base, key)?)
+}
+
+/// The largest key file read.
+const MAX_KEY_BYTES: u64 = 64 << 10;
+
+/// A verification key, relative to the gate file's directory or absolute.
+fn read_key(base: &ModuleBase, key: &str) -> Result<PublicKey, String> {
+    use std::io::Read;
+    let path = match base {
+        ModuleBase::Confined(dir) => dir.join(key),
+        ModuleBase::WorkingDir => PathBuf::from(key),
+    };
+    let mut text = String::new();
+    std::fs::File::open(&path)
+        .and_then(|file| file.take(MAX_KEY_BYTES).read_to_string(&mut text))
+        .map_err(|e| format!("key {}: {e}", path.display()))?;
+    PublicKey::from_pem(&text).map_err(|e| format!("key {}: {e}", path.display()))
 }
 
 /// Compiles bytes read by [`read_module`].
@@ -140,6 +211,7 @@ pub(crate) const DEFAULT_MAX_MODULE_BYTES: u64 = crate::gate::DEFAULT_MAX_MODULE
 /// regular file only (a pipe or a device would block or never end).
 pub(crate) fn read_module(
     base: &ModuleBase,
+    remote: &Remote,
     module: &str,
     max_bytes: u64,
 ) -> Result<ModuleBytes, LoadError> {
@@ -150,6 +222,20 @@ pub(crate) fn read_module(
         return Ok(ModuleBytes {
             bytes: Cow::Borrowed(builtin.bytes),
             sha256: builtin.sha256.to_string(),
+            reference: None,
+        });
+    }
+    if module.starts_with(registry::SCHEME) {
+        let fetched = remote
+            .module(module, max_bytes)
+            .map_err(|detail| LoadError::Remote {
+                module: module.to_string(),
+                detail,
+            })?;
+        return Ok(ModuleBytes {
+            bytes: Cow::Owned(fetched.bytes),
+            sha256: fetched.module_hex,
+            reference: Some(fetched.reference),
         });
     }
     let bytes = match base {
@@ -166,6 +252,7 @@ pub(crate) fn read_module(
     Ok(ModuleBytes {
         sha256: hex::encode(Sha256::digest(&bytes)),
         bytes: Cow::Owned(bytes),
+        reference: None,
     })
 }
 
@@ -257,7 +344,12 @@ mod tests {
     use super::*;
 
     fn confined(dir: &Path, module: &str) -> Result<ModuleBytes, LoadError> {
-        read_module(&ModuleBase::Confined(dir.to_path_buf()), module, 64)
+        read_module(
+            &ModuleBase::Confined(dir.to_path_buf()),
+            &Remote::default(),
+            module,
+            64,
+        )
     }
 
     #[test]
@@ -279,14 +371,25 @@ mod tests {
         );
         let absolute = confined(dir.path(), "/etc/hostname").err().unwrap();
         assert!(matches!(absolute, LoadError::OutsideGateDir { .. }));
-        let unknown = read_module(&ModuleBase::WorkingDir, "builtin:nope", 64)
-            .err()
-            .unwrap();
+        let unknown = read_module(
+            &ModuleBase::WorkingDir,
+            &Remote::default(),
+            "builtin:nope",
+            64,
+        )
+        .err()
+        .unwrap();
         assert_eq!(
             unknown.to_string(),
             "no stock policy 'builtin:nope' (there are builtin:preflight, builtin:canary, builtin:verify)"
         );
-        let stock = read_module(&ModuleBase::WorkingDir, "builtin:canary", 64).unwrap();
+        let stock = read_module(
+            &ModuleBase::WorkingDir,
+            &Remote::default(),
+            "builtin:canary",
+            64,
+        )
+        .unwrap();
         assert_eq!(
             stock.sha256,
             builtins::lookup("builtin:canary").unwrap().sha256
@@ -301,11 +404,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("big.wasm"), vec![0u8; 2048]).unwrap();
         let base = ModuleBase::Confined(dir.path().to_path_buf());
-        match read_module(&base, "big.wasm", 1024) {
+        match read_module(&base, &Remote::default(), "big.wasm", 1024) {
             Err(LoadError::TooLarge { size, max, .. }) => assert_eq!((size, max), (2048, 1024)),
             other => panic!("{:?}", other.map(|m| m.sha256)),
         }
-        assert!(read_module(&base, "big.wasm", 2048).is_ok(), "at the cap");
+        assert!(
+            read_module(&base, &Remote::default(), "big.wasm", 2048).is_ok(),
+            "at the cap"
+        );
         let fifo = dir.path().join("fifo.wasm");
         let made = std::process::Command::new("mkfifo")
             .arg(&fifo)
@@ -324,9 +430,14 @@ mod tests {
                 "{error}"
             );
         }
-        let error = read_module(&ModuleBase::WorkingDir, fifo.to_str().unwrap(), 1024)
-            .err()
-            .unwrap();
+        let error = read_module(
+            &ModuleBase::WorkingDir,
+            &Remote::default(),
+            fifo.to_str().unwrap(),
+            1024,
+        )
+        .err()
+        .unwrap();
         assert!(matches!(error, LoadError::NotAFile { .. }), "{error}");
     }
 }

@@ -42,3 +42,5 @@ mod integrations;
 mod operations;
 /// Evidence from a real Prometheus server.
 pub mod prometheus;
+/// Policies from a real OCI registry: push, pull, sign, verify.
+mod registry;

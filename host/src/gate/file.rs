@@ -89,8 +89,8 @@ pub enum Mode {
 pub(crate) struct PolicyEntry {
     /// Names the policy in decisions; unique within the gate.
     pub(crate) name: String,
-    /// `builtin:NAME`, or a path to a .wasm component relative to the gate
-    /// file's directory.
+    /// `builtin:NAME`, a path to a .wasm component relative to the gate
+    /// file's directory, or `oci://REGISTRY/REPOSITORY[:TAG]@sha256:DIGEST`.
     pub(crate) module: String,
     /// Pin: the module's hex sha256. A module whose digest differs is refused.
     pub(crate) sha256: Option<String>,
@@ -106,6 +106,18 @@ pub(crate) struct PolicyEntry {
     /// Passed to the policy as JSON.
     #[schemars(with = "Option<serde_json::Map<String, Value>>")]
     pub(crate) config: Option<toml::Table>,
+    /// Require a cosign signature by this key (modules from registries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) verify: Option<Verify>,
+}
+
+/// `verify = { key = "cosign.pub" }`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Verify {
+    /// An ECDSA P-256 public key in PEM (`cosign.pub`), relative to the gate
+    /// file's directory or absolute.
+    pub(crate) key: String,
 }
 
 impl PolicyEntry {

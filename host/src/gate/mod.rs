@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use shipgate_policy::Phase;
 
 use crate::error::Error;
+use crate::registry::Remote;
 use crate::runtime::Limits;
 
 pub use file::Mode;
@@ -63,6 +64,8 @@ pub struct Gate {
     /// Where module paths are resolved: the gate file's directory (confined
     /// to it), or the working directory for modules named on the command line.
     pub(crate) module_base: ModuleBase,
+    /// Where modules from registries are fetched from and kept.
+    pub(crate) remote: Remote,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +111,7 @@ impl Gate {
             origin,
             sha256: hex::encode(Sha256::digest(text.as_bytes())),
             module_base,
+            remote: Remote::from_env(),
         })
     }
 
@@ -146,12 +150,84 @@ impl Gate {
                 on_error: None,
                 mode: Mode::Enforce,
                 config: None,
+                verify: None,
             });
         }
         self.file.policies = policies;
         self.module_base = ModuleBase::WorkingDir;
         validate::validate(&self.file).map_err(|why| Error::Usage(format!("--policy: {why}")))?;
         Ok(self)
+    }
+
+    /// The policies whose module is a registry reference without a digest:
+    /// what it names can change under the gate.
+    pub(crate) fn unpinned_references(&self) -> impl Iterator<Item = &PolicyEntry> {
+        self.file.policies.iter().filter(|p| {
+            p.module.starts_with(crate::registry::SCHEME) && !p.module.contains("@sha256:")
+        })
+    }
+
+    /// What serving demands of a gate: every registry reference pinned to
+    /// a digest; with `require_pins`, every module not built in pinned (a
+    /// digest or `sha256`); with `require_signatures`, every one verified.
+    pub(crate) fn check_servable(
+        &self,
+        require_pins: bool,
+        require_signatures: bool,
+    ) -> Result<(), Error> {
+        let refuse = |policy: &PolicyEntry, why: String| {
+            Err(Error::InvalidInput(format!(
+                "{}: policy '{}': module '{}' {why}",
+                self.origin.label(),
+                policy.name,
+                policy.module
+            )))
+        };
+        if let Some(policy) = self.unpinned_references().next() {
+            return refuse(
+                policy,
+                "names no digest: serve runs pinned modules only (oci://…@sha256:…)".into(),
+            );
+        }
+        let files = self
+            .file
+            .policies
+            .iter()
+            .filter(|p| !p.module.starts_with(crate::builtins::PREFIX));
+        for policy in files {
+            let remote = policy.module.starts_with(crate::registry::SCHEME);
+            if require_pins && !remote && policy.sha256.is_none() {
+                return refuse(policy, "has no sha256 pin (--require-pins)".into());
+            }
+            if require_signatures && policy.verify.is_none() {
+                return refuse(policy, "has no verify key (--require-signatures)".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches every module from a registry into the store now (those
+    /// already there are only checked), so that a server starts, or reloads,
+    /// only when it has them all: an unreachable registry keeps the old gate.
+    pub(crate) fn fetch_remote_modules(&self) -> Result<(), Error> {
+        let remote = self
+            .file
+            .policies
+            .iter()
+            .filter(|p| p.module.starts_with(crate::registry::SCHEME));
+        for policy in remote {
+            self.remote
+                .module(&policy.module, self.max_module_bytes())
+                .map_err(|why| {
+                    Error::Internal(anyhow::anyhow!(
+                        "{}: policy '{}': module '{}': {why}",
+                        self.origin.label(),
+                        policy.name,
+                        policy.module
+                    ))
+                })?;
+        }
+        Ok(())
     }
 
     pub(crate) fn limits(&self) -> Limits {

@@ -121,6 +121,16 @@ fn policies(file: &GateFile) -> Result<(), String> {
                 "{at}: sha256: '{pin}' is not a hex sha256 (64 hex digits)"
             ));
         }
+        let remote = policy.module.starts_with(crate::registry::SCHEME);
+        if remote {
+            crate::registry::Reference::parse(&policy.module)
+                .map_err(|why| format!("{at}: module: {why}"))?;
+        }
+        if policy.verify.is_some() && !remote {
+            return Err(format!(
+                "{at}: verify: signatures are checked for modules from registries (oci://) only"
+            ));
+        }
     }
     Ok(())
 }

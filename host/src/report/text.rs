@@ -103,6 +103,9 @@ pub(crate) fn inspection(i: &Inspection) -> String {
     let _ = writeln!(out, "  phases:  {}", phases.join(", "));
     let _ = writeln!(out, "  sha256:  {}", i.sha256);
     let _ = writeln!(out, "  size:    {} bytes", i.size);
+    if let Some(key) = &i.signed_by {
+        let _ = writeln!(out, "  signed:  by key {key}");
+    }
     let _ = writeln!(
         out,
         "  imports: {}",

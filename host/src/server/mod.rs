@@ -36,7 +36,7 @@ pub(crate) fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
     // Each evaluation holds one instance for its enforcing policies and one
     // per shadow policy running beside them, and holds its permits until its
     // work has really stopped; the spare slots are the reloads'.
-    let gate = crate::gate::Gate::read(&settings.gate_path)?;
+    let gate = state::read_gate(&settings)?;
     let shadows = state::shadow_slots(&gate, &settings);
     let runtime = Arc::new(Runtime::new(&RuntimeConfig {
         max_concurrent_instances: (settings.max_evaluating + shadows + state::RELOAD_SLOTS) as u32,

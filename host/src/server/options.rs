@@ -99,6 +99,19 @@ pub(crate) struct ServeArgs {
     /// swapped symbolic link). `0s` turns watching off; SIGHUP still reloads.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_delay, env = "SHIPGATE_WATCH_INTERVAL")]
     pub(crate) watch_interval: Duration,
+    /// Read modules from registries (`oci://`) from this store, filled by
+    /// `shipgate pull --store DIR` (an init container): with every module
+    /// and signature in it, no registry is asked (default: $SHIPGATE_STORE,
+    /// else ~/.local/share/shipgate/store, fetching what is missing).
+    #[arg(long, value_name = "DIR", env = "SHIPGATE_STORE")]
+    pub(crate) store: Option<PathBuf>,
+    /// Refuse a gate with a module not built in that is not pinned (an
+    /// `oci://…@sha256:` reference, or `sha256` for a file).
+    #[arg(long, env = "SHIPGATE_REQUIRE_PINS")]
+    pub(crate) require_pins: bool,
+    /// Refuse a gate with a module not built in that has no `verify` key.
+    #[arg(long, env = "SHIPGATE_REQUIRE_SIGNATURES")]
+    pub(crate) require_signatures: bool,
     /// Serve GitHub deployment protection rules as this GitHub App (its App
     /// id or client id) at POST /v1/github/deployment-protection.
     #[arg(long, value_name = "ID", requires_all = ["github_private_key_file"], env = "SHIPGATE_GITHUB_APP_ID")]
@@ -336,6 +349,9 @@ impl ServeArgs {
             decision_log_url,
             shutdown_delay: self.shutdown_delay,
             watch_interval: Some(self.watch_interval).filter(|d| !d.is_zero()),
+            store: self.store.clone(),
+            require_pins: self.require_pins,
+            require_signatures: self.require_signatures,
         })
     }
 }

@@ -1,7 +1,7 @@
 //! The server's state: the gate being served (swapped whole on reload),
 //! the limits on work in flight, and one decision from input to record.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -53,6 +53,10 @@ pub(crate) struct Settings {
     /// Where probes and `/metrics` are served instead of the main port.
     pub(crate) operations_listen: Option<std::net::SocketAddr>,
     pub(crate) connections: super::listener::ConnectionLimits,
+    /// The module store, when named (`--store`).
+    pub(crate) store: Option<PathBuf>,
+    pub(crate) require_pins: bool,
+    pub(crate) require_signatures: bool,
 }
 
 impl Settings {
@@ -107,10 +111,22 @@ pub(crate) fn shadow_slots(gate: &Gate, settings: &Settings) -> usize {
 /// each in turn, and a decision out of time is no decision (503).
 pub(crate) fn load_gate(
     runtime: &Arc<Runtime>,
-    path: &Path,
-    request_timeout: Duration,
+    settings: &Settings,
 ) -> Result<PreparedGate, Error> {
-    prepare_gate(runtime, Gate::read(path)?, request_timeout)
+    prepare_gate(runtime, read_gate(settings)?, settings.request_timeout)
+}
+
+/// Reads the gate file with what serving asks of it: registry references
+/// pinned (and pins or signatures everywhere when required), and every
+/// module from a registry in the store (`--store`), fetched now if need be.
+pub(crate) fn read_gate(settings: &Settings) -> Result<Gate, Error> {
+    let mut gate = Gate::read(&settings.gate_path)?;
+    gate.check_servable(settings.require_pins, settings.require_signatures)?;
+    if let Some(store) = &settings.store {
+        gate.remote.store = Some(store.clone());
+    }
+    gate.fetch_remote_modules()?;
+    Ok(gate)
 }
 
 /// Prepares a gate already read for every phase, if its enforcing policies
@@ -183,11 +199,7 @@ impl AppState {
             .reloading
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let result = load_gate(
-            &self.runtime,
-            &self.settings.gate_path,
-            self.settings.request_timeout,
-        );
+        let result = load_gate(&self.runtime, &self.settings);
         self.metrics.reloaded(result.is_ok());
         let gate = result?;
         *self

@@ -30,7 +30,6 @@ fn state(token: Option<&str>, max_pending: usize) -> Arc<AppState> {
 
 fn state_on(runtime: Arc<Runtime>, token: Option<&str>, max_pending: usize) -> Arc<AppState> {
     let gate_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/gate.toml");
-    let gate = load_gate(&runtime, &gate_path, Duration::from_secs(30)).unwrap();
     let settings = Settings {
         gate_path,
         token: token.map(str::to_string),
@@ -56,7 +55,11 @@ fn state_on(runtime: Arc<Runtime>, token: Option<&str>, max_pending: usize) -> A
             header_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(1),
         },
+        store: None,
+        require_pins: false,
+        require_signatures: false,
     };
+    let gate = load_gate(&runtime, &settings).unwrap();
     Arc::new(AppState::new(settings, runtime, gate))
 }
 

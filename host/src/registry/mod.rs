@@ -1,0 +1,335 @@
+//! Policy modules in OCI registries: `shipgate push` publishes a module as
+//! a Wasm artifact, a gate names it `oci://REGISTRY/REPOSITORY@sha256:…`,
+//! and it is fetched once into a local content-addressed store, with its
+//! cosign signatures, from which every load reads it (checked against its
+//! digest each time). A leaf like `sources`: it uses nothing of the crate.
+
+mod artifact;
+mod client;
+mod reference;
+mod signature;
+mod store;
+
+use std::future::Future;
+use std::path::PathBuf;
+
+pub(crate) use client::ClientOptions;
+pub(crate) use reference::{Reference, SCHEME};
+pub(crate) use signature::{PublicKey, SigningKey};
+
+use artifact::{Descriptor, MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES};
+use client::Client;
+use signature::{SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, Signed};
+use store::{Kind, Store};
+
+/// Where modules from registries come from and are kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Remote {
+    /// The store; `None` when no directory for one is known.
+    pub(crate) store: Option<PathBuf>,
+    pub(crate) client: ClientOptions,
+}
+
+/// A module read from the store.
+#[derive(Debug)]
+pub(crate) struct Fetched {
+    pub(crate) bytes: Vec<u8>,
+    /// Hex sha256 of the module (the artifact's layer).
+    pub(crate) module_hex: String,
+    /// The reference, pinned to its manifest's digest.
+    pub(crate) reference: Reference,
+}
+
+impl Remote {
+    /// The default store (`$SHIPGATE_STORE`, `$XDG_DATA_HOME/shipgate/store`
+    /// or `~/.local/share/shipgate/store`); plain HTTP for loopback registries
+    /// and those in `$SHIPGATE_INSECURE_REGISTRIES` (comma-separated).
+    pub(crate) fn from_env() -> Remote {
+        let insecure = std::env::var("SHIPGATE_INSECURE_REGISTRIES").unwrap_or_default();
+        Remote {
+            store: store::default_root(),
+            client: ClientOptions {
+                insecure_registries: insecure
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                ..ClientOptions::default()
+            },
+        }
+    }
+
+    pub(crate) fn store_root(&self) -> Option<&std::path::Path> {
+        self.store.as_deref()
+    }
+
+    fn store(&self) -> Result<Store, String> {
+        self.store
+            .clone()
+            .map(Store::new)
+            .ok_or_else(|| "no module store: set SHIPGATE_STORE or HOME".to_string())
+    }
+
+    /// The module `text` names, from the store; fetched into it first when
+    /// absent. A tag without a digest is looked up at the registry every
+    /// time. With the module in the store, no registry is asked: a store
+    /// filled by `shipgate pull` serves where no registry is reachable.
+    pub(crate) fn module(&self, text: &str, max_bytes: u64) -> Result<Fetched, String> {
+        let reference = Reference::parse(text)?;
+        let store = self.store()?;
+        if let Some(hex) = &reference.digest
+            && let Some(fetched) = from_store(&store, &reference, hex, max_bytes)?
+        {
+            return Ok(fetched);
+        }
+        run(fetch(&self.client, &store, &reference, max_bytes))?
+    }
+
+    /// Checks that the module `reference` (pinned) is signed by `key`: with
+    /// the signatures in the store, else with the registry's (stored for next
+    /// time). Returns the key's fingerprint.
+    pub(crate) fn verify(&self, reference: &Reference, key: &PublicKey) -> Result<String, String> {
+        let hex = reference
+            .digest
+            .as_deref()
+            .ok_or("the reference has no digest")?;
+        let store = self.store()?;
+        let stored = stored_signatures(&store, hex)?;
+        let verified = signature::verify(&stored, key, hex);
+        if verified.is_ok() {
+            return verified;
+        }
+        match run(fetch_signatures(&self.client, &store, reference)).and_then(|r| r) {
+            Ok(pulled) => signature::verify(&pulled, key, hex),
+            Err(unreachable) => Err(format!(
+                "{}; and the registry could not be asked for newer signatures: {unreachable}",
+                verified.unwrap_err()
+            )),
+        }
+    }
+}
+
+/// Publishes `module` at `reference` (which names a tag) and returns the
+/// reference pinned to the manifest's digest.
+pub(crate) fn push(
+    options: &ClientOptions,
+    module: &[u8],
+    title: &str,
+    reference: &Reference,
+) -> Result<Reference, String> {
+    let tag = reference
+        .tag
+        .clone()
+        .ok_or("push needs a tag: oci://REGISTRY/REPOSITORY:TAG")?;
+    let client = Client::new(options.clone())?;
+    let (config, manifest) = artifact::wasm_artifact(module, title);
+    run(async {
+        client.push_blob(reference, module).await?;
+        client.push_blob(reference, &config).await?;
+        let hex = client.push_manifest(reference, &tag, &manifest).await?;
+        Ok(reference.pinned(&hex))
+    })?
+}
+
+/// Fetches a module and its signatures into the store (`shipgate pull`).
+pub(crate) fn pull(
+    remote: &Remote,
+    reference: &Reference,
+    max_bytes: u64,
+) -> Result<Fetched, String> {
+    let store = remote.store()?;
+    run(async {
+        let fetched = fetch(&remote.client, &store, reference, max_bytes).await?;
+        fetch_signatures(&remote.client, &store, &fetched.reference).await?;
+        Ok(fetched)
+    })?
+}
+
+/// Signs the module `reference` (pinned) with `key`, in cosign's layout:
+/// a layer added to the manifest tagged `sha256-<digest>.sig`.
+pub(crate) fn sign(
+    options: &ClientOptions,
+    reference: &Reference,
+    key: &SigningKey,
+) -> Result<(), String> {
+    let hex = reference
+        .digest
+        .clone()
+        .ok_or("sign needs a digest: oci://REGISTRY/REPOSITORY@sha256:…")?;
+    let client = Client::new(options.clone())?;
+    let payload = signature::payload(
+        &format!("{}/{}", reference.registry, reference.repository),
+        &hex,
+    );
+    let signed = key.sign(&payload)?;
+    let tag = signature::signature_tag(&hex);
+    run(async {
+        if client.manifest(reference).await?.is_none() {
+            return Err(format!("{reference}: no such module in the registry"));
+        }
+        let at_tag = Reference {
+            tag: Some(tag.clone()),
+            digest: None,
+            ..reference.clone()
+        };
+        // Signatures already there are kept: cosign adds a layer too.
+        let mut layers = match client.manifest(&at_tag).await? {
+            Some((bytes, _)) => serde_json::from_slice::<artifact::Manifest>(&bytes)
+                .map(|m| m.layers)
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let mut layer = Descriptor::of(SIMPLE_SIGNING_MEDIA_TYPE, &payload);
+        layer
+            .annotations
+            .insert(SIGNATURE_ANNOTATION.into(), signed.signature.clone());
+        layers.push(layer);
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": "", "os": "", "config": {},
+            "created": "0001-01-01T00:00:00Z",
+            "history": [{"created": "0001-01-01T00:00:00Z"}],
+            "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.digest.clone()).collect::<Vec<_>>()},
+        }))
+        .expect("JSON");
+        let manifest = artifact::Manifest {
+            schema_version: 2,
+            media_type: Some(MANIFEST_MEDIA_TYPE.into()),
+            artifact_type: None,
+            config: Descriptor::of("application/vnd.oci.image.config.v1+json", &config),
+            layers,
+            annotations: Default::default(),
+        };
+        client.push_blob(reference, &payload).await?;
+        client.push_blob(reference, &config).await?;
+        client
+            .push_manifest(
+                reference,
+                &tag,
+                &serde_json::to_vec(&manifest).expect("JSON"),
+            )
+            .await
+            .map(drop)
+    })?
+}
+
+/// A module already in the store under its manifest digest.
+fn from_store(
+    store: &Store,
+    reference: &Reference,
+    hex: &str,
+    max_bytes: u64,
+) -> Result<Option<Fetched>, String> {
+    let Some(manifest) = store.get(Kind::Manifest, hex, MAX_MANIFEST_BYTES)? else {
+        return Ok(None);
+    };
+    let layer = artifact::module_layer(&manifest)?;
+    let module_hex = layer.hex()?.to_string();
+    if layer.size > max_bytes {
+        return Err(format!(
+            "the module has {} bytes, more than the limit of {max_bytes}",
+            layer.size
+        ));
+    }
+    let Some(bytes) = store.get(Kind::Blob, &module_hex, max_bytes)? else {
+        return Ok(None);
+    };
+    Ok(Some(Fetched {
+        bytes,
+        module_hex,
+        reference: reference.pinned(hex),
+    }))
+}
+
+/// Fetches the manifest and the module into the store.
+async fn fetch(
+    client: &ClientOptions,
+    store: &Store,
+    reference: &Reference,
+    max_bytes: u64,
+) -> Result<Fetched, String> {
+    let client = Client::new(client.clone())?;
+    let (manifest, hex) = client
+        .manifest(reference)
+        .await?
+        .ok_or_else(|| format!("{reference}: no such module in the registry"))?;
+    let layer = artifact::module_layer(&manifest)?;
+    let bytes = client.blob(reference, &layer, max_bytes).await?;
+    let module_hex = store.put(Kind::Blob, &bytes)?;
+    store.put(Kind::Manifest, &manifest)?;
+    Ok(Fetched {
+        bytes,
+        module_hex,
+        reference: reference.pinned(&hex),
+    })
+}
+
+/// Fetches the cosign signatures of a pinned reference into the store (an
+/// empty list when there are none) and returns them.
+async fn fetch_signatures(
+    options: &ClientOptions,
+    store: &Store,
+    reference: &Reference,
+) -> Result<Vec<Signed>, String> {
+    let hex = reference
+        .digest
+        .as_deref()
+        .ok_or("the reference has no digest")?;
+    let client = Client::new(options.clone())?;
+    let at_tag = Reference {
+        tag: Some(signature::signature_tag(hex)),
+        digest: None,
+        ..reference.clone()
+    };
+    let mut signatures = Vec::new();
+    if let Some((bytes, _)) = client.manifest(&at_tag).await? {
+        let manifest: artifact::Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("{at_tag}: not a signature manifest: {e}"))?;
+        for layer in manifest
+            .layers
+            .iter()
+            .filter(|l| l.media_type == SIMPLE_SIGNING_MEDIA_TYPE)
+        {
+            let Some(signature) = layer.annotations.get(SIGNATURE_ANNOTATION) else {
+                continue;
+            };
+            let payload = client
+                .blob(reference, layer, signature::MAX_PAYLOAD_BYTES)
+                .await?;
+            signatures.push(Signed {
+                payload: base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    payload,
+                ),
+                signature: signature.clone(),
+            });
+        }
+    }
+    store.put_signatures(hex, &serde_json::to_vec(&signatures).expect("JSON"))?;
+    Ok(signatures)
+}
+
+fn stored_signatures(store: &Store, hex: &str) -> Result<Vec<Signed>, String> {
+    match store.signatures(hex)? {
+        Some(json) => serde_json::from_slice(&json)
+            .map_err(|e| format!("the stored signatures of {hex} are not readable: {e}")),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Runs a registry conversation to completion from synchronous code, on a
+/// thread of its own, so it works inside or outside an async runtime.
+fn run<T: Send>(future: impl Future<Output = T> + Send) -> Result<T, String> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map(|runtime| runtime.block_on(future))
+                    .map_err(|e| format!("starting the registry client: {e}"))
+            })
+            .join()
+            .map_err(|_| "the registry client panicked".to_string())?
+    })
+}

@@ -1,0 +1,430 @@
+//! Policies from a real OCI registry (Debian's `docker-registry`, the CNCF
+//! distribution registry, on a loopback port): pushed, pulled by digest,
+//! signed in cosign's format, verified and evaluated by `eval` and `serve`;
+//! and each way that goes wrong fails closed with a clear message.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::server::Server;
+use crate::support::{custom_policy, sha256_hex, shipgate_in, snapshot};
+
+/// A registry on 127.0.0.1, its storage in a temporary directory; stopped
+/// when dropped.
+struct Registry {
+    child: Child,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: {address}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry (Debian package docker-registry; ./test.sh installs it)");
+        let registry = Registry {
+            child,
+            address,
+            _dir: dir,
+        };
+        let started = Instant::now();
+        let client = reqwest::blocking::Client::new();
+        while client
+            .get(format!("http://{}/v2/", registry.address))
+            .send()
+            .map_or(true, |r| !r.status().is_success())
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the registry did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        registry
+    }
+
+    fn reference(&self, repository: &str) -> String {
+        format!("oci://{}/{repository}", self.address)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `shipgate ARGS` in `dir` with the module store in `dir/store`; exit code,
+/// stdout and stderr.
+fn run(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = shipgate_in(dir)
+        .env("SHIPGATE_STORE", dir.join("store"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A pinned reference to a registry that is not there: a loopback port
+/// nothing listens on.
+fn nowhere(digest: &str) -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("oci://127.0.0.1:{port}/team/rules@sha256:{digest}")
+}
+
+/// `shipgate push` of the example policy; the pinned reference it printed.
+fn push(dir: &Path, reference: &str) -> String {
+    let module = custom_policy();
+    let (code, stdout, stderr) = run(dir, &["push", module.to_str().unwrap(), reference]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let pinned = stdout.lines().last().unwrap().trim().to_string();
+    assert!(
+        pinned.starts_with(&format!("{reference}@sha256:")),
+        "{stdout}"
+    );
+    pinned
+}
+
+/// An ECDSA P-256 key pair as openssl writes it (PKCS#8 and SPKI PEM):
+/// the kind cosign generates, in the form shipgate reads.
+fn key_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (private, public) = (
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.pub")),
+    );
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl ecparam -name prime256v1 -genkey -noout | openssl pkcs8 -topk8 -nocrypt -out {0} && \
+             openssl ec -in {0} -pubout -out {1} 2>/dev/null",
+            private.display(),
+            public.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    (private, public)
+}
+
+/// The example gate with the change-freeze policy from `module`.
+fn gate(dir: &Path, module: &str, verify: Option<&Path>) -> PathBuf {
+    let verify = verify.map_or_else(String::new, |key| {
+        format!("verify = {{ key = \"{}\" }}\n", key.display())
+    });
+    let path = dir.join("gate.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"registry\"\n[[policy]]\nname = \"change-freeze\"\nmodule = \"{module}\"\n{verify}\
+             phases = [\"preflight\"]\nconfig = {{ weekends = true }}\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn eval(dir: &Path) -> (Option<i32>, serde_json::Value) {
+    let snapshot = snapshot("preflight-ready");
+    let (code, stdout, stderr) = run(
+        dir,
+        &[
+            "eval",
+            "--phase",
+            "preflight",
+            "--gate",
+            "gate.toml",
+            "--format",
+            "json",
+            "--snapshot",
+            snapshot.to_str().unwrap(),
+        ],
+    );
+    let json = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    (code, json)
+}
+
+fn fault(json: &serde_json::Value) -> String {
+    json["policies"][0]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn a_pushed_policy_is_pulled_by_digest_signed_verified_and_decides() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let pinned = push(dir, &registry.reference("team/change-freeze:0.1.0"));
+    let (key, public) = key_pair(dir, "release");
+    let (code, _, stderr) = run(dir, &["sign", "--key", key.to_str().unwrap(), &pinned]);
+    assert_eq!(code, Some(0), "{stderr}");
+
+    gate(dir, &pinned, Some(&public));
+    let (code, json) = eval(dir);
+    assert_eq!(code, Some(0), "{json:#}");
+    let policy = &json["policies"][0];
+    assert_eq!(policy["module"], pinned.as_str());
+    let module_digest = sha256_hex(&std::fs::read(custom_policy()).unwrap());
+    assert_eq!(policy["module_sha256"], module_digest.as_str());
+    assert!(
+        dir.join("store/blobs/sha256")
+            .join(&module_digest)
+            .is_file()
+    );
+
+    // inspect takes the reference too, and shows who signed; check names
+    // the signer of each verified policy.
+    let (code, stdout, stderr) = run(
+        dir,
+        &[
+            "inspect",
+            &pinned,
+            "--json",
+            "--key",
+            public.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let inspected: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(inspected["name"], "change-freeze");
+    assert_eq!(inspected["sha256"], module_digest.as_str());
+    let signer = inspected["signed_by"].as_str().unwrap().to_string();
+    assert_eq!(signer.len(), 16, "{inspected:#}");
+    let (code, stdout, stderr) = run(dir, &["check", "--gate", "gate.toml"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains(&format!("policy 'change-freeze': signed by key {signer}")),
+        "{stdout}"
+    );
+
+    // Pulled into a store of its own, it serves with the registry gone.
+    let store = dir.join("air-gapped");
+    let (code, stdout, stderr) = run(dir, &["pull", "--store", store.to_str().unwrap(), &pinned]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains(&module_digest), "{stdout}");
+    drop(registry);
+    let server = Server::start(
+        &dir.join("gate.toml"),
+        &[
+            "--store",
+            store.to_str().unwrap(),
+            "--require-pins",
+            "--require-signatures",
+        ],
+    );
+    let (status, decision) = server.evaluate("preflight-ready");
+    assert_eq!(status, 200, "{decision:#}");
+    assert_eq!(decision["decision"], "allow", "{decision:#}");
+
+    // A reload that needs a registry no one can reach keeps the old gate.
+    gate(dir, &nowhere(&"2".repeat(64)), Some(&public));
+    server.signal("HUP");
+    crate::server::eventually("the reload to fail", || {
+        server.metric("shipgate_gate_reloads_total{result=\"error\"}") >= 1.0
+    });
+    let (status, decision) = server.evaluate("preflight-ready");
+    assert_eq!(
+        (status, &decision["policies"][0]["module"]),
+        (200, &serde_json::json!(pinned))
+    );
+    assert_eq!(decision["decision"], "allow", "{decision:#}");
+}
+
+#[test]
+fn unsigned_wrongly_signed_tampered_oversized_and_unreachable_modules_fail_closed() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let (_, public) = key_pair(dir, "release");
+    let (other_key, _) = key_pair(dir, "other");
+
+    // Unsigned.
+    let unsigned = push(dir, &registry.reference("team/unsigned:1"));
+    gate(dir, &unsigned, Some(&public));
+    let (code, json) = eval(dir);
+    assert_eq!(code, Some(1));
+    assert!(fault(&json).contains("is not signed"), "{json:#}");
+
+    // Signed, by another key.
+    let (code, _, stderr) = run(
+        dir,
+        &["sign", "--key", other_key.to_str().unwrap(), &unsigned],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, json) = eval(dir);
+    assert_eq!(code, Some(1));
+    assert!(
+        fault(&json).contains("no signature verifies with key"),
+        "{json:#}"
+    );
+
+    // Tampered in the store after the pull.
+    let module_digest = sha256_hex(&std::fs::read(custom_policy()).unwrap());
+    let stored = dir.join("store/blobs/sha256").join(&module_digest);
+    std::fs::write(&stored, b"\0asm not the module").unwrap();
+    gate(dir, &unsigned, None);
+    let (code, json) = eval(dir);
+    assert_eq!(code, Some(1));
+    assert!(fault(&json).contains("the store was altered"), "{json:#}");
+
+    // A digest the registry does not hold.
+    let missing = format!(
+        "{}@sha256:{}",
+        registry.reference("team/unsigned"),
+        "0".repeat(64)
+    );
+    gate(dir, &missing, None);
+    let (code, json) = eval(dir);
+    assert_eq!(code, Some(1));
+    assert!(
+        fault(&json).contains("no such module in the registry"),
+        "{json:#}"
+    );
+
+    // Larger than the gate's limit, refused before its download completes.
+    let oversized = push_raw_artifact(&registry, "team/huge", 3 << 20);
+    std::fs::write(
+        dir.join("gate.toml"),
+        format!("name = \"g\"\n[limits]\nmax_module_mib = 2\n[[policy]]\nname = \"huge\"\nmodule = \"{oversized}\"\nphases = [\"preflight\"]\n"),
+    )
+    .unwrap();
+    let (code, json) = eval(dir);
+    assert_eq!(code, Some(1));
+    assert!(
+        fault(&json).contains("more than the limit of 2097152"),
+        "{json:#}"
+    );
+
+    // A registry that is not there.
+    gate(dir, &nowhere(&"1".repeat(64)), None);
+    let (code, json) = eval(dir);
+    assert_eq!(code, Some(1));
+    assert!(fault(&json).contains("cannot connect"), "{json:#}");
+}
+
+/// Uploads a Wasm artifact whose layer is `size` bytes straight through the
+/// distribution API (what `shipgate push` would refuse to publish) and
+/// returns its pinned reference.
+fn push_raw_artifact(registry: &Registry, repository: &str, size: usize) -> String {
+    use sha2::{Digest, Sha256};
+    let client = reqwest::blocking::Client::new();
+    let base = format!("http://{}/v2/{repository}", registry.address);
+    let upload = |bytes: Vec<u8>| {
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+        let started = client
+            .post(format!("{base}/blobs/uploads/"))
+            .send()
+            .unwrap();
+        let location = started.headers()["location"].to_str().unwrap().to_string();
+        let url = if location.starts_with("http") {
+            location
+        } else {
+            format!("http://{}{location}", registry.address)
+        };
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let put = client
+            .put(format!("{url}{separator}digest={digest}"))
+            .body(bytes.clone())
+            .send()
+            .unwrap();
+        assert!(put.status().is_success(), "{}", put.status());
+        (digest, bytes.len())
+    };
+    let (layer, layer_size) = upload(vec![0u8; size]);
+    let (config, config_size) = upload(br#"{"architecture":"wasm","os":"wasip2"}"#.to_vec());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.wasm.config.v0+json", "digest": config, "size": config_size},
+        "layers": [{"mediaType": "application/wasm", "digest": layer, "size": layer_size}],
+    })
+    .to_string();
+    let put = client
+        .put(format!("{base}/manifests/v1"))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.clone())
+        .send()
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.status());
+    format!(
+        "oci://{}/{repository}@sha256:{}",
+        registry.address,
+        hex::encode(Sha256::digest(manifest.as_bytes()))
+    )
+}
+
+#[test]
+fn serve_refuses_tags_without_digests_and_unsigned_modules_when_required() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let tagged = registry.reference("team/rules:latest");
+    push(dir, &tagged);
+    gate(dir, &tagged, None);
+    let serve = |args: &[&str]| {
+        let output = Server::command()
+            .args(["--listen", "127.0.0.1:0", "--gate"])
+            .arg(dir.join("gate.toml"))
+            .args(args)
+            .env("SHIPGATE_STORE", dir.join("store"))
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = serve(&[]);
+    assert_eq!(code, Some(65), "{stderr}");
+    assert!(stderr.contains("names no digest"), "{stderr}");
+
+    // eval resolves the tag and warns.
+    let (code, json) = eval(dir);
+    assert_eq!(code, Some(0), "{json:#}");
+
+    let pinned = push(dir, &tagged);
+    gate(dir, &pinned, None);
+    let (code, stderr) = serve(&["--require-signatures"]);
+    assert_eq!(code, Some(65), "{stderr}");
+    assert!(stderr.contains("--require-signatures"), "{stderr}");
+    std::fs::write(
+        dir.join("gate.toml"),
+        "name = \"g\"\n[[policy]]\nname = \"local\"\nmodule = \"rules.wasm\"\nphases = [\"abort\"]\n",
+    )
+    .unwrap();
+    let (code, stderr) = serve(&["--require-pins"]);
+    assert_eq!(code, Some(65), "{stderr}");
+    assert!(stderr.contains("--require-pins"), "{stderr}");
+}
