@@ -337,6 +337,9 @@ pub(crate) fn run(cli: Cli) -> Result<i32, Error> {
         Command::Eval(args) => eval(&args),
         Command::Policies => policies(),
         Command::Inspect(args) => {
+            if args.module.starts_with(crate::registry::SCHEME) {
+                reference(&args.module)?;
+            }
             let mut inspection = inspect::inspect(&runtime()?, &args.module)?;
             if let Some(key) = &args.key {
                 let signer = crate::modules::verify_reference(
@@ -609,10 +612,21 @@ fn registry_error(why: String) -> Error {
 
 fn push(args: &PushArgs) -> Result<i32, Error> {
     let target = reference(&args.reference)?;
+    if target.tag.is_none() || target.digest.is_some() {
+        return Err(Error::Usage(format!(
+            "{target}: push to a tag (oci://REGISTRY/REPOSITORY:TAG); the digest is the registry's to say"
+        )));
+    }
     let label = args.module.display().to_string();
     // Only a policy of this contract is published.
     let inspection = inspect::inspect(&runtime()?, &label)?;
     let bytes = std::fs::read(&args.module).map_err(|e| Error::reading(&args.module, e))?;
+    // What is pushed is what was checked.
+    if crate::registry::digest(&bytes) != inspection.sha256 {
+        return Err(Error::InvalidInput(format!(
+            "{label}: the file changed while it was being checked"
+        )));
+    }
     let title = args.module.file_name().map_or_else(
         || "policy.wasm".to_string(),
         |n| n.to_string_lossy().into_owned(),

@@ -121,7 +121,23 @@ pub(crate) fn load_module(
     policy: &PolicyEntry,
     max_bytes: u64,
 ) -> Result<Arc<LoadedModule>, LoadError> {
-    let module = read_module(base, remote, &policy.module, max_bytes)?;
+    let module = match &policy.sha256 {
+        // The gate requires a pin for a module named by URL.
+        Some(pin) if registry::is_url(&policy.module) => {
+            let bytes = remote
+                .url_module(&policy.module, pin, max_bytes)
+                .map_err(|detail| LoadError::Remote {
+                    module: policy.module.clone(),
+                    detail,
+                })?;
+            ModuleBytes {
+                sha256: pin.to_ascii_lowercase(),
+                bytes: Cow::Owned(bytes),
+                reference: None,
+            }
+        }
+        _ => read_module(base, remote, &policy.module, max_bytes)?,
+    };
     if let Some(pin) = &policy.sha256
         && !module.sha256.eq_ignore_ascii_case(pin)
     {
@@ -176,18 +192,23 @@ pub(crate) fn verify_reference(
 /// The largest key file read.
 const MAX_KEY_BYTES: u64 = 64 << 10;
 
-/// A verification key, relative to the gate file's directory or absolute.
+/// A verification key, relative to the gate file's directory or absolute:
+/// a regular file of at most `MAX_KEY_BYTES`.
 fn read_key(base: &ModuleBase, key: &str) -> Result<PublicKey, String> {
-    use std::io::Read;
     let path = match base {
         ModuleBase::Confined(dir) => dir.join(key),
         ModuleBase::WorkingDir => PathBuf::from(key),
     };
-    let mut text = String::new();
-    std::fs::File::open(&path)
-        .and_then(|file| file.take(MAX_KEY_BYTES).read_to_string(&mut text))
-        .map_err(|e| format!("key {}: {e}", path.display()))?;
-    PublicKey::from_pem(&text).map_err(|e| format!("key {}: {e}", path.display()))
+    let failed = |why: String| format!("key {}: {why}", path.display());
+    let metadata = std::fs::metadata(&path).map_err(|e| failed(e.to_string()))?;
+    if !metadata.is_file() {
+        return Err(failed("not a regular file".into()));
+    }
+    let bytes = registry::read_at_most(&path, MAX_KEY_BYTES)
+        .map_err(failed)?
+        .ok_or_else(|| failed("no such file".into()))?;
+    let text = String::from_utf8(bytes).map_err(|_| failed("not PEM text".into()))?;
+    PublicKey::from_pem(&text).map_err(failed)
 }
 
 /// Compiles bytes read by [`read_module`].
@@ -223,6 +244,12 @@ pub(crate) fn read_module(
             bytes: Cow::Borrowed(builtin.bytes),
             sha256: builtin.sha256.to_string(),
             reference: None,
+        });
+    }
+    if registry::is_url(module) {
+        return Err(LoadError::Remote {
+            module: module.to_string(),
+            detail: "a module named by URL is read through a gate, which pins its sha256".into(),
         });
     }
     if module.starts_with(registry::SCHEME) {

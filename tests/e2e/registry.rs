@@ -428,3 +428,103 @@ fn serve_refuses_tags_without_digests_and_unsigned_modules_when_required() {
     assert_eq!(code, Some(65), "{stderr}");
     assert!(stderr.contains("--require-pins"), "{stderr}");
 }
+
+/// A module named by URL, pinned by its sha256: served over loopback HTTP,
+/// it decides; a pin it does not match fails closed; no pin is refused.
+#[test]
+fn a_module_from_a_url_is_pinned_by_its_sha256() {
+    let module = std::fs::read(custom_policy()).unwrap();
+    let digest = sha256_hex(&module);
+    let app = axum::Router::new().route(
+        "/policies/change_freeze.wasm",
+        axum::routing::get(move || {
+            let module = module.clone();
+            async move { module }
+        }),
+    );
+    let address = crate::server::serve_on_loopback(app);
+    let url = format!("http://{address}/policies/change_freeze.wasm");
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let write = |pin: Option<&str>| {
+        let pin = pin.map_or_else(String::new, |p| format!("sha256 = \"{p}\"\n"));
+        std::fs::write(
+            dir.join("gate.toml"),
+            format!("name = \"g\"\n[[policy]]\nname = \"change-freeze\"\nmodule = \"{url}\"\n{pin}phases = [\"preflight\"]\n"),
+        )
+        .unwrap();
+    };
+    write(Some(&digest));
+    let (code, json) = eval(dir);
+    assert_eq!(code, Some(0), "{json:#}");
+    assert_eq!(json["policies"][0]["module_sha256"], digest.as_str());
+
+    write(Some(&"3".repeat(64)));
+    let (code, json) = eval(dir);
+    assert_eq!(code, Some(1));
+    assert!(
+        fault(&json).contains(&format!("has sha256 {digest}, but the gate pins 333")),
+        "{json:#}"
+    );
+
+    write(None);
+    let snapshot = snapshot("preflight-ready");
+    let (code, _, stderr) = run(
+        dir,
+        &[
+            "eval",
+            "--phase",
+            "preflight",
+            "--gate",
+            "gate.toml",
+            "--snapshot",
+            snapshot.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(65), "{stderr}");
+    assert!(
+        stderr.contains("a module named by URL needs its sha256 pin"),
+        "{stderr}"
+    );
+}
+
+/// References that cannot mean what is asked are usage errors, before any
+/// registry is asked.
+#[test]
+fn bad_references_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let module = custom_policy();
+    let module = module.to_str().unwrap();
+    let digest = format!("@sha256:{}", "4".repeat(64));
+    for (args, message) in [
+        (
+            vec!["push", module, "oci://127.0.0.1:1/team/rules"],
+            "name a tag or a digest",
+        ),
+        (
+            vec![
+                "push",
+                module,
+                &format!("oci://127.0.0.1:1/team/rules{digest}"),
+            ],
+            "push to a tag",
+        ),
+        (
+            vec!["sign", "--key", "k.pem", "oci://127.0.0.1:1/team/rules:v1"],
+            "sign a module by digest",
+        ),
+        (
+            vec!["inspect", "oci://127.0.0.1:1/Team/rules:v1"],
+            "the repository must be lowercase",
+        ),
+        (
+            vec!["pull", "oci://127.0.0.1:1/team/../rules:v1"],
+            "the repository must be lowercase",
+        ),
+    ] {
+        let (code, _, stderr) = run(dir, &args);
+        assert_eq!(code, Some(64), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}

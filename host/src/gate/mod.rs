@@ -210,22 +210,28 @@ impl Gate {
     /// already there are only checked), so that a server starts, or reloads,
     /// only when it has them all: an unreachable registry keeps the old gate.
     pub(crate) fn fetch_remote_modules(&self) -> Result<(), Error> {
-        let remote = self
-            .file
-            .policies
-            .iter()
-            .filter(|p| p.module.starts_with(crate::registry::SCHEME));
+        let remote = self.file.policies.iter().filter(|p| {
+            p.module.starts_with(crate::registry::SCHEME) || crate::registry::is_url(&p.module)
+        });
         for policy in remote {
-            self.remote
-                .module(&policy.module, self.max_module_bytes())
-                .map_err(|why| {
-                    Error::Internal(anyhow::anyhow!(
-                        "{}: policy '{}': module '{}': {why}",
-                        self.origin.label(),
-                        policy.name,
-                        policy.module
-                    ))
-                })?;
+            let fetched = match &policy.sha256 {
+                Some(pin) if crate::registry::is_url(&policy.module) => self
+                    .remote
+                    .url_module(&policy.module, pin, self.max_module_bytes())
+                    .map(drop),
+                _ => self
+                    .remote
+                    .module(&policy.module, self.max_module_bytes())
+                    .map(drop),
+            };
+            fetched.map_err(|why| {
+                Error::Internal(anyhow::anyhow!(
+                    "{}: policy '{}': module '{}': {why}",
+                    self.origin.label(),
+                    policy.name,
+                    policy.module
+                ))
+            })?;
         }
         Ok(())
     }
@@ -250,16 +256,22 @@ impl Gate {
             .filter(move |p| p.phases.contains(&phase))
     }
 
-    /// The files the gate's module paths name (none for `builtin:` ones).
+    /// The files a reload watches: module paths (not built-in or remote
+    /// ones) and `verify` keys.
     pub(crate) fn module_files(&self) -> Vec<PathBuf> {
         let ModuleBase::Confined(dir) = &self.module_base else {
             return Vec::new();
         };
-        self.file
-            .policies
-            .iter()
-            .filter(|p| !p.module.starts_with(crate::builtins::PREFIX))
+        let local = |module: &str| {
+            !module.starts_with(crate::builtins::PREFIX)
+                && !module.starts_with(crate::registry::SCHEME)
+                && !crate::registry::is_url(module)
+        };
+        let modules = self.file.policies.iter().filter(|p| local(&p.module));
+        let keys = self.file.policies.iter().filter_map(|p| p.verify.as_ref());
+        modules
             .map(|p| dir.join(&p.module))
+            .chain(keys.map(|verify| dir.join(&verify.key)))
             .collect()
     }
 

@@ -121,6 +121,11 @@ fn policies(file: &GateFile) -> Result<(), String> {
                 "{at}: sha256: '{pin}' is not a hex sha256 (64 hex digits)"
             ));
         }
+        if crate::registry::is_url(&policy.module) && policy.sha256.is_none() {
+            return Err(format!(
+                "{at}: sha256: a module named by URL needs its sha256 pin (what the URL serves can change)"
+            ));
+        }
         let remote = policy.module.starts_with(crate::registry::SCHEME);
         if remote {
             crate::registry::Reference::parse(&policy.module)

@@ -52,7 +52,19 @@ impl Client {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::limited(5))
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                // Blob downloads may go to storage elsewhere (reqwest drops
+                // the Authorization header across hosts), never down to http.
+                let downgrade = attempt.url().scheme() == "http"
+                    && attempt.previous().iter().any(|u| u.scheme() == "https");
+                if downgrade {
+                    attempt.error("a redirect from https to plain http")
+                } else if attempt.previous().len() > 5 {
+                    attempt.error("more than 5 redirects")
+                } else {
+                    attempt.follow()
+                }
+            }))
             .user_agent(concat!("shipgate/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("setting up HTTP: {e}"))?;
@@ -133,7 +145,7 @@ impl Client {
         let hex = blob.hex()?;
         if blob.size > max_bytes {
             return Err(format!(
-                "the module has {} bytes, more than the limit of {max_bytes}",
+                "the blob has {} bytes, more than the limit of {max_bytes}",
                 blob.size
             ));
         }
@@ -179,6 +191,13 @@ impl Client {
             .url()
             .join(location)
             .map_err(|e| format!("{start}: a bad upload Location '{location}': {e}"))?;
+        // The registry's credentials go to the registry only.
+        if location.origin() != response.url().origin() {
+            return Err(format!(
+                "{start}: the registry sends the upload elsewhere ({}); credentials are not sent there",
+                location.origin().ascii_serialization()
+            ));
+        }
         let mut upload = location.clone();
         upload.query_pairs_mut().append_pair("digest", &digest);
         let bytes = bytes.to_vec();
@@ -210,6 +229,44 @@ impl Client {
             .await?;
         ok(response, &url).await?;
         Ok(hex::encode(Sha256::digest(manifest)))
+    }
+
+    /// A file at `url` (`https://`, or `http://` on loopback or an insecure
+    /// host), at most `max_bytes` of it.
+    pub(crate) async fn download(&self, url: &str, max_bytes: u64) -> Result<Vec<u8>, String> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("'{url}' is not a URL: {e}"))?;
+        let host = parsed.host_str().unwrap_or("");
+        let authority = match parsed.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        };
+        let loopback = host == "localhost"
+            || host == "[::1]"
+            || host
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        let plain_ok = loopback || self.options.insecure_registries.contains(&authority);
+        match parsed.scheme() {
+            "https" => {}
+            "http" if plain_ok => {}
+            _ => {
+                return Err(format!(
+                    "{url}: modules are fetched over https (plain http only from loopback)"
+                ));
+            }
+        }
+        let response = self.http.get(parsed).send().await.map_err(|e| {
+            format!(
+                "{authority}: {} ({url})",
+                if e.is_connect() {
+                    "cannot connect".to_string()
+                } else {
+                    e.to_string()
+                }
+            )
+        })?;
+        let response = ok(response, url).await?;
+        body(response, max_bytes, url).await
     }
 
     /// Sends a request; on 401, authenticates as the registry asks (a bearer
@@ -278,6 +335,17 @@ impl Client {
             .ok_or_else(|| format!("{}: a bearer challenge without a realm", reference.registry))?;
         let mut url =
             reqwest::Url::parse(realm).map_err(|e| format!("token realm '{realm}': {e}"))?;
+        let plain_ok = reference.is_loopback()
+            || self
+                .options
+                .insecure_registries
+                .contains(&reference.registry);
+        if url.scheme() != "https" && !(url.scheme() == "http" && plain_ok) {
+            return Err(format!(
+                "{}: the token realm '{realm}' is not https; credentials are not sent there",
+                reference.registry
+            ));
+        }
         if let Some(service) = params.get("service") {
             url.query_pairs_mut().append_pair("service", service);
         }

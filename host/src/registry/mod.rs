@@ -15,12 +15,18 @@ use std::path::PathBuf;
 
 pub(crate) use client::ClientOptions;
 pub(crate) use reference::{Reference, SCHEME};
+
+/// Whether a module is named by URL (`https://`, or `http://` on loopback).
+pub(crate) fn is_url(module: &str) -> bool {
+    module.starts_with("https://") || module.starts_with("http://")
+}
 pub(crate) use signature::{PublicKey, SigningKey};
 
 use artifact::{Descriptor, MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES};
 use client::Client;
 use signature::{SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, Signed};
 use store::{Kind, Store};
+pub(crate) use store::{digest, read_at_most};
 
 /// Where modules from registries come from and are kept.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,6 +92,32 @@ impl Remote {
         run(fetch(&self.client, &store, &reference, max_bytes))?
     }
 
+    /// The module at an `https://` URL, pinned by its sha256: from the store
+    /// when there, else downloaded (at most `max_bytes`), checked against the
+    /// pin and stored.
+    pub(crate) fn url_module(
+        &self,
+        url: &str,
+        sha256: &str,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, String> {
+        let store = self.store()?;
+        let pin = sha256.to_ascii_lowercase();
+        if let Some(bytes) = store.get(Kind::Blob, &pin, max_bytes)? {
+            return Ok(bytes);
+        }
+        let client = Client::new(self.client.clone())?;
+        let bytes = run(client.download(url, max_bytes))??;
+        let actual = store::digest(&bytes);
+        if actual != pin {
+            return Err(format!(
+                "{url} has sha256 {actual}, but the gate pins {pin}"
+            ));
+        }
+        store.put(Kind::Blob, &bytes)?;
+        Ok(bytes)
+    }
+
     /// Checks that the module `reference` (pinned) is signed by `key`: with
     /// the signatures in the store, else with the registry's (stored for next
     /// time). Returns the key's fingerprint.
@@ -95,7 +127,7 @@ impl Remote {
             .as_deref()
             .ok_or("the reference has no digest")?;
         let store = self.store()?;
-        let stored = stored_signatures(&store, hex)?;
+        let stored = stored_signatures(&store, hex);
         let verified = signature::verify(&stored, key, hex);
         if verified.is_ok() {
             return verified;
@@ -168,16 +200,12 @@ pub(crate) fn sign(
         if client.manifest(reference).await?.is_none() {
             return Err(format!("{reference}: no such module in the registry"));
         }
-        let at_tag = Reference {
-            tag: Some(tag.clone()),
-            digest: None,
-            ..reference.clone()
-        };
+        let at_tag = signatures_at(reference, &hex);
         // Signatures already there are kept: cosign adds a layer too.
         let mut layers = match client.manifest(&at_tag).await? {
             Some((bytes, _)) => serde_json::from_slice::<artifact::Manifest>(&bytes)
                 .map(|m| m.layers)
-                .unwrap_or_default(),
+                .map_err(|e| format!("{at_tag}: not a signature manifest ({e}); left as it is"))?,
             None => Vec::new(),
         };
         let mut layer = Descriptor::of(SIMPLE_SIGNING_MEDIA_TYPE, &payload);
@@ -212,6 +240,19 @@ pub(crate) fn sign(
             .map(drop)
     })?
 }
+
+/// Where cosign keeps the signatures of the manifest `hex` of `reference`.
+fn signatures_at(reference: &Reference, hex: &str) -> Reference {
+    Reference {
+        tag: Some(signature::signature_tag(hex)),
+        digest: None,
+        ..reference.clone()
+    }
+}
+
+/// The most signatures read for one module, and the most bytes of them.
+const MAX_SIGNATURES: usize = 16;
+const MAX_SIGNATURES_BYTES: u64 = 1 << 20;
 
 /// A module already in the store under its manifest digest.
 fn from_store(
@@ -276,20 +317,22 @@ async fn fetch_signatures(
         .as_deref()
         .ok_or("the reference has no digest")?;
     let client = Client::new(options.clone())?;
-    let at_tag = Reference {
-        tag: Some(signature::signature_tag(hex)),
-        digest: None,
-        ..reference.clone()
-    };
+    let at_tag = signatures_at(reference, hex);
     let mut signatures = Vec::new();
     if let Some((bytes, _)) = client.manifest(&at_tag).await? {
         let manifest: artifact::Manifest = serde_json::from_slice(&bytes)
             .map_err(|e| format!("{at_tag}: not a signature manifest: {e}"))?;
-        for layer in manifest
+        let layers = manifest
             .layers
             .iter()
-            .filter(|l| l.media_type == SIMPLE_SIGNING_MEDIA_TYPE)
-        {
+            .filter(|l| l.media_type == SIMPLE_SIGNING_MEDIA_TYPE);
+        let total: u64 = layers.clone().map(|l| l.size).sum();
+        if layers.clone().count() > MAX_SIGNATURES || total > MAX_SIGNATURES_BYTES {
+            return Err(format!(
+                "{at_tag}: more than {MAX_SIGNATURES} signatures or {MAX_SIGNATURES_BYTES} bytes of them"
+            ));
+        }
+        for layer in layers {
             let Some(signature) = layer.annotations.get(SIGNATURE_ANNOTATION) else {
                 continue;
             };
@@ -309,12 +352,15 @@ async fn fetch_signatures(
     Ok(signatures)
 }
 
-fn stored_signatures(store: &Store, hex: &str) -> Result<Vec<Signed>, String> {
-    match store.signatures(hex)? {
-        Some(json) => serde_json::from_slice(&json)
-            .map_err(|e| format!("the stored signatures of {hex} are not readable: {e}")),
-        None => Ok(Vec::new()),
-    }
+/// The signatures stored for a manifest; none when absent or unreadable
+/// (the registry is asked again then).
+fn stored_signatures(store: &Store, hex: &str) -> Vec<Signed> {
+    store
+        .signatures(hex, 2 * MAX_SIGNATURES_BYTES)
+        .ok()
+        .flatten()
+        .and_then(|json| serde_json::from_slice(&json).ok())
+        .unwrap_or_default()
 }
 
 /// Runs a registry conversation to completion from synchronous code, on a

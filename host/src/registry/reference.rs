@@ -28,10 +28,7 @@ impl Reference {
             Some((name, digest)) => {
                 let hex = digest
                     .strip_prefix("sha256:")
-                    .filter(|hex| {
-                        hex.len() == 64
-                            && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-                    })
+                    .filter(|hex| super::store::is_hex_digest(hex))
                     .ok_or_else(|| bad("the digest is not sha256: and 64 lowercase hex digits"))?;
                 (name, Some(hex.to_string()))
             }

@@ -73,7 +73,7 @@ impl Store {
             Some(bytes) => bytes,
             None => return Ok(None),
         };
-        let actual = hex::encode(Sha256::digest(&bytes));
+        let actual = digest(&bytes);
         if actual != hex {
             return Err(format!(
                 "{} holds content with sha256 {actual}: the store was altered",
@@ -86,14 +86,18 @@ impl Store {
     /// Stores `bytes` under their own digest (written to a temporary file and
     /// renamed, so a reader never sees half a file). Returns the hex digest.
     pub(crate) fn put(&self, kind: Kind, bytes: &[u8]) -> Result<String, String> {
-        let hex = hex::encode(Sha256::digest(bytes));
+        let hex = digest(bytes);
         write_atomically(&self.path(kind, &hex), bytes)?;
         Ok(hex)
     }
 
     /// The signatures pulled for a manifest (JSON), if any.
-    pub(crate) fn signatures(&self, manifest_hex: &str) -> Result<Option<Vec<u8>>, String> {
-        read_at_most(&self.signatures_path(manifest_hex), 1 << 20)
+    pub(crate) fn signatures(
+        &self,
+        manifest_hex: &str,
+        max_bytes: u64,
+    ) -> Result<Option<Vec<u8>>, String> {
+        read_at_most(&self.signatures_path(manifest_hex), max_bytes)
     }
 
     pub(crate) fn put_signatures(&self, manifest_hex: &str, json: &[u8]) -> Result<(), String> {
@@ -101,11 +105,15 @@ impl Store {
     }
 }
 
+pub(crate) fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
 pub(crate) fn is_hex_digest(hex: &str) -> bool {
     hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-fn read_at_most(path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, String> {
+pub(crate) fn read_at_most(path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, String> {
     use std::io::Read;
     let file = match std::fs::File::open(path) {
         Ok(file) => file,
