@@ -154,22 +154,24 @@ fn gate(dir: &Path, module: &str, verify: Option<&Path>) -> PathBuf {
     path
 }
 
-fn eval(dir: &Path) -> (Option<i32>, serde_json::Value) {
+/// `shipgate eval` of the ready preflight snapshot with `dir/gate.toml`.
+fn eval_raw(dir: &Path, extra: &[&str]) -> (Option<i32>, String, String) {
     let snapshot = snapshot("preflight-ready");
-    let (code, stdout, stderr) = run(
-        dir,
-        &[
-            "eval",
-            "--phase",
-            "preflight",
-            "--gate",
-            "gate.toml",
-            "--format",
-            "json",
-            "--snapshot",
-            snapshot.to_str().unwrap(),
-        ],
-    );
+    let mut args = vec![
+        "eval",
+        "--phase",
+        "preflight",
+        "--gate",
+        "gate.toml",
+        "--snapshot",
+    ];
+    args.push(snapshot.to_str().unwrap());
+    args.extend_from_slice(extra);
+    run(dir, &args)
+}
+
+fn eval(dir: &Path) -> (Option<i32>, serde_json::Value) {
+    let (code, stdout, stderr) = eval_raw(dir, &["--format", "json"]);
     let json = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
     (code, json)
 }
@@ -468,19 +470,7 @@ fn a_module_from_a_url_is_pinned_by_its_sha256() {
     );
 
     write(None);
-    let snapshot = snapshot("preflight-ready");
-    let (code, _, stderr) = run(
-        dir,
-        &[
-            "eval",
-            "--phase",
-            "preflight",
-            "--gate",
-            "gate.toml",
-            "--snapshot",
-            snapshot.to_str().unwrap(),
-        ],
-    );
+    let (code, _, stderr) = eval_raw(dir, &[]);
     assert_eq!(code, Some(65), "{stderr}");
     assert!(
         stderr.contains("a module named by URL needs its sha256 pin"),
