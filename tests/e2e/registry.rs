@@ -518,3 +518,154 @@ fn bad_references_are_usage_errors() {
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
 }
+
+/// Registries that ask for credentials: a loopback stand-in that answers
+/// as the distribution spec's token authentication does (401 with a Bearer
+/// challenge, a token service that takes Basic credentials), and serves one
+/// module only to a request with its token.
+#[test]
+fn credentials_from_the_command_line_or_the_docker_config_get_a_token() {
+    use axum::http::{HeaderMap, StatusCode, header};
+    use axum::response::IntoResponse;
+    let module = std::fs::read(custom_policy()).unwrap();
+    let module_digest = sha256_hex(&module);
+    let config = br#"{"architecture":"wasm","os":"wasip2"}"#.to_vec();
+    let config_digest = sha256_hex(&config);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.wasm.config.v0+json", "digest": format!("sha256:{config_digest}"), "size": config.len()},
+        "layers": [{"mediaType": "application/wasm", "digest": format!("sha256:{module_digest}"), "size": module.len()}],
+    })
+    .to_string();
+    let challenge = |headers: &HeaderMap| {
+        let host = headers[header::HOST].to_str().unwrap().to_string();
+        (
+            StatusCode::UNAUTHORIZED,
+            [(
+                header::WWW_AUTHENTICATE,
+                format!(r#"Bearer realm="http://{host}/token",service="stand-in",scope="repository:team/rules:pull""#),
+            )],
+        )
+            .into_response()
+    };
+    let authorized = |headers: &HeaderMap| {
+        headers
+            .get(header::AUTHORIZATION)
+            .is_some_and(|v| v == "Bearer tok-123")
+    };
+    let app = axum::Router::new()
+        .route(
+            "/token",
+            axum::routing::get(
+                |headers: HeaderMap, query: axum::extract::RawQuery| async move {
+                    let basic = format!(
+                        "Basic {}",
+                        base64::Engine::encode(
+                            &base64::engine::general_purpose::STANDARD,
+                            "ci:s3cret"
+                        )
+                    );
+                    let query = query.0.unwrap_or_default();
+                    let asked = query.contains("service=stand-in")
+                        && query.contains("scope=repository%3Ateam%2Frules%3Apull");
+                    if asked
+                        && headers
+                            .get(header::AUTHORIZATION)
+                            .is_some_and(|v| *v == *basic)
+                    {
+                        (StatusCode::OK, r#"{"token": "tok-123"}"#).into_response()
+                    } else {
+                        StatusCode::UNAUTHORIZED.into_response()
+                    }
+                },
+            ),
+        )
+        .route(
+            "/v2/team/rules/manifests/v1",
+            axum::routing::get(move |headers: HeaderMap| async move {
+                if !authorized(&headers) {
+                    return challenge(&headers);
+                }
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/vnd.oci.image.manifest.v1+json",
+                    )],
+                    manifest,
+                )
+                    .into_response()
+            }),
+        )
+        .route(
+            "/v2/team/rules/blobs/{digest}",
+            axum::routing::get(
+                move |headers: HeaderMap,
+                      axum::extract::Path(digest): axum::extract::Path<String>| {
+                    let module = module.clone();
+                    async move {
+                        if !authorized(&headers) {
+                            return challenge(&headers);
+                        }
+                        match digest == format!("sha256:{module_digest}") {
+                            true => module.into_response(),
+                            false => StatusCode::NOT_FOUND.into_response(),
+                        }
+                    }
+                },
+            ),
+        )
+        .route(
+            "/v2/team/rules/manifests/{tag}",
+            axum::routing::get(|| async { StatusCode::NOT_FOUND }),
+        );
+    let address = crate::server::serve_on_loopback(app);
+    let reference = format!("oci://{address}/team/rules:v1");
+    let dir = tempfile::tempdir().unwrap();
+    let pull = |args: &[&str], password: &str, docker_config: &Path| {
+        let output = shipgate_in(dir.path())
+            .env("SHIPGATE_STORE", dir.path().join("store"))
+            .env("DOCKER_CONFIG", docker_config)
+            .arg("pull")
+            .args(args)
+            .arg(&reference)
+            .write_stdin(password)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let nowhere = dir.path().join("no-docker-config");
+    let (code, stderr) = pull(
+        &["--username", "ci", "--password-stdin"],
+        "s3cret\n",
+        &nowhere,
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stderr) = pull(
+        &["--username", "ci", "--password-stdin"],
+        "wrong\n",
+        &nowhere,
+    );
+    assert_eq!(code, Some(70), "{stderr}");
+    assert!(stderr.contains("401"), "{stderr}");
+    assert!(
+        !stderr.contains("wrong"),
+        "the password is never shown: {stderr}"
+    );
+    let (code, stderr) = pull(&[], "", &nowhere);
+    assert_eq!(code, Some(70), "{stderr}");
+
+    let docker = dir.path().join("docker");
+    std::fs::create_dir(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        serde_json::json!({"auths": {address.to_string(): {"auth": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "ci:s3cret")}}})
+            .to_string(),
+    )
+    .unwrap();
+    let (code, stderr) = pull(&[], "", &docker);
+    assert_eq!(code, Some(0), "{stderr}");
+}
