@@ -1,6 +1,7 @@
 //! Entry points for fuzzers, one per boundary where untrusted bytes enter:
 //! a snapshot, a gate file, the contract's encoding as a policy decodes it,
-//! the request bodies of every adapter, and the verdict a policy returns.
+//! the request bodies of every adapter, the verdict a policy returns, a
+//! module's registry reference and a fixture file.
 //! Each takes arbitrary bytes and panics only when an invariant breaks,
 //! never on bad input: bad input must get an error.
 //!
@@ -379,5 +380,47 @@ impl Reader<'_> {
         let text = piece.repeat(times);
         self.text_budget -= text.len();
         text
+    }
+}
+
+/// A module reference from a registry (`oci://…`): refused with a message,
+/// or read into parts that print back to a reference reading the same, with
+/// no path component that could climb out of anything.
+pub fn module_reference(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match crate::registry::Reference::parse(text) {
+        Ok(reference) => {
+            let again = crate::registry::Reference::parse(&reference.to_string())
+                .expect("a reference prints as one");
+            assert_eq!(again, reference, "a reference changed when printed");
+            assert!(
+                reference
+                    .repository
+                    .split('/')
+                    .all(|c| !c.is_empty() && c != "." && c != ".."),
+                "a repository that climbs: {reference}"
+            );
+            let _ = (reference.is_loopback(), reference.manifest_reference());
+        }
+        Err(message) => assert!(!message.is_empty(), "an error without a message"),
+    }
+}
+
+/// A fixture file for `shipgate test`: refused with an error that names the
+/// file, or read into cases with valid snapshots.
+pub fn fixture(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let path = std::path::Path::new("fuzz/tests/policy/fixture.toml");
+    match crate::authoring::parse_fixture(text, path) {
+        Ok(fixture) => assert!(!fixture.cases.is_empty(), "a fixture without cases"),
+        Err(error) => assert!(
+            error.to_string().contains("fuzz/tests/policy/fixture.toml")
+                || error.to_string().contains("fuzz/tests/"),
+            "an error that does not name the file: {error}"
+        ),
     }
 }

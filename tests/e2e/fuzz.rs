@@ -201,3 +201,42 @@ fn verdicts_from_a_real_policy() {
         guest.run(data)
     });
 }
+
+#[test]
+fn module_references() {
+    let seeds: Vec<Vec<u8>> = [
+        "oci://127.0.0.1:5000/team/rules:1.2@sha256:4bc453b53cb3d914b45f4b250294236adba2c0e09ff6f03793949e7e39fd4cc1",
+        "oci://ghcr.io/acme/policies/freeze:v1",
+        "oci://[::1]:5000/a__b/c--d/e.f@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        "oci://localhost/rules:latest",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect();
+    fuzz(
+        "module_reference",
+        &seeds,
+        20_000,
+        fuzzing::module_reference,
+    );
+}
+
+/// Fixture files: the stock policies' and the example's.
+#[test]
+fn fixture_files() {
+    let mut seeds = Vec::new();
+    for dir in [
+        "policies/preflight/tests/policy",
+        "policies/canary/tests/policy",
+        "policies/verify/tests/policy",
+        "examples/custom-policy/tests/policy",
+    ] {
+        seeds.extend(files_in(&repo().join(dir), Some("toml")));
+    }
+    seeds.push(
+        b"[[case]]\nname = \"n\"\nphase = \"abort\"\nsnapshot = { schema_version = 1, now = \"2026-11-26T14:00:00Z\" }\n\
+          patch = '{\"now\": null}'\nexpect = \"deny\"\n"
+            .to_vec(),
+    );
+    fuzz("fixture", &seeds, 5_000, fuzzing::fixture);
+}

@@ -64,6 +64,13 @@ pub(crate) struct Case {
 pub(crate) fn read(path: &Path) -> Result<Fixture, Error> {
     let text = String::from_utf8(read_input(path)?)
         .map_err(|_| Error::InvalidInput(format!("{}: not UTF-8 text", path.display())))?;
+    parse(&text, path)
+}
+
+/// Checks fixture text read from `path` (snapshot and gate files are
+/// resolved from its directory).
+pub(crate) fn parse(text: &str, path: &Path) -> Result<Fixture, Error> {
+    let text = text.to_string();
     let at = |offset: usize| {
         let (line, column) = toml_error::line_column(&text, offset);
         format!("{}:{line}:{column}", path.display())
