@@ -30,13 +30,18 @@ pub(crate) struct Inspection {
 /// Loads a module (a path or `builtin:NAME`) and asks it to describe itself.
 pub(crate) fn inspect(runtime: &Runtime, module: &str) -> Result<Inspection, Error> {
     let max = crate::modules::DEFAULT_MAX_MODULE_BYTES;
-    let read = read_module(&ModuleBase::WorkingDir, &Remote::from_env(), module, max).map_err(
-        |error| match error {
-            LoadError::NotFound { .. } => Error::MissingInput(error.to_string()),
-            LoadError::Remote { .. } => Error::Internal(anyhow::anyhow!("{error}")),
-            _ => Error::InvalidInput(error.to_string()),
-        },
-    )?;
+    let read = read_module(
+        &ModuleBase::WorkingDir,
+        &Remote::from_env(),
+        module,
+        None,
+        max,
+    )
+    .map_err(|error| match error {
+        LoadError::NotFound { .. } => Error::MissingInput(error.to_string()),
+        LoadError::Remote { .. } => Error::Internal(anyhow::anyhow!("{error}")),
+        _ => Error::InvalidInput(error.to_string()),
+    })?;
     let loaded = compile(runtime, module, &read).map_err(|error| match error {
         LoadError::Component { error, .. } => Error::InvalidInput(format!("{module}: {error}")),
         other => Error::InvalidInput(other.to_string()),

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::builtins;
-use crate::gate::{ModuleBase, PolicyEntry};
+use crate::error::Error;
+use crate::gate::{Gate, ModuleBase, PolicyEntry};
 use crate::registry::{self, PublicKey, Reference, Remote};
 use crate::runtime::{ComponentError, LoadedModule, Runtime};
 
@@ -121,23 +122,13 @@ pub(crate) fn load_module(
     policy: &PolicyEntry,
     max_bytes: u64,
 ) -> Result<Arc<LoadedModule>, LoadError> {
-    let module = match &policy.sha256 {
-        // The gate requires a pin for a module named by URL.
-        Some(pin) if registry::is_url(&policy.module) => {
-            let bytes = remote
-                .url_module(&policy.module, pin, max_bytes)
-                .map_err(|detail| LoadError::Remote {
-                    module: policy.module.clone(),
-                    detail,
-                })?;
-            ModuleBytes {
-                sha256: pin.to_ascii_lowercase(),
-                bytes: Cow::Owned(bytes),
-                reference: None,
-            }
-        }
-        _ => read_module(base, remote, &policy.module, max_bytes)?,
-    };
+    let module = read_module(
+        base,
+        remote,
+        &policy.module,
+        policy.sha256.as_deref(),
+        max_bytes,
+    )?;
     if let Some(pin) = &policy.sha256
         && !module.sha256.eq_ignore_ascii_case(pin)
     {
@@ -161,6 +152,36 @@ pub(crate) fn load_module(
         remote.verify(reference, &key).map_err(signature)?;
     }
     compile(runtime, &policy.module, &module)
+}
+
+/// Fetches every module of the gate that lives in a registry or at a URL
+/// into the store now, and checks the signatures the gate asks for, so a
+/// server starts, or reloads, only when it has them all: an unreachable
+/// registry keeps the old gate instead of one that fails closed.
+pub(crate) fn fetch_remote(gate: &Gate) -> Result<(), Error> {
+    let remote = gate
+        .file
+        .policies
+        .iter()
+        .filter(|p| p.module.starts_with(registry::SCHEME) || registry::is_url(&p.module));
+    for policy in remote {
+        let at = format!("{}: policy '{}'", gate.origin.label(), policy.name);
+        read_module(
+            &gate.module_base,
+            &gate.remote,
+            &policy.module,
+            policy.sha256.as_deref(),
+            gate.max_module_bytes(),
+        )
+        .map_err(|e| Error::Internal(anyhow::anyhow!("{at}: {e}")))?;
+        if let Some(Err(why)) = signer(&gate.module_base, &gate.remote, policy) {
+            return Err(Error::InvalidInput(format!(
+                "{at}: module '{}': signature: {why}",
+                policy.module
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Who signed a policy's module: the fingerprint of its `verify` key, once
@@ -234,6 +255,7 @@ pub(crate) fn read_module(
     base: &ModuleBase,
     remote: &Remote,
     module: &str,
+    pin: Option<&str>,
     max_bytes: u64,
 ) -> Result<ModuleBytes, LoadError> {
     if module.starts_with(builtins::PREFIX) {
@@ -247,9 +269,20 @@ pub(crate) fn read_module(
         });
     }
     if registry::is_url(module) {
-        return Err(LoadError::Remote {
+        let remote_error = |detail: String| LoadError::Remote {
             module: module.to_string(),
-            detail: "a module named by URL is read through a gate, which pins its sha256".into(),
+            detail,
+        };
+        // What a URL serves can change: only its pin says what it is.
+        let pin =
+            pin.ok_or_else(|| remote_error("a module named by URL needs its sha256 pin".into()))?;
+        let bytes = remote
+            .url_module(module, pin, max_bytes)
+            .map_err(remote_error)?;
+        return Ok(ModuleBytes {
+            sha256: pin.to_ascii_lowercase(),
+            bytes: Cow::Owned(bytes),
+            reference: None,
         });
     }
     if module.starts_with(registry::SCHEME) {
@@ -375,6 +408,7 @@ mod tests {
             &ModuleBase::Confined(dir.to_path_buf()),
             &Remote::default(),
             module,
+            None,
             64,
         )
     }
@@ -402,6 +436,7 @@ mod tests {
             &ModuleBase::WorkingDir,
             &Remote::default(),
             "builtin:nope",
+            None,
             64,
         )
         .err()
@@ -414,6 +449,7 @@ mod tests {
             &ModuleBase::WorkingDir,
             &Remote::default(),
             "builtin:canary",
+            None,
             64,
         )
         .unwrap();
@@ -431,12 +467,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("big.wasm"), vec![0u8; 2048]).unwrap();
         let base = ModuleBase::Confined(dir.path().to_path_buf());
-        match read_module(&base, &Remote::default(), "big.wasm", 1024) {
+        match read_module(&base, &Remote::default(), "big.wasm", None, 1024) {
             Err(LoadError::TooLarge { size, max, .. }) => assert_eq!((size, max), (2048, 1024)),
             other => panic!("{:?}", other.map(|m| m.sha256)),
         }
         assert!(
-            read_module(&base, &Remote::default(), "big.wasm", 2048).is_ok(),
+            read_module(&base, &Remote::default(), "big.wasm", None, 2048).is_ok(),
             "at the cap"
         );
         let fifo = dir.path().join("fifo.wasm");
@@ -461,6 +497,7 @@ mod tests {
             &ModuleBase::WorkingDir,
             &Remote::default(),
             fifo.to_str().unwrap(),
+            None,
             1024,
         )
         .err()

@@ -206,36 +206,6 @@ impl Gate {
         Ok(())
     }
 
-    /// Fetches every module from a registry into the store now (those
-    /// already there are only checked), so that a server starts, or reloads,
-    /// only when it has them all: an unreachable registry keeps the old gate.
-    pub(crate) fn fetch_remote_modules(&self) -> Result<(), Error> {
-        let remote = self.file.policies.iter().filter(|p| {
-            p.module.starts_with(crate::registry::SCHEME) || crate::registry::is_url(&p.module)
-        });
-        for policy in remote {
-            let fetched = match &policy.sha256 {
-                Some(pin) if crate::registry::is_url(&policy.module) => self
-                    .remote
-                    .url_module(&policy.module, pin, self.max_module_bytes())
-                    .map(drop),
-                _ => self
-                    .remote
-                    .module(&policy.module, self.max_module_bytes())
-                    .map(drop),
-            };
-            fetched.map_err(|why| {
-                Error::Internal(anyhow::anyhow!(
-                    "{}: policy '{}': module '{}': {why}",
-                    self.origin.label(),
-                    policy.name,
-                    policy.module
-                ))
-            })?;
-        }
-        Ok(())
-    }
-
     pub(crate) fn limits(&self) -> Limits {
         Limits {
             timeout_ms: self.file.limits.timeout_ms,

@@ -125,19 +125,7 @@ pub(crate) fn read_gate(settings: &Settings) -> Result<Gate, Error> {
     if let Some(store) = &settings.store {
         gate.remote.store = Some(store.clone());
     }
-    gate.fetch_remote_modules()?;
-    // Signatures too: a reload that cannot check them keeps the old gate
-    // rather than serving a gate that fails closed at every decision.
-    for policy in &gate.file.policies {
-        if let Some(Err(why)) = crate::modules::signer(&gate.module_base, &gate.remote, policy) {
-            return Err(Error::InvalidInput(format!(
-                "{}: policy '{}': module '{}': signature: {why}",
-                gate.origin.label(),
-                policy.name,
-                policy.module
-            )));
-        }
-    }
+    crate::modules::fetch_remote(&gate)?;
     Ok(gate)
 }
 
