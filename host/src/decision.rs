@@ -85,15 +85,19 @@ impl PolicyOutcome {
         let first = missing.first()?;
         let findings = missing
             .iter()
-            .map(|m| Finding {
-                check: format!("source:{}", m.field),
-                decision: Decision::Deny,
-                message: format!("{}: {}", m.field, m.why),
-                observed: Some(m.why.clone()),
-                threshold: Some(match m.query.as_str() {
-                    "" => "a valid value".to_string(),
-                    query => format!("a value from `{query}`"),
-                }),
+            .map(|m| {
+                let mut finding = Finding::new(
+                    format!("source:{}", m.field),
+                    Decision::Deny,
+                    format!("{}: {}", m.field, m.why),
+                );
+                finding
+                    .observed(m.why.clone())
+                    .threshold(match m.query.as_str() {
+                        "" => "a valid value".to_string(),
+                        query => format!("a value from `{query}`"),
+                    });
+                finding
             })
             .collect();
         let more = match missing.len() {

@@ -2,8 +2,8 @@
 //! to the phase in its own sandbox, combine, and record the decision.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
@@ -132,8 +132,12 @@ impl PreparedGate {
         evidence: Vec<PolicyOutcome>,
         budget: &Budget,
     ) -> Result<Evaluation, HostFault> {
-        // Built once, shared by every policy of the phase.
-        let input = snapshot.encode_with_gate(&self.gate_wire);
+        let input = Input {
+            current: snapshot.encode_with_gate(&self.gate_wire),
+            v1: OnceLock::new(),
+            snapshot,
+            gate: &self.gate_wire,
+        };
         let determinism = Determinism {
             now_unix_seconds: snapshot.now.unix_seconds(),
             seed: seed_from(&snapshot.sha256),
@@ -264,7 +268,7 @@ impl PreparedGate {
         let called = self.runtime.evaluate(
             module,
             phase,
-            input,
+            input.for_module(module),
             &policy.config_json(),
             self.gate.limits(),
             determinism,
@@ -296,9 +300,29 @@ impl PreparedGate {
 #[derive(Clone, Copy)]
 struct Call<'a> {
     phase: Phase,
-    /// The snapshot with the gate, in the contract's encoding.
-    input: &'a [u8],
+    input: &'a Input<'a>,
     determinism: Determinism,
+}
+
+/// The snapshot with the gate, in each encoding a policy of the decision
+/// reads: the current one built once and shared by every policy, version 1
+/// only when a policy built for contract 0.2.0 asks for it.
+struct Input<'a> {
+    current: Vec<u8>,
+    v1: OnceLock<Vec<u8>>,
+    snapshot: &'a ValidSnapshot,
+    gate: &'a EncodedGate,
+}
+
+impl Input<'_> {
+    fn for_module(&self, module: &LoadedModule) -> &[u8] {
+        if module.wire_version() == shipgate_policy::wire::VERSION_1 {
+            self.v1
+                .get_or_init(|| self.snapshot.encode_v1_with_gate(self.gate))
+        } else {
+            &self.current
+        }
+    }
 }
 
 /// How one decision runs.

@@ -316,12 +316,12 @@ fn arbitrary_verdict(data: &[u8]) -> Verdict {
     // Counts up to 1 100 reach past the limit of 1 000 findings.
     let count = usize::from(bytes.u16()) % 1100;
     let findings = (0..count)
-        .map(|_| Finding {
-            check: bytes.text(),
-            decision: bytes.decision(),
-            message: bytes.text(),
-            observed: bytes.flag().then(|| bytes.text()),
-            threshold: bytes.flag().then(|| bytes.text()),
+        .map(|_| {
+            let mut finding = Finding::new(bytes.text(), bytes.decision(), bytes.text());
+            finding.observed = bytes.flag().then(|| bytes.text());
+            finding.threshold = bytes.flag().then(|| bytes.text());
+            finding.observed_value = bytes.flag().then(|| bytes.number());
+            finding
         })
         .collect();
     Verdict {
@@ -349,6 +349,12 @@ impl Reader<'_> {
 
     fn u16(&mut self) -> u16 {
         u16::from_le_bytes([self.byte(), self.byte()])
+    }
+
+    /// A finite number (the echo policy's verdict travels as JSON, which
+    /// has no NaN or infinities).
+    fn number(&mut self) -> f64 {
+        f64::from(self.u16() as i16) / 16.0
     }
 
     fn flag(&mut self) -> bool {

@@ -1,4 +1,4 @@
-//! Snapshot schema v1: validation of what a CD system sends, with the JSON
+//! Snapshot schema (v1 and v2): validation of what a CD system sends, with the JSON
 //! path of every problem.
 //!
 //! The typed form is the SDK's [`shipgate_policy::Snapshot`], so host and
@@ -12,7 +12,7 @@
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use shipgate_policy::snapshot::SCHEMA_VERSION;
+use shipgate_policy::snapshot::{SCHEMA_VERSION, SCHEMA_VERSIONS};
 use shipgate_policy::wire::{self, EncodedGate};
 use shipgate_policy::{Snapshot, Timestamp};
 
@@ -51,6 +51,12 @@ impl ValidSnapshot {
     /// shared by every policy of the phase.
     pub fn encode_with_gate(&self, gate: &EncodedGate) -> Vec<u8> {
         wire::encode_with_gate(&self.typed, gate)
+    }
+
+    /// [`Self::encode_with_gate`] in encoding version 1, for policies
+    /// built for contract 0.2.0.
+    pub(crate) fn encode_v1_with_gate(&self, gate: &EncodedGate) -> Vec<u8> {
+        wire::encode_v1_with_gate(&self.typed, gate)
     }
 }
 
@@ -102,11 +108,12 @@ fn parse_text(text: String, sha256: String) -> Result<ValidSnapshot, SnapshotErr
             "a snapshot may not carry `gate`: the host adds the gate's declared plan and thresholds",
         ));
     }
-    if typed.schema_version != SCHEMA_VERSION {
+    if !SCHEMA_VERSIONS.contains(&typed.schema_version) {
         return Err(SnapshotError::at(
             "schema_version",
             format!(
-                "unsupported schema version {}; this shipgate reads version {SCHEMA_VERSION}",
+                "unsupported schema version {}; this shipgate reads versions 1 and \
+                 {SCHEMA_VERSION}",
                 typed.schema_version
             ),
         ));
@@ -121,7 +128,7 @@ fn parse_text(text: String, sha256: String) -> Result<ValidSnapshot, SnapshotErr
     })
 }
 
-/// Why the text is not a schema v1 snapshot, with the JSON path of the
+/// Why the text is not a valid snapshot, with the JSON path of the
 /// problem when the path-tracking parser finds one.
 fn locate_error(text: &str, plain: serde_json::Error) -> SnapshotError {
     let mut deserializer = serde_json::Deserializer::from_str(text);
@@ -175,6 +182,14 @@ fn check_timestamps(s: &Snapshot) -> Result<Timestamp, SnapshotError> {
     for (i, alert) in s.alerts.iter().flatten().enumerate() {
         timestamp(&format!("alerts[{i}].since"), alert.since.as_deref())?;
     }
+    if let Some(rollback) = &s.rollback {
+        timestamp("rollback.started_at", rollback.started_at.as_deref())?;
+        timestamp("rollback.completed_at", rollback.completed_at.as_deref())?;
+    }
+    for (i, journey) in s.user_journeys.iter().flatten().enumerate() {
+        let at = format!("user_journeys[{i}].verified_at");
+        timestamp(&at, journey.verified_at.as_deref())?;
+    }
     Ok(now)
 }
 
@@ -186,13 +201,24 @@ fn check_counts(s: &Snapshot) -> Result<(), SnapshotError> {
             plan.tested_duration_seconds,
         )?;
     }
-    let Some(metrics) = &s.metrics else {
-        return Ok(());
-    };
-    non_negative("metrics.window_seconds", metrics.window_seconds)?;
-    for (name, cohort) in [("baseline", &metrics.baseline), ("canary", &metrics.canary)] {
+    if let Some(metrics) = &s.metrics {
+        non_negative("metrics.window_seconds", metrics.window_seconds)?;
+    }
+    let metrics = s.metrics.as_ref();
+    let cohorts = [
+        (
+            "metrics.baseline",
+            metrics.and_then(|m| m.baseline.as_ref()),
+        ),
+        ("metrics.canary", metrics.and_then(|m| m.canary.as_ref())),
+        (
+            "rollback.metrics",
+            s.rollback.as_ref().and_then(|r| r.metrics.as_ref()),
+        ),
+    ];
+    for (name, cohort) in cohorts {
         let Some(c) = cohort else { continue };
-        let at = |field: &str| format!("metrics.{name}.{field}");
+        let at = |field: &str| format!("{name}.{field}");
         non_negative(&at("requests"), c.requests)?;
         non_negative(&at("errors"), c.errors)?;
         if let (Some(errors), Some(requests)) = (c.errors, c.requests)
@@ -300,8 +326,14 @@ mod tests {
         s["metrics"]["baseline"]["latency_ms"]["p99"] = (-1).into();
         assert!(error_of(s).starts_with("metrics.baseline.latency_ms.p99: -1 is negative"));
         let mut s = example();
-        s["schema_version"] = 2.into();
-        assert!(error_of(s).starts_with("schema_version: unsupported schema version 2"));
+        s["schema_version"] = 3.into();
+        assert!(error_of(s).starts_with("schema_version: unsupported schema version 3"));
+        let mut s = example();
+        s["rollback"] = serde_json::json!({"started_at": "yesterday"});
+        assert!(error_of(s).starts_with("rollback.started_at: "));
+        let mut s = example();
+        s["rollback"] = serde_json::json!({"metrics": {"requests": 10, "errors": 11}});
+        assert!(error_of(s).starts_with("rollback.metrics.errors: 11 errors out of 10"));
         assert_eq!(error_of(Value::Array(vec![])), "expected a JSON object");
     }
 

@@ -1,6 +1,6 @@
 use predicates::prelude::*;
 
-use crate::support::{cache_dir, fixture, json_output, shipgate, snapshot};
+use crate::support::{cache_dir, eval_json, fixture, gate_dir, json_output, shipgate, snapshot};
 
 #[test]
 fn policies_lists_the_stock_policies_with_their_phases() {
@@ -41,7 +41,7 @@ fn inspect_a_builtin_shows_its_imports_and_size() {
         .collect();
     // WASI (linked with an empty context) and the contract's own types.
     assert!(
-        imports.contains(&"shipgate:policy/types@0.2.0"),
+        imports.contains(&"shipgate:policy/types@0.3.0"),
         "{imports:?}"
     );
     assert!(
@@ -88,7 +88,8 @@ fn inspect_refuses_a_wrong_world_component_with_a_clear_error() {
 #[test]
 fn a_module_built_for_the_previous_contract_is_refused_with_the_fix() {
     let why = "it was built for shipgate:policy@0.1.0, and this shipgate speaks \
-               shipgate:policy@0.2.0: rebuild it with the matching shipgate-policy SDK";
+               shipgate:policy@0.3.0 (and runs modules built for 0.2.0): rebuild it with the \
+               matching shipgate-policy SDK";
     shipgate()
         .arg("inspect")
         .arg(fixture("old_contract"))
@@ -104,6 +105,48 @@ fn a_module_built_for_the_previous_contract_is_refused_with_the_fix() {
         .assert()
         .code(2)
         .stdout(predicate::str::contains(why));
+}
+
+/// A module built for contract 0.2.0 runs beside a 0.3.0 one in one gate:
+/// it reads the snapshot in its own encoding (version 1; it denies on any
+/// other), its findings have no numbers, the stock policy's do.
+#[test]
+fn a_module_built_for_contract_0_2_0_runs_beside_a_current_one() {
+    let gate = gate_dir(
+        "name = \"mixed\"\n\
+         [rollout.abort]\nmax_error_rate = 0.01\nmax_latency_ratio = 1.3\n\
+         max_business_drop = 0.1\nmin_requests = 500\n\
+         [[policy]]\nname = \"legacy\"\nmodule = \"legacy.wasm\"\nphases = [\"verify\"]\n\
+         [[policy]]\nname = \"verify\"\nmodule = \"builtin:verify\"\nphases = [\"verify\"]\n",
+    );
+    std::fs::copy(fixture("contract_0_2"), gate.path().join("legacy.wasm")).unwrap();
+    let (code, record) = eval_json(
+        gate.path(),
+        &["--phase", "verify", "--gate", "gate.toml"],
+        &snapshot("verify-allow"),
+    );
+    assert_eq!(code, Some(0), "{record:#}");
+    let legacy = &record["policies"][0];
+    assert_eq!(legacy["decision"], "allow", "{legacy:#}");
+    assert_eq!(
+        legacy["findings"][0]["message"],
+        "read the snapshot of 2026-11-26T14:00:00Z"
+    );
+    assert!(legacy["findings"][0].get("observed_value").is_none());
+    let error_rate = record["policies"][1]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "error-rate")
+        .unwrap();
+    assert_eq!(error_rate["unit"], "percent");
+    assert_eq!(error_rate["threshold_value"], 0.01);
+    shipgate()
+        .arg("inspect")
+        .arg(fixture("contract_0_2"))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("shipgate:policy/types@0.2.0"));
 }
 
 #[test]

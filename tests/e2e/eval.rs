@@ -1,7 +1,8 @@
 use crate::support::{eval_json, example, repo, shipgate, snapshot};
 
 /// Every bundled example decides as its name says, with the default gate
-/// and with the example gate file, with the matching exit code.
+/// and with the example gate file, with the matching exit code (a verified
+/// rollback is an allow).
 #[test]
 fn every_example_decides_as_named() {
     let cases = [
@@ -15,6 +16,7 @@ fn every_example_decides_as_named() {
         ("verify-allow", "verify", "allow", 0),
         ("verify-deny", "verify", "deny", 1),
         ("verify-rollback", "verify", "rollback", 2),
+        ("verify-rollback-restored", "verify", "allow", 0),
     ];
     for gate in [None, Some(example("gate.toml"))] {
         for (name, phase, decision, code) in cases {

@@ -26,7 +26,7 @@ fn text_puts_the_decision_first_then_each_failing_check_with_its_evidence() {
 fn text_for_an_allow_is_short() {
     let text = stdout_of("verify", "verify-allow", "text");
     assert!(
-        text.starts_with("ALLOW  verify · gate default\nall 11 checks passed\n"),
+        text.starts_with("ALLOW  verify · gate default\nall 13 checks passed\n"),
         "{text}"
     );
     assert!(!text.contains('✗'), "{text}");

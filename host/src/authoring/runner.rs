@@ -276,12 +276,14 @@ mod tests {
             mode,
             decision,
             summary: String::new(),
-            findings: vec![Finding {
-                check: "error-budget".into(),
-                decision,
-                message: format!("error-budget: {decision}"),
-                observed: Some("3.0%".into()),
-                threshold: Some("<= 2.0%".into()),
+            findings: vec![{
+                let mut finding = Finding::new(
+                    "error-budget",
+                    decision,
+                    format!("error-budget: {decision}"),
+                );
+                finding.observed("3.0%").threshold("<= 2.0%");
+                finding
             }],
             duration_us: 0,
             error: error.map(str::to_string),

@@ -68,12 +68,10 @@ mod tests {
 
     #[test]
     fn failing_checks_are_failures_faults_errors_and_shadows_skipped() {
-        let finding = |check: &str, decision| Finding {
-            check: check.into(),
-            decision,
-            message: format!("{check} says {decision}"),
-            observed: Some("4.1%".into()),
-            threshold: Some("<= 1.0%".into()),
+        let finding = |check: &str, decision| {
+            let mut finding = Finding::new(check, decision, format!("{check} says {decision}"));
+            finding.observed("4.1%").threshold("<= 1.0%");
+            finding
         };
         let policy = |name: &str, mode, findings, error: Option<&str>| PolicyOutcome {
             name: name.into(),

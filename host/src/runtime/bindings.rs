@@ -1,28 +1,130 @@
-//! The contract's bindings (`wit/policy.wit`) and the conversions between
-//! its types and the SDK's, checking what a policy returns against the
-//! host's limits on the way in.
+//! The contract's bindings (`wit/policy.wit`, and contract 0.2.0's file
+//! for the modules built for it) and the conversions between their types
+//! and the SDK's, checking what a policy returns against the host's limits
+//! on the way in.
 
-use shipgate_policy::{Decision, Finding, Phase, PolicyInfo, Verdict};
+use shipgate_policy::{Decision, Finding, Phase, PolicyInfo, Unit, Verdict, wire};
+use wasmtime::Store;
+use wasmtime::component::InstancePre;
 
 use super::Fault;
+use super::sandbox::HostState;
 
-pub(super) mod generated {
+mod generated {
     wasmtime::component::bindgen!({ path: "../policies/sdk/wit", world: "policy" });
 }
 
-use generated::shipgate::policy::types as wit;
+/// Contract 0.2.0: the same functions; findings without numbers, and the
+/// snapshot in encoding version 1.
+mod generated_0_2 {
+    wasmtime::component::bindgen!({ path: "contracts/0.2.0", world: "policy" });
+}
 
-pub(super) use generated::{Policy, PolicyPre};
+use generated::shipgate::policy::types as wit;
+use generated_0_2::shipgate::policy::types as wit_0_2;
 
 /// The contract this host speaks (the package of `wit/policy.wit`).
 pub(crate) const CONTRACT: &str = env!("SHIPGATE_CONTRACT");
+
+/// The older contract this host still runs, as the version its modules
+/// import their types at.
+pub(super) const CONTRACT_0_2: &str = "0.2.0";
+
+/// A policy compiled and linked, ready to instantiate, for either contract.
+pub(super) enum PolicyPre {
+    Current(generated::PolicyPre<HostState>),
+    V0_2(generated_0_2::PolicyPre<HostState>),
+}
+
+/// One instance of a policy, for either contract.
+pub(super) enum Policy {
+    Current(generated::Policy),
+    V0_2(generated_0_2::Policy),
+}
+
+impl PolicyPre {
+    /// Checks that the component exports the world of the contract it was
+    /// built for (`contract`: the version of its types import).
+    pub(super) fn new(
+        pre: InstancePre<HostState>,
+        contract: Option<&str>,
+    ) -> wasmtime::Result<Self> {
+        Ok(match contract {
+            Some(CONTRACT_0_2) => PolicyPre::V0_2(generated_0_2::PolicyPre::new(pre)?),
+            _ => PolicyPre::Current(generated::PolicyPre::new(pre)?),
+        })
+    }
+
+    pub(super) fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Policy> {
+        Ok(match self {
+            PolicyPre::Current(pre) => Policy::Current(pre.instantiate(store)?),
+            PolicyPre::V0_2(pre) => Policy::V0_2(pre.instantiate(store)?),
+        })
+    }
+
+    /// The snapshot encoding this policy reads.
+    pub(super) fn wire_version(&self) -> u8 {
+        match self {
+            PolicyPre::Current(_) => wire::VERSION,
+            PolicyPre::V0_2(_) => wire::VERSION_1,
+        }
+    }
+}
+
+impl Policy {
+    pub(super) fn describe(&self, store: &mut Store<HostState>) -> wasmtime::Result<PolicyInfo> {
+        Ok(match self {
+            Policy::Current(p) => info_from_wit(p.call_describe(store)?),
+            Policy::V0_2(p) => {
+                let info = p.call_describe(store)?;
+                info_from_wit(wit::PolicyInfo {
+                    name: info.name,
+                    version: info.version,
+                    description: info.description,
+                    phases: info.phases.into_iter().map(phase_from_0_2).collect(),
+                })
+            }
+        })
+    }
+
+    pub(super) fn validate_config(
+        &self,
+        store: &mut Store<HostState>,
+        config_json: &str,
+    ) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            Policy::Current(p) => p.call_validate_config(store, config_json),
+            Policy::V0_2(p) => p.call_validate_config(store, config_json),
+        }
+    }
+
+    /// Calls `evaluate` with `snapshot` in this policy's encoding
+    /// ([`PolicyPre::wire_version`]).
+    pub(super) fn evaluate(
+        &self,
+        store: &mut Store<HostState>,
+        phase: Phase,
+        snapshot: &[u8],
+        config_json: &str,
+    ) -> wasmtime::Result<Result<Verdict, Fault>> {
+        let result = match self {
+            Policy::Current(p) => {
+                p.call_evaluate(store, phase_to_wit(phase), snapshot, config_json)?
+            }
+            Policy::V0_2(p) => p
+                .call_evaluate(store, phase_to_0_2(phase), snapshot, config_json)?
+                .map(verdict_from_0_2),
+        };
+        Ok(evaluation_from_wit(result))
+    }
+}
 
 /// The most findings a verdict may carry.
 pub(crate) const MAX_FINDINGS: usize = 1000;
 /// The longest string a verdict may carry (summary, message, ...), in bytes.
 pub(crate) const MAX_TEXT_BYTES: usize = 4096;
 
-pub(super) fn phase_to_wit(phase: Phase) -> wit::Phase {
+fn phase_to_wit(phase: Phase) -> wit::Phase {
     match phase {
         Phase::Preflight => wit::Phase::Preflight,
         Phase::Promotion => wit::Phase::Promotion,
@@ -40,6 +142,77 @@ fn phase_from_wit(phase: wit::Phase) -> Phase {
     }
 }
 
+fn phase_to_0_2(phase: Phase) -> wit_0_2::Phase {
+    match phase {
+        Phase::Preflight => wit_0_2::Phase::Preflight,
+        Phase::Promotion => wit_0_2::Phase::Promotion,
+        Phase::Abort => wit_0_2::Phase::Abort,
+        Phase::Verify => wit_0_2::Phase::Verify,
+    }
+}
+
+fn phase_from_0_2(phase: wit_0_2::Phase) -> wit::Phase {
+    match phase {
+        wit_0_2::Phase::Preflight => wit::Phase::Preflight,
+        wit_0_2::Phase::Promotion => wit::Phase::Promotion,
+        wit_0_2::Phase::Abort => wit::Phase::Abort,
+        wit_0_2::Phase::Verify => wit::Phase::Verify,
+    }
+}
+
+fn decision_from_0_2(decision: wit_0_2::Decision) -> wit::Decision {
+    match decision {
+        wit_0_2::Decision::Allow => wit::Decision::Allow,
+        wit_0_2::Decision::Deny => wit::Decision::Deny,
+        wit_0_2::Decision::Rollback => wit::Decision::Rollback,
+    }
+}
+
+/// A 0.2.0 verdict as a current one: its findings have no numbers.
+fn verdict_from_0_2(verdict: wit_0_2::Verdict) -> wit::Verdict {
+    wit::Verdict {
+        decision: decision_from_0_2(verdict.decision),
+        summary: verdict.summary,
+        findings: verdict
+            .findings
+            .into_iter()
+            .map(|f| wit::Finding {
+                check: f.check,
+                decision: decision_from_0_2(f.decision),
+                message: f.message,
+                observed: f.observed,
+                threshold: f.threshold,
+                observed_value: None,
+                threshold_value: None,
+                baseline_value: None,
+                unit: None,
+            })
+            .collect(),
+    }
+}
+
+fn unit_from_wit(unit: wit::Unit) -> Unit {
+    match unit {
+        wit::Unit::Percent => Unit::Percent,
+        wit::Unit::Ms => Unit::Millis,
+        wit::Unit::Ratio => Unit::Ratio,
+        wit::Unit::Count => Unit::Count,
+        wit::Unit::PerRequest => Unit::PerRequest,
+        wit::Unit::Seconds => Unit::Seconds,
+    }
+}
+
+fn unit_to_wit(unit: Unit) -> wit::Unit {
+    match unit {
+        Unit::Percent => wit::Unit::Percent,
+        Unit::Millis => wit::Unit::Ms,
+        Unit::Ratio => wit::Unit::Ratio,
+        Unit::Count => wit::Unit::Count,
+        Unit::PerRequest => wit::Unit::PerRequest,
+        Unit::Seconds => wit::Unit::Seconds,
+    }
+}
+
 fn decision_from_wit(decision: wit::Decision) -> Decision {
     match decision {
         wit::Decision::Allow => Decision::Allow,
@@ -48,7 +221,7 @@ fn decision_from_wit(decision: wit::Decision) -> Decision {
     }
 }
 
-pub(super) fn info_from_wit(info: wit::PolicyInfo) -> PolicyInfo {
+fn info_from_wit(info: wit::PolicyInfo) -> PolicyInfo {
     PolicyInfo {
         name: truncate(info.name),
         version: truncate(info.version),
@@ -59,7 +232,7 @@ pub(super) fn info_from_wit(info: wit::PolicyInfo) -> PolicyInfo {
 
 /// What `evaluate` returned, as the host takes it: a checked verdict, or the
 /// policy's own error as its fault.
-pub(super) fn evaluation_from_wit(result: Result<wit::Verdict, String>) -> Result<Verdict, Fault> {
+fn evaluation_from_wit(result: Result<wit::Verdict, String>) -> Result<Verdict, Fault> {
     match result {
         Ok(verdict) => verdict_from_wit(verdict),
         Err(message) => Err(Fault::PolicyError(truncate(message))),
@@ -86,6 +259,10 @@ pub(crate) fn check_verdict(verdict: Verdict) -> Result<Verdict, Fault> {
                 message: f.message,
                 observed: f.observed,
                 threshold: f.threshold,
+                observed_value: f.observed_value,
+                threshold_value: f.threshold_value,
+                baseline_value: f.baseline_value,
+                unit: f.unit.map(unit_to_wit),
             })
             .collect(),
     })
@@ -122,12 +299,23 @@ fn verdict_from_wit(verdict: wit::Verdict) -> Result<Verdict, Fault> {
         if f.check.is_empty() {
             return malformed(format!("finding {i} has an empty check id"));
         }
+        let numbers = [f.observed_value, f.threshold_value, f.baseline_value];
+        if numbers.into_iter().flatten().any(|n| !n.is_finite()) {
+            return malformed(format!(
+                "finding {i} ('{}') has a number that is not finite",
+                f.check
+            ));
+        }
         let finding = Finding {
             check: f.check,
             decision: decision_from_wit(f.decision),
             message: f.message,
             observed: f.observed,
             threshold: f.threshold,
+            observed_value: f.observed_value,
+            threshold_value: f.threshold_value,
+            baseline_value: f.baseline_value,
+            unit: f.unit.map(unit_from_wit),
         };
         if finding.decision > decision {
             return malformed(format!(
@@ -183,6 +371,10 @@ mod tests {
             message: "m".into(),
             observed: None,
             threshold: None,
+            observed_value: None,
+            threshold_value: None,
+            baseline_value: None,
+            unit: None,
         }
     }
 
@@ -218,6 +410,23 @@ mod tests {
             verdict_from_wit(long),
             Err(Fault::MalformedVerdict(_))
         ));
+    }
+
+    #[test]
+    fn numbers_must_be_finite() {
+        let mut nan = finding("error-rate", wit::Decision::Deny);
+        nan.observed_value = Some(f64::NAN);
+        let verdict = wit::Verdict {
+            decision: wit::Decision::Deny,
+            summary: "s".into(),
+            findings: vec![nan],
+        };
+        assert_eq!(
+            verdict_from_wit(verdict),
+            Err(Fault::MalformedVerdict(
+                "finding 0 ('error-rate') has a number that is not finite".into()
+            ))
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Instant;
 use shipgate_policy::{Phase, Verdict};
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
-use super::bindings::{self, Policy, truncate};
+use super::bindings::{Policy, truncate};
 use super::component::root_cause;
 use super::engine::deadline_ticks;
 use super::sandbox::{Determinism, HostState, MAX_OUTPUT_BYTES};
@@ -174,13 +174,11 @@ impl ReusedInstance {
     ) -> Result<Verdict, Fault> {
         self.store
             .set_epoch_deadline(deadline_ticks(self.limits.timeout_ms));
-        match self.policy.call_evaluate(
-            &mut self.store,
-            bindings::phase_to_wit(phase),
-            snapshot,
-            config_json,
-        ) {
-            Ok(result) => bindings::evaluation_from_wit(result),
+        match self
+            .policy
+            .evaluate(&mut self.store, phase, snapshot, config_json)
+        {
+            Ok(result) => result,
             Err(error) => Err(classify_trap(&error, self.store.data(), self.limits)),
         }
     }

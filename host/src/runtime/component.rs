@@ -8,6 +8,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use super::CONTRACT;
+use super::bindings::CONTRACT_0_2;
 
 /// Why bytes are not a policy component this host can run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +44,8 @@ impl fmt::Display for ComponentError {
             ComponentError::ContractMismatch { built_for } => write!(
                 f,
                 "it was built for shipgate:policy@{built_for}, and this shipgate speaks \
-                 {CONTRACT}: rebuild it with the matching shipgate-policy SDK"
+                 {CONTRACT} (and runs modules built for {CONTRACT_0_2}): rebuild it with the \
+                 matching shipgate-policy SDK"
             ),
             ComponentError::MissingImport(why) => {
                 write!(f, "it needs something shipgate does not provide: {why}")
@@ -76,20 +78,22 @@ pub(super) fn check_is_component(bytes: &[u8]) -> Result<(), ComponentError> {
     Ok(())
 }
 
-/// A module built for another version of the contract imports its types
-/// interface under that version: name it, so the fix (rebuild) is clear.
-pub(super) fn contract_mismatch(engine: &Engine, component: &Component) -> Option<ComponentError> {
+/// The contract version a module was built for: the version it imports
+/// its types interface at (`None` when it imports no such interface, which
+/// is no policy at all).
+pub(super) fn contract_of(engine: &Engine, component: &Component) -> Option<String> {
     const TYPES: &str = "shipgate:policy/types@";
-    let ours = CONTRACT.rsplit_once('@').map(|(_, version)| version)?;
     component
         .component_type()
         .imports(engine)
-        .find_map(|(name, _)| {
-            let version = name.strip_prefix(TYPES)?;
-            (version != ours).then(|| ComponentError::ContractMismatch {
-                built_for: version.to_string(),
-            })
-        })
+        .find_map(|(name, _)| Some(name.strip_prefix(TYPES)?.to_string()))
+}
+
+/// Whether this host runs modules built for contract `version`: its own,
+/// and 0.2.0.
+pub(super) fn runs(version: &str) -> bool {
+    let ours = CONTRACT.rsplit_once('@').map(|(_, version)| version);
+    ours == Some(version) || version == CONTRACT_0_2
 }
 
 /// The root of a wasmtime error, first line: the outermost message is often

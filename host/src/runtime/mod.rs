@@ -45,7 +45,7 @@ pub use fault::{Fault, HostFault};
 pub use sandbox::Determinism;
 
 use bindings::PolicyPre;
-use component::{check_is_component, contract_mismatch, root_cause};
+use component::{check_is_component, contract_of, root_cause, runs};
 use engine::EpochTicker;
 use sandbox::HostState;
 
@@ -106,7 +106,7 @@ pub struct LoadedModule {
     /// Size of the module in bytes.
     pub size: usize,
     component: Component,
-    pre: PolicyPre<HostState>,
+    pre: PolicyPre,
 }
 
 impl LoadedModule {
@@ -117,6 +117,13 @@ impl LoadedModule {
             .imports(&runtime.engine)
             .map(|(name, _)| name.to_string())
             .collect()
+    }
+
+    /// The snapshot encoding this module reads
+    /// ([`shipgate_policy::wire::VERSION`], or version 1 for a module built
+    /// for contract 0.2.0).
+    pub fn wire_version(&self) -> u8 {
+        self.pre.wire_version()
     }
 }
 
@@ -202,13 +209,20 @@ impl Runtime {
                 component
             }
         };
-        let mismatch = || contract_mismatch(&self.engine, &component);
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
-            mismatch().unwrap_or_else(|| ComponentError::MissingImport(root_cause(&e)))
-        })?;
-        let pre = PolicyPre::new(instance_pre).map_err(|e| {
-            mismatch().unwrap_or_else(|| ComponentError::WrongWorld(root_cause(&e)))
-        })?;
+        let contract = contract_of(&self.engine, &component);
+        if let Some(built_for) = &contract
+            && !runs(built_for)
+        {
+            return Err(ComponentError::ContractMismatch {
+                built_for: built_for.clone(),
+            });
+        }
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| ComponentError::MissingImport(root_cause(&e)))?;
+        let pre = PolicyPre::new(instance_pre, contract.as_deref())
+            .map_err(|e| ComponentError::WrongWorld(root_cause(&e)))?;
         let module = Arc::new(LoadedModule {
             sha256: sha256.clone(),
             size: bytes.len(),
@@ -247,7 +261,7 @@ impl Runtime {
     /// Asks a policy to describe itself.
     pub(crate) fn describe(&self, module: &LoadedModule, limits: Limits) -> Called<PolicyInfo> {
         self.call(module, limits, Determinism::FIXED, None, |policy, store| {
-            Ok(Ok(bindings::info_from_wit(policy.call_describe(store)?)))
+            Ok(Ok(policy.describe(store)?))
         })
     }
 
@@ -261,7 +275,7 @@ impl Runtime {
     ) -> Called<()> {
         self.call(module, limits, Determinism::FIXED, None, |policy, store| {
             Ok(policy
-                .call_validate_config(store, config_json)?
+                .validate_config(store, config_json)?
                 .map_err(Fault::PolicyError))
         })
     }
@@ -281,13 +295,7 @@ impl Runtime {
         cancel: Option<&Cancel>,
     ) -> Called<Verdict> {
         self.call(module, limits, determinism, cancel, |policy, store| {
-            let result = policy.call_evaluate(
-                store,
-                bindings::phase_to_wit(phase),
-                snapshot,
-                config_json,
-            )?;
-            Ok(bindings::evaluation_from_wit(result))
+            policy.evaluate(store, phase, snapshot, config_json)
         })
     }
 }

@@ -81,8 +81,9 @@ fn error_rate(
         );
         return;
     }
+    let base_rate = baseline.and_then(Cohort::error_rate);
     if let Some(max) = limits.max_error_rate {
-        findings.at_most(
+        let finding = findings.at_most(
             "error-rate",
             "canary error rate",
             rate,
@@ -90,11 +91,14 @@ fn error_rate(
             Unit::Percent,
             breach,
         );
+        if let Some(base_rate) = base_rate {
+            finding.baseline(base_rate);
+        }
     }
     let Some(max_ratio) = limits.max_error_rate_ratio else {
         return;
     };
-    let Some(base_rate) = baseline.and_then(Cohort::error_rate) else {
+    let Some(base_rate) = base_rate else {
         findings.missing(
             "error-rate-ratio",
             "metrics.baseline.errors and metrics.baseline.requests",
@@ -186,7 +190,7 @@ fn latency(
         };
         if let Some(max) = max {
             let what = format!("canary {q} latency");
-            findings.at_most(
+            let finding = findings.at_most(
                 &format!("latency-{q}"),
                 &what,
                 observed,
@@ -194,6 +198,9 @@ fn latency(
                 Unit::Millis,
                 breach,
             );
+            if let Some(base) = base {
+                finding.baseline(base);
+            }
         }
         let Some(max_ratio) = limits.max_latency_ratio else {
             continue;

@@ -42,6 +42,17 @@ fn decision_to_wit(decision: crate::Decision) -> wit::Decision {
     }
 }
 
+fn unit_to_wit(unit: crate::Unit) -> wit::Unit {
+    match unit {
+        crate::Unit::Percent => wit::Unit::Percent,
+        crate::Unit::Millis => wit::Unit::Ms,
+        crate::Unit::Ratio => wit::Unit::Ratio,
+        crate::Unit::Count => wit::Unit::Count,
+        crate::Unit::PerRequest => wit::Unit::PerRequest,
+        crate::Unit::Seconds => wit::Unit::Seconds,
+    }
+}
+
 pub fn describe<P: Policy>() -> PolicyInfo {
     let info = P::info();
     PolicyInfo {
@@ -66,6 +77,10 @@ pub fn evaluate<P: Policy>(phase: Phase, snapshot: &[u8], config: &str) -> Resul
                 message: f.message,
                 observed: f.observed,
                 threshold: f.threshold,
+                observed_value: f.observed_value,
+                threshold_value: f.threshold_value,
+                baseline_value: f.baseline_value,
+                unit: f.unit.map(unit_to_wit),
             })
             .collect(),
     })

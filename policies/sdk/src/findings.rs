@@ -31,13 +31,7 @@ impl Findings {
         decision: Decision,
         message: impl Into<String>,
     ) -> &mut Finding {
-        self.findings.push(Finding {
-            check: check.to_string(),
-            decision,
-            message: message.into(),
-            observed: None,
-            threshold: None,
-        });
+        self.findings.push(Finding::new(check, decision, message));
         self.findings.last_mut().expect("just pushed")
     }
 
@@ -65,7 +59,8 @@ impl Findings {
     }
 
     /// Allows when `observed <= limit`, otherwise records `on_breach`.
-    /// `what` names the quantity: "canary error rate".
+    /// `what` names the quantity: "canary error rate". The finding carries
+    /// both numbers and the unit, for reports to plot.
     pub fn at_most(
         &mut self,
         check: &str,
@@ -81,7 +76,10 @@ impl Findings {
         } else {
             self.add(check, on_breach, format!("{what} {obs} exceeds {lim}"))
         };
-        finding.observed(obs).threshold(format!("<= {lim}"))
+        finding
+            .observed(obs)
+            .threshold(format!("<= {lim}"))
+            .measured(observed, limit, unit)
     }
 
     /// Allows when `observed >= minimum`, otherwise records `on_shortfall`.
@@ -100,7 +98,10 @@ impl Findings {
         } else {
             self.add(check, on_shortfall, format!("{what} {obs} is below {min}"))
         };
-        finding.observed(obs).threshold(format!(">= {min}"))
+        finding
+            .observed(obs)
+            .threshold(format!(">= {min}"))
+            .measured(observed, minimum, unit)
     }
 
     /// Records a yes/no requirement: allow with `ok` when it holds,
@@ -195,6 +196,15 @@ mod tests {
         assert_eq!(v.findings[1].decision, Decision::Rollback);
         assert_eq!(v.findings[1].observed.as_deref(), Some("401 ms"));
         assert_eq!(v.findings[1].threshold.as_deref(), Some("<= 400 ms"));
+        let numbers = &v.findings[1];
+        assert_eq!(
+            (
+                numbers.observed_value,
+                numbers.threshold_value,
+                numbers.unit
+            ),
+            (Some(401.0), Some(400.0), Some(Unit::Millis))
+        );
         assert_eq!(v.summary, "p95 latency 401 ms exceeds 400 ms");
     }
 
@@ -216,6 +226,30 @@ mod tests {
         assert_eq!(
             (v.decision, v.summary.as_str()),
             (Decision::Allow, "all 2 checks passed")
+        );
+    }
+
+    #[test]
+    fn numbers_that_are_not_finite_are_left_out() {
+        let mut f = Findings::new();
+        f.at_most(
+            "ratio",
+            "ratio",
+            f64::INFINITY,
+            2.0,
+            Unit::Ratio,
+            Decision::Deny,
+        )
+        .baseline(f64::NAN);
+        let finding = &f.as_slice()[0];
+        assert_eq!(finding.observed.as_deref(), Some("∞x"));
+        assert_eq!(
+            (
+                finding.observed_value,
+                finding.threshold_value,
+                finding.baseline_value
+            ),
+            (None, Some(2.0), None)
         );
     }
 

@@ -1,12 +1,14 @@
 //! Formatting of observed values and thresholds for people, and the small
 //! arithmetic helpers policies need (rates, ratios, durations).
 
-/// How a number is shown in a finding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a number is shown in a finding, and what its numbers measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Unit {
     /// A fraction shown as a percentage: 0.041 → "4.1%".
     Percent,
     /// Milliseconds: 401.0 → "401 ms".
+    #[serde(rename = "ms")]
     Millis,
     /// A multiple of a baseline: 1.32 → "1.32x".
     Ratio,
@@ -14,6 +16,8 @@ pub enum Unit {
     Count,
     /// Seconds, shown as a duration: 540.0 → "9m 0s".
     Seconds,
+    /// Events per request (a business metric's rate): 0.0312 → "0.0312/req".
+    PerRequest,
 }
 
 impl Unit {
@@ -28,6 +32,7 @@ impl Unit {
             Unit::Ratio => with_suffix(trim(value, 2, true), "x"),
             Unit::Count => trim(value, 2, false),
             Unit::Seconds => duration(value),
+            Unit::PerRequest => with_suffix(trim(value, 4, false), "/req"),
         }
     }
 }

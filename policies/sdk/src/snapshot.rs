@@ -1,4 +1,5 @@
-//! Snapshot schema v1 as a policy reads it.
+//! Snapshot schema v2 as a policy reads it (v1 is v2 without `rollback`,
+//! `user_journeys` and `integration_tests`; the host accepts both).
 //!
 //! Every section is optional: a policy decides what evidence it needs and
 //! reports what is missing (see [`crate::Findings::missing`]). Unknown fields
@@ -16,7 +17,11 @@ use serde::{Deserialize, Serialize};
 use crate::time::Timestamp;
 
 /// The snapshot schema version this SDK (and the host built with it) reads.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The schema versions the host accepts: v1 snapshots are v2 snapshots
+/// without the facts v2 added, and read the same.
+pub const SCHEMA_VERSIONS: [u32; 2] = [1, SCHEMA_VERSION];
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -35,6 +40,14 @@ pub struct Snapshot {
     pub metrics: Option<Metrics>,
     pub alerts: Option<Vec<Alert>>,
     pub smoke_tests: Option<Vec<SmokeTest>>,
+    /// After a rollback: when it ran and how the restored version behaves
+    /// (v2).
+    pub rollback: Option<RollbackRun>,
+    /// Key user journeys checked by a person after the rollout, each with
+    /// its sign-off (v2).
+    pub user_journeys: Option<Vec<UserJourney>>,
+    /// Post-deploy integration tests; `[]` when the service has none (v2).
+    pub integration_tests: Option<Vec<TestResult>>,
     /// Added by the host from the gate file: the plan and thresholds
     /// declared before the rollout. A caller cannot supply it. It must stay
     /// the last field: [`crate::wire::encode_with_gate`] relies on it.
@@ -208,6 +221,38 @@ pub struct Alert {
 pub struct SmokeTest {
     pub name: String,
     pub status: String,
+}
+
+/// A post-deploy integration test's result: `passed`, `failed`, or
+/// anything else for not finished.
+pub type TestResult = SmokeTest;
+
+/// A rollback that ran: when it started and completed, and the restored
+/// version's metrics since it completed.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RollbackRun {
+    /// RFC 3339.
+    pub started_at: Option<String>,
+    /// RFC 3339; absent while the rollback is still running.
+    pub completed_at: Option<String>,
+    /// The commit running again.
+    pub restored_commit: Option<String>,
+    /// The restored version since the rollback completed.
+    pub metrics: Option<Cohort>,
+}
+
+/// One key user journey, checked by a person after the rollout.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct UserJourney {
+    pub name: String,
+    /// `passed` or `failed`.
+    pub status: Option<String>,
+    /// Who signed it off.
+    pub verified_by: Option<String>,
+    /// When, RFC 3339.
+    pub verified_at: Option<String>,
 }
 
 /// What the host adds from the gate file.

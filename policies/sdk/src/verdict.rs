@@ -5,6 +5,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::format::Unit;
+
 /// The deployment phase a decision is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -53,6 +55,10 @@ impl Decision {
 }
 
 /// One check's outcome: one line of "observed vs threshold".
+///
+/// Beside the text, a finding may carry its numbers (contract 0.3.0), which
+/// reports plot: [`Findings::at_most`](crate::Findings::at_most) and
+/// [`Findings::at_least`](crate::Findings::at_least) fill them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     pub check: String,
@@ -60,9 +66,51 @@ pub struct Finding {
     pub message: String,
     pub observed: Option<String>,
     pub threshold: Option<String>,
+    /// What was measured, in `unit` (0.041 for 4.1%).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_value: Option<f64>,
+    /// The limit, in `unit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_value: Option<f64>,
+    /// The baseline's value of the same quantity, in `unit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_value: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<Unit>,
 }
 
 impl Finding {
+    /// A finding with its text only; the builder methods add the rest.
+    pub fn new(check: impl Into<String>, decision: Decision, message: impl Into<String>) -> Self {
+        Finding {
+            check: check.into(),
+            decision,
+            message: message.into(),
+            observed: None,
+            threshold: None,
+            observed_value: None,
+            threshold_value: None,
+            baseline_value: None,
+            unit: None,
+        }
+    }
+
+    /// Sets the numbers behind the text: what was measured and its limit,
+    /// in `unit`. Values that are not finite (a ratio over zero) are left
+    /// out, since no chart can place them.
+    pub fn measured(&mut self, observed: f64, threshold: f64, unit: Unit) -> &mut Self {
+        self.observed_value = observed.is_finite().then_some(observed);
+        self.threshold_value = threshold.is_finite().then_some(threshold);
+        self.unit = Some(unit);
+        self
+    }
+
+    /// Sets the baseline's value of the measured quantity, in the same unit.
+    pub fn baseline(&mut self, baseline: f64) -> &mut Self {
+        self.baseline_value = baseline.is_finite().then_some(baseline);
+        self
+    }
+
     /// Sets what was measured, formatted for people.
     pub fn observed(&mut self, observed: impl Into<String>) -> &mut Self {
         self.observed = Some(observed.into());

@@ -1,4 +1,4 @@
-//! The snapshot as it crosses the contract (`shipgate:policy@0.2.0`).
+//! The snapshot as it crosses the contract (`shipgate:policy@0.3.0`).
 //!
 //! The host parses and validates the caller's JSON once; every policy then
 //! receives the typed result in a compact binary form instead of JSON text,
@@ -13,12 +13,25 @@
 //! types is a change of [`VERSION`] and of the contract version; a policy
 //! refuses an encoding it was not built for, and the host fails closed.
 //!
+//! The host also writes [`VERSION_1`], the layout of contract 0.2.0 (the
+//! snapshot without the fields version 2 added), for policies built for
+//! that contract: [`encode_v1_with_gate`].
+//!
 //! [postcard]: https://docs.rs/postcard
 
-use crate::snapshot::{Gate, Snapshot};
+use serde::Serialize;
+
+use crate::snapshot::{
+    Alert, Ci, Deployment, FeatureFlag, Gate, Metrics, Migration, RollbackPlan, Rollout, SmokeTest,
+    Snapshot, Window,
+};
 
 /// The encoding's version, the first byte of every encoded snapshot.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
+
+/// The encoding of contract 0.2.0: no `rollback`, `user_journeys` or
+/// `integration_tests`.
+pub const VERSION_1: u8 = 1;
 
 /// Why encoding cannot fail: postcard fails only on types it cannot
 /// describe (none in a snapshot) or when its output is full (a `Vec` grows).
@@ -55,7 +68,36 @@ pub fn encode_with_gate(snapshot: &Snapshot, gate: &EncodedGate) -> Vec<u8> {
         };
         return encode_with_gate(&without, gate);
     }
-    let mut out = encode(snapshot);
+    splice_gate(encode(snapshot), gate)
+}
+
+/// What [`encode_with_gate`] writes, in the layout of [`VERSION_1`], for
+/// policies built for contract 0.2.0: the fields version 2 added are left
+/// out, everything else is byte for byte what that contract's SDK reads.
+pub fn encode_v1_with_gate(snapshot: &Snapshot, gate: &EncodedGate) -> Vec<u8> {
+    let v1 = SnapshotV1 {
+        schema_version: snapshot.schema_version,
+        now: &snapshot.now,
+        deployment: &snapshot.deployment,
+        ci: &snapshot.ci,
+        migrations: &snapshot.migrations,
+        feature_flags: &snapshot.feature_flags,
+        rollback_plan: &snapshot.rollback_plan,
+        window: &snapshot.window,
+        stakeholders_notified: snapshot.stakeholders_notified,
+        rollout: &snapshot.rollout,
+        metrics: &snapshot.metrics,
+        alerts: &snapshot.alerts,
+        smoke_tests: &snapshot.smoke_tests,
+        gate: None,
+    };
+    let mut out = Vec::with_capacity(1024);
+    out.push(VERSION_1);
+    splice_gate(postcard::to_extend(&v1, out).expect(ENCODES), gate)
+}
+
+/// Replaces the trailing `None` of an encoded snapshot's `gate` with `gate`.
+fn splice_gate(mut out: Vec<u8>, gate: &EncodedGate) -> Vec<u8> {
     let none_tag = out.pop();
     assert_eq!(
         none_tag,
@@ -65,6 +107,26 @@ pub fn encode_with_gate(snapshot: &Snapshot, gate: &EncodedGate) -> Vec<u8> {
     out.push(1);
     out.extend_from_slice(&gate.0);
     out
+}
+
+/// [`Snapshot`] as [`VERSION_1`] lays it out. The nested types are the same
+/// in both versions; only top-level fields were added.
+#[derive(Serialize)]
+struct SnapshotV1<'a> {
+    schema_version: u32,
+    now: &'a str,
+    deployment: &'a Option<Deployment>,
+    ci: &'a Option<Ci>,
+    migrations: &'a Option<Vec<Migration>>,
+    feature_flags: &'a Option<Vec<FeatureFlag>>,
+    rollback_plan: &'a Option<RollbackPlan>,
+    window: &'a Option<Window>,
+    stakeholders_notified: Option<bool>,
+    rollout: &'a Option<Rollout>,
+    metrics: &'a Option<Metrics>,
+    alerts: &'a Option<Vec<Alert>>,
+    smoke_tests: &'a Option<Vec<SmokeTest>>,
+    gate: Option<&'a Gate>,
 }
 
 /// Decodes what [`encode`] wrote. The error says what is wrong, for the
@@ -157,7 +219,12 @@ mod tests {
                 "baseline": {"requests": 1000.0, "errors": 1.0, "latency_ms": {"p50": 10.0, "p95": 20.0, "p99": 30.0}, "business": {"orders": 50.0}},
                 "canary": {"requests": 100.0, "errors": 0.0, "latency_ms": {"p50": 11.0, "p99": 33.3}, "business": {"orders": 4.0}}},
             "alerts": [{"name": "a", "severity": "page", "state": "firing", "since": "2026-11-26T13:50:00Z", "expected": false}],
-            "smoke_tests": [{"name": "login", "status": "passed"}]
+            "smoke_tests": [{"name": "login", "status": "passed"}],
+            "rollback": {"started_at": "2026-11-26T14:10:00Z", "completed_at": "2026-11-26T14:12:30Z",
+                "restored_commit": "abb",
+                "metrics": {"requests": 900.0, "errors": 1.0, "latency_ms": {"p50": 10.0, "p95": 21.0, "p99": 31.0}}},
+            "user_journeys": [{"name": "checkout", "status": "passed", "verified_by": "ana", "verified_at": "2026-11-26T13:55:00Z"}],
+            "integration_tests": [{"name": "payments-e2e", "status": "passed"}]
         });
         value["gate"] = crate::testing::default_gate();
         value["gate"]["rollout"]["abort"]["max_latency_ms"] =
@@ -206,18 +273,32 @@ mod tests {
     /// `wit/policy.wit`, then update the fingerprint.
     #[test]
     fn the_layout_is_unchanged_or_versioned() {
-        let encoded = encode(&full());
-        // FNV-1a: a fingerprint of the bytes without a hashing dependency.
+        assert_eq!(
+            (VERSION, layout(&encode(&full()))),
+            (2, (824, 4628219779735804303)),
+            "the snapshot encoding changed: bump wire::VERSION and the contract"
+        );
+    }
+
+    /// Version 1 is what policies built for contract 0.2.0 read: these are
+    /// the length and fingerprint that version's own test pinned for the
+    /// same snapshot (the fields version 2 added are left out).
+    #[test]
+    fn version_1_is_the_layout_of_contract_0_2_0() {
+        let mut snapshot = full();
+        let gate = EncodedGate::new(&snapshot.gate.take().unwrap());
+        let v1 = encode_v1_with_gate(&snapshot, &gate);
+        assert_eq!(layout(&v1), (658, 3496190992048682817));
+    }
+
+    /// Length and FNV-1a fingerprint of an encoding (no hashing dependency).
+    fn layout(encoded: &[u8]) -> (usize, u64) {
         let fingerprint = encoded
             .iter()
             .fold(0xcbf2_9ce4_8422_2325_u64, |hash, &byte| {
                 (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
             });
-        assert_eq!(
-            (VERSION, encoded.len(), fingerprint),
-            (1, 658, 3496190992048682817),
-            "the snapshot encoding changed: bump wire::VERSION and the contract"
-        );
+        (encoded.len(), fingerprint)
     }
 
     #[test]
@@ -239,7 +320,7 @@ mod tests {
         assert!(
             decode(&other_version)
                 .unwrap_err()
-                .starts_with("snapshot encoding version 9; this policy was built for version 1")
+                .starts_with("snapshot encoding version 9; this policy was built for version 2")
         );
         let truncated = &encoded[..encoded.len() / 2];
         assert!(

@@ -1,16 +1,27 @@
-//! Stock policy `builtin:verify`: post-deploy verification.
+//! Stock policy `builtin:verify`: post-deploy verification, of a rollout or
+//! of a rollback.
 //!
-//! In this phase `metrics.canary` is the new version at full traffic and
-//! `metrics.baseline` the previous version (or the period before the deploy).
+//! After a rollout, `metrics.canary` is the new version at full traffic and
+//! `metrics.baseline` the previous version (or the period before the
+//! deploy). Checks (stable ids): `smoke-tests`, `integration-tests`,
+//! `user-journeys`, `alerts`, `observation-time`, `metrics-window`, and the
+//! canary health checks (`min-requests`, `error-rate`, `error-rate-ratio`,
+//! `latency-*`, `business-*`). A failed smoke or integration test, a failed
+//! user journey, an unexpected critical alert or a metrics breach rolls back.
 //!
-//! Checks (stable ids): `smoke-tests`, `alerts`, `observation-time`,
-//! `metrics-window`, and the canary health checks (`min-requests`,
-//! `error-rate`, `error-rate-ratio`, `latency-*`, `business-*`). A failed
-//! smoke test, an unexpected critical alert or a metrics breach rolls back.
+//! After a rollback (the snapshot has `rollback`), it verifies the rollback
+//! instead: `rollback-duration` (completed within the plan's promise, 5
+//! minutes by default), `service-restored` and `service-restored-latency-*`
+//! (the restored version within the declared abort thresholds), and
+//! `alerts`. A failure denies: the rollback is not verified, and a person
+//! must look.
 
 use serde::Deserialize;
 use shipgate_policy::checks::{self, Waiting};
-use shipgate_policy::{Decision, Findings, Phase, Policy, PolicyInfo, Snapshot, Unit, Verdict};
+use shipgate_policy::snapshot::{AbortThresholds, Cohort, RollbackRun, SmokeTest};
+use shipgate_policy::{
+    Decision, Findings, Phase, Policy, PolicyInfo, Snapshot, Timestamp, Unit, Verdict,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -18,12 +29,19 @@ pub struct Config {
     /// How long the deployment must have run, and the metrics must cover,
     /// before it can be verified, in minutes.
     pub min_observation_minutes: f64,
+    /// The longest a rollback may take, start to completion, in minutes:
+    /// the rollback plan's promise.
+    pub max_rollback_minutes: f64,
+    /// Whether key user journeys must be signed off by a person.
+    pub require_user_journeys: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             min_observation_minutes: 15.0,
+            max_rollback_minutes: 5.0,
+            require_user_journeys: true,
         }
     }
 }
@@ -37,15 +55,31 @@ impl Policy for Verify {
         PolicyInfo::new(
             "verify",
             env!("CARGO_PKG_VERSION"),
-            "Post-deploy verification: smoke tests passed, no unexpected alert firing, error rate \
-             and latency within the declared thresholds, observed for at least 15 minutes.",
+            "Post-deploy verification: smoke and integration tests passed, key user journeys \
+             signed off, no unexpected alert firing, error rate and latency within the declared \
+             thresholds, observed for at least 15 minutes; after a rollback, that it completed \
+             within 5 minutes and restored the service.",
             &[Phase::Verify],
         )
     }
 
     fn evaluate(_: Phase, snapshot: &Snapshot, config: &Config) -> Result<Verdict, String> {
         let mut findings = Findings::new();
-        smoke_tests(&mut findings, snapshot);
+        if let Some(rollback) = &snapshot.rollback {
+            rollback_duration(&mut findings, rollback, config.max_rollback_minutes * 60.0);
+            service_restored(&mut findings, rollback, &snapshot.plan().abort);
+            alerts(&mut findings, snapshot);
+            return Ok(findings.verdict());
+        }
+        test_results(&mut findings, SMOKE, snapshot.smoke_tests.as_deref());
+        test_results(
+            &mut findings,
+            INTEGRATION,
+            snapshot.integration_tests.as_deref(),
+        );
+        if config.require_user_journeys {
+            user_journeys(&mut findings, snapshot);
+        }
         alerts(&mut findings, snapshot);
         let min_seconds = config.min_observation_minutes * 60.0;
         observation_time(&mut findings, snapshot, min_seconds);
@@ -59,12 +93,48 @@ impl Policy for Verify {
     }
 }
 
-fn smoke_tests(findings: &mut Findings, snapshot: &Snapshot) {
-    let tests = snapshot.smoke_tests.as_deref().unwrap_or_default();
-    if tests.is_empty() {
-        findings.missing("smoke-tests", "smoke_tests (at least one result)");
-        return;
-    }
+/// A kind of test result in the snapshot.
+struct Tests {
+    check: &'static str,
+    /// What people call them: "smoke tests".
+    name: &'static str,
+    /// Where they are in the snapshot, for a missing-evidence finding.
+    field: &'static str,
+    /// Whether an empty list passes: a service may have no integration
+    /// tests, but every deploy has smoke tests.
+    none_is_fine: bool,
+}
+
+const SMOKE: Tests = Tests {
+    check: "smoke-tests",
+    name: "smoke tests",
+    field: "smoke_tests (at least one result)",
+    none_is_fine: false,
+};
+
+const INTEGRATION: Tests = Tests {
+    check: "integration-tests",
+    name: "integration tests",
+    field: "integration_tests (send [] when the service has none)",
+    none_is_fine: true,
+};
+
+/// A failed test rolls back, an unfinished one holds, all passed allows.
+fn test_results(findings: &mut Findings, kind: Tests, tests: Option<&[SmokeTest]>) {
+    let tests = match tests {
+        Some([]) if kind.none_is_fine => {
+            findings
+                .allow(kind.check, format!("the service has no {}", kind.name))
+                .observed("none")
+                .threshold("all passed");
+            return;
+        }
+        Some(tests) if !tests.is_empty() => tests,
+        _ => {
+            findings.missing(kind.check, kind.field);
+            return;
+        }
+    };
     let named = |status: fn(&str) -> bool| -> Vec<&str> {
         tests
             .iter()
@@ -77,20 +147,166 @@ fn smoke_tests(findings: &mut Findings, snapshot: &Snapshot) {
     let passed = tests.len() - failed.len() - unfinished.len();
     let finding = if !failed.is_empty() {
         findings.rollback(
-            "smoke-tests",
-            format!("smoke tests failed: {}", failed.join(", ")),
+            kind.check,
+            format!("{} failed: {}", kind.name, failed.join(", ")),
         )
     } else if !unfinished.is_empty() {
         findings.deny(
-            "smoke-tests",
-            format!("smoke tests not finished: {}", unfinished.join(", ")),
+            kind.check,
+            format!("{} not finished: {}", kind.name, unfinished.join(", ")),
         )
     } else {
-        findings.allow("smoke-tests", format!("all {passed} smoke tests passed"))
+        findings.allow(kind.check, format!("all {passed} {} passed", kind.name))
     };
     finding
         .observed(format!("{passed} of {} passed", tests.len()))
-        .threshold("all passed");
+        .threshold("all passed")
+        .measured(passed as f64, tests.len() as f64, Unit::Count);
+}
+
+/// Every key user journey passed and was signed off (who and when); a
+/// failed journey rolls back, one not signed off holds.
+fn user_journeys(findings: &mut Findings, snapshot: &Snapshot) {
+    let journeys = snapshot.user_journeys.as_deref().unwrap_or_default();
+    if journeys.is_empty() {
+        findings.missing(
+            "user-journeys",
+            "user_journeys (each key journey with status, verified_by and verified_at)",
+        );
+        return;
+    }
+    let failed: Vec<&str> = journeys
+        .iter()
+        .filter(|j| j.status.as_deref() == Some("failed"))
+        .map(|j| j.name.as_str())
+        .collect();
+    let unsigned: Vec<&str> = journeys
+        .iter()
+        .filter(|j| {
+            j.status.as_deref() != Some("passed")
+                || j.verified_by.as_deref().is_none_or(str::is_empty)
+                || j.verified_at.is_none()
+        })
+        .map(|j| j.name.as_str())
+        .collect();
+    let signed = journeys.len() - unsigned.len();
+    let finding = if !failed.is_empty() {
+        findings.rollback(
+            "user-journeys",
+            format!("user journeys failed: {}", failed.join(", ")),
+        )
+    } else if !unsigned.is_empty() {
+        findings.deny(
+            "user-journeys",
+            format!(
+                "user journeys not signed off (passed, by whom, when): {}",
+                unsigned.join(", ")
+            ),
+        )
+    } else {
+        let by: Vec<&str> = journeys
+            .iter()
+            .filter_map(|j| j.verified_by.as_deref())
+            .collect();
+        findings.allow(
+            "user-journeys",
+            format!(
+                "all {signed} key user journeys signed off (by {})",
+                by.join(", ")
+            ),
+        )
+    };
+    finding
+        .observed(format!("{signed} of {} signed off", journeys.len()))
+        .threshold("all signed off")
+        .measured(signed as f64, journeys.len() as f64, Unit::Count);
+}
+
+/// The rollback completed within the plan's promise.
+fn rollback_duration(findings: &mut Findings, rollback: &RollbackRun, max_seconds: f64) {
+    const CHECK: &str = "rollback-duration";
+    let Some(started) = rollback.started_at.as_deref().and_then(Timestamp::parse) else {
+        findings.missing(CHECK, "rollback.started_at");
+        return;
+    };
+    let Some(completed) = rollback.completed_at.as_deref().and_then(Timestamp::parse) else {
+        findings.missing(
+            CHECK,
+            "rollback.completed_at (is the rollback still running?)",
+        );
+        return;
+    };
+    let took = completed.seconds_since(started);
+    if took < 0.0 {
+        findings
+            .deny(
+                CHECK,
+                "rollback.completed_at is before rollback.started_at: the record is wrong",
+            )
+            .observed(Unit::Seconds.format(took));
+        return;
+    }
+    findings.at_most(
+        CHECK,
+        "rollback took",
+        took,
+        max_seconds,
+        Unit::Seconds,
+        Decision::Deny,
+    );
+}
+
+/// The restored version is back within the declared abort thresholds:
+/// error rate, and each declared latency quantile.
+fn service_restored(findings: &mut Findings, rollback: &RollbackRun, limits: &AbortThresholds) {
+    const CHECK: &str = "service-restored";
+    let Some(restored) = rollback.metrics.as_ref() else {
+        findings.missing(
+            CHECK,
+            "rollback.metrics (the restored version since the rollback)",
+        );
+        return;
+    };
+    match (Cohort::error_rate(restored), limits.max_error_rate) {
+        (Some(rate), Some(max)) => {
+            findings.at_most(
+                CHECK,
+                "restored error rate",
+                rate,
+                max,
+                Unit::Percent,
+                Decision::Deny,
+            );
+        }
+        (None, _) => {
+            findings.missing(CHECK, "rollback.metrics.errors and requests");
+        }
+        (Some(_), None) => {
+            findings
+                .deny(
+                    CHECK,
+                    "the gate declares no error-rate threshold (rollout.abort.max_error_rate) to \
+                     judge the restored version by",
+                )
+                .observed("undeclared")
+                .threshold("declared in the gate");
+        }
+    }
+    let declared = limits.max_latency_ms.clone().unwrap_or_default();
+    let observed = restored.latency_ms.clone().unwrap_or_default();
+    for ((q, max), (_, value)) in declared.quantiles().into_iter().zip(observed.quantiles()) {
+        let Some(max) = max else { continue };
+        let check = format!("{CHECK}-latency-{q}");
+        match value {
+            Some(value) => {
+                let what = format!("restored {q} latency");
+                findings.at_most(&check, &what, value, max, Unit::Millis, Decision::Deny);
+            }
+            None => {
+                findings.missing(&check, &format!("rollback.metrics.latency_ms.{q}"));
+            }
+        }
+    }
 }
 
 fn alerts(findings: &mut Findings, snapshot: &Snapshot) {

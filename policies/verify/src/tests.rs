@@ -9,6 +9,9 @@ fn example(name: &str) -> Value {
         "verify-allow" => include_str!("../../../examples/snapshots/verify-allow.json"),
         "verify-deny" => include_str!("../../../examples/snapshots/verify-deny.json"),
         "verify-rollback" => include_str!("../../../examples/snapshots/verify-rollback.json"),
+        "verify-rollback-restored" => {
+            include_str!("../../../examples/snapshots/verify-rollback-restored.json")
+        }
         other => panic!("no example {other}"),
     };
     testing::with_default_gate(text)
@@ -24,6 +27,7 @@ fn examples_decide_as_named() {
         ("verify-allow", Decision::Allow),
         ("verify-deny", Decision::Deny),
         ("verify-rollback", Decision::Rollback),
+        ("verify-rollback-restored", Decision::Allow),
     ] {
         let verdict =
             testing::evaluate::<Verify>(Phase::Verify, &example(name), &json!({})).unwrap();
@@ -140,4 +144,160 @@ fn error_rate_after_deploy() {
         "3.0%",
         "<= 1.0%",
     );
+}
+
+#[test]
+fn integration_tests() {
+    let passed = finding(&example("verify-allow"), "integration-tests");
+    assert_finding(&passed, Decision::Allow, "2 of 2 passed", "all passed");
+    assert_eq!(
+        (passed.observed_value, passed.threshold_value),
+        (Some(2.0), Some(2.0))
+    );
+    let mut none = example("verify-allow");
+    set(&mut none, "integration_tests", json!([]));
+    assert_finding(
+        &finding(&none, "integration-tests"),
+        Decision::Allow,
+        "none",
+        "all passed",
+    );
+    remove(&mut none, "integration_tests");
+    assert_eq!(
+        finding(&none, "integration-tests").observed.as_deref(),
+        Some("missing")
+    );
+    let mut failed = example("verify-allow");
+    set(
+        &mut failed,
+        "integration_tests",
+        json!([{"name": "payments-e2e", "status": "failed"}, {"name": "search", "status": "running"}]),
+    );
+    let failed = finding(&failed, "integration-tests");
+    assert_finding(&failed, Decision::Rollback, "0 of 2 passed", "all passed");
+    assert_eq!(failed.message, "integration tests failed: payments-e2e");
+}
+
+#[test]
+fn user_journeys() {
+    let signed = finding(&example("verify-allow"), "user-journeys");
+    assert_finding(
+        &signed,
+        Decision::Allow,
+        "2 of 2 signed off",
+        "all signed off",
+    );
+    assert_eq!(
+        signed.message,
+        "all 2 key user journeys signed off (by ana@example.com, ana@example.com)"
+    );
+    let mut unsigned = example("verify-allow");
+    remove(&mut unsigned, "user_journeys.1.verified_by");
+    let unsigned = finding(&unsigned, "user-journeys");
+    assert_finding(
+        &unsigned,
+        Decision::Deny,
+        "1 of 2 signed off",
+        "all signed off",
+    );
+    assert_eq!(
+        unsigned.message,
+        "user journeys not signed off (passed, by whom, when): checkout"
+    );
+    let mut failed = example("verify-allow");
+    *failed.pointer_mut("/user_journeys/0/status").unwrap() = json!("failed");
+    assert_eq!(
+        finding(&failed, "user-journeys").decision,
+        Decision::Rollback
+    );
+    let mut none = example("verify-allow");
+    remove(&mut none, "user_journeys");
+    assert_eq!(finding(&none, "user-journeys").decision, Decision::Deny);
+    let not_required = testing::evaluate::<Verify>(
+        Phase::Verify,
+        &none,
+        &json!({"require_user_journeys": false}),
+    )
+    .unwrap();
+    assert_eq!(not_required.decision, Decision::Allow);
+    assert!(not_required.finding("user-journeys").is_none());
+}
+
+#[test]
+fn a_rollback_is_verified_by_its_duration_and_the_restored_service() {
+    let restored = example("verify-rollback-restored");
+    let took = finding(&restored, "rollback-duration");
+    assert_finding(&took, Decision::Allow, "2m 40s", "<= 5m 0s");
+    assert_eq!(took.observed_value, Some(160.0));
+    assert_finding(
+        &finding(&restored, "service-restored"),
+        Decision::Allow,
+        "0.07%",
+        "<= 1.0%",
+    );
+    let verdict = testing::evaluate::<Verify>(Phase::Verify, &restored, &json!({})).unwrap();
+    assert!(
+        verdict.finding("smoke-tests").is_none(),
+        "the rollout's checks do not apply to a rollback: {verdict:#?}"
+    );
+
+    let mut slow = restored.clone();
+    set(
+        &mut slow,
+        "rollback.completed_at",
+        json!("2026-11-26T14:38:00Z"),
+    );
+    let slow = finding(&slow, "rollback-duration");
+    assert_finding(&slow, Decision::Deny, "7m 0s", "<= 5m 0s");
+    let relaxed = testing::finding::<Verify>(
+        Phase::Verify,
+        &restored,
+        &json!({"max_rollback_minutes": 1}),
+        "rollback-duration",
+    );
+    assert_eq!(relaxed.decision, Decision::Deny);
+
+    let mut running = restored.clone();
+    remove(&mut running, "rollback.completed_at");
+    assert_eq!(
+        finding(&running, "rollback-duration").message,
+        "no evidence: rollback.completed_at (is the rollback still running?) is missing from \
+         the snapshot"
+    );
+
+    let mut still_bad = restored.clone();
+    set(&mut still_bad, "rollback.metrics.errors", json!(2600));
+    assert_finding(
+        &finding(&still_bad, "service-restored"),
+        Decision::Deny,
+        "5.0%",
+        "<= 1.0%",
+    );
+    set(
+        &mut still_bad,
+        "gate.rollout.abort.max_latency_ms",
+        json!({"p99": 300}),
+    );
+    assert_finding(
+        &finding(&still_bad, "service-restored-latency-p99"),
+        Decision::Deny,
+        "305 ms",
+        "<= 300 ms",
+    );
+    remove(&mut still_bad, "rollback.metrics");
+    assert_eq!(
+        finding(&still_bad, "service-restored").decision,
+        Decision::Deny
+    );
+}
+
+#[test]
+fn findings_carry_their_numbers_for_reports() {
+    let error_rate = finding(&example("verify-allow"), "error-rate");
+    assert_eq!(error_rate.unit, Some(shipgate_policy::Unit::Percent));
+    assert_eq!(error_rate.threshold_value, Some(0.01));
+    let observed = error_rate.observed_value.unwrap();
+    let baseline = error_rate.baseline_value.unwrap();
+    assert!((observed - 11.0 / 13000.0).abs() < 1e-12, "{observed}");
+    assert!((baseline - 96.0 / 120000.0).abs() < 1e-12, "{baseline}");
 }
