@@ -22,6 +22,8 @@ NEEDED=(
     "busybox busybox-static"  # the -shell variant's sh, for GitLab jobs
     "docker-registry docker-registry"  # a real OCI registry for policy modules
     "openssl openssl"         # key pairs like cosign's, to sign modules
+    "chromium chromium"       # a real browser renders the rollout report
+    "npm npm"                 # fetches Mermaid, which draws the Markdown charts
 )
 
 missing=()
@@ -51,6 +53,13 @@ if ((${#missing[@]})); then
     $sudo apt-get update -qq || true
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
     if [ "$remove_policy" = 1 ]; then $sudo rm -f /usr/sbin/policy-rc.d; fi
+fi
+
+# Mermaid, as GitHub and GitLab draw the charts of `--format markdown`: a
+# test renders every chart with it in Chromium. Major version 11, as GitHub.
+if [ ! -f target/mermaid/node_modules/mermaid/dist/mermaid.min.js ]; then
+    echo "test.sh: installing mermaid@11 into target/mermaid" >&2
+    npm install --silent --no-audit --no-fund --prefix target/mermaid mermaid@11 >/dev/null
 fi
 
 if (($#)); then

@@ -14,6 +14,7 @@ use crate::decision_log;
 use crate::error::{Error, exit};
 use crate::evaluate::PreparedGate;
 use crate::gate::Gate;
+use crate::history;
 use crate::inspect;
 use crate::report::{self, Format, Style};
 use crate::runtime::{Runtime, RuntimeConfig};
@@ -71,7 +72,15 @@ pub(crate) enum Command {
         /// The gate file (default: the built-in gate).
         #[arg(long, value_name = "FILE")]
         gate: Option<PathBuf>,
+        /// Output format: text, or Markdown with the rollout plan as a
+        /// Mermaid gantt, for review in a pull request.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
     },
+    /// Draw a rollout from its decision log: a self-contained HTML page of
+    /// its stages, decisions and metrics against their limits (--html), or
+    /// the incident report of a rollback (--incident).
+    Report(ReportArgs),
     /// Create a policy crate that builds and passes its own tests as
     /// generated: the policy, unit tests, fixtures, a gate and a README.
     New(NewArgs),
@@ -112,7 +121,7 @@ pub(crate) struct EvalArgs {
     /// The phase to decide: preflight, promotion, abort or verify.
     #[arg(long, value_parser = parse_phase)]
     pub(crate) phase: Phase,
-    /// The deployment snapshot (JSON, schema v1); `-` reads standard input.
+    /// The deployment snapshot (JSON, schema v1 or v2); `-` reads standard input.
     #[arg(long, value_name = "FILE|-")]
     pub(crate) snapshot: PathBuf,
     /// The gate file (TOML). Default: the built-in gate (stock policies,
@@ -165,6 +174,35 @@ pub(crate) struct ReplayArgs {
     /// The gate the decisions were made with (default: the built-in gate).
     #[arg(long, value_name = "FILE")]
     pub(crate) gate: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CheckFormat {
+    Text,
+    Markdown,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("report").required(true).args(["html", "incident"])))]
+pub(crate) struct ReportArgs {
+    /// A decision log written by `eval --decision-log` or `serve` (gzipped
+    /// or not).
+    pub(crate) log: PathBuf,
+    /// The deployment to draw (its `deployment.id`); needed when the log
+    /// holds decisions about several.
+    #[arg(long, value_name = "ID")]
+    pub(crate) deployment: Option<String>,
+    /// Write the rollout as one self-contained HTML page to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) html: Option<PathBuf>,
+    /// Draft the incident report (Markdown) of this rollback decision
+    /// (`last`: the deployment's last rollback), to standard output or
+    /// --output.
+    #[arg(long, value_name = "DECISION_ID|last", conflicts_with = "html")]
+    pub(crate) incident: Option<String>,
+    /// Write the incident report to FILE instead of standard output.
+    #[arg(long, value_name = "FILE", requires = "incident")]
+    pub(crate) output: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -366,7 +404,8 @@ pub(crate) fn run(cli: Cli) -> Result<i32, Error> {
             print(&report::json(&schema));
             Ok(0)
         }
-        Command::Check { gate } => check(gate.as_deref()),
+        Command::Check { gate, format } => check(gate.as_deref(), format),
+        Command::Report(args) => rollout_report(&args),
         Command::New(args) => new_policy(&args),
         Command::Build(args) => build(&args),
         Command::Test(args) => test(&args),
@@ -481,13 +520,16 @@ pub(crate) fn read_snapshot(path: &Path) -> Result<ValidSnapshot, Error> {
 
 /// Prepares every phase of a gate; any policy that would fail closed is an
 /// error, named with its fault.
-fn check(path: Option<&Path>) -> Result<i32, Error> {
+fn check(path: Option<&Path>, format: CheckFormat) -> Result<i32, Error> {
     let gate = load_gate(path)?;
     let label = gate.origin.label();
     let prepared = PreparedGate::prepare(Arc::new(runtime()?), gate, &Phase::ALL)?;
     let policies = prepared.policies();
-    print(&report::check(&policies, Style::from_env(false)));
     let gate = prepared.gate();
+    match format {
+        CheckFormat::Text => print(&report::check(&policies, Style::from_env(false))),
+        CheckFormat::Markdown => print(&report::check_markdown(gate, &policies)),
+    }
     for (policy, _) in &policies {
         // A signature that does not verify is the policy's fault, listed above.
         if let Some(Ok(key)) = crate::modules::signer(&gate.module_base, &gate.remote, policy) {
@@ -508,6 +550,26 @@ fn check(path: Option<&Path>) -> Result<i32, Error> {
             faults.join("; ")
         ))),
     }
+}
+
+fn rollout_report(args: &ReportArgs) -> Result<i32, Error> {
+    let rollout = history::read(&args.log, args.deployment.as_deref())?;
+    if let Some(path) = &args.html {
+        write_file(path, &history::html::page(&rollout))?;
+        eprintln!(
+            "shipgate: wrote the report of {} decisions to {}",
+            rollout.points.len(),
+            path.display()
+        );
+    }
+    if let Some(decision) = &args.incident {
+        let report = history::incident::report(&rollout, decision)?;
+        match &args.output {
+            Some(path) => write_file(path, &report)?,
+            None => print(&report),
+        }
+    }
+    Ok(exit::ALLOW)
 }
 
 fn new_policy(args: &NewArgs) -> Result<i32, Error> {

@@ -234,13 +234,25 @@ fn log_reader(log: &Path) -> Result<Box<dyn BufRead>, Error> {
     })
 }
 
-/// Re-evaluates every record with `gate` and compares each policy's
-/// decision, findings and log with what was recorded. Records made with
-/// another gate (by digest) are refused: they cannot be replayed exactly.
-pub(crate) fn replay(runtime: Arc<Runtime>, gate: Gate, log: &Path) -> Result<Replay, Error> {
+/// One whole record of a log, as read back.
+pub(crate) struct Entry {
+    /// `FILE:LINE`, for errors.
+    pub(crate) at: String,
+    pub(crate) line: usize,
+    pub(crate) evaluation: Evaluation,
+    /// The snapshot as received, validated again, under its recorded digest.
+    pub(crate) snapshot: ValidSnapshot,
+}
+
+/// Reads every whole record of `log` in order, gzipped or not, and hands
+/// each to `each`. Returns the line number of a last record cut short by a
+/// crash (skipped), if any. A line that is not a record, or whose snapshot
+/// is not valid, is an error naming the file and line.
+pub(crate) fn read(
+    log: &Path,
+    mut each: impl FnMut(Entry) -> Result<(), Error>,
+) -> Result<Option<usize>, Error> {
     let mut reader = log_reader(log)?;
-    let prepared = PreparedGate::prepare(runtime, gate, &shipgate_policy::Phase::ALL)?;
-    let mut report = Replay::default();
     let mut bytes = Vec::new();
     for number in 1.. {
         bytes.clear();
@@ -248,10 +260,7 @@ pub(crate) fn replay(runtime: Arc<Runtime>, gate: Gate, log: &Path) -> Result<Re
             Ok(read) => read,
             // A gzip stream cut short (its last batch half written) ends
             // the log as a torn line does.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                report.torn = Some(number);
-                break;
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(Some(number)),
             Err(e) => return Err(Error::reading(log, e)),
         };
         if read == 0 {
@@ -259,8 +268,7 @@ pub(crate) fn replay(runtime: Arc<Runtime>, gate: Gate, log: &Path) -> Result<Re
         }
         if bytes.last() != Some(&b'\n') {
             // A write cut short: the end of the log, and no record.
-            report.torn = Some(number);
-            break;
+            return Ok(Some(number));
         }
         let line = std::str::from_utf8(&bytes).map_err(|_| {
             Error::InvalidInput(format!("{}:{number}: not UTF-8 text", log.display()))
@@ -271,19 +279,38 @@ pub(crate) fn replay(runtime: Arc<Runtime>, gate: Gate, log: &Path) -> Result<Re
         let at = format!("{}:{number}", log.display());
         let record: Record = serde_json::from_str(line)
             .map_err(|e| Error::InvalidInput(format!("{at}: not a decision record: {e}")))?;
-        replay_one(&prepared, &record, &at, number, &mut report)?;
+        // Under the digest of the bytes received, which the record names.
+        let digest = record.evaluation.snapshot_sha256.clone();
+        let snapshot = snapshot::with_digest(record.snapshot.get(), digest)
+            .map_err(|e| Error::InvalidInput(format!("{at}: snapshot: {e}")))?;
+        each(Entry {
+            at,
+            line: number,
+            evaluation: record.evaluation,
+            snapshot,
+        })?;
     }
+    Ok(None)
+}
+
+/// Re-evaluates every record with `gate` and compares each policy's
+/// decision, findings and log with what was recorded. Records made with
+/// another gate (by digest) are refused: they cannot be replayed exactly.
+pub(crate) fn replay(runtime: Arc<Runtime>, gate: Gate, log: &Path) -> Result<Replay, Error> {
+    let prepared = PreparedGate::prepare(runtime, gate, &shipgate_policy::Phase::ALL)?;
+    let mut report = Replay::default();
+    let torn = read(log, |entry| replay_one(&prepared, entry, &mut report))?;
+    report.torn = torn;
     Ok(report)
 }
 
-fn replay_one(
-    prepared: &PreparedGate,
-    record: &Record,
-    at: &str,
-    number: usize,
-    report: &mut Replay,
-) -> Result<(), Error> {
-    let recorded = &record.evaluation;
+fn replay_one(prepared: &PreparedGate, entry: Entry, report: &mut Replay) -> Result<(), Error> {
+    let Entry {
+        at,
+        line,
+        evaluation: recorded,
+        snapshot,
+    } = entry;
     if recorded.gate_sha256 != prepared.gate().sha256 {
         return Err(Error::InvalidInput(format!(
             "{at}: decision {} was made with gate sha256 {}, not {} ({}); pass that gate with --gate",
@@ -293,9 +320,6 @@ fn replay_one(
             prepared.gate().origin.label()
         )));
     }
-    // Under the digest of the bytes received, which the record names.
-    let snapshot = snapshot::with_digest(record.snapshot.get(), recorded.snapshot_sha256.clone())
-        .map_err(|e| Error::InvalidInput(format!("{at}: snapshot: {e}")))?;
     // What a source could not find was part of the input: it stays.
     let evidence = recorded
         .policies
@@ -306,10 +330,10 @@ fn replay_one(
     let again = prepared
         .evaluate_with(recorded.phase, &snapshot, evidence, &Budget::default())
         .map_err(|fault| Error::Internal(anyhow::anyhow!("{at}: no decision: {fault}")))?;
-    if let Some(difference) = difference(recorded, &again) {
+    if let Some(difference) = difference(&recorded, &again) {
         report
             .differing
-            .push((number, recorded.decision_id.clone(), difference));
+            .push((line, recorded.decision_id.clone(), difference));
     }
     report.replayed += 1;
     Ok(())

@@ -7,7 +7,7 @@
 //! registries),
 //! [`runtime`] runs them in fresh sandboxes, [`evaluate`] combines them into
 //! a [`decision::Evaluation`], `decision_log` records and replays
-//! decisions, `report` prints them, `authoring` is the policy author's
+//! decisions, `report` prints them, `history` draws a rollout from its log, `authoring` is the policy author's
 //! workflow (new, build, test), `sources` gathers evidence, `adapters`
 //! speak each CD system's protocol, and `server` serves them over HTTP.
 //!
@@ -25,6 +25,7 @@ pub mod evaluate;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gate;
+mod history;
 mod inspect;
 mod modules;
 mod registry;
@@ -44,13 +45,14 @@ mod layers {
     use std::path::Path;
 
     /// Each top-level module and its layer (higher uses lower).
-    const LAYERS: [(&str, u8); 22] = [
+    const LAYERS: [(&str, u8); 23] = [
         ("fuzzing", 5),
         ("cli", 4),
         ("server", 4),
         ("authoring", 3),
         ("adapters", 3),
         ("report", 3),
+        ("history", 3),
         ("inspect", 3),
         ("evaluate", 2),
         ("decision_log", 2),

@@ -44,3 +44,6 @@ mod operations;
 pub mod prometheus;
 /// Policies from a real OCI registry: push, pull, sign, verify.
 mod registry;
+/// Rollout reports (HTML, in a real browser), the incident report, and the
+/// Mermaid charts of Markdown output.
+mod report;

@@ -1,10 +1,17 @@
-//! Markdown: the decision as a table per policy, for `$GITHUB_STEP_SUMMARY`.
+//! Markdown: the decision as a table per policy, then charts of what the
+//! enforcing policies measured against their limits (Mermaid), for
+//! `$GITHUB_STEP_SUMMARY` and `eval --format markdown`.
 
 use std::fmt::Write as _;
 
+use shipgate_policy::Unit;
+use shipgate_policy::snapshot::AbortThresholds;
+
 use super::mark;
+use super::mermaid::{finding_charts, number, plan_gantt};
 use crate::decision::Evaluation;
-use crate::gate::Mode;
+use crate::gate::{Gate, Mode, PolicyEntry};
+use crate::runtime::{Fault, LoadedModule};
 
 /// A Markdown summary of a decision.
 pub(crate) fn markdown(e: &Evaluation) -> String {
@@ -47,6 +54,23 @@ pub(crate) fn markdown(e: &Evaluation) -> String {
         }
         out.push('\n');
     }
+    let enforcing: Vec<_> = e
+        .policies
+        .iter()
+        .filter(|p| p.mode == Mode::Enforce && !p.failed_closed())
+        .collect();
+    let named = |policy: &str, check: &str| match enforcing.len() {
+        1 => check.to_string(),
+        _ => format!("{policy}/{check}"),
+    };
+    let charts = finding_charts(
+        enforcing
+            .iter()
+            .flat_map(|p| p.findings.iter().map(|f| (named(&p.name, &f.check), f))),
+    );
+    if !charts.is_empty() {
+        let _ = writeln!(out, "#### Measured against the limits\n\n{charts}");
+    }
     let _ = writeln!(
         out,
         "<sub>decision `{}` · gate `{}`</sub>",
@@ -54,6 +78,90 @@ pub(crate) fn markdown(e: &Evaluation) -> String {
         cell(&e.gate)
     );
     out
+}
+
+/// `shipgate check --format markdown`: a gate for review in a pull
+/// request: its policies, its rollout plan as a gantt, and its abort
+/// thresholds.
+pub(crate) fn check(
+    gate: &Gate,
+    policies: &[(&PolicyEntry, Result<&LoadedModule, &Fault>)],
+) -> String {
+    let file = &gate.file;
+    let mut out = format!("### shipgate gate `{}`\n\n", cell(&file.name));
+    out.push_str("| | policy | module | phases | mode | sha256 |\n|---|---|---|---|---|---|\n");
+    for (policy, module) in policies {
+        let phases: Vec<&str> = policy.phases.iter().map(|p| p.as_str()).collect();
+        let (ok, digest) = match module {
+            Ok(module) => (
+                mark(shipgate_policy::Decision::Allow),
+                format!("`{}`", module.sha256),
+            ),
+            Err(fault) => (
+                mark(shipgate_policy::Decision::Deny),
+                cell(&fault.to_string()),
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "| {ok} | {} | `{}` | {} | {} | {digest} |",
+            cell(&policy.name),
+            cell(&policy.module),
+            phases.join(", "),
+            match policy.mode {
+                Mode::Enforce => "enforce",
+                Mode::Shadow => "shadow",
+            },
+        );
+    }
+    let plan = &file.rollout;
+    if !plan.stages.is_empty() {
+        let minutes = plan
+            .min_stage_minutes
+            .map_or("no minimum time".to_string(), |m| {
+                format!("at least {} minutes a stage", number(m))
+            });
+        let _ = write!(
+            out,
+            "\n#### Rollout plan: {} stages, {minutes}\n\n{}",
+            plan.stages.len(),
+            plan_gantt(&file.name, plan)
+        );
+    }
+    let thresholds = abort_thresholds(&plan.abort);
+    if !thresholds.is_empty() {
+        out.push_str("\n#### Abort thresholds, declared before the rollout\n\n| threshold | value |\n|---|---|\n");
+        for (name, value) in thresholds {
+            let _ = writeln!(out, "| `{name}` | {value} |");
+        }
+    }
+    let _ = writeln!(out, "\n<sub>gate sha256 `{}`</sub>", gate.sha256);
+    out
+}
+
+/// The declared abort thresholds, by their gate-file keys, for people.
+fn abort_thresholds(abort: &AbortThresholds) -> Vec<(String, String)> {
+    let mut rows = Vec::new();
+    let mut row = |name: &str, value: Option<f64>, unit: Unit| {
+        if let Some(value) = value {
+            rows.push((name.to_string(), unit.format(value)));
+        }
+    };
+    row("max_error_rate", abort.max_error_rate, Unit::Percent);
+    row(
+        "max_error_rate_ratio",
+        abort.max_error_rate_ratio,
+        Unit::Ratio,
+    );
+    if let Some(latency) = &abort.max_latency_ms {
+        for (q, value) in latency.quantiles() {
+            row(&format!("max_latency_ms.{q}"), value, Unit::Millis);
+        }
+    }
+    row("max_latency_ratio", abort.max_latency_ratio, Unit::Ratio);
+    row("max_business_drop", abort.max_business_drop, Unit::Percent);
+    row("min_requests", abort.min_requests, Unit::Count);
+    rows
 }
 
 /// Makes text safe inside a Markdown table cell.

@@ -7,6 +7,7 @@ mod github;
 mod json;
 mod junit;
 mod markdown;
+mod mermaid;
 mod text;
 
 use shipgate_policy::Decision;
@@ -17,7 +18,8 @@ use crate::error::exit;
 pub(crate) use github::{escape as github_message, property as github_property};
 pub(crate) use json::json;
 pub(crate) use junit::junit;
-pub(crate) use markdown::markdown;
+pub(crate) use markdown::{check as check_markdown, markdown};
+pub(crate) use mermaid::nice_ceiling;
 pub(crate) use text::{check, inspection, policies, replay};
 
 /// How `eval` prints a decision.
@@ -31,6 +33,9 @@ pub(crate) enum Format {
     /// GitHub Actions: `::error::`/`::notice::` lines, then the text; a
     /// Markdown summary goes to `$GITHUB_STEP_SUMMARY` when it is set.
     Github,
+    /// Markdown: a table per policy and Mermaid charts of the measured
+    /// checks against their limits (a merge request comment, a wiki).
+    Markdown,
 }
 
 /// How text for people looks.
@@ -94,6 +99,7 @@ pub(crate) fn render(evaluation: &Evaluation, format: Format, style: Style) -> S
         Format::Text => text::decision(evaluation, style),
         Format::Json => json(evaluation),
         Format::Github => github::render(evaluation, &text::decision(evaluation, style)),
+        Format::Markdown => markdown(evaluation),
     }
 }
 
