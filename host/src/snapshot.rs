@@ -98,7 +98,7 @@ fn parse_text(text: String, sha256: String) -> Result<ValidSnapshot, SnapshotErr
     }
     // The common case, valid input, takes the plain parser; only a refused
     // snapshot is parsed again, slower, to find the path of the problem.
-    let typed: Snapshot = match serde_json::from_str(&text) {
+    let mut typed: Snapshot = match serde_json::from_str(&text) {
         Ok(typed) => typed,
         Err(error) => return Err(locate_error(&text, error)),
     };
@@ -117,6 +117,13 @@ fn parse_text(text: String, sha256: String) -> Result<ValidSnapshot, SnapshotErr
                 typed.schema_version
             ),
         ));
+    }
+    if typed.schema_version == 1 {
+        // Schema v1 has no such fields: a v1 producer's keys of these names
+        // were ignored, and still are.
+        typed.rollback = None;
+        typed.user_journeys = None;
+        typed.integration_tests = None;
     }
     let now = check_timestamps(&typed)?;
     check_counts(&typed)?;
@@ -329,11 +336,18 @@ mod tests {
         s["schema_version"] = 3.into();
         assert!(error_of(s).starts_with("schema_version: unsupported schema version 3"));
         let mut s = example();
+        s["schema_version"] = 2.into();
         s["rollback"] = serde_json::json!({"started_at": "yesterday"});
         assert!(error_of(s).starts_with("rollback.started_at: "));
         let mut s = example();
+        s["schema_version"] = 2.into();
         s["rollback"] = serde_json::json!({"metrics": {"requests": 10, "errors": 11}});
-        assert!(error_of(s).starts_with("rollback.metrics.errors: 11 errors out of 10"));
+        assert!(error_of(s.clone()).starts_with("rollback.metrics.errors: 11 errors out of 10"));
+        // Schema v1 has no `rollback`: a v1 producer's key of that name is
+        // ignored, as every unknown key of v1 was.
+        s["schema_version"] = 1.into();
+        let v1 = parse(s.to_string().as_bytes()).unwrap();
+        assert!(v1.typed().rollback.is_none());
         assert_eq!(error_of(Value::Array(vec![])), "expected a JSON object");
     }
 

@@ -201,8 +201,9 @@ fn the_incident_report_of_the_example_rollback_is_drafted_from_its_log() {
         "| 14:28:30 | rollback started (`rollback.started_at`) |",
         "| 14:31:10 | rollback completed (`rollback.completed_at`) |",
         "| error rate | 4.1% | 0.08% | <= 1.0% |",
-        "| canary | `latency-p99` | rollback | 1240 ms | &lt;= 800 ms |",
-        "| `rollback-duration` | allow | 2m 40s | &lt;= 5m 0s |",
+        "| canary | `latency-p99` | rollback | 1240 ms | <= 800 ms | canary p99 latency 1240 ms exceeds 800 ms |",
+        "| `rollback-duration` | allow | 2m 40s | <= 5m 0s |",
+        "| `rollback-record` | allow |",
         "## Root cause\n\n**To fill in.**",
         "## Action items\n\n**To fill in.**",
     ] {
@@ -326,12 +327,12 @@ fn markdown_and_the_github_summary_chart_what_was_measured() {
         "{written}"
     );
 
-    let check = shipgate()
-        .args(["check", "--format", "markdown", "--gate"])
-        .arg(repo().join("examples/gate.toml"))
-        .output()
-        .unwrap();
-    assert_eq!(check.status.code(), Some(0));
+    // As the README runs it.
+    let dir = workdir();
+    let check = run_block(
+        dir.path(),
+        &readme_block("abort thresholds. For the example gate"),
+    );
     let check = String::from_utf8(check.stdout).unwrap();
     assert!(check.contains(
         "```mermaid\ngantt\n    title Rollout plan of checkout-production\n    dateFormat HH:mm\n"
@@ -436,4 +437,94 @@ fn mermaid_renders_every_chart_the_markdown_carries() {
             &chart[..end.min(2000)]
         );
     }
+}
+
+/// What a policy writes is text, wherever it is shown: a verdict full of
+/// markup (from the hostile test policy, which returns the verdict its
+/// config holds) cannot add an element to the HTML page, a link, image,
+/// code span or cell to the Markdown, or a line to a Mermaid block.
+#[test]
+fn policy_text_stays_text_in_every_report() {
+    let dir = workdir();
+    std::fs::copy(
+        crate::support::fixture("hostile"),
+        dir.path().join("hostile.wasm"),
+    )
+    .unwrap();
+    let evil = "<img src=x onerror=alert(1)>|`x`|[link](http://e)\n```\n<script>";
+    let verdict = serde_json::json!({
+        "decision": "rollback",
+        "summary": evil,
+        "findings": [{
+            "check": format!("check{evil}"), "decision": "rollback", "message": evil,
+            "observed": evil, "threshold": evil,
+            "observed_value": 2.0, "threshold_value": 1.0, "baseline_value": 0.5,
+            "unit": "ratio", "bound": "at-most"
+        }]
+    });
+    let gate = serde_json::json!({
+        "name": "hostile",
+        "policy": [{"name": "echo", "module": "hostile.wasm", "phases": ["abort"],
+                    "config": {"behaviour": "echo", "verdict": verdict}}]
+    });
+    let gate = toml::to_string(&gate).unwrap();
+    std::fs::write(dir.path().join("gate.toml"), gate).unwrap();
+    let markdown = shipgate_in(dir.path())
+        .args([
+            "eval",
+            "--phase",
+            "abort",
+            "--gate",
+            "gate.toml",
+            "--format",
+            "markdown",
+        ])
+        .args(["--decision-log", "hostile.jsonl", "--snapshot"])
+        .arg(snapshot("abort-allow"))
+        .output()
+        .unwrap();
+    assert_eq!(markdown.status.code(), Some(2));
+    let markdown = String::from_utf8(markdown.stdout).unwrap();
+    for line in markdown.lines().filter(|l| l.starts_with("| ")) {
+        assert_eq!(line.matches(" | ").count() + 2, 6, "five cells: {line}");
+    }
+    assert!(
+        !markdown.contains("<img")
+            && !markdown.contains("<script")
+            && !markdown.contains("[link]("),
+        "{markdown}"
+    );
+    for block in mermaid_blocks(&markdown) {
+        assert!(!block.contains('<') && !block.contains('`'), "{block}");
+    }
+
+    let html = dir.path().join("hostile.html");
+    shipgate_in(dir.path())
+        .args(["report", "hostile.jsonl", "--html"])
+        .arg(&html)
+        .assert()
+        .code(0);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        !page.contains("<img") && !page.contains("<script"),
+        "{page}"
+    );
+    assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;"));
+
+    let incident = shipgate_in(dir.path())
+        .args(["report", "hostile.jsonl", "--incident", "last"])
+        .output()
+        .unwrap();
+    assert_eq!(incident.status.code(), Some(0));
+    let incident = String::from_utf8(incident.stdout).unwrap();
+    assert!(
+        !incident.contains("<img")
+            && !incident.contains("<script")
+            && !incident.contains("[link]("),
+        "{incident}"
+    );
+    assert!(
+        incident.contains("| echo | `check‹img src=x onerror=alert(1)›\\|'x'\\|(link)(http://e)"),
+        "{incident}"
+    );
 }

@@ -12,7 +12,8 @@ use std::fmt::Write as _;
 use shipgate_policy::{Decision, Unit};
 
 use super::svg::{Frame, escape, px, time_ticks};
-use super::{Point, Rollout, Series, clock, trim};
+use super::{Point, Rollout, Series, clock};
+use crate::report::number;
 
 const WIDTH: f64 = 960.0;
 const CHART_HEIGHT: f64 = 220.0;
@@ -115,7 +116,7 @@ fn summary(rollout: &Rollout) -> String {
     let stages: Vec<String> = rollout
         .stages()
         .iter()
-        .map(|s| format!("{}%", trim(s.weight)))
+        .map(|s| format!("{}%", number(s.weight)))
         .collect();
     format!(
         "<p class=\"meta\" id=\"summary\">Deployment <code>{}</code> of commit {commit}, gate \
@@ -240,7 +241,7 @@ fn metric_chart(
     unit: Unit,
     series: &[(&str, Measure)],
 ) -> String {
-    let scale = |v: f64| if unit == Unit::Percent { v * 100.0 } else { v };
+    let scale = |v: f64| crate::report::scale(unit, v);
     let measured: Vec<(&str, Vec<(f64, Series)>)> = series
         .iter()
         .map(|(name, of)| {
@@ -268,9 +269,9 @@ fn metric_chart(
         .map(|i| {
             let v = y_max * f64::from(i) / 4.0;
             let text = match unit {
-                Unit::Percent => format!("{}%", trim(v)),
-                Unit::Ratio => format!("{}x", trim(v)),
-                _ => trim(v),
+                Unit::Percent => format!("{}%", number(v)),
+                Unit::Ratio => format!("{}x", number(v)),
+                _ => number(v),
             };
             (v, text)
         })

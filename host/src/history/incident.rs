@@ -8,8 +8,9 @@ use std::fmt::Write as _;
 
 use shipgate_policy::{Decision, Phase, Unit};
 
-use super::{Point, Rollout, clock, trim};
+use super::{Point, Rollout, clock};
 use crate::error::Error;
+use crate::report::{cell as md, code, number};
 
 /// What a person must write, where the draft cannot.
 const TO_FILL_IN: &str = "**To fill in.**";
@@ -165,7 +166,7 @@ fn timeline(out: &mut String, rollout: &Rollout, rollback_at: usize) {
             format!(
                 "stage {} entered: {}% of traffic",
                 stage.index + 1,
-                trim(stage.weight)
+                number(stage.weight)
             ),
         );
     }
@@ -204,15 +205,16 @@ fn timeline(out: &mut String, rollout: &Rollout, rollback_at: usize) {
     };
 }
 
-/// The first decision of the rollback's stage, at or before it, that a
-/// measured check failed: when the evidence first showed the breach.
+/// The first decision of the rollback's stage, before it, in which a
+/// measured check said rollback: when the evidence first showed the breach.
+/// Holds (too little time or traffic at the stage) are no breach.
 fn breach_detected(rollout: &Rollout, rollback_at: usize) -> Option<usize> {
     let rollback = &rollout.points[rollback_at];
     let first = rollout.points[..=rollback_at].iter().position(|p| {
         p.stage_index == rollback.stage_index
-            && p.failing()
-                .iter()
-                .any(|(_, f)| f.is_some_and(|f| f.observed_value.is_some()))
+            && p.failing().iter().any(|(_, f)| {
+                f.is_some_and(|f| f.decision == Decision::Rollback && f.observed_value.is_some())
+            })
     })?;
     (first != rollback_at).then_some(first)
 }
@@ -289,8 +291,8 @@ fn impact(out: &mut String, rollout: &Rollout, rollback: &Point) {
             let _ = writeln!(
                 out,
                 "| {} | {}% | {} | {} | {} |",
-                stage.index + 1,
-                trim(stage.weight),
+                u64::from(stage.index) + 1,
+                number(stage.weight),
                 clock(stage.entered),
                 clock(stage.last_seen),
                 Unit::Seconds.format(stage.last_seen.seconds_since(stage.entered))
@@ -309,9 +311,9 @@ fn failing_checks(out: &mut String, rollback: &Point) {
         let _ = match finding {
             Some(f) => writeln!(
                 out,
-                "| {} | `{}` | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 md(&policy.name),
-                md(&f.check),
+                code(&f.check),
                 f.decision,
                 md(f.observed.as_deref().unwrap_or("-")),
                 md(f.threshold.as_deref().unwrap_or("-")),
@@ -347,45 +349,21 @@ fn verification(out: &mut String, rollout: &Rollout, rollback_at: usize) {
     let e = &point.evaluation;
     let _ = writeln!(
         out,
-        "Verified at {}: **{}**: {} (`{}`)\n\n| check | decision | observed | threshold |\n|---|---|---|---|",
+        "Verified at {}: **{}**: {} ({})\n\n| check | decision | observed | threshold |\n|---|---|---|---|",
         clock(point.at),
         e.decision,
         md(&e.summary),
-        e.decision_id
+        code(&e.decision_id)
     );
     for finding in point.enforcing().flat_map(|p| &p.findings) {
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} | {} |",
-            md(&finding.check),
+            "| {} | {} | {} | {} |",
+            code(&finding.check),
             finding.decision,
             md(finding.observed.as_deref().unwrap_or("-")),
             md(finding.threshold.as_deref().unwrap_or("-"))
         );
     }
     out.push('\n');
-}
-
-/// Text from a snapshot or a policy, safe in a Markdown table cell: no
-/// column breaks, no line breaks, no HTML.
-fn md(text: &str) -> String {
-    text.replace('|', "\\|")
-        .replace(['\n', '\r'], " ")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-fn code(text: &str) -> String {
-    format!("`{}`", md(text).replace('`', "'"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cells_cannot_break_the_table_or_carry_html() {
-        assert_eq!(md("a|b\n<img src=x>"), "a\\|b &lt;img src=x&gt;");
-        assert_eq!(code("x`y"), "`x'y`");
-    }
 }

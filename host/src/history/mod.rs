@@ -13,12 +13,13 @@ mod svg;
 use std::path::Path;
 
 use shipgate_policy::snapshot::{Cohort, Deployment, RollbackRun};
-use shipgate_policy::{Decision, Finding, Timestamp};
+use shipgate_policy::{Decision, Finding, Timestamp, Unit};
 
 use crate::decision::{Evaluation, PolicyOutcome};
 use crate::decision_log::{self, Entry};
 use crate::error::Error;
 use crate::gate::Mode;
+use crate::report::number;
 
 /// The decisions about one deployment, in time order.
 #[derive(Debug)]
@@ -114,7 +115,9 @@ impl Point {
     /// The canary's error rate (a fraction) and the limit it was held to:
     /// from the `error-rate` finding's numbers, else from the snapshot.
     pub(crate) fn error_rate(&self) -> Option<Series> {
-        let finding = self.finding("error-rate");
+        let finding = self
+            .finding("error-rate")
+            .filter(|f| f.unit == Some(Unit::Percent));
         let observed = finding
             .and_then(|f| f.observed_value)
             .or_else(|| self.canary.as_ref()?.error_rate())?;
@@ -130,7 +133,9 @@ impl Point {
     /// A latency quantile's canary/baseline ratio and its limit: from the
     /// `latency-ratio-Q` finding's numbers, else from the snapshot.
     pub(crate) fn latency_ratio(&self, quantile: &str) -> Option<Series> {
-        let finding = self.finding(&format!("latency-ratio-{quantile}"));
+        let finding = self
+            .finding(&format!("latency-ratio-{quantile}"))
+            .filter(|f| f.unit == Some(Unit::Ratio));
         let from_snapshot = || {
             let value = |cohort: &Option<Cohort>| -> Option<f64> {
                 let latency = cohort.as_ref()?.latency_ms.as_ref()?;
@@ -157,8 +162,8 @@ impl Point {
     pub(crate) fn stage_label(&self) -> Option<String> {
         let weight = self.weight?;
         Some(match self.stage_index {
-            Some(index) => format!("stage {} ({}%)", index + 1, trim(weight)),
-            None => format!("{}%", trim(weight)),
+            Some(index) => format!("stage {} ({}%)", u64::from(index) + 1, number(weight)),
+            None => format!("{}%", number(weight)),
         })
     }
 }
@@ -174,63 +179,63 @@ pub(crate) struct Series {
 /// Reads the decisions about one deployment from `log`: the one named, or
 /// the only one the log holds.
 pub(crate) fn read(log: &Path, deployment: Option<&str>) -> Result<Rollout, Error> {
-    let mut points: Vec<(Option<String>, Deployment, Point)> = Vec::new();
+    const NONE: &str = "(none)";
+    let label = log.display().to_string();
+    // Every deployment's id, and the records of the one wanted (or, with
+    // none named, of all, until a second deployment shows up).
+    let mut ids: Vec<String> = Vec::new();
+    let mut kept: Vec<(String, Deployment, Point)> = Vec::new();
     decision_log::read(log, |entry| {
-        let snapshot_deployment = entry
+        let about = entry
             .snapshot
             .typed()
             .deployment
             .clone()
             .unwrap_or_default();
-        let id = snapshot_deployment.id.clone();
-        points.push((id, snapshot_deployment, Point::from_entry(entry)?));
+        let id = about.id.clone().unwrap_or_else(|| NONE.to_string());
+        if !ids.contains(&id) {
+            ids.push(id.clone());
+        }
+        let wanted = match deployment {
+            Some(wanted) => id == wanted,
+            None => ids.len() == 1,
+        };
+        if wanted {
+            kept.push((id, about, Point::from_entry(entry)?));
+        }
         Ok(())
     })?;
-    let label = log.display().to_string();
-    let mut ids: Vec<String> = points
-        .iter()
-        .map(|(id, _, _)| id.clone().unwrap_or_else(|| "(none)".into()))
-        .collect();
-    ids.dedup();
     ids.sort();
-    ids.dedup();
-    let chosen = match deployment {
-        Some(wanted) => {
-            if !ids.iter().any(|id| id == wanted) {
-                return Err(Error::InvalidInput(format!(
-                    "{label}: no decision about deployment '{wanted}' (the log has: {})",
-                    list(&ids)
-                )));
-            }
-            wanted.to_string()
+    match (deployment, ids.as_slice()) {
+        (_, []) => {
+            return Err(Error::InvalidInput(format!(
+                "{label}: no decisions in the log"
+            )));
         }
-        None => match ids.as_slice() {
-            [] => {
-                return Err(Error::InvalidInput(format!(
-                    "{label}: no decisions in the log"
-                )));
-            }
-            [only] => only.clone(),
-            several => {
-                return Err(Error::Usage(format!(
-                    "{label} holds decisions about {} deployments ({}): choose one with \
-                     --deployment ID",
-                    several.len(),
-                    list(several)
-                )));
-            }
-        },
-    };
-    let mut deployment = Deployment::default();
-    let mut chosen_points = Vec::new();
-    for (id, snapshot_deployment, point) in points {
-        if id.as_deref().unwrap_or("(none)") == chosen {
-            // The latest snapshot that says says best what was deployed.
-            merge(&mut deployment, snapshot_deployment);
-            chosen_points.push(point);
+        (Some(wanted), _) if kept.is_empty() => {
+            return Err(Error::InvalidInput(format!(
+                "{label}: no decision about deployment '{wanted}' (the log has: {})",
+                list(&ids)
+            )));
         }
+        (None, several) if several.len() > 1 => {
+            return Err(Error::Usage(format!(
+                "{label} holds decisions about {} deployments ({}): choose one with \
+                 --deployment ID",
+                several.len(),
+                list(several)
+            )));
+        }
+        _ => {}
     }
-    chosen_points.sort_by(|a, b| {
+    let mut deployment = Deployment::default();
+    let mut points = Vec::with_capacity(kept.len());
+    for (_, about, point) in kept {
+        // The first record that names a field says what was deployed.
+        merge(&mut deployment, about);
+        points.push(point);
+    }
+    points.sort_by(|a, b| {
         a.at.unix_seconds()
             .total_cmp(&b.at.unix_seconds())
             .then(a.line.cmp(&b.line))
@@ -238,7 +243,7 @@ pub(crate) fn read(log: &Path, deployment: Option<&str>) -> Result<Rollout, Erro
     Ok(Rollout {
         log: label,
         deployment,
-        points: chosen_points,
+        points,
     })
 }
 
@@ -317,10 +322,4 @@ pub(crate) struct Stage {
 /// A UTC time of day, `14:28:00`.
 pub(crate) fn clock(at: Timestamp) -> String {
     at.as_jiff().strftime("%H:%M:%S").to_string()
-}
-
-/// A number without trailing zeros: 25, 2.5.
-pub(crate) fn trim(value: f64) -> String {
-    let text = format!("{value:.2}");
-    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }

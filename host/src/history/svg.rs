@@ -97,7 +97,7 @@ impl Frame {
         out
     }
 
-    /// A line through `points` (time, value), one path per run without gaps.
+    /// A line through `points` (time, value), in order.
     pub(super) fn line(&self, class: &str, points: &[(f64, f64)]) -> String {
         if points.is_empty() {
             return String::new();

@@ -26,9 +26,9 @@ pub(crate) fn markdown(e: &Evaluation) -> String {
         };
         let _ = writeln!(
             out,
-            "#### {} `{}`: {}{shadow}\n",
+            "#### {} {}: {}{shadow}\n",
             cell(&p.name),
-            p.module,
+            code(&p.module),
             p.decision
         );
         if let Some(error) = &p.error {
@@ -44,9 +44,9 @@ pub(crate) fn markdown(e: &Evaluation) -> String {
         for f in &p.findings {
             let _ = writeln!(
                 out,
-                "| {} | `{}` | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} |",
                 mark(f.decision),
-                cell(&f.check),
+                code(&f.check),
                 cell(f.observed.as_deref().unwrap_or("")),
                 cell(f.threshold.as_deref().unwrap_or("")),
                 cell(&f.message)
@@ -73,9 +73,9 @@ pub(crate) fn markdown(e: &Evaluation) -> String {
     }
     let _ = writeln!(
         out,
-        "<sub>decision `{}` · gate `{}`</sub>",
-        e.decision_id,
-        cell(&e.gate)
+        "<sub>decision {} · gate {}</sub>",
+        code(&e.decision_id),
+        code(&e.gate)
     );
     out
 }
@@ -88,7 +88,7 @@ pub(crate) fn check(
     policies: &[(&PolicyEntry, Result<&LoadedModule, &Fault>)],
 ) -> String {
     let file = &gate.file;
-    let mut out = format!("### shipgate gate `{}`\n\n", cell(&file.name));
+    let mut out = format!("### shipgate gate {}\n\n", code(&file.name));
     out.push_str("| | policy | module | phases | mode | sha256 |\n|---|---|---|---|---|---|\n");
     for (policy, module) in policies {
         let phases: Vec<&str> = policy.phases.iter().map(|p| p.as_str()).collect();
@@ -104,9 +104,9 @@ pub(crate) fn check(
         };
         let _ = writeln!(
             out,
-            "| {ok} | {} | `{}` | {} | {} | {digest} |",
+            "| {ok} | {} | {} | {} | {} | {digest} |",
             cell(&policy.name),
-            cell(&policy.module),
+            code(&policy.module),
             phases.join(", "),
             match policy.mode {
                 Mode::Enforce => "enforce",
@@ -164,9 +164,50 @@ fn abort_thresholds(abort: &AbortThresholds) -> Vec<(String, String)> {
     rows
 }
 
-/// Makes text safe inside a Markdown table cell.
-fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
+/// Text from a policy, a snapshot or a gate, safe inside a Markdown table
+/// cell: it cannot end the cell or the line, open a link, an image, a code
+/// span or HTML. Backslashes first, so an escape cannot be undone.
+pub(crate) fn cell(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' | '|' | '`' | '[' | ']' | '!' | '*' | '_' => {
+                out.push('\\');
+                out.push(c);
+            }
+            // Only what could open a tag: "<= 1.0%" stays as it reads.
+            '<' if chars
+                .peek()
+                .is_some_and(|next| next.is_ascii_alphabetic() || "/!?".contains(*next)) =>
+            {
+                out.push_str("&lt;");
+            }
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// An identifier (a check, a module, a digest) as a code span in a table
+/// cell: backticks become quotes and what could read as markup elsewhere
+/// becomes look-alikes (no identifier of shipgate's has them); pipes stay
+/// escaped (GitHub reads `\|` inside a code span in a table as a pipe).
+pub(crate) fn code(text: &str) -> String {
+    let cleaned: String = text
+        .chars()
+        .map(|c| match c {
+            '`' => '\'',
+            '<' => '‹',
+            '>' => '›',
+            '[' => '(',
+            ']' => ')',
+            '\n' | '\r' => ' ',
+            c => c,
+        })
+        .collect();
+    format!("`{}`", cleaned.replace('|', "\\|"))
 }
 
 #[cfg(test)]
@@ -176,5 +217,11 @@ mod tests {
     #[test]
     fn cells_cannot_break_the_table() {
         assert_eq!(cell("a|b\nc"), "a\\|b c");
+        assert_eq!(cell("a\\|b"), "a\\\\\\|b", "an escaped pipe stays escaped");
+        assert_eq!(
+            cell("[x](http://e) ![i](u) <img src=x> `c` <= 1%"),
+            "\\[x\\](http://e) \\!\\[i\\](u) &lt;img src=x> \\`c\\` <= 1%"
+        );
+        assert_eq!(code("a`b|c"), "`a'b\\|c`");
     }
 }

@@ -8,46 +8,56 @@
 use std::fmt::Write as _;
 
 use shipgate_policy::snapshot::RolloutPlan;
-use shipgate_policy::{Finding, Unit};
+use shipgate_policy::{Bound, Finding, Unit};
 
 /// A finding's numbers, in the unit people read them in (percent as 4.1,
-/// not 0.041), with the direction of its limit.
+/// not 0.041), with the side of its threshold that passes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Measured {
     pub(crate) observed: f64,
     pub(crate) threshold: f64,
     pub(crate) baseline: Option<f64>,
     pub(crate) unit: Unit,
-    /// The limit is a minimum (`>=`), not a maximum.
-    pub(crate) minimum: bool,
+    pub(crate) bound: Option<Bound>,
 }
 
 impl Measured {
     /// The numbers of a finding that carries them (contract 0.3.0).
     pub(crate) fn of(finding: &Finding) -> Option<Measured> {
         let unit = finding.unit?;
-        let scale = |v: f64| if unit == Unit::Percent { v * 100.0 } else { v };
+        let scale = |v: f64| scale(unit, v);
         Some(Measured {
             observed: scale(finding.observed_value?),
             threshold: scale(finding.threshold_value?),
             baseline: finding.baseline_value.map(scale),
             unit,
-            minimum: finding
-                .threshold
-                .as_deref()
-                .is_some_and(|t| t.starts_with(">=")),
+            bound: finding.bound,
         })
     }
 
-    /// How much of its limit the observation uses, in percent: over 100
-    /// fails. For a minimum, how far below it the observation is.
+    /// How much of its threshold the observation uses, in percent: over
+    /// 100 fails. For an at-least threshold, how far below it the
+    /// observation is. Nothing where the finding says no side.
     pub(crate) fn used_percent(&self) -> Option<f64> {
-        let used = if self.minimum {
-            (self.observed > 0.0).then(|| self.threshold / self.observed)?
-        } else {
-            (self.threshold > 0.0).then(|| self.observed / self.threshold)?
+        let (part, whole) = match self.bound? {
+            Bound::AtMost => (self.observed, self.threshold),
+            Bound::AtLeast => (self.threshold, self.observed),
         };
-        Some(used * 100.0)
+        Some(match (part <= 0.0, whole <= 0.0) {
+            (true, _) => 0.0,
+            // Something over nothing: as far over as a chart shows.
+            (false, true) => HEADROOM_CAP,
+            (false, false) => part / whole * 100.0,
+        })
+    }
+}
+
+/// A value as people read it: fractions in percent.
+pub(crate) fn scale(unit: Unit, value: f64) -> f64 {
+    if unit == Unit::Percent {
+        value * 100.0
+    } else {
+        value
     }
 }
 

@@ -18,8 +18,8 @@ use crate::error::exit;
 pub(crate) use github::{escape as github_message, property as github_property};
 pub(crate) use json::json;
 pub(crate) use junit::junit;
-pub(crate) use markdown::{check as check_markdown, markdown};
-pub(crate) use mermaid::nice_ceiling;
+pub(crate) use markdown::{cell, check as check_markdown, code, markdown};
+pub(crate) use mermaid::{nice_ceiling, number, scale};
 pub(crate) use text::{check, inspection, policies, replay};
 
 /// How `eval` prints a decision.

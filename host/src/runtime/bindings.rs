@@ -3,7 +3,7 @@
 //! and the SDK's, checking what a policy returns against the host's limits
 //! on the way in.
 
-use shipgate_policy::{Decision, Finding, Phase, PolicyInfo, Unit, Verdict, wire};
+use shipgate_policy::{Bound, Decision, Finding, Phase, PolicyInfo, Unit, Verdict, wire};
 use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
@@ -186,6 +186,7 @@ fn verdict_from_0_2(verdict: wit_0_2::Verdict) -> wit::Verdict {
                 threshold_value: None,
                 baseline_value: None,
                 unit: None,
+                bound: None,
             })
             .collect(),
     }
@@ -263,6 +264,10 @@ pub(crate) fn check_verdict(verdict: Verdict) -> Result<Verdict, Fault> {
                 threshold_value: f.threshold_value,
                 baseline_value: f.baseline_value,
                 unit: f.unit.map(unit_to_wit),
+                bound: f.bound.map(|b| match b {
+                    Bound::AtMost => wit::Bound::AtMost,
+                    Bound::AtLeast => wit::Bound::AtLeast,
+                }),
             })
             .collect(),
     })
@@ -316,6 +321,10 @@ fn verdict_from_wit(verdict: wit::Verdict) -> Result<Verdict, Fault> {
             threshold_value: f.threshold_value,
             baseline_value: f.baseline_value,
             unit: f.unit.map(unit_from_wit),
+            bound: f.bound.map(|b| match b {
+                wit::Bound::AtMost => Bound::AtMost,
+                wit::Bound::AtLeast => Bound::AtLeast,
+            }),
         };
         if finding.decision > decision {
             return malformed(format!(
@@ -375,6 +384,7 @@ mod tests {
             threshold_value: None,
             baseline_value: None,
             unit: None,
+            bound: None,
         }
     }
 
@@ -414,19 +424,42 @@ mod tests {
 
     #[test]
     fn numbers_must_be_finite() {
-        let mut nan = finding("error-rate", wit::Decision::Deny);
-        nan.observed_value = Some(f64::NAN);
+        let set: [fn(&mut wit::Finding, f64); 3] = [
+            |f, v| f.observed_value = Some(v),
+            |f, v| f.threshold_value = Some(v),
+            |f, v| f.baseline_value = Some(v),
+        ];
+        for (field, value) in set
+            .iter()
+            .flat_map(|s| [f64::NAN, f64::INFINITY, f64::NEG_INFINITY].map(|v| (s, v)))
+        {
+            let mut bad = finding("error-rate", wit::Decision::Deny);
+            field(&mut bad, value);
+            let verdict = wit::Verdict {
+                decision: wit::Decision::Deny,
+                summary: "s".into(),
+                findings: vec![bad],
+            };
+            assert_eq!(
+                verdict_from_wit(verdict),
+                Err(Fault::MalformedVerdict(
+                    "finding 0 ('error-rate') has a number that is not finite".into()
+                )),
+                "{value}"
+            );
+        }
+        let mut fine = finding("error-rate", wit::Decision::Deny);
+        fine.observed_value = Some(0.041);
+        fine.unit = Some(wit::Unit::Percent);
+        fine.bound = Some(wit::Bound::AtMost);
         let verdict = wit::Verdict {
             decision: wit::Decision::Deny,
             summary: "s".into(),
-            findings: vec![nan],
+            findings: vec![fine],
         };
-        assert_eq!(
-            verdict_from_wit(verdict),
-            Err(Fault::MalformedVerdict(
-                "finding 0 ('error-rate') has a number that is not finite".into()
-            ))
-        );
+        let checked = verdict_from_wit(verdict).unwrap();
+        assert_eq!(checked.findings[0].bound, Some(Bound::AtMost));
+        assert_eq!(checked.findings[0].unit, Some(Unit::Percent));
     }
 
     #[test]

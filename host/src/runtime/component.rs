@@ -56,8 +56,8 @@ impl fmt::Display for ComponentError {
             ),
             ComponentError::WrongWorld(why) => write!(
                 f,
-                "it does not implement the shipgate:policy/policy world of {CONTRACT} \
-                 ({why}); build it with the shipgate-policy SDK for wasm32-wasip2"
+                "it does not implement the shipgate:policy/policy world of the contract it \
+                 was built for ({why}); build it with the shipgate-policy SDK for wasm32-wasip2"
             ),
         }
     }
@@ -80,13 +80,27 @@ pub(super) fn check_is_component(bytes: &[u8]) -> Result<(), ComponentError> {
 
 /// The contract version a module was built for: the version it imports
 /// its types interface at (`None` when it imports no such interface, which
-/// is no policy at all).
-pub(super) fn contract_of(engine: &Engine, component: &Component) -> Option<String> {
+/// is no policy at all). A module that imports the types of several
+/// versions was built for none of them.
+pub(super) fn contract_of(
+    engine: &Engine,
+    component: &Component,
+) -> Result<Option<String>, ComponentError> {
     const TYPES: &str = "shipgate:policy/types@";
-    component
+    let mut versions: Vec<String> = component
         .component_type()
         .imports(engine)
-        .find_map(|(name, _)| Some(name.strip_prefix(TYPES)?.to_string()))
+        .filter_map(|(name, _)| Some(name.strip_prefix(TYPES)?.to_string()))
+        .collect();
+    versions.sort();
+    versions.dedup();
+    match versions.len() {
+        0 | 1 => Ok(versions.pop()),
+        _ => Err(ComponentError::WrongWorld(format!(
+            "it imports the types of several contract versions ({})",
+            versions.join(", ")
+        ))),
+    }
 }
 
 /// Whether this host runs modules built for contract `version`: its own,

@@ -209,7 +209,7 @@ impl Runtime {
                 component
             }
         };
-        let contract = contract_of(&self.engine, &component);
+        let contract = contract_of(&self.engine, &component)?;
         if let Some(built_for) = &contract
             && !runs(built_for)
         {

@@ -81,6 +81,10 @@ pub fn evaluate<P: Policy>(phase: Phase, snapshot: &[u8], config: &str) -> Resul
                 threshold_value: f.threshold_value,
                 baseline_value: f.baseline_value,
                 unit: f.unit.map(unit_to_wit),
+                bound: f.bound.map(|b| match b {
+                    crate::Bound::AtMost => wit::Bound::AtMost,
+                    crate::Bound::AtLeast => wit::Bound::AtLeast,
+                }),
             })
             .collect(),
     })

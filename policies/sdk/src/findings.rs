@@ -1,7 +1,7 @@
 //! The findings builder: one line per check, "observed vs threshold".
 
 use crate::format::Unit;
-use crate::verdict::{Decision, Finding, Verdict};
+use crate::verdict::{Bound, Decision, Finding, Verdict};
 
 /// Collects findings and turns them into a [`Verdict`].
 ///
@@ -79,7 +79,7 @@ impl Findings {
         finding
             .observed(obs)
             .threshold(format!("<= {lim}"))
-            .measured(observed, limit, unit)
+            .measured(observed, limit, unit, Bound::AtMost)
     }
 
     /// Allows when `observed >= minimum`, otherwise records `on_shortfall`.
@@ -101,7 +101,7 @@ impl Findings {
         finding
             .observed(obs)
             .threshold(format!(">= {min}"))
-            .measured(observed, minimum, unit)
+            .measured(observed, minimum, unit, Bound::AtLeast)
     }
 
     /// Records a yes/no requirement: allow with `ok` when it holds,

@@ -54,7 +54,7 @@ pub use format::{Unit, duration, percentile, ratio};
 pub use jiff;
 pub use snapshot::Snapshot;
 pub use time::{LocalWindow, Timestamp, time_zone, weekday};
-pub use verdict::{Decision, Finding, Phase, PolicyInfo, Verdict};
+pub use verdict::{Bound, Decision, Finding, Phase, PolicyInfo, Verdict};
 
 use serde::de::DeserializeOwned;
 

@@ -77,6 +77,19 @@ pub struct Finding {
     pub baseline_value: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<Unit>,
+    /// Which side of the threshold passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound: Option<Bound>,
+}
+
+/// Which side of its threshold a measured value passes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bound {
+    /// Passes when observed <= threshold.
+    AtMost,
+    /// Passes when observed >= threshold.
+    AtLeast,
 }
 
 impl Finding {
@@ -92,16 +105,24 @@ impl Finding {
             threshold_value: None,
             baseline_value: None,
             unit: None,
+            bound: None,
         }
     }
 
-    /// Sets the numbers behind the text: what was measured and its limit,
-    /// in `unit`. Values that are not finite (a ratio over zero) are left
-    /// out, since no chart can place them.
-    pub fn measured(&mut self, observed: f64, threshold: f64, unit: Unit) -> &mut Self {
+    /// Sets the numbers behind the text: what was measured, its threshold
+    /// and which side of it passes, in `unit`. Values that are not finite
+    /// (a ratio over zero) are left out, since no chart can place them.
+    pub fn measured(
+        &mut self,
+        observed: f64,
+        threshold: f64,
+        unit: Unit,
+        bound: Bound,
+    ) -> &mut Self {
         self.observed_value = observed.is_finite().then_some(observed);
         self.threshold_value = threshold.is_finite().then_some(threshold);
         self.unit = Some(unit);
+        self.bound = Some(bound);
         self
     }
 

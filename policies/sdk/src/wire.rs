@@ -76,7 +76,8 @@ pub fn encode_with_gate(snapshot: &Snapshot, gate: &EncodedGate) -> Vec<u8> {
 /// out, everything else is byte for byte what that contract's SDK reads.
 pub fn encode_v1_with_gate(snapshot: &Snapshot, gate: &EncodedGate) -> Vec<u8> {
     let v1 = SnapshotV1 {
-        schema_version: snapshot.schema_version,
+        // What is left once version 2's fields are gone is a v1 snapshot.
+        schema_version: 1,
         now: &snapshot.now,
         deployment: &snapshot.deployment,
         ci: &snapshot.ci,

@@ -10,17 +10,20 @@
 //! user journey, an unexpected critical alert or a metrics breach rolls back.
 //!
 //! After a rollback (the snapshot has `rollback`), it verifies the rollback
-//! instead: `rollback-duration` (completed within the plan's promise, 5
-//! minutes by default), `service-restored` and `service-restored-latency-*`
-//! (the restored version within the declared abort thresholds), and
-//! `alerts`. A failure denies: the rollback is not verified, and a person
-//! must look.
+//! instead: `rollback-record` (the record is this deployment's: started
+//! after `deployed_at`, restored `previous_commit`), `rollback-duration`
+//! (completed within 5 minutes by default, before `now`),
+//! `service-restored-requests` (at least `min_requests` since),
+//! `service-restored` and `service-restored-latency-*` (the restored
+//! version within the declared `max_error_rate` and `max_latency_ms`), and
+//! `alerts`. Every failure, a critical alert included, denies: there is
+//! nothing left to roll back to, and a person must look.
 
 use serde::Deserialize;
 use shipgate_policy::checks::{self, Waiting};
 use shipgate_policy::snapshot::{AbortThresholds, Cohort, RollbackRun, SmokeTest};
 use shipgate_policy::{
-    Decision, Findings, Phase, Policy, PolicyInfo, Snapshot, Timestamp, Unit, Verdict,
+    Bound, Decision, Findings, Phase, Policy, PolicyInfo, Snapshot, Timestamp, Unit, Verdict,
 };
 
 #[derive(Debug, Deserialize)]
@@ -29,8 +32,8 @@ pub struct Config {
     /// How long the deployment must have run, and the metrics must cover,
     /// before it can be verified, in minutes.
     pub min_observation_minutes: f64,
-    /// The longest a rollback may take, start to completion, in minutes:
-    /// the rollback plan's promise.
+    /// The longest a rollback may take, start to completion, in minutes
+    /// (the discipline: a rollback plan that runs in under 5 minutes).
     pub max_rollback_minutes: f64,
     /// Whether key user journeys must be signed off by a person.
     pub require_user_journeys: bool,
@@ -66,9 +69,12 @@ impl Policy for Verify {
     fn evaluate(_: Phase, snapshot: &Snapshot, config: &Config) -> Result<Verdict, String> {
         let mut findings = Findings::new();
         if let Some(rollback) = &snapshot.rollback {
-            rollback_duration(&mut findings, rollback, config.max_rollback_minutes * 60.0);
+            // Nothing here can roll back again: a failure denies.
+            rollback_of_this_deployment(&mut findings, snapshot, rollback);
+            let max_seconds = config.max_rollback_minutes * 60.0;
+            rollback_duration(&mut findings, snapshot, rollback, max_seconds);
             service_restored(&mut findings, rollback, &snapshot.plan().abort);
-            alerts(&mut findings, snapshot);
+            alerts(&mut findings, snapshot, Decision::Deny);
             return Ok(findings.verdict());
         }
         test_results(&mut findings, SMOKE, snapshot.smoke_tests.as_deref());
@@ -80,7 +86,7 @@ impl Policy for Verify {
         if config.require_user_journeys {
             user_journeys(&mut findings, snapshot);
         }
-        alerts(&mut findings, snapshot);
+        alerts(&mut findings, snapshot, Decision::Rollback);
         let min_seconds = config.min_observation_minutes * 60.0;
         observation_time(&mut findings, snapshot, min_seconds);
         metrics_window(&mut findings, snapshot, min_seconds);
@@ -161,7 +167,12 @@ fn test_results(findings: &mut Findings, kind: Tests, tests: Option<&[SmokeTest]
     finding
         .observed(format!("{passed} of {} passed", tests.len()))
         .threshold("all passed")
-        .measured(passed as f64, tests.len() as f64, Unit::Count);
+        .measured(
+            passed as f64,
+            tests.len() as f64,
+            Unit::Count,
+            Bound::AtLeast,
+        );
 }
 
 /// Every key user journey passed and was signed off (who and when); a
@@ -180,12 +191,27 @@ fn user_journeys(findings: &mut Findings, snapshot: &Snapshot) {
         .filter(|j| j.status.as_deref() == Some("failed"))
         .map(|j| j.name.as_str())
         .collect();
+    // A sign-off counts between the deploy and now: one from an earlier
+    // release, or from the future, is not this deployment's.
+    let deployed = snapshot
+        .deployment
+        .as_ref()
+        .and_then(|d| d.deployed_at.as_deref())
+        .and_then(Timestamp::parse);
+    let now = snapshot.now();
+    let signed_now = |at: Option<&str>| {
+        let (Some(at), Some(deployed), Some(now)) = (at.and_then(Timestamp::parse), deployed, now)
+        else {
+            return false;
+        };
+        at.seconds_since(deployed) >= 0.0 && now.seconds_since(at) >= 0.0
+    };
     let unsigned: Vec<&str> = journeys
         .iter()
         .filter(|j| {
             j.status.as_deref() != Some("passed")
                 || j.verified_by.as_deref().is_none_or(str::is_empty)
-                || j.verified_at.is_none()
+                || !signed_now(j.verified_at.as_deref())
         })
         .map(|j| j.name.as_str())
         .collect();
@@ -199,7 +225,8 @@ fn user_journeys(findings: &mut Findings, snapshot: &Snapshot) {
         findings.deny(
             "user-journeys",
             format!(
-                "user journeys not signed off (passed, by whom, when): {}",
+                "user journeys not signed off for this deployment (passed, by whom, when, \
+                 between deployment.deployed_at and now): {}",
                 unsigned.join(", ")
             ),
         )
@@ -219,11 +246,66 @@ fn user_journeys(findings: &mut Findings, snapshot: &Snapshot) {
     finding
         .observed(format!("{signed} of {} signed off", journeys.len()))
         .threshold("all signed off")
-        .measured(signed as f64, journeys.len() as f64, Unit::Count);
+        .measured(
+            signed as f64,
+            journeys.len() as f64,
+            Unit::Count,
+            Bound::AtLeast,
+        );
 }
 
-/// The rollback completed within the plan's promise.
-fn rollback_duration(findings: &mut Findings, rollback: &RollbackRun, max_seconds: f64) {
+/// The rollback record is this deployment's: it started after the deploy,
+/// and it restored the commit the deploy replaced. A record left over from
+/// an earlier rollback must not verify a new rollout.
+fn rollback_of_this_deployment(
+    findings: &mut Findings,
+    snapshot: &Snapshot,
+    rollback: &RollbackRun,
+) {
+    const CHECK: &str = "rollback-record";
+    let deployment = snapshot.deployment.as_ref();
+    let deployed = deployment
+        .and_then(|d| d.deployed_at.as_deref())
+        .and_then(Timestamp::parse);
+    let started = rollback.started_at.as_deref().and_then(Timestamp::parse);
+    let (Some(deployed), Some(started)) = (deployed, started) else {
+        findings.missing(CHECK, "deployment.deployed_at and rollback.started_at");
+        return;
+    };
+    let previous = deployment.and_then(|d| d.previous_commit.as_deref());
+    let restored = rollback.restored_commit.as_deref();
+    let finding = if started.seconds_since(deployed) < 0.0 {
+        findings.deny(
+            CHECK,
+            "rollback.started_at is before deployment.deployed_at: the rollback record is not \
+             this deployment's",
+        )
+    } else if let (Some(previous), Some(restored)) = (previous, restored)
+        && previous != restored
+    {
+        findings.deny(
+            CHECK,
+            format!(
+                "the rollback restored {restored}, not the commit this deployment replaced \
+                 ({previous})"
+            ),
+        )
+    } else {
+        findings.allow(CHECK, "the rollback started after this deployment")
+    };
+    finding
+        .observed(format!("started {started}"))
+        .threshold(format!("after {deployed}"));
+}
+
+/// The rollback completed within the promise (5 minutes by default), and
+/// before `now`.
+fn rollback_duration(
+    findings: &mut Findings,
+    snapshot: &Snapshot,
+    rollback: &RollbackRun,
+    max_seconds: f64,
+) {
     const CHECK: &str = "rollback-duration";
     let Some(started) = rollback.started_at.as_deref().and_then(Timestamp::parse) else {
         findings.missing(CHECK, "rollback.started_at");
@@ -237,11 +319,15 @@ fn rollback_duration(findings: &mut Findings, rollback: &RollbackRun, max_second
         return;
     };
     let took = completed.seconds_since(started);
-    if took < 0.0 {
+    let in_the_future = snapshot
+        .now()
+        .is_none_or(|now| now.seconds_since(completed) < 0.0);
+    if took < 0.0 || in_the_future {
         findings
             .deny(
                 CHECK,
-                "rollback.completed_at is before rollback.started_at: the record is wrong",
+                "rollback.completed_at is before rollback.started_at or after now: the record \
+                 is wrong",
             )
             .observed(Unit::Seconds.format(took));
         return;
@@ -267,6 +353,24 @@ fn service_restored(findings: &mut Findings, rollback: &RollbackRun, limits: &Ab
         );
         return;
     };
+    // A handful of requests is no evidence that the service is back.
+    if let Some(minimum) = limits.min_requests {
+        match restored.requests {
+            Some(requests) => {
+                findings.at_least(
+                    "service-restored-requests",
+                    "restored traffic",
+                    requests,
+                    minimum,
+                    Unit::Count,
+                    Decision::Deny,
+                );
+            }
+            None => {
+                findings.missing("service-restored-requests", "rollback.metrics.requests");
+            }
+        }
+    }
     match (Cohort::error_rate(restored), limits.max_error_rate) {
         (Some(rate), Some(max)) => {
             findings.at_most(
@@ -309,7 +413,9 @@ fn service_restored(findings: &mut Findings, rollback: &RollbackRun, limits: &Ab
     }
 }
 
-fn alerts(findings: &mut Findings, snapshot: &Snapshot) {
+/// No unexpected alert firing: a warning denies, a critical one says
+/// `on_critical`.
+fn alerts(findings: &mut Findings, snapshot: &Snapshot, on_critical: Decision) {
     let Some(alerts) = snapshot.alerts.as_ref() else {
         findings.missing("alerts", "alerts (send [] when none are firing)");
         return;
@@ -333,7 +439,7 @@ fn alerts(findings: &mut Findings, snapshot: &Snapshot) {
         .collect();
     let decision = match (unexpected.is_empty(), critical) {
         (true, _) => Decision::Allow,
-        (false, true) => Decision::Rollback,
+        (false, true) => on_critical,
         (false, false) => Decision::Deny,
     };
     let message = if unexpected.is_empty() {
