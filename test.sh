@@ -56,10 +56,12 @@ if ((${#missing[@]})); then
 fi
 
 # Mermaid, as GitHub and GitLab draw the charts of `--format markdown`: a
-# test renders every chart with it in Chromium. Major version 11, as GitHub.
-if [ ! -f target/mermaid/node_modules/mermaid/dist/mermaid.min.js ]; then
-    echo "test.sh: installing mermaid@11 into target/mermaid" >&2
-    npm install --silent --no-audit --no-fund --prefix target/mermaid mermaid@11 >/dev/null
+# test renders the charts with it in Chromium. Major version 11, as GitHub;
+# one exact release, so every run renders with the same code.
+MERMAID=11.17.2
+if ! grep -qs "\"version\": \"$MERMAID\"" target/mermaid/node_modules/mermaid/package.json; then
+    echo "test.sh: installing mermaid@$MERMAID into target/mermaid" >&2
+    npm install --silent --no-audit --no-fund --prefix target/mermaid "mermaid@$MERMAID" >/dev/null
 fi
 
 if (($#)); then

@@ -362,7 +362,7 @@ fn mermaid_renders_every_chart_the_markdown_carries() {
     let mermaid = repo().join("target/mermaid/node_modules/mermaid/dist/mermaid.min.js");
     assert!(
         mermaid.is_file(),
-        "{} is missing: ./test.sh installs it (npm install --prefix target/mermaid mermaid@11)",
+        "{} is missing: ./test.sh installs it (npm install --prefix target/mermaid mermaid@11.17.2)",
         mermaid.display()
     );
     let eval = shipgate()
