@@ -93,11 +93,11 @@ fn heading(out: &mut String, rollout: &Rollout, rollback: &Point) {
     let _ = writeln!(
         out,
         "# Incident report: {} rollback in {} (draft)\n\n\
-         > Drafted by shipgate from the decision log `{}`. Facts come from the log; sections \
+         > Drafted by shipgate from the decision log {}. Facts come from the log; sections \
          marked {TO_FILL_IN} need a person. Times are the snapshots' `now`, in UTC.\n",
         md(service),
         md(environment),
-        md(&rollout.log)
+        code(&rollout.log)
     );
     let _ = writeln!(out, "## What was deployed\n\n| | |\n|---|---|");
     let rows = [
@@ -140,9 +140,9 @@ fn timeline(out: &mut String, rollout: &Rollout, rollback_at: usize) {
         let e = &point.evaluation;
         let what = if i == rollback_at {
             format!(
-                "**rollback decided**: {} (`{}`)",
+                "**rollback decided**: {} ({})",
                 md(&e.summary),
-                e.decision_id
+                code(&e.decision_id)
             )
         } else if Some(i) == breach {
             format!(
@@ -165,7 +165,7 @@ fn timeline(out: &mut String, rollout: &Rollout, rollback_at: usize) {
             stage.entered,
             format!(
                 "stage {} entered: {}% of traffic",
-                stage.index + 1,
+                u64::from(stage.index) + 1,
                 number(stage.weight)
             ),
         );
@@ -258,6 +258,7 @@ fn impact(out: &mut String, rollout: &Rollout, rollback: &Point) {
         let Some(observed) = observed else { continue };
         let limit = rollback
             .finding(&format!("latency-{q}"))
+            .filter(|f| f.unit == Some(Unit::Millis))
             .and_then(|f| f.threshold_value)
             .map(|l| format!("<= {}", Unit::Millis.format(l)));
         rows.push((

@@ -17,7 +17,7 @@ use crate::runtime::{Fault, LoadedModule};
 pub(crate) fn markdown(e: &Evaluation) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "### shipgate {}: **{}**\n", e.phase, e.decision);
-    let _ = writeln!(out, "{}\n", cell(&e.summary));
+    let _ = writeln!(out, "**Summary:** {}\n", cell(&e.summary));
     for p in &e.policies {
         let shadow = if p.mode == Mode::Shadow {
             " (shadow)"
@@ -32,7 +32,7 @@ pub(crate) fn markdown(e: &Evaluation) -> String {
             p.decision
         );
         if let Some(error) = &p.error {
-            let _ = writeln!(out, "> {}\n", cell(error));
+            let _ = writeln!(out, "> **Fault:** {}\n", cell(error));
         }
         if p.findings.is_empty() {
             continue;
@@ -165,14 +165,16 @@ fn abort_thresholds(abort: &AbortThresholds) -> Vec<(String, String)> {
 }
 
 /// Text from a policy, a snapshot or a gate, safe inside a Markdown table
-/// cell: it cannot end the cell or the line, open a link, an image, a code
-/// span or HTML. Backslashes first, so an escape cannot be undone.
+/// cell or after other text on a line: it cannot end the cell or the line,
+/// or open a link or image written as markup, a code span or fence,
+/// emphasis or HTML. Backslashes first, so an escape cannot be undone. (A
+/// bare URL may still be autolinked by GitHub: it stays the text it was.)
 pub(crate) fn cell(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
-            '\\' | '|' | '`' | '[' | ']' | '!' | '*' | '_' => {
+            '\\' | '|' | '`' | '[' | ']' | '!' | '*' | '_' | '~' | '#' => {
                 out.push('\\');
                 out.push(c);
             }

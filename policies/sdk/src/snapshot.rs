@@ -76,6 +76,20 @@ impl Snapshot {
     }
 
     /// `now` as a timestamp. The host has validated it.
+    /// Drops what the snapshot's schema version does not define: a v1
+    /// snapshot's keys named like v2's facts were unknown keys in v1, and
+    /// stay ignored. The host applies it to every snapshot it receives.
+    pub fn drop_fields_of_later_schemas(&mut self) {
+        if self.schema_version < 2 {
+            self.rollback = None;
+            self.user_journeys = None;
+            self.integration_tests = None;
+        }
+    }
+
+    /// The names of the fields [`Self::drop_fields_of_later_schemas`] drops.
+    pub const V2_FIELDS: [&'static str; 3] = ["rollback", "user_journeys", "integration_tests"];
+
     pub fn now(&self) -> Option<Timestamp> {
         Timestamp::parse(&self.now)
     }

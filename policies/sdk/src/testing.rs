@@ -31,7 +31,8 @@ pub fn evaluate<P: Policy>(
     snapshot: &Value,
     config: &Value,
 ) -> Result<Verdict, String> {
-    let snapshot = Snapshot::deserialize(snapshot).map_err(|e| format!("snapshot: {e}"))?;
+    let mut snapshot = Snapshot::deserialize(snapshot).map_err(|e| format!("snapshot: {e}"))?;
+    snapshot.drop_fields_of_later_schemas();
     crate::run_evaluate::<P>(phase, &crate::wire::encode(&snapshot), &config.to_string())
 }
 

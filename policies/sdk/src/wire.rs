@@ -288,7 +288,10 @@ mod tests {
     fn version_1_is_the_layout_of_contract_0_2_0() {
         let mut snapshot = full();
         let gate = EncodedGate::new(&snapshot.gate.take().unwrap());
+        // A v2 snapshot still reads as v1 to a 0.2.0 policy.
+        snapshot.schema_version = 2;
         let v1 = encode_v1_with_gate(&snapshot, &gate);
+        assert_eq!(v1[1], 1, "schema_version 1");
         assert_eq!(layout(&v1), (658, 3496190992048682817));
     }
 

@@ -11,9 +11,10 @@
 //!
 //! After a rollback (the snapshot has `rollback`), it verifies the rollback
 //! instead: `rollback-record` (the record is this deployment's: started
-//! after `deployed_at`, restored `previous_commit`), `rollback-duration`
+//! after `deployed_at`, restored a commit other than the deployed one, and
+//! `previous_commit` when it is given), `rollback-duration`
 //! (completed within 5 minutes by default, before `now`),
-//! `service-restored-requests` (at least `min_requests` since),
+//! `service-restored-requests` (at least the declared `min_requests`),
 //! `service-restored` and `service-restored-latency-*` (the restored
 //! version within the declared `max_error_rate` and `max_latency_ms`), and
 //! `alerts`. Every failure, a critical alert included, denies: there is
@@ -255,8 +256,9 @@ fn user_journeys(findings: &mut Findings, snapshot: &Snapshot) {
 }
 
 /// The rollback record is this deployment's: it started after the deploy,
-/// and it restored the commit the deploy replaced. A record left over from
-/// an earlier rollback must not verify a new rollout.
+/// and it restored a commit other than the deployed one, the one the deploy
+/// replaced when the snapshot names it. A record left over from an earlier
+/// rollback must not verify a new rollout.
 fn rollback_of_this_deployment(
     findings: &mut Findings,
     snapshot: &Snapshot,
@@ -272,16 +274,25 @@ fn rollback_of_this_deployment(
         findings.missing(CHECK, "deployment.deployed_at and rollback.started_at");
         return;
     };
+    let Some(restored) = rollback.restored_commit.as_deref() else {
+        findings.missing(CHECK, "rollback.restored_commit");
+        return;
+    };
+    let deployed_commit = deployment.and_then(|d| d.commit.as_deref());
     let previous = deployment.and_then(|d| d.previous_commit.as_deref());
-    let restored = rollback.restored_commit.as_deref();
     let finding = if started.seconds_since(deployed) < 0.0 {
         findings.deny(
             CHECK,
             "rollback.started_at is before deployment.deployed_at: the rollback record is not \
              this deployment's",
         )
-    } else if let (Some(previous), Some(restored)) = (previous, restored)
-        && previous != restored
+    } else if deployed_commit.is_some_and(|commit| same_commit(commit, restored)) {
+        findings.deny(
+            CHECK,
+            format!("the rollback restored {restored}, the commit it was to roll back"),
+        )
+    } else if let Some(previous) = previous
+        && !same_commit(previous, restored)
     {
         findings.deny(
             CHECK,
@@ -291,11 +302,21 @@ fn rollback_of_this_deployment(
             ),
         )
     } else {
-        findings.allow(CHECK, "the rollback started after this deployment")
+        findings.allow(
+            CHECK,
+            format!("the rollback of this deployment restored {restored}"),
+        )
     };
     finding
         .observed(format!("started {started}"))
         .threshold(format!("after {deployed}"));
+}
+
+/// Two names of one commit: equal, or one a prefix (of at least 7 hex
+/// digits) of the other, as a short and a full SHA.
+fn same_commit(a: &str, b: &str) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    short == long || (short.len() >= 7 && long.starts_with(short))
 }
 
 /// The rollback completed within the promise (5 minutes by default), and
@@ -319,17 +340,20 @@ fn rollback_duration(
         return;
     };
     let took = completed.seconds_since(started);
-    let in_the_future = snapshot
+    let wrong = if took < 0.0 {
+        Some("rollback.completed_at is before rollback.started_at")
+    } else if snapshot
         .now()
-        .is_none_or(|now| now.seconds_since(completed) < 0.0);
-    if took < 0.0 || in_the_future {
+        .is_none_or(|now| now.seconds_since(completed) < 0.0)
+    {
+        Some("rollback.completed_at is after now")
+    } else {
+        None
+    };
+    if let Some(wrong) = wrong {
         findings
-            .deny(
-                CHECK,
-                "rollback.completed_at is before rollback.started_at or after now: the record \
-                 is wrong",
-            )
-            .observed(Unit::Seconds.format(took));
+            .deny(CHECK, format!("{wrong}: the record is wrong"))
+            .observed(format!("completed {completed}"));
         return;
     }
     findings.at_most(
@@ -354,21 +378,29 @@ fn service_restored(findings: &mut Findings, rollback: &RollbackRun, limits: &Ab
         return;
     };
     // A handful of requests is no evidence that the service is back.
-    if let Some(minimum) = limits.min_requests {
-        match restored.requests {
-            Some(requests) => {
-                findings.at_least(
+    match (restored.requests, limits.min_requests) {
+        (Some(requests), Some(minimum)) => {
+            findings.at_least(
+                "service-restored-requests",
+                "restored traffic",
+                requests,
+                minimum,
+                Unit::Count,
+                Decision::Deny,
+            );
+        }
+        (None, _) => {
+            findings.missing("service-restored-requests", "rollback.metrics.requests");
+        }
+        (Some(_), None) => {
+            findings
+                .deny(
                     "service-restored-requests",
-                    "restored traffic",
-                    requests,
-                    minimum,
-                    Unit::Count,
-                    Decision::Deny,
-                );
-            }
-            None => {
-                findings.missing("service-restored-requests", "rollback.metrics.requests");
-            }
+                    "the gate declares no min_requests (rollout.abort.min_requests) to judge the \
+                     restored version's traffic by",
+                )
+                .observed("undeclared")
+                .threshold("declared in the gate");
         }
     }
     match (Cohort::error_rate(restored), limits.max_error_rate) {

@@ -349,14 +349,40 @@ fn a_rollback_record_must_be_this_deployments() {
     let mut other = restored.clone();
     set(&mut other, "rollback.restored_commit", json!("0000000"));
     assert_eq!(finding(&other, "rollback-record").decision, Decision::Deny);
+    // Completed a minute after `now` (14:40), and quick enough otherwise.
     let mut future = restored.clone();
     set(
         &mut future,
         "rollback.completed_at",
-        json!("2026-11-26T15:00:00Z"),
+        json!("2026-11-26T14:41:00Z"),
     );
+    let future = testing::finding::<Verify>(
+        Phase::Verify,
+        &future,
+        &json!({"max_rollback_minutes": 60}),
+        "rollback-duration",
+    );
+    assert_eq!(future.decision, Decision::Deny);
     assert_eq!(
-        finding(&future, "rollback-duration").decision,
+        future.message,
+        "rollback.completed_at is after now: the record is wrong"
+    );
+    // A rollback that restored the very commit it was to roll back.
+    let mut same = restored.clone();
+    set(&mut same, "rollback.restored_commit", json!("9f8d111"));
+    assert_eq!(finding(&same, "rollback-record").decision, Decision::Deny);
+    // A short SHA names the same commit as a full one.
+    let mut full = restored.clone();
+    set(
+        &mut full,
+        "rollback.restored_commit",
+        json!("15bd6ad0c1f2e3d4a5b6c7d8e9f00112233445566"),
+    );
+    assert_eq!(finding(&full, "rollback-record").decision, Decision::Allow);
+    let mut unnamed = restored.clone();
+    remove(&mut unnamed, "rollback.restored_commit");
+    assert_eq!(
+        finding(&unnamed, "rollback-record").decision,
         Decision::Deny
     );
 }
@@ -375,7 +401,13 @@ fn after_a_rollback_nothing_rolls_back_again() {
 }
 
 #[test]
-fn a_restored_service_needs_traffic_to_show_it() {
+fn a_restored_service_needs_traffic_to_show_it_and_a_declared_minimum() {
+    let mut undeclared = example("verify-rollback-restored");
+    remove(&mut undeclared, "gate.rollout.abort.min_requests");
+    assert_eq!(
+        finding(&undeclared, "service-restored-requests").decision,
+        Decision::Deny
+    );
     let mut quiet = example("verify-rollback-restored");
     set(&mut quiet, "rollback.metrics.requests", json!(40));
     set(&mut quiet, "rollback.metrics.errors", json!(0));
