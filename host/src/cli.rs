@@ -554,6 +554,13 @@ fn check(path: Option<&Path>, format: CheckFormat) -> Result<i32, Error> {
 
 fn rollout_report(args: &ReportArgs) -> Result<i32, Error> {
     let rollout = history::read(&args.log, args.deployment.as_deref())?;
+    if let Some(line) = rollout.torn {
+        eprintln!(
+            "shipgate: warning: {}:{line}: the last record is cut short (a crash while writing); \
+             skipped",
+            args.log.display()
+        );
+    }
     if let Some(path) = &args.html {
         write_file(path, &history::html::page(&rollout))?;
         eprintln!(

@@ -274,6 +274,19 @@ fn a_log_of_several_deployments_needs_one_named_and_bad_logs_say_where() {
         stderr.contains("no decision about deployment 'd-1' (the log has: d-4812, d-5120)"),
         "{stderr}"
     );
+    // A last record cut short by a crash is skipped, and said so.
+    let torn = dir.path().join("torn.jsonl");
+    let mut text = std::fs::read_to_string(&log).unwrap();
+    text.push_str("{\"decision_id\": \"cut");
+    std::fs::write(&torn, text).unwrap();
+    let (code, stderr) = report(&torn, &["--deployment", "d-5120"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains(
+            "torn.jsonl:11: the last record is cut short (a crash while writing); skipped"
+        ),
+        "{stderr}"
+    );
     let broken = dir.path().join("broken.jsonl");
     std::fs::write(&broken, "{\"decision\": \"allow\"}\n").unwrap();
     let (code, stderr) = report(&broken, &[]);

@@ -29,6 +29,8 @@ pub(crate) struct Rollout {
     pub(crate) deployment: Deployment,
     /// Every decision, ordered by the snapshot's `now` (then by line).
     pub(crate) points: Vec<Point>,
+    /// The line of a last record cut short by a crash, skipped.
+    pub(crate) torn: Option<usize>,
 }
 
 /// One decision and the snapshot it was made over.
@@ -185,7 +187,7 @@ pub(crate) fn read(log: &Path, deployment: Option<&str>) -> Result<Rollout, Erro
     // none named, of all, until a second deployment shows up).
     let mut ids: Vec<String> = Vec::new();
     let mut kept: Vec<(String, Deployment, Point)> = Vec::new();
-    decision_log::read(log, |entry| {
+    let torn = decision_log::read(log, |entry| {
         let about = entry
             .snapshot
             .typed()
@@ -208,9 +210,11 @@ pub(crate) fn read(log: &Path, deployment: Option<&str>) -> Result<Rollout, Erro
     ids.sort();
     match (deployment, ids.as_slice()) {
         (_, []) => {
-            return Err(Error::InvalidInput(format!(
-                "{label}: no decisions in the log"
-            )));
+            let why = match torn {
+                Some(line) => format!("no whole decision in the log (line {line} is cut short)"),
+                None => "no decisions in the log".to_string(),
+            };
+            return Err(Error::InvalidInput(format!("{label}: {why}")));
         }
         (Some(wanted), _) if kept.is_empty() => {
             return Err(Error::InvalidInput(format!(
@@ -244,6 +248,7 @@ pub(crate) fn read(log: &Path, deployment: Option<&str>) -> Result<Rollout, Erro
         log: label,
         deployment,
         points,
+        torn,
     })
 }
 
