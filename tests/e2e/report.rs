@@ -303,15 +303,21 @@ fn a_log_of_several_deployments_needs_one_named_and_bad_logs_say_where() {
         .stderr(predicates::str::contains("--html"));
 }
 
-#[test]
-fn markdown_and_the_github_summary_chart_what_was_measured() {
-    let output = shipgate()
+/// `eval --format markdown` of the example abort rollback, with the example
+/// gate (absolute latency limits: a chart per quantile).
+fn abort_rollback_markdown() -> std::process::Output {
+    shipgate()
         .args(["eval", "--phase", "abort", "--format", "markdown", "--gate"])
         .arg(repo().join("examples/gate.toml"))
         .arg("--snapshot")
         .arg(snapshot("abort-rollback"))
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn markdown_and_the_github_summary_chart_what_was_measured() {
+    let output = abort_rollback_markdown();
     assert_eq!(output.status.code(), Some(2));
     let markdown = String::from_utf8(output.stdout).unwrap();
     assert!(markdown.contains("#### Measured against the limits"));
@@ -378,13 +384,7 @@ fn mermaid_renders_every_chart_the_markdown_carries() {
         "{} is missing: ./test.sh installs it (npm install --prefix target/mermaid mermaid@11.17.2)",
         mermaid.display()
     );
-    let eval = shipgate()
-        .args(["eval", "--phase", "abort", "--format", "markdown", "--gate"])
-        .arg(repo().join("examples/gate.toml"))
-        .arg("--snapshot")
-        .arg(snapshot("abort-rollback"))
-        .output()
-        .unwrap();
+    let eval = abort_rollback_markdown();
     let check = shipgate()
         .args(["check", "--format", "markdown", "--gate"])
         .arg(repo().join("examples/gate.toml"))

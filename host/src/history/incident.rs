@@ -174,11 +174,10 @@ fn timeline(out: &mut String, rollout: &Rollout, rollback_at: usize) {
         .iter()
         .find_map(|p| p.rollback.as_ref())
     {
-        let parse = |t: &Option<String>| t.as_deref().and_then(shipgate_policy::Timestamp::parse);
-        if let Some(started) = parse(&run.started_at) {
+        if let Some(started) = run.started() {
             event(started, "rollback started (`rollback.started_at`)".into());
         }
-        if let Some(completed) = parse(&run.completed_at) {
+        if let Some(completed) = run.completed() {
             event(
                 completed,
                 "rollback completed (`rollback.completed_at`)".into(),

@@ -71,12 +71,7 @@ impl Point {
             canary: metrics.and_then(|m| m.canary.clone()),
             baseline: metrics.and_then(|m| m.baseline.clone()),
             rollback: snapshot.rollback.clone(),
-            deployed_at: parse(
-                snapshot
-                    .deployment
-                    .as_ref()
-                    .and_then(|d| d.deployed_at.as_ref()),
-            ),
+            deployed_at: snapshot.deployed_at(),
             evaluation: entry.evaluation,
         })
     }

@@ -90,6 +90,11 @@ impl Snapshot {
     /// The names of the fields [`Self::drop_fields_of_later_schemas`] drops.
     pub const V2_FIELDS: [&'static str; 3] = ["rollback", "user_journeys", "integration_tests"];
 
+    /// `deployment.deployed_at`, when present and a timestamp.
+    pub fn deployed_at(&self) -> Option<Timestamp> {
+        Timestamp::parse(self.deployment.as_ref()?.deployed_at.as_deref()?)
+    }
+
     pub fn now(&self) -> Option<Timestamp> {
         Timestamp::parse(&self.now)
     }
@@ -254,6 +259,18 @@ pub struct RollbackRun {
     pub restored_commit: Option<String>,
     /// The restored version since the rollback completed.
     pub metrics: Option<Cohort>,
+}
+
+impl RollbackRun {
+    /// `started_at`, when present and a timestamp.
+    pub fn started(&self) -> Option<Timestamp> {
+        Timestamp::parse(self.started_at.as_deref()?)
+    }
+
+    /// `completed_at`, when present and a timestamp.
+    pub fn completed(&self) -> Option<Timestamp> {
+        Timestamp::parse(self.completed_at.as_deref()?)
+    }
 }
 
 /// One key user journey, checked by a person after the rollout.

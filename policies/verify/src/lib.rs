@@ -24,7 +24,8 @@ use serde::Deserialize;
 use shipgate_policy::checks::{self, Waiting};
 use shipgate_policy::snapshot::{AbortThresholds, Cohort, RollbackRun, SmokeTest};
 use shipgate_policy::{
-    Bound, Decision, Findings, Phase, Policy, PolicyInfo, Snapshot, Timestamp, Unit, Verdict,
+    Bound, Decision, Finding, Findings, Phase, Policy, PolicyInfo, Snapshot, Timestamp, Unit,
+    Verdict,
 };
 
 #[derive(Debug, Deserialize)]
@@ -165,15 +166,16 @@ fn test_results(findings: &mut Findings, kind: Tests, tests: Option<&[SmokeTest]
     } else {
         findings.allow(kind.check, format!("all {passed} {} passed", kind.name))
     };
+    all_of(finding, passed, tests.len(), "passed");
+}
+
+/// The evidence of a check that wants all of `total`: "1 of 2 passed" vs
+/// "all passed", as numbers too.
+fn all_of(finding: &mut Finding, done: usize, total: usize, what: &str) {
     finding
-        .observed(format!("{passed} of {} passed", tests.len()))
-        .threshold("all passed")
-        .measured(
-            passed as f64,
-            tests.len() as f64,
-            Unit::Count,
-            Bound::AtLeast,
-        );
+        .observed(format!("{done} of {total} {what}"))
+        .threshold(format!("all {what}"))
+        .measured(done as f64, total as f64, Unit::Count, Bound::AtLeast);
 }
 
 /// Every key user journey passed and was signed off (who and when); a
@@ -194,11 +196,7 @@ fn user_journeys(findings: &mut Findings, snapshot: &Snapshot) {
         .collect();
     // A sign-off counts between the deploy and now: one from an earlier
     // release, or from the future, is not this deployment's.
-    let deployed = snapshot
-        .deployment
-        .as_ref()
-        .and_then(|d| d.deployed_at.as_deref())
-        .and_then(Timestamp::parse);
+    let deployed = snapshot.deployed_at();
     let now = snapshot.now();
     let signed_now = |at: Option<&str>| {
         let (Some(at), Some(deployed), Some(now)) = (at.and_then(Timestamp::parse), deployed, now)
@@ -244,15 +242,7 @@ fn user_journeys(findings: &mut Findings, snapshot: &Snapshot) {
             ),
         )
     };
-    finding
-        .observed(format!("{signed} of {} signed off", journeys.len()))
-        .threshold("all signed off")
-        .measured(
-            signed as f64,
-            journeys.len() as f64,
-            Unit::Count,
-            Bound::AtLeast,
-        );
+    all_of(finding, signed, journeys.len(), "signed off");
 }
 
 /// The rollback record is this deployment's: it started after the deploy,
@@ -266,11 +256,7 @@ fn rollback_of_this_deployment(
 ) {
     const CHECK: &str = "rollback-record";
     let deployment = snapshot.deployment.as_ref();
-    let deployed = deployment
-        .and_then(|d| d.deployed_at.as_deref())
-        .and_then(Timestamp::parse);
-    let started = rollback.started_at.as_deref().and_then(Timestamp::parse);
-    let (Some(deployed), Some(started)) = (deployed, started) else {
+    let (Some(deployed), Some(started)) = (snapshot.deployed_at(), rollback.started()) else {
         findings.missing(CHECK, "deployment.deployed_at and rollback.started_at");
         return;
     };
@@ -328,11 +314,11 @@ fn rollback_duration(
     max_seconds: f64,
 ) {
     const CHECK: &str = "rollback-duration";
-    let Some(started) = rollback.started_at.as_deref().and_then(Timestamp::parse) else {
+    let Some(started) = rollback.started() else {
         findings.missing(CHECK, "rollback.started_at");
         return;
     };
-    let Some(completed) = rollback.completed_at.as_deref().and_then(Timestamp::parse) else {
+    let Some(completed) = rollback.completed() else {
         findings.missing(
             CHECK,
             "rollback.completed_at (is the rollback still running?)",
