@@ -352,6 +352,36 @@ mod tests {
         assert_eq!(error, ComponentError::CompileTimeout { seconds: 0 });
     }
 
+    /// The WASI context is built on a policy's first WASI call: a stock
+    /// policy's decision makes none, so it costs nothing.
+    #[test]
+    fn a_stock_decision_builds_no_wasi_context() {
+        let runtime = runtime(RuntimeConfig::default());
+        let canary = crate::builtins::lookup("builtin:canary").unwrap();
+        let module = runtime.load(canary.bytes).unwrap();
+        let gate =
+            crate::gate::Gate::parse(crate::gate::DEFAULT_GATE, crate::gate::Origin::BuiltIn)
+                .unwrap();
+        let gate = shipgate_policy::wire::EncodedGate::new(&gate.snapshot_gate());
+        let example = include_bytes!("../../../examples/snapshots/abort-rollback.json");
+        let input = crate::snapshot::parse(example)
+            .unwrap()
+            .encode_with_gate(&gate);
+        let called = runtime.call(
+            &module,
+            Limits::default(),
+            Determinism::FIXED,
+            None,
+            |policy, store| {
+                let verdict = policy.evaluate(&mut *store, Phase::Abort, &input, "{}")?;
+                Ok(verdict.map(|verdict| (verdict.decision, store.data().used_wasi())))
+            },
+        );
+        let (decision, used_wasi) = called.result.unwrap();
+        assert_eq!(decision, shipgate_policy::Decision::Rollback);
+        assert!(!used_wasi);
+    }
+
     /// Sleeping is refused by replacing WASI's clock: a WASI without that
     /// clock must stop the runtime from starting, not let sleeping through.
     #[test]

@@ -37,20 +37,30 @@ impl Determinism {
 
 /// What a store holds for one evaluation.
 pub(crate) struct HostState {
-    wasi: WasiCtx,
+    /// Built on the policy's first WASI call. Stock policies make none in an
+    /// evaluation, and building the context (clocks, seeded random sources,
+    /// output pipes) was a measurable share of a fresh decision.
+    wasi: Option<Wasi>,
+    determinism: Determinism,
     table: ResourceTable,
     limits: MemoryCap,
+}
+
+/// The WASI context a policy sees: nothing granted, frozen clocks, seeded
+/// randomness, output captured up to [`MAX_OUTPUT_BYTES`].
+struct Wasi {
+    ctx: WasiCtx,
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
 }
 
-impl HostState {
-    pub(crate) fn new(memory_bytes: usize, determinism: Determinism) -> Self {
+impl Wasi {
+    fn new(determinism: Determinism) -> Self {
         let stdout = MemoryOutputPipe::new(MAX_OUTPUT_BYTES);
         let stderr = MemoryOutputPipe::new(MAX_OUTPUT_BYTES);
         let now = Duration::from_secs_f64(determinism.now_unix_seconds.max(0.0));
         let seed = determinism.seed;
-        let wasi = WasiCtx::builder()
+        let ctx = WasiCtx::builder()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .wall_clock(FrozenWallClock(now))
@@ -67,16 +77,29 @@ impl HostState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        Wasi {
+            ctx,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn pipes(&self) -> [&MemoryOutputPipe; 2] {
+        [&self.stdout, &self.stderr]
+    }
+}
+
+impl HostState {
+    pub(crate) fn new(memory_bytes: usize, determinism: Determinism) -> Self {
         HostState {
-            wasi,
+            wasi: None,
+            determinism,
             table: ResourceTable::new(),
             limits: MemoryCap {
                 max_bytes: memory_bytes,
                 used_bytes: 0,
                 refused: false,
             },
-            stdout,
-            stderr,
         }
     }
 
@@ -89,18 +112,29 @@ impl HostState {
         self.limits.refused
     }
 
+    /// Whether the policy has made a WASI call in this store.
+    #[cfg(test)]
+    pub(crate) fn used_wasi(&self) -> bool {
+        self.wasi.is_some()
+    }
+
     /// Whether stdout or stderr is (nearly) full: a write that would overflow
     /// the buffer is refused, so a flood stops just short of the limit.
     pub(crate) fn output_full(&self) -> bool {
         const SLACK: usize = 4096;
-        [&self.stdout, &self.stderr]
-            .iter()
-            .any(|pipe| pipe.contents().len() + SLACK > MAX_OUTPUT_BYTES)
+        self.wasi.as_ref().is_some_and(|wasi| {
+            wasi.pipes()
+                .iter()
+                .any(|pipe| pipe.contents().len() + SLACK > MAX_OUTPUT_BYTES)
+        })
     }
 
     /// What the policy printed, stdout then stderr, one entry per line.
     pub(crate) fn log(&self) -> Vec<String> {
-        [&self.stdout, &self.stderr]
+        let Some(wasi) = &self.wasi else {
+            return Vec::new();
+        };
+        wasi.pipes()
             .iter()
             .flat_map(|pipe| {
                 String::from_utf8_lossy(&pipe.contents())
@@ -114,8 +148,10 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let determinism = self.determinism;
+        let wasi = self.wasi.get_or_insert_with(|| Wasi::new(determinism));
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: &mut wasi.ctx,
             table: &mut self.table,
         }
     }
