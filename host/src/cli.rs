@@ -420,7 +420,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32, Error> {
         }
         Command::Man { dir } => man(dir.as_deref()),
         Command::Serve(args) => {
-            crate::server::init_logging();
+            let _written_at_exit = crate::server::init_logging();
             crate::server::run(args.settings()?, args.listen)?;
             Ok(0)
         }

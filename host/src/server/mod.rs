@@ -7,6 +7,7 @@ mod evidence;
 mod extract;
 mod github_app;
 mod listener;
+mod log_lines;
 mod metrics;
 mod options;
 mod reload;
@@ -176,15 +177,18 @@ async fn shutdown_signal(state: Arc<AppState>, mut terminate: Signal) {
     tracing::info!("closing the port: finishing requests in flight");
 }
 
-/// JSON lines on stderr; `SHIPGATE_LOG` filters (default `info`).
-pub(crate) fn init_logging() {
+/// JSON lines on stderr, written in batches until the returned guard is
+/// dropped; `SHIPGATE_LOG` filters (default `info`).
+pub(crate) fn init_logging() -> log_lines::Flush {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SHIPGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (lines, flush) = log_lines::LogLines::start();
     let _ = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
         .with_current_span(false)
-        .with_writer(std::io::stderr)
+        .with_writer(lines)
         .with_env_filter(filter)
         .try_init();
+    flush
 }
