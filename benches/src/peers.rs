@@ -1,64 +1,72 @@
-//! The same canary abort rules in the engines users would otherwise pick:
-//! Rego (regorus, an OPA-compatible engine) and CEL (the `cel` crate).
+//! The Rego and CEL engines, in their own process (`shipgate-peers`, see
+//! benches/peers/Cargo.toml for why): started once, fed the inputs, asked
+//! for one decision at a time over a pipe. The time of a call is the one
+//! the engine's process measured.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use shipgate_bench::siblings::sibling;
 
-/// An OPA user's setup: the policy compiled once, the input parsed per call.
-pub struct Rego {
-    engine: regorus::Engine,
+use crate::Input;
+
+pub(crate) struct Peers {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    answer: String,
+    /// The inputs' JSON, as files the process reads at start.
+    _inputs: tempfile::TempDir,
 }
 
-impl Rego {
-    pub fn new() -> Result<Self> {
-        let mut engine = regorus::Engine::new();
-        engine
-            .add_policy(
-                "canary.rego".to_string(),
-                include_str!("../rules/canary.rego").to_string(),
-            )
-            .context("compiling canary.rego")?;
-        Ok(Rego { engine })
-    }
-
-    /// The decision for an input JSON text (snapshot + gate).
-    pub fn decide(&mut self, input_json: &str) -> Result<String> {
-        self.engine
-            .set_input_json(input_json)
-            .context("Rego input")?;
-        let value = self
-            .engine
-            .eval_rule("data.shipgate.canary.decision".to_string())
-            .context("evaluating canary.rego")?;
-        match value.as_string() {
-            Ok(decision) => Ok(decision.to_string()),
-            Err(_) => bail!("canary.rego gave no decision: {value}"),
+impl Peers {
+    pub(crate) fn start(inputs: &[Input]) -> Result<Peers> {
+        let dir = tempfile::tempdir()?;
+        let mut command = Command::new(sibling("shipgate-peers")?);
+        for input in inputs {
+            let path = dir.path().join(format!("{}.json", input.index));
+            std::fs::write(&path, &input.with_gate)?;
+            command.arg(path);
         }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting shipgate-peers")?;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        Ok(Peers {
+            child,
+            stdin,
+            stdout,
+            answer: String::new(),
+            _inputs: dir,
+        })
     }
-}
 
-/// A Kubernetes user's setup: the expression compiled once, the input
-/// parsed into a CEL value per call.
-pub struct Cel {
-    program: cel::Program,
-}
-
-impl Cel {
-    pub fn new() -> Result<Self> {
-        let program = cel::Program::compile(include_str!("../rules/canary.cel"))
-            .map_err(|e| anyhow::anyhow!("compiling canary.cel: {e}"))?;
-        Ok(Cel { program })
-    }
-
-    pub fn decide(&self, input_json: &str) -> Result<String> {
-        let input: serde_json::Value = serde_json::from_str(input_json)?;
-        let mut context = cel::Context::default();
-        context
-            .add_variable("input", input)
-            .map_err(|e| anyhow::anyhow!("CEL input: {e}"))?;
-        match self.program.execute(&context) {
-            Ok(cel::Value::String(decision)) => Ok(decision.to_string()),
-            Ok(other) => bail!("canary.cel gave {other:?}, not a decision"),
-            Err(e) => bail!("evaluating canary.cel: {e}"),
+    /// `engine`'s decision on `input` and the time it took.
+    pub(crate) fn decide(&mut self, engine: &str, input: &Input) -> Result<(String, Duration)> {
+        writeln!(self.stdin, "{engine} {}", input.index)?;
+        self.stdin.flush()?;
+        self.answer.clear();
+        if self.stdout.read_line(&mut self.answer)? == 0 {
+            bail!("shipgate-peers stopped (its error is above)");
         }
+        let (decision, nanos) = self
+            .answer
+            .trim_end()
+            .split_once(' ')
+            .with_context(|| format!("shipgate-peers answered '{}'", self.answer.trim_end()))?;
+        let nanos: u64 = nanos.parse().context("shipgate-peers' time")?;
+        Ok((decision.to_string(), Duration::from_nanos(nanos)))
+    }
+}
+
+impl Drop for Peers {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -28,6 +28,7 @@ fn the_benchmark_runs_and_reports_every_case_and_ratio() {
         "cel",
         "gate1",
         "gate5",
+        "gate5_parallel",
         "cli_cold",
         "cli_native",
     ] {
@@ -46,6 +47,7 @@ fn the_benchmark_runs_and_reports_every_case_and_ratio() {
         "regorus/wasm_fresh",
         "cel/wasm_fresh",
         "gate5/gate1",
+        "gate5_parallel/wasm_fresh",
         "cli_cold/cli_native",
     ] {
         assert!(report["ratios"][ratio].as_f64().unwrap() > 0.0, "{ratio}");

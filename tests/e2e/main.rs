@@ -10,6 +10,8 @@ mod adapters;
 mod authoring;
 /// Bad input: clear errors, the right exit codes, never a panic.
 mod bad_input;
+/// docs/PERFORMANCE.md's benchmark commands, as written.
+mod benchmark;
 /// `policies`, `inspect`, `schema`.
 mod commands;
 /// `--version`, completions, the man page, environment options, plain output.

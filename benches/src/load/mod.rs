@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,14 +34,7 @@ impl Drop for Server {
 /// Starts `shipgate serve` on the example gate with `args` added; `log`
 /// is the level of the decision lines.
 pub fn start_server(log: &str, cache: &Path, args: &[&str]) -> Result<Server> {
-    let exe = std::env::current_exe()?;
-    let cli = exe.with_file_name("shipgate-cli");
-    if !cli.exists() {
-        bail!(
-            "{} is missing: build the bench crate's binaries first",
-            cli.display()
-        );
-    }
+    let cli = crate::siblings::sibling("shipgate")?;
     let mut child = Command::new(cli)
         .current_dir(repo())
         .args([
@@ -77,6 +70,83 @@ pub fn start_server(log: &str, cache: &Path, args: &[&str]) -> Result<Server> {
         .recv_timeout(Duration::from_secs(60))
         .context("the server never logged 'listening'")?;
     Ok(Server { child, address })
+}
+
+/// What a load run measured after its warm-up.
+pub struct LoadFigures {
+    pub decisions: usize,
+    pub decisions_per_second: f64,
+    pub p50_us: u32,
+    pub p99_us: u32,
+    pub max_us: u32,
+    /// Answers that were not HTTP 200 with `"decision":"allow"`.
+    pub errors: u64,
+    /// The server's CPU time (user + system) per decision, when /proc has it.
+    pub server_cpu_us_per_decision: Option<f64>,
+}
+
+/// Sends `request` (which must be allowed) to `server` over `connections`
+/// keep-alive connections from one client thread, for `warmup` and then
+/// `seconds`; only the answers after the warm-up count.
+pub fn drive(
+    server: &Server,
+    request: &[u8],
+    connections: usize,
+    warmup: Duration,
+    seconds: Duration,
+) -> Result<LoadFigures> {
+    let client = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let warm_until = Instant::now() + warmup;
+    let stop_at = warm_until + seconds;
+    let server_pid = server.child.id();
+    let (tallies, cpu_at_start) = client.block_on(async {
+        let sample = tokio::spawn(async move {
+            tokio::time::sleep_until(warm_until.into()).await;
+            cpu_seconds(server_pid)
+        });
+        let tasks: Vec<_> = (0..connections)
+            .map(|_| {
+                let (address, request) = (server.address.clone(), request.to_vec());
+                tokio::spawn(async move {
+                    let mut connection = Connection::open(&address).await?;
+                    connection.keep_asking(&request, warm_until, stop_at).await
+                })
+            })
+            .collect();
+        let mut tallies = Vec::new();
+        for task in tasks {
+            tallies.push(task.await??);
+        }
+        Ok::<_, anyhow::Error>((tallies, sample.await?))
+    })?;
+    let server_cpu = cpu_at_start
+        .zip(cpu_seconds(server_pid))
+        .map(|(start, end)| end - start);
+    let mut latencies: Vec<u32> = tallies
+        .iter()
+        .flat_map(|t| t.latencies_us.iter().copied())
+        .collect();
+    latencies.sort_unstable();
+    Ok(LoadFigures {
+        decisions: latencies.len(),
+        decisions_per_second: latencies.len() as f64 / seconds.as_secs_f64(),
+        p50_us: percentile(&latencies, 50.0),
+        p99_us: percentile(&latencies, 99.0),
+        max_us: latencies.last().copied().unwrap_or(0),
+        errors: tallies.iter().map(|t| t.errors).sum(),
+        server_cpu_us_per_decision: server_cpu
+            .filter(|_| !latencies.is_empty())
+            .map(|cpu| (cpu * 1e6 / latencies.len() as f64).round()),
+    })
+}
+
+/// One connection's answers after the warm-up.
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u32>,
+    errors: u64,
 }
 
 /// One keep-alive connection: send, read one whole response, repeat.
@@ -121,6 +191,32 @@ impl Connection {
         let status = std::str::from_utf8(&self.buffer[9..12])?.parse()?;
         let body = &self.buffer[head_end..head_end + length];
         Ok((status, find(body, expected).is_some()))
+    }
+
+    /// Sends `request` again and again until `stop_at`, timing the answers
+    /// that start after `warm_until`.
+    async fn keep_asking(
+        &mut self,
+        request: &[u8],
+        warm_until: Instant,
+        stop_at: Instant,
+    ) -> Result<Tally> {
+        let mut tally = Tally::default();
+        loop {
+            let started = Instant::now();
+            if started >= stop_at {
+                return Ok(tally);
+            }
+            let (status, allowed) = self.exchange(request, b"\"decision\":\"allow\"").await?;
+            if started >= warm_until {
+                tally
+                    .latencies_us
+                    .push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                if status != 200 || !allowed {
+                    tally.errors += 1;
+                }
+            }
+        }
     }
 
     async fn read_more(&mut self) -> Result<()> {
