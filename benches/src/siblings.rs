@@ -71,7 +71,19 @@ fn build(cargo: &str, dir: &Path, package: &str, name: &str) -> Result<()> {
         .parent()
         .context("benches/ is in the workspace")?
         .join("Cargo.toml");
-    let status = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    // `cargo run` gave this process the variables it sets for a crate
+    // (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, ...). Some build scripts
+    // track those: inherited, they would make this build recompile
+    // shipgate's dependencies instead of sharing what
+    // `cargo build --release -p shipgate` built.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if set_by_cargo_for_a_crate(&name) {
+            command.env_remove(name.as_ref());
+        }
+    }
+    let status = command
         .args(["build", "--profile"])
         .arg(if profile == "debug" { "dev" } else { profile })
         .arg("--manifest-path")
@@ -83,4 +95,20 @@ fn build(cargo: &str, dir: &Path, package: &str, name: &str) -> Result<()> {
         .with_context(|| format!("running {cargo}"))?;
     ensure!(status.success(), "building {name} failed ({status})");
     Ok(())
+}
+
+fn set_by_cargo_for_a_crate(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || name.starts_with("CARGO_BIN_EXE_")
+        || [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_TARGET_TMPDIR",
+            "CARGO_RUSTC_CURRENT_DIR",
+            "OUT_DIR",
+        ]
+        .contains(&name)
 }

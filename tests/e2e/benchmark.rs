@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::repo;
+use crate::support::{as_a_user, repo};
 
 /// The shell lines of docs/PERFORMANCE.md's code blocks that start with
 /// `cargo`, without their trailing comments.
@@ -28,7 +28,7 @@ fn documented_commands() -> Vec<String> {
 /// Runs one documented line with `sh`, in the repository, and returns its
 /// standard output; it must succeed.
 fn run(line: &str) -> String {
-    let output = Command::new("sh")
+    let output = as_a_user(&mut Command::new("sh"))
         .args(["-c", line])
         .current_dir(repo())
         .env("CARGO_TARGET_DIR", repo().join("target/image"))

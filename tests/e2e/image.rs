@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 use crate::server::Server;
-use crate::support::{repo, snapshot};
+use crate::support::{as_a_user, repo, snapshot};
 
 /// The image the tests build: never the release's own reference.
 const TAG: &str = "localhost/shipgate:e2e";
@@ -122,7 +122,7 @@ fn build(args: &[&str], tag: &str) -> Built {
         is_root(),
         "building and unpacking an image needs root (buildah with vfs storage, chroot)"
     );
-    let built = Command::new(repo().join("image/build.sh"))
+    let built = as_a_user(&mut Command::new(repo().join("image/build.sh")))
         .args(args)
         .env("STORAGE_DRIVER", "vfs")
         .env("BUILDAH_ISOLATION", "chroot")
@@ -208,13 +208,15 @@ fn the_image_builds_from_scratch_and_its_binary_decides_and_serves() {
     // `cargo install` as the README gives it, into a scratch root, sharing
     // the image's build (same profile, same lock file).
     let root = tempfile::tempdir().unwrap();
-    let installed = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["install", "--locked", "--path", "host"])
-        .current_dir(repo())
-        .env("CARGO_TARGET_DIR", repo().join("target/image"))
-        .env("CARGO_INSTALL_ROOT", root.path())
-        .output()
-        .unwrap();
+    let installed = as_a_user(&mut Command::new(
+        std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+    ))
+    .args(["install", "--locked", "--path", "host"])
+    .current_dir(repo())
+    .env("CARGO_TARGET_DIR", repo().join("target/image"))
+    .env("CARGO_INSTALL_ROOT", root.path())
+    .output()
+    .unwrap();
     assert!(
         installed.status.success(),
         "{}",

@@ -202,3 +202,35 @@ pub fn yaml_documents(relative: &str) -> Vec<serde_yaml::Value> {
         .filter(|d: &serde_yaml::Value| !d.is_null())
         .collect()
 }
+
+/// `command` (a cargo, or a script that runs one) with the environment a
+/// user's shell gives it: without the variables cargo sets for this test
+/// (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, `OUT_DIR`, ...). Some build
+/// scripts track those, so a nested cargo that inherits them rebuilds their
+/// crates and everything above them, and two tests sharing a target
+/// directory would take turns rebuilding shipgate.
+pub fn as_a_user(command: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if cargo_sets_for_a_crate(&name) {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command
+}
+
+fn cargo_sets_for_a_crate(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || name.starts_with("CARGO_BIN_EXE_")
+        || [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_TARGET_TMPDIR",
+            "CARGO_RUSTC_CURRENT_DIR",
+            "OUT_DIR",
+        ]
+        .contains(&name)
+}
