@@ -16,7 +16,7 @@ use shipgate_bench::load::{LoadFigures, drive, post, repo, start_server};
 use shipgate_policy::Phase;
 use shipgate_policy_canary::Canary;
 
-use crate::plot::{Axis, Chart, Scale, Series};
+use crate::plot::{Axis, Chart, Series};
 use crate::{figures, gate_decision, gate_with_canaries};
 
 /// Snapshot sizes measured, in bytes.
@@ -99,14 +99,8 @@ pub(crate) fn run(dir: &Path, runtime: Arc<Runtime>, load_seconds: f64) -> Resul
         "snapshot-size.svg",
         &Chart {
             title: "One decision against snapshot size",
-            x: Axis {
-                label: "snapshot (bytes, log scale)",
-                scale: Scale::Log,
-            },
-            y: Axis {
-                label: "median µs (log scale)",
-                scale: Scale::Log,
-            },
+            x: Axis::log("snapshot (bytes, log scale)"),
+            y: Axis::log("median µs (log scale)"),
             series: vec![padded, padded_native, business],
             x_tick: bytes,
         },
@@ -131,14 +125,8 @@ pub(crate) fn run(dir: &Path, runtime: Arc<Runtime>, load_seconds: f64) -> Resul
         "policies.svg",
         &Chart {
             title: "One decision against policies in the phase",
-            x: Axis {
-                label: "policies",
-                scale: Scale::Linear,
-            },
-            y: Axis {
-                label: "median µs",
-                scale: Scale::Linear,
-            },
+            x: Axis::linear("policies"),
+            y: Axis::linear("median µs"),
             series: vec![per_policy],
             x_tick: |x| format!("{x:.0}"),
         },
@@ -191,14 +179,8 @@ pub(crate) fn run(dir: &Path, runtime: Arc<Runtime>, load_seconds: f64) -> Resul
         "connections.svg",
         &Chart {
             title: "Server throughput against connections",
-            x: Axis {
-                label: "keep-alive connections (log scale)",
-                scale: Scale::Log,
-            },
-            y: Axis {
-                label: "decisions per second",
-                scale: Scale::Linear,
-            },
+            x: Axis::log("keep-alive connections (log scale)"),
+            y: Axis::linear("decisions per second"),
             series: vec![rate],
             x_tick: |x| format!("{x:.0}"),
         },

@@ -20,6 +20,22 @@ pub(crate) struct Axis<'a> {
     pub(crate) scale: Scale,
 }
 
+impl<'a> Axis<'a> {
+    pub(crate) fn linear(label: &'a str) -> Self {
+        Axis {
+            label,
+            scale: Scale::Linear,
+        }
+    }
+
+    pub(crate) fn log(label: &'a str) -> Self {
+        Axis {
+            label,
+            scale: Scale::Log,
+        }
+    }
+}
+
 pub(crate) struct Chart<'a> {
     pub(crate) title: &'a str,
     pub(crate) x: Axis<'a>,
