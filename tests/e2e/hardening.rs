@@ -81,13 +81,8 @@ fn a_request_out_of_time_stops_its_work_and_records_nothing() {
         body["error"].as_str().unwrap().contains("ran out of time"),
         "{body}"
     );
-    crate::server::eventually("the stopped evaluation's log line", || {
-        !server
-            .logged("evaluation stopped: its request ran out of time; nothing recorded")
-            .is_empty()
-    });
-    let stopped =
-        &server.logged("evaluation stopped: its request ran out of time; nothing recorded")[0];
+    let stopped = &server
+        .await_logged("evaluation stopped: its request ran out of time; nothing recorded")[0];
     let ran_ms = stopped["ran_ms"].as_u64().unwrap();
     assert!(
         ran_ms < 1500,

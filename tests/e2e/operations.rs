@@ -130,7 +130,7 @@ fn a_configmap_update_reloads_the_gate_without_a_signal() {
     assert_eq!(serving(), "first");
     publish("second");
     eventually("the updated ConfigMap to serve", || serving() == "second");
-    let reloaded = server.logged("gate reloaded");
+    let reloaded = server.await_logged("gate reloaded");
     assert_eq!(reloaded.last().unwrap()["cause"], "files changed");
 }
 
@@ -194,7 +194,7 @@ fn sighup_reloads_the_gate_without_failing_a_request() {
         "after",
         "a bad gate file must leave the old one serving"
     );
-    let failure = server.logged("gate reload failed; the previous gate keeps serving");
+    let failure = server.await_logged("gate reload failed; the previous gate keeps serving");
     let why = failure[0]["error"].as_str().unwrap();
     assert!(
         why.contains("gate.toml:4:1") && why.contains("min_stage_minutes"),

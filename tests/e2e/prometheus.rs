@@ -483,9 +483,7 @@ fn evidence_a_snapshot_refuses_is_missing_evidence_not_a_bad_gateway() {
     assert_ne!(skewed, text);
     std::fs::write(&gate, skewed).unwrap();
     server.signal("HUP");
-    crate::server::eventually("the skewed gate", || {
-        !server.logged("gate reloaded").is_empty()
-    });
+    server.await_logged("gate reloaded");
     let body = json!({"phase": "abort", "service": "checkout", "namespace": "shop",
                       "stable_hash": "stable1", "canary_hash": "canary-bad"});
     let (status, answer) = server.post("/v1/evaluate", &body);

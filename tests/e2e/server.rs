@@ -191,6 +191,17 @@ impl Server {
             .collect()
     }
 
+    /// The log records whose message is `message`, once there is at least
+    /// one. The server writes its log in batches, and may log an event
+    /// just after a request could already see it, so a test that caused
+    /// the event waits for its line.
+    pub fn await_logged(&self, message: &str) -> Vec<Value> {
+        eventually(&format!("the log line {message:?}"), || {
+            !self.logged(message).is_empty()
+        });
+        self.logged(message)
+    }
+
     /// The log records so far whose message is `message`.
     pub fn logged(&self, message: &str) -> Vec<Value> {
         self.logs
