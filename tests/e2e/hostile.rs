@@ -136,11 +136,14 @@ fn an_err_result_is_a_fault() {
 
 #[test]
 fn a_million_findings_cannot_exhaust_the_host() {
-    // Either the guest runs out of its own memory building them, or the
-    // host refuses the verdict: both fail closed.
+    // The guest runs out of its own memory or of its time building them
+    // (on a loaded machine, 250 ms may come first), or the host refuses the
+    // verdict: each fails closed.
     let error = fails_closed("million-findings");
     assert!(
         error == "policy tried to use more than its memory limit of 64 MiB"
+            || error
+                == format!("policy ran past its time limit of {TIMEOUT_MS} ms and was stopped")
             || error
                 .starts_with("policy returned a malformed verdict: it hands the host more than")
             || error.starts_with("policy returned a malformed verdict: 1000000 findings"),
