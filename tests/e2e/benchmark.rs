@@ -1,17 +1,21 @@
 //! docs/PERFORMANCE.md's commands, run exactly as written: the benchmark's
 //! release build (sharing target/image with the image tests, same profile),
-//! its table, its JSON, the growth charts and the load run. The figures
-//! are the benchmark's business; here they must only be there and agree.
+//! its table, its JSON, the growth charts and the load run; then
+//! docs/RELIABILITY.md's soak line, stopped after its first progress line.
+//! The figures are the benchmark's business; here they must only be there
+//! and agree.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::support::{as_a_user, repo};
 
-/// The shell lines of docs/PERFORMANCE.md's code blocks that start with
-/// `cargo`, without their trailing comments.
-fn documented_commands() -> Vec<String> {
-    let doc = std::fs::read_to_string(repo().join("docs/PERFORMANCE.md")).unwrap();
+/// The shell lines of a doc's code blocks that start with `cargo`, without
+/// their trailing comments.
+fn documented_commands(doc: &str) -> Vec<String> {
+    let doc = std::fs::read_to_string(repo().join(doc)).unwrap();
     let mut in_block = false;
     let mut commands = Vec::new();
     for line in doc.lines() {
@@ -25,15 +29,19 @@ fn documented_commands() -> Vec<String> {
     commands
 }
 
-/// Runs one shell line with `sh`, in the repository, and returns its
-/// standard output; it must succeed.
-fn run(line: &str) -> String {
-    let output = as_a_user(&mut Command::new("sh"))
+/// `sh -c line` in the repository, building in target/image.
+fn shell(line: &str) -> Command {
+    let mut command = Command::new("sh");
+    as_a_user(&mut command)
         .args(["-c", line])
         .current_dir(repo())
-        .env("CARGO_TARGET_DIR", repo().join("target/image"))
-        .output()
-        .unwrap();
+        .env("CARGO_TARGET_DIR", repo().join("target/image"));
+    command
+}
+
+/// Runs one shell line and returns its standard output; it must succeed.
+fn run(line: &str) -> String {
+    let output = shell(line).output().unwrap();
     assert!(
         output.status.success(),
         "{line}: {}\n{}",
@@ -77,7 +85,7 @@ fn committed_charts(dir: &Path) -> Restore {
 
 #[test]
 fn the_documented_benchmark_commands_run_as_written() {
-    let commands = documented_commands();
+    let commands = documented_commands("docs/PERFORMANCE.md");
     assert_eq!(
         commands,
         [
@@ -105,17 +113,6 @@ fn the_documented_benchmark_commands_run_as_written() {
             "the README's `{line}` is not run here"
         );
     }
-
-    // Not a documented line: the release binaries the lines below use, in
-    // one cargo run so that their link-time optimisations share the cores
-    // (the serial links were most of this test's time in CI). The features
-    // are the same as in separate builds, so the documented commands find
-    // these fresh; the benchmark still builds `shipgate-peers` (other
-    // features) itself.
-    run(
-        "cargo build --release -p shipgate -p shipgate-bench --bin shipgate \
-         --bin shipgate-bench --bin shipgate-load --bin cli-native",
-    );
 
     // `cargo run` builds only the benchmark's own binary; it builds the
     // processes it times itself. The table has a row for every case and
@@ -172,4 +169,70 @@ fn the_documented_benchmark_commands_run_as_written() {
         load.contains("16 keep-alive connections") && load.contains("errors 0"),
         "{load}"
     );
+
+    let soak: Vec<String> = documented_commands("docs/RELIABILITY.md")
+        .into_iter()
+        .filter(|line| line.contains("shipgate-bench"))
+        .collect();
+    assert_eq!(
+        soak,
+        ["cargo run --release -p shipgate-bench --bin shipgate-soak"]
+    );
+    let progress = first_progress_line(&soak[0]);
+    let count = |what: &str| -> u64 {
+        let after = progress.split(&format!("{what} ")).nth(1).unwrap_or("");
+        let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+        digits
+            .parse()
+            .unwrap_or_else(|_| panic!("no {what} count: {progress}"))
+    };
+    assert!(count("answered") > 0, "{progress}");
+    assert_eq!(count("errors"), 0, "{progress}");
+}
+
+/// Starts the soak as written and returns its first progress line, then
+/// kills it with its server: a full soak runs ten minutes.
+fn first_progress_line(line: &str) -> String {
+    use std::os::unix::process::CommandExt;
+    // The soak's temporary module cache lives here, so killing it leaves
+    // nothing behind.
+    let temporary = tempfile::tempdir().unwrap();
+    let mut child = shell(line)
+        .env("TMPDIR", temporary.path())
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut seen = Vec::new();
+    let found = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match received.recv_timeout(left) {
+            Ok(line) if line.trim_start().contains(" s: answered ") => break Some(line),
+            Ok(line) => seen.push(line),
+            Err(_) => break None,
+        }
+    };
+    // The whole group: sh, cargo, the soak and the server it started.
+    let group = format!("-{}", child.id());
+    let _ = Command::new("kill")
+        .args(["-s", "KILL", "--", &group])
+        .status();
+    let _ = child.wait();
+    found.unwrap_or_else(|| {
+        panic!(
+            "{line}: no progress line within 5 minutes; its stderr:\n{}",
+            seen.join("\n")
+        )
+    })
 }

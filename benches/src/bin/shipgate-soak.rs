@@ -8,6 +8,8 @@
 //! `cargo run --release -p shipgate-bench --bin shipgate-soak -- [--seconds S]
 //!  [--connections N] [--sample S] [--json]`
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -114,17 +116,38 @@ fn mix(address: &str) -> Result<Vec<Kind>> {
     ])
 }
 
+/// What the connections have seen so far, shared so that the run can
+/// report as it goes.
 #[derive(Default)]
+struct Counts {
+    answered: AtomicU64,
+    shed: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Counts {
+    fn read(&self) -> (u64, u64, u64) {
+        (
+            self.answered.load(Ordering::Relaxed),
+            self.shed.load(Ordering::Relaxed),
+            self.errors.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// One connection's view: the shared counts and its own first errors.
 struct Tally {
-    answered: u64,
-    shed: u64,
-    errors: u64,
+    counts: Arc<Counts>,
     first_errors: Vec<String>,
 }
 
 impl Tally {
+    fn count(&self, counter: fn(&Counts) -> &AtomicU64) {
+        counter(&self.counts).fetch_add(1, Ordering::Relaxed);
+    }
+
     fn error(&mut self, what: String) {
-        self.errors += 1;
+        self.count(|c| &c.errors);
         if self.first_errors.len() < 5 {
             self.first_errors.push(what);
         }
@@ -133,11 +156,15 @@ impl Tally {
 
 async fn drive(
     address: String,
-    kinds: std::sync::Arc<Vec<Kind>>,
+    kinds: Arc<Vec<Kind>>,
+    counts: Arc<Counts>,
     offset: usize,
     stop_at: Instant,
 ) -> Tally {
-    let mut tally = Tally::default();
+    let mut tally = Tally {
+        counts,
+        first_errors: Vec::new(),
+    };
     let mut connection: Option<Connection> = None;
     let mut sent: u64 = 0;
     let mut turn = offset;
@@ -157,8 +184,8 @@ async fn drive(
         sent += 1;
         let open = connection.as_mut().expect("opened above");
         match open.exchange(&kind.request, kind.expected).await {
-            Ok((503, _)) => tally.shed += 1,
-            Ok((status, true)) if status == kind.status => tally.answered += 1,
+            Ok((503, _)) => tally.count(|c| &c.shed),
+            Ok((status, true)) if status == kind.status => tally.count(|c| &c.answered),
             Ok((status, _)) => tally.error(format!(
                 "{}: status {status} or an unexpected body",
                 kind.name
@@ -196,11 +223,23 @@ fn sample(pid: u32, seconds: f64) -> Option<Sample> {
     })
 }
 
+/// A line on stderr at every sample, so that a ten-minute run shows how it
+/// goes (and a broken one can be stopped early).
+fn progress(now: &Sample, counts: &Counts) {
+    let (answered, shed, errors) = counts.read();
+    eprintln!(
+        "{:>5.0} s: answered {answered}, shed with 503 {shed}, errors {errors}; \
+         RSS {:.1} MiB, {} open fds, {} threads",
+        now.seconds, now.rss_mib, now.fds, now.threads
+    );
+}
+
 fn main() -> Result<()> {
     let options = parse_options()?;
     let cache = tempfile::tempdir()?;
     let server = start_server("warn", cache.path(), &SERVER_ARGS)?;
-    let kinds = std::sync::Arc::new(mix(&server.address)?);
+    let kinds = Arc::new(mix(&server.address)?);
+    let counts = Arc::new(Counts::default());
     let pid = server.child.id();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -210,12 +249,19 @@ fn main() -> Result<()> {
     let mut samples = vec![sample(pid, 0.0).context("reading the server's /proc")?];
     let tallies: Vec<Tally> = runtime.block_on(async {
         let tasks: Vec<_> = (0..options.connections)
-            .map(|i| tokio::spawn(drive(server.address.clone(), kinds.clone(), i, stop_at)))
+            .map(|i| {
+                let (address, kinds, counts) =
+                    (server.address.clone(), kinds.clone(), counts.clone());
+                tokio::spawn(drive(address, kinds, counts, i, stop_at))
+            })
             .collect();
         let every = Duration::from_secs_f64(options.sample);
         while Instant::now() < stop_at {
             tokio::time::sleep_until((Instant::now() + every).min(stop_at).into()).await;
-            samples.extend(sample(pid, started.elapsed().as_secs_f64()));
+            if let Some(now) = sample(pid, started.elapsed().as_secs_f64()) {
+                progress(&now, &counts);
+                samples.push(now);
+            }
         }
         let mut tallies = Vec::new();
         for task in tasks {
@@ -224,8 +270,7 @@ fn main() -> Result<()> {
         Ok::<_, anyhow::Error>(tallies)
     })?;
     let elapsed = started.elapsed().as_secs_f64();
-    let sum = |f: fn(&Tally) -> u64| tallies.iter().map(f).sum::<u64>();
-    let (answered, shed, errors) = (sum(|t| t.answered), sum(|t| t.shed), sum(|t| t.errors));
+    let (answered, shed, errors) = counts.read();
     let first_errors: Vec<&String> = tallies
         .iter()
         .flat_map(|t| &t.first_errors)
