@@ -190,22 +190,63 @@ fn the_documented_benchmark_commands_run_as_written() {
     assert_eq!(count("errors"), 0, "{progress}");
 }
 
+/// Kills a whole process group when dropped, however the test ends.
+struct Group {
+    leader: std::process::Child,
+    killed: bool,
+}
+
+impl Group {
+    /// SIGKILL to the group, then the leader reaped; an error if the
+    /// signal could not be sent.
+    fn kill(&mut self) -> std::io::Result<()> {
+        if std::mem::replace(&mut self.killed, true) {
+            return Ok(());
+        }
+        let group = -(self.leader.id() as i32);
+        // SAFETY: kill(2) with a negative pid only signals that group.
+        if unsafe { libc::kill(group, libc::SIGKILL) } != 0 {
+            let error = std::io::Error::last_os_error();
+            // ESRCH: every process in it has already exited.
+            if error.raw_os_error() != Some(libc::ESRCH) {
+                return Err(error);
+            }
+        }
+        self.leader.wait().map(drop)
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+/// How long cargo may take to bring the soak up to date (a release link),
+/// and then how long the soak may take to its first progress line.
+const BUILD_DEADLINE: Duration = Duration::from_secs(1200);
+const PROGRESS_DEADLINE: Duration = Duration::from_secs(60);
+
 /// Starts the soak as written and returns its first progress line, then
-/// kills it with its server: a full soak runs ten minutes.
+/// kills it with its server (the whole process group: sh, the soak, the
+/// server it started): a full soak runs ten minutes.
 fn first_progress_line(line: &str) -> String {
     use std::os::unix::process::CommandExt;
     // The soak's temporary module cache lives here, so killing it leaves
     // nothing behind.
     let temporary = tempfile::tempdir().unwrap();
-    let mut child = shell(line)
-        .env("TMPDIR", temporary.path())
-        .process_group(0)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut group = Group {
+        leader: shell(line)
+            .env("TMPDIR", temporary.path())
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        killed: false,
+    };
     let (lines, received) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
+    let stderr = group.leader.stderr.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if lines.send(line).is_err() {
@@ -213,25 +254,30 @@ fn first_progress_line(line: &str) -> String {
             }
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut deadline = Instant::now() + BUILD_DEADLINE;
     let mut seen = Vec::new();
-    let found = loop {
+    let outcome = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match received.recv_timeout(left) {
-            Ok(line) if line.trim_start().contains(" s: answered ") => break Some(line),
-            Ok(line) => seen.push(line),
-            Err(_) => break None,
+            Ok(line) if line.contains(" s: answered ") => break Ok(line),
+            Ok(line) => {
+                // cargo's "Running `…`": the build is done, the soak starts.
+                if line.trim_start().starts_with("Running `") {
+                    deadline = Instant::now() + PROGRESS_DEADLINE;
+                }
+                seen.push(line);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break Err("timed out".to_string()),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let status = group.leader.wait().unwrap();
+                break Err(format!("exited ({status})"));
+            }
         }
     };
-    // The whole group: sh, cargo, the soak and the server it started.
-    let group = format!("-{}", child.id());
-    let _ = Command::new("kill")
-        .args(["-s", "KILL", "--", &group])
-        .status();
-    let _ = child.wait();
-    found.unwrap_or_else(|| {
+    group.kill().expect("killing the soak's process group");
+    outcome.unwrap_or_else(|why| {
         panic!(
-            "{line}: no progress line within 5 minutes; its stderr:\n{}",
+            "{line}: {why} before a progress line; its stderr:\n{}",
             seen.join("\n")
         )
     })

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -20,6 +21,9 @@ pub struct Server {
     pub base: String,
     logs: Arc<Mutex<Vec<Value>>>,
     stdout: Arc<Mutex<Vec<String>>>,
+    /// The threads reading its output: done once it has exited and they
+    /// have stored its last lines.
+    readers: Vec<JoinHandle<()>>,
     client: reqwest::blocking::Client,
 }
 
@@ -66,7 +70,7 @@ impl Server {
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let lines = stdout.clone();
         let out = child.stdout.take().expect("piped stdout");
-        std::thread::spawn(move || {
+        let stdout_reader = std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 lines.lock().unwrap().push(line);
             }
@@ -75,14 +79,17 @@ impl Server {
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (address_tx, address_rx) = mpsc::channel();
         let sink = logs.clone();
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let record: Value = serde_json::from_str(&line)
                     .unwrap_or_else(|_| serde_json::json!({ "message": line }));
-                if record["message"] == "listening" {
-                    let _ = address_tx.send(record["address"].as_str().map(str::to_string));
-                }
+                let listening = (record["message"] == "listening")
+                    .then(|| record["address"].as_str().map(str::to_string));
+                // Stored first: once `spawn` returns, the line is there.
                 sink.lock().unwrap().push(record);
+                if let Some(address) = listening {
+                    let _ = address_tx.send(address);
+                }
             }
             let _ = address_tx.send(None);
         });
@@ -99,6 +106,7 @@ impl Server {
             base: format!("http://{address}"),
             logs,
             stdout,
+            readers: vec![stdout_reader, stderr_reader],
             client: reqwest::blocking::Client::builder()
                 .timeout(DEADLINE)
                 .build()
@@ -163,16 +171,21 @@ impl Server {
         assert!(status.success(), "kill -s {signal} failed");
     }
 
-    /// Waits (with the deadline) for the process to exit.
+    /// Waits (with the deadline) for the process to exit and for its last
+    /// output lines to be stored.
     pub fn wait(&mut self) -> ExitStatus {
         let started = Instant::now();
-        loop {
+        let status = loop {
             if let Some(status) = self.child.try_wait().expect("waiting for shipgate") {
-                return status;
+                break status;
             }
             assert!(started.elapsed() < DEADLINE, "shipgate serve did not exit");
             std::thread::sleep(Duration::from_millis(10));
-        }
+        };
+        eventually("the server's last output lines", || {
+            self.readers.iter().all(JoinHandle::is_finished)
+        });
+        status
     }
 
     /// The lines the server wrote to standard output so far.
