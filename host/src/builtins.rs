@@ -32,7 +32,11 @@ pub(crate) const BUILTINS: [Builtin; 3] = [
 /// `builtin:NAME`'s module, or `None` when `module` is not a built-in
 /// reference or names no stock policy.
 pub fn lookup(module: &str) -> Option<&'static Builtin> {
-    let name = module.strip_prefix(PREFIX)?;
+    by_name(module.strip_prefix(PREFIX)?)
+}
+
+/// The stock policy called `name` (`canary`).
+pub(crate) fn by_name(name: &str) -> Option<&'static Builtin> {
     BUILTINS.iter().find(|builtin| builtin.name == name)
 }
 

@@ -5,20 +5,27 @@ use serde::{Deserialize, Serialize};
 use shipgate_policy::{Decision, Finding, Phase};
 
 use crate::gate::Mode;
-use crate::sources::Evidence;
 
-/// The name of an outcome that reports missing evidence.
-const EVIDENCE_OUTCOME: &str = "evidence";
+/// The version of the decision record's layout. 2 gave missing evidence a
+/// field of its own (`evidence`); version 1 records, which carried it as
+/// an outcome named `evidence`, are read into the same form.
+pub const RECORD_VERSION: u32 = 2;
 
 /// One gate decision: the record `eval --format json`, the server and the
 /// decision log all use.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "stored::Stored")]
 pub struct Evaluation {
+    /// The record's layout ([`RECORD_VERSION`]).
+    pub record_version: u32,
     pub decision_id: String,
     pub phase: Phase,
     pub decision: Decision,
     pub summary: String,
     pub policies: Vec<PolicyOutcome>,
+    /// What the evidence sources could not find, or found invalid (server
+    /// mode, for a request that names a target): any of it denies.
+    pub evidence: Vec<EvidenceProblem>,
     pub snapshot_sha256: String,
     pub gate: String,
     pub gate_sha256: String,
@@ -43,27 +50,6 @@ pub struct PolicyOutcome {
     pub error: Option<String>,
     /// What the policy printed.
     pub log: Vec<String>,
-    /// What this outcome is; only missing evidence says so in the record.
-    #[serde(default, skip_serializing_if = "OutcomeKind::is_policy")]
-    pub kind: OutcomeKind,
-}
-
-/// What produced an outcome.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutcomeKind {
-    /// A policy of the gate.
-    #[default]
-    Policy,
-    /// Not a policy: what a source could not find (server mode). It is part
-    /// of the decision's input, kept as is by a replay.
-    MissingEvidence,
-}
-
-impl OutcomeKind {
-    fn is_policy(&self) -> bool {
-        *self == OutcomeKind::Policy
-    }
 }
 
 impl PolicyOutcome {
@@ -71,95 +57,217 @@ impl PolicyOutcome {
     pub fn failed_closed(&self) -> bool {
         self.error.is_some()
     }
+}
 
-    /// Whether this is what a source could not find rather than a policy.
-    pub(crate) fn is_missing_evidence(&self) -> bool {
-        self.kind == OutcomeKind::MissingEvidence
+/// Evidence a source could not give: part of the decision's input, kept as
+/// is by a replay. Never a healthy zero: the decision denies and says why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceProblem {
+    /// The source that was asked (`prometheus`, `facts`, `gate` when none
+    /// is configured).
+    pub source: String,
+    /// The snapshot field it would have filled (`metrics.canary.errors`),
+    /// or a part of the snapshot (`metrics`, `facts`).
+    pub what: String,
+    pub why: String,
+    /// The query that was, or would have been, asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+}
+
+impl EvidenceProblem {
+    /// Every problem of a source's evidence.
+    pub(crate) fn of(source: &str, missing: &crate::sources::Missing) -> EvidenceProblem {
+        EvidenceProblem {
+            source: source.to_string(),
+            what: missing.what.clone(),
+            why: missing.why.clone(),
+            query: Some(missing.query.clone()).filter(|q| !q.is_empty()),
+        }
+    }
+}
+
+/// The record as stored by every version, read into the current form.
+mod stored {
+    use serde::Deserialize;
+    use shipgate_policy::{Decision, Finding, Phase};
+
+    use super::{Evaluation, EvidenceProblem, PolicyOutcome};
+    use crate::gate::Mode;
+
+    #[derive(Deserialize)]
+    pub(super) struct Stored {
+        #[serde(default = "version_1")]
+        record_version: u32,
+        decision_id: String,
+        phase: Phase,
+        decision: Decision,
+        summary: String,
+        policies: Vec<StoredOutcome>,
+        #[serde(default)]
+        evidence: Vec<EvidenceProblem>,
+        snapshot_sha256: String,
+        gate: String,
+        gate_sha256: String,
+        evaluated_at: String,
     }
 
-    /// What a source could not find, as an enforcing outcome that denies and
-    /// names each missing field with its query, so a decision without
-    /// evidence says why instead of passing. `None` when nothing is missing.
-    pub(crate) fn missing_evidence(evidence: &Evidence) -> Option<PolicyOutcome> {
-        let missing = &evidence.missing;
-        let first = missing.first()?;
-        let findings = missing
-            .iter()
-            .map(|m| {
-                let mut finding = Finding::new(
-                    format!("source:{}", m.field),
-                    Decision::Deny,
-                    format!("{}: {}", m.field, m.why),
-                );
-                finding
-                    .observed(m.why.clone())
-                    .threshold(match m.query.as_str() {
-                        "" => "a valid value".to_string(),
-                        query => format!("a value from `{query}`"),
-                    });
-                finding
-            })
-            .collect();
-        let more = match missing.len() {
-            1 => String::new(),
-            n => format!(" (and {} more)", n - 1),
-        };
-        Some(PolicyOutcome {
-            name: EVIDENCE_OUTCOME.into(),
-            module: format!("source:{}", evidence.source),
-            module_sha256: None,
-            mode: Mode::Enforce,
-            decision: Decision::Deny,
-            summary: format!("missing evidence: {}: {}{more}", first.field, first.why),
-            findings,
-            duration_us: 0,
-            error: None,
-            log: Vec::new(),
-            kind: OutcomeKind::MissingEvidence,
-        })
+    fn version_1() -> u32 {
+        1
+    }
+
+    /// An outcome; in version 1 also missing evidence, marked by `kind`.
+    #[derive(Deserialize)]
+    struct StoredOutcome {
+        name: String,
+        module: String,
+        module_sha256: Option<String>,
+        mode: Mode,
+        decision: Decision,
+        summary: String,
+        findings: Vec<Finding>,
+        duration_us: u64,
+        error: Option<String>,
+        log: Vec<String>,
+        #[serde(default)]
+        kind: Option<String>,
+    }
+
+    impl From<Stored> for Evaluation {
+        fn from(stored: Stored) -> Evaluation {
+            let mut policies = Vec::with_capacity(stored.policies.len());
+            let mut evidence = stored.evidence;
+            for outcome in stored.policies {
+                if outcome.kind.as_deref() == Some("missing_evidence") {
+                    let source = outcome.module.trim_start_matches("source:").to_string();
+                    evidence.extend(outcome.findings.iter().map(|f| lifted(&source, f)));
+                    continue;
+                }
+                policies.push(PolicyOutcome {
+                    name: outcome.name,
+                    module: outcome.module,
+                    module_sha256: outcome.module_sha256,
+                    mode: outcome.mode,
+                    decision: outcome.decision,
+                    summary: outcome.summary,
+                    findings: outcome.findings,
+                    duration_us: outcome.duration_us,
+                    error: outcome.error,
+                    log: outcome.log,
+                });
+            }
+            Evaluation {
+                record_version: stored.record_version,
+                decision_id: stored.decision_id,
+                phase: stored.phase,
+                decision: stored.decision,
+                summary: stored.summary,
+                policies,
+                evidence,
+                snapshot_sha256: stored.snapshot_sha256,
+                gate: stored.gate,
+                gate_sha256: stored.gate_sha256,
+                evaluated_at: stored.evaluated_at,
+            }
+        }
+    }
+
+    /// A version 1 missing-evidence finding: check `source:FIELD`, observed
+    /// the reason, threshold "a value from `QUERY`" (or "a valid value").
+    fn lifted(source: &str, finding: &Finding) -> EvidenceProblem {
+        let what = finding.check.trim_start_matches("source:").to_string();
+        let query = finding
+            .threshold
+            .as_deref()
+            .and_then(|t| t.strip_prefix("a value from `"))
+            .and_then(|t| t.strip_suffix('`'))
+            .map(str::to_string);
+        EvidenceProblem {
+            source: source.to_string(),
+            why: finding.observed.clone().unwrap_or_default(),
+            what,
+            query,
+        }
     }
 }
 
 /// Combines the outcomes of one phase: the most severe enforcing decision
-/// wins (rollback > deny > allow), shadow policies never count, preflight
-/// cannot roll back (nothing shipped yet), and a phase no enforcing policy
-/// evaluates is denied: no evidence, no deployment.
-pub(crate) fn combine(phase: Phase, outcomes: &[PolicyOutcome]) -> (Decision, String) {
+/// wins (rollback > deny > allow), shadow policies never count, missing
+/// evidence denies, preflight cannot roll back (nothing shipped yet), and a
+/// phase no enforcing policy evaluates is denied: no evidence, no
+/// deployment.
+pub(crate) fn combine(
+    phase: Phase,
+    outcomes: &[PolicyOutcome],
+    evidence: &[EvidenceProblem],
+) -> (Decision, String) {
     let enforcing: Vec<&PolicyOutcome> = outcomes
         .iter()
         .filter(|o| o.mode == Mode::Enforce)
         .collect();
-    let Some(worst) = enforcing.iter().map(|o| o.decision).max() else {
-        return (
-            Decision::Deny,
-            format!("no enforcing policy evaluates the {phase} phase"),
-        );
+    let policies_worst = enforcing.iter().map(|o| o.decision).max();
+    let worst = match (policies_worst, evidence.is_empty()) {
+        (None, true) => {
+            return (
+                Decision::Deny,
+                format!("no enforcing policy evaluates the {phase} phase"),
+            );
+        }
+        (Some(worst), true) => worst,
+        (worst, false) => worst.unwrap_or(Decision::Deny).max(Decision::Deny),
     };
     let decision = match (phase, worst) {
         (Phase::Preflight, Decision::Rollback) => Decision::Deny,
         (_, worst) => worst,
     };
     let deciding: Vec<&&PolicyOutcome> = enforcing.iter().filter(|o| o.decision == worst).collect();
-    let summary = match (enforcing.len(), worst) {
-        (1, _) => enforcing[0].summary.clone(),
-        (n, Decision::Allow) => format!("all {n} policies allow"),
-        _ => {
-            let first = deciding[0];
-            let others = deciding.len() - 1;
-            let more = match others {
-                0 => String::new(),
-                1 => " (and 1 more policy)".to_string(),
-                n => format!(" (and {n} more policies)"),
-            };
-            format!("{}: {}{more}", first.name, first.summary)
+    let summary = match (evidence.first(), worst) {
+        (Some(first), Decision::Deny) => {
+            format!(
+                "missing evidence: {}: {}{}{}",
+                first.what,
+                first.why,
+                more(evidence.len() - 1, "more"),
+                policies_more(deciding.len())
+            )
         }
+        _ => match (enforcing.len(), worst) {
+            (1, _) => enforcing[0].summary.clone(),
+            (n, Decision::Allow) => format!("all {n} policies allow"),
+            _ => {
+                let first = deciding[0];
+                format!(
+                    "{}: {}{}",
+                    first.name,
+                    first.summary,
+                    policies_more(deciding.len() - 1)
+                )
+            }
+        },
     };
     (decision, summary)
+}
+
+/// " (and N more)", or nothing for none.
+fn more(n: usize, what: &str) -> String {
+    match n {
+        0 => String::new(),
+        n => format!(" (and {n} {what})"),
+    }
+}
+
+/// " (and 1 more policy)", " (and N more policies)", or nothing.
+fn policies_more(n: usize) -> String {
+    match n {
+        1 => more(1, "more policy"),
+        n => more(n, "more policies"),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn outcome(name: &str, mode: Mode, decision: Decision) -> PolicyOutcome {
         PolicyOutcome {
@@ -173,7 +281,15 @@ mod tests {
             duration_us: 0,
             error: None,
             log: vec![],
-            kind: OutcomeKind::Policy,
+        }
+    }
+
+    fn problem(what: &str) -> EvidenceProblem {
+        EvidenceProblem {
+            source: "prometheus".into(),
+            what: what.into(),
+            why: "no series".into(),
+            query: Some(format!("q({what})")),
         }
     }
 
@@ -185,7 +301,7 @@ mod tests {
             outcome("c", Mode::Enforce, Decision::Deny),
         ];
         assert_eq!(
-            combine(Phase::Abort, &outcomes),
+            combine(Phase::Abort, &outcomes, &[]),
             (Decision::Rollback, "b: b says rollback".into())
         );
     }
@@ -197,7 +313,7 @@ mod tests {
             outcome("s", Mode::Shadow, Decision::Rollback),
         ];
         assert_eq!(
-            combine(Phase::Abort, &outcomes),
+            combine(Phase::Abort, &outcomes, &[]),
             (Decision::Allow, "a says allow".into())
         );
     }
@@ -205,14 +321,14 @@ mod tests {
     #[test]
     fn preflight_rollback_is_a_deny() {
         let outcomes = [outcome("p", Mode::Enforce, Decision::Rollback)];
-        assert_eq!(combine(Phase::Preflight, &outcomes).0, Decision::Deny);
+        assert_eq!(combine(Phase::Preflight, &outcomes, &[]).0, Decision::Deny);
     }
 
     #[test]
     fn no_enforcing_policy_denies() {
         let outcomes = [outcome("s", Mode::Shadow, Decision::Allow)];
         assert_eq!(
-            combine(Phase::Verify, &outcomes),
+            combine(Phase::Verify, &outcomes, &[]),
             (
                 Decision::Deny,
                 "no enforcing policy evaluates the verify phase".into()
@@ -221,49 +337,82 @@ mod tests {
     }
 
     #[test]
-    fn missing_evidence_denies_and_names_every_query() {
-        let evidence = Evidence {
-            source: "prometheus",
-            values: vec![],
-            missing: ["metrics.canary.errors", "metrics.canary.requests"]
-                .map(|field| crate::sources::Missing {
-                    field: field.into(),
-                    query: format!("q({field})"),
-                    why: "no series".into(),
-                })
-                .to_vec(),
-        };
-        let found = PolicyOutcome::missing_evidence(&evidence).unwrap();
-        assert!(found.is_missing_evidence());
-        assert_eq!(found.module, "source:prometheus");
-        assert_eq!(
-            found.summary,
-            "missing evidence: metrics.canary.errors: no series (and 1 more)"
-        );
-        assert_eq!(
-            found.findings[1].threshold.as_deref(),
-            Some("a value from `q(metrics.canary.requests)`")
-        );
-        let record = serde_json::to_value(&found).unwrap();
-        assert_eq!(record["kind"], "missing_evidence");
-        // A gate's own policy, even one whose module is named like a source,
-        // is a policy: the record says nothing more about it.
-        let mut policy = found.clone();
-        policy.kind = OutcomeKind::Policy;
-        assert!(serde_json::to_value(&policy).unwrap().get("kind").is_none());
-        let read: PolicyOutcome =
-            serde_json::from_value(serde_json::to_value(&policy).unwrap()).unwrap();
-        assert!(!read.is_missing_evidence());
-        let outcomes = [
-            outcome("a", Mode::Enforce, Decision::Allow),
-            PolicyOutcome::missing_evidence(&evidence).unwrap(),
+    fn missing_evidence_denies_and_names_what_is_missing() {
+        let allow = [outcome("a", Mode::Enforce, Decision::Allow)];
+        let missing = [
+            problem("metrics.canary.errors"),
+            problem("metrics.canary.requests"),
         ];
-        assert_eq!(combine(Phase::Abort, &outcomes).0, Decision::Deny);
-        let nothing_missing = Evidence {
-            missing: vec![],
-            ..evidence
-        };
-        assert!(PolicyOutcome::missing_evidence(&nothing_missing).is_none());
+        assert_eq!(
+            combine(Phase::Abort, &allow, &missing),
+            (
+                Decision::Deny,
+                "missing evidence: metrics.canary.errors: no series (and 1 more)".into()
+            )
+        );
+        let deny = [outcome("a", Mode::Enforce, Decision::Deny)];
+        assert_eq!(
+            combine(Phase::Abort, &deny, &missing[..1]).1,
+            "missing evidence: metrics.canary.errors: no series (and 1 more policy)"
+        );
+        // A breach the policies found still rolls back.
+        let rollback = [outcome("a", Mode::Enforce, Decision::Rollback)];
+        assert_eq!(
+            combine(Phase::Abort, &rollback, &missing),
+            (Decision::Rollback, "a says rollback".into())
+        );
+        assert_eq!(combine(Phase::Abort, &[], &missing).0, Decision::Deny);
+    }
+
+    #[test]
+    fn a_version_1_record_reads_its_missing_evidence_into_the_evidence_field() {
+        let v1 = json!({
+            "decision_id": "d", "phase": "abort", "decision": "deny",
+            "summary": "evidence: missing evidence: metrics.canary.errors: no series",
+            "policies": [
+                {"name": "evidence", "module": "source:prometheus", "module_sha256": null,
+                 "mode": "enforce", "decision": "deny", "summary": "missing evidence: …",
+                 "findings": [
+                    {"check": "source:metrics.canary.errors", "decision": "deny",
+                     "message": "metrics.canary.errors: no series", "observed": "no series",
+                     "threshold": "a value from `sum(errors)`"},
+                    {"check": "source:metrics.canary.requests", "decision": "deny",
+                     "message": "metrics.canary.requests: refused", "observed": "refused",
+                     "threshold": "a valid value"}],
+                 "duration_us": 0, "error": null, "log": [], "kind": "missing_evidence"},
+                {"name": "canary", "module": "builtin:canary", "module_sha256": "ab",
+                 "mode": "enforce", "decision": "deny", "summary": "held", "findings": [],
+                 "duration_us": 3, "error": null, "log": []}
+            ],
+            "snapshot_sha256": "s", "gate": "g", "gate_sha256": "h",
+            "evaluated_at": "2026-11-26T14:00:00Z"
+        });
+        let read: Evaluation = serde_json::from_value(v1).unwrap();
+        assert_eq!(read.record_version, 1);
+        assert_eq!(read.policies.len(), 1);
+        assert_eq!(read.policies[0].name, "canary");
+        assert_eq!(
+            read.evidence,
+            [
+                EvidenceProblem {
+                    source: "prometheus".into(),
+                    what: "metrics.canary.errors".into(),
+                    why: "no series".into(),
+                    query: Some("sum(errors)".into()),
+                },
+                EvidenceProblem {
+                    source: "prometheus".into(),
+                    what: "metrics.canary.requests".into(),
+                    why: "refused".into(),
+                    query: None,
+                },
+            ]
+        );
+        // Written again, it is a current record that reads back the same.
+        let written = serde_json::to_value(&read).unwrap();
+        assert!(written["policies"][0].get("kind").is_none());
+        let again: Evaluation = serde_json::from_value(written).unwrap();
+        assert_eq!(again, read);
     }
 
     #[test]
@@ -272,13 +421,16 @@ mod tests {
             outcome("a", Mode::Enforce, Decision::Allow),
             outcome("b", Mode::Enforce, Decision::Allow),
         ];
-        assert_eq!(combine(Phase::Promotion, &allow).1, "all 2 policies allow");
+        assert_eq!(
+            combine(Phase::Promotion, &allow, &[]).1,
+            "all 2 policies allow"
+        );
         let deny = [
             outcome("a", Mode::Enforce, Decision::Deny),
             outcome("b", Mode::Enforce, Decision::Deny),
         ];
         assert_eq!(
-            combine(Phase::Promotion, &deny).1,
+            combine(Phase::Promotion, &deny, &[]).1,
             "a: a says deny (and 1 more policy)"
         );
     }

@@ -17,10 +17,14 @@ pub mod exit {
     pub const USAGE: i32 = 64;
     /// An input (snapshot, gate file, policy config) is invalid.
     pub const INVALID_INPUT: i32 = 65;
-    /// An input file does not exist.
+    /// An input file, or a tag or digest in a registry, does not exist.
     pub const MISSING_INPUT: i32 = 66;
+    /// A service shipgate needs (a registry) cannot be reached.
+    pub const UNAVAILABLE: i32 = 69;
     /// shipgate itself failed.
     pub const INTERNAL: i32 = 70;
+    /// A registry refused the credentials.
+    pub const NO_PERMISSION: i32 = 77;
 }
 
 /// What went wrong before a decision could be made. Each message names the
@@ -30,6 +34,10 @@ pub enum Error {
     Usage(String),
     InvalidInput(String),
     MissingInput(String),
+    /// A registry or other service cannot be reached (retry later).
+    Unavailable(String),
+    /// Credentials were refused.
+    NoPermission(String),
     Internal(anyhow::Error),
 }
 
@@ -39,6 +47,8 @@ impl Error {
             Error::Usage(_) => exit::USAGE,
             Error::InvalidInput(_) => exit::INVALID_INPUT,
             Error::MissingInput(_) => exit::MISSING_INPUT,
+            Error::Unavailable(_) => exit::UNAVAILABLE,
+            Error::NoPermission(_) => exit::NO_PERMISSION,
             Error::Internal(_) => exit::INTERNAL,
         }
     }
@@ -60,7 +70,11 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Usage(m) | Error::InvalidInput(m) | Error::MissingInput(m) => f.write_str(m),
+            Error::Usage(m)
+            | Error::InvalidInput(m)
+            | Error::MissingInput(m)
+            | Error::Unavailable(m)
+            | Error::NoPermission(m) => f.write_str(m),
             Error::Internal(e) => write!(f, "internal error: {e:#}"),
         }
     }
@@ -71,5 +85,21 @@ impl std::error::Error for Error {}
 impl From<anyhow::Error> for Error {
     fn from(error: anyhow::Error) -> Self {
         Error::Internal(error)
+    }
+}
+
+/// A registry's failure as the command line reports it: a tag or digest it
+/// does not have is a missing input (66), content it refused invalid (65),
+/// a registry out of reach unavailable (69), credentials refused 77.
+impl From<crate::registry::error::RegistryError> for Error {
+    fn from(error: crate::registry::error::RegistryError) -> Error {
+        use crate::registry::error::RegistryErrorKind as Kind;
+        match error.kind {
+            Kind::NotFound => Error::MissingInput(error.message),
+            Kind::Refused => Error::InvalidInput(error.message),
+            Kind::Unreachable => Error::Unavailable(error.message),
+            Kind::Denied => Error::NoPermission(error.message),
+            Kind::Local => Error::Internal(anyhow::anyhow!(error.message)),
+        }
     }
 }

@@ -10,8 +10,7 @@ use sha2::{Digest, Sha256};
 use shipgate_policy::Phase;
 use shipgate_policy::wire::EncodedGate;
 
-use crate::builtins;
-use crate::decision::{Evaluation, OutcomeKind, PolicyOutcome, combine};
+use crate::decision::{Evaluation, EvidenceProblem, PolicyOutcome, RECORD_VERSION, combine};
 use crate::error::Error;
 use crate::gate::{Gate, Mode, PolicyEntry};
 use crate::modules::{LoadError, load_module};
@@ -95,7 +94,7 @@ impl PreparedGate {
             .file
             .policies
             .iter()
-            .all(|p| p.module.starts_with(builtins::PREFIX))
+            .all(|p| p.module.is_builtin())
     }
 
     /// Each prepared policy with its module, or the fault it will fail
@@ -123,13 +122,13 @@ impl PreparedGate {
         self.evaluate_with(phase, snapshot, Vec::new(), &Budget::default())
     }
 
-    /// Evaluates one phase within `budget`, counting `evidence` (what the
-    /// host's sources could not find) as outcomes beside the policies'.
+    /// Evaluates one phase within `budget`; `evidence` is what the host's
+    /// sources could not find, which denies.
     pub(crate) fn evaluate_with(
         &self,
         phase: Phase,
         snapshot: &ValidSnapshot,
-        evidence: Vec<PolicyOutcome>,
+        evidence: Vec<EvidenceProblem>,
         budget: &Budget,
     ) -> Result<Evaluation, HostFault> {
         let input = Input {
@@ -155,16 +154,16 @@ impl PreparedGate {
                 .collect::<Result<Vec<_>, _>>()?,
             Some(slots) => self.run_beside(&policies, &call, budget, slots)?,
         };
-        let mut outcomes = evidence;
-        outcomes.extend(ran);
-        let (decision, summary) = combine(phase, &outcomes);
+        let (decision, summary) = combine(phase, &ran, &evidence);
         let evaluated_at = jiff::Timestamp::now().to_string();
         Ok(Evaluation {
+            record_version: RECORD_VERSION,
             decision_id: decision_id(&snapshot.sha256, &self.gate.sha256, phase, &evaluated_at),
             phase,
             decision,
             summary,
-            policies: outcomes,
+            policies: ran,
+            evidence,
             snapshot_sha256: snapshot.sha256.clone(),
             gate: self.gate.file.name.clone(),
             gate_sha256: self.gate.sha256.clone(),
@@ -278,7 +277,7 @@ impl PreparedGate {
         Ok(match called.result {
             Ok(verdict) => PolicyOutcome {
                 name: policy.name.clone(),
-                module: policy.module.clone(),
+                module: policy.module.to_string(),
                 module_sha256: Some(module.sha256.clone()),
                 mode: policy.mode,
                 decision: verdict.decision,
@@ -287,7 +286,6 @@ impl PreparedGate {
                 duration_us,
                 error: None,
                 log: called.log,
-                kind: OutcomeKind::Policy,
             },
             Err(Fault::Host(HostFault::Cancelled)) => return Err(HostFault::Cancelled),
             Err(Fault::Host(fault)) if policy.mode == Mode::Enforce => return Err(fault),
@@ -347,7 +345,7 @@ fn fail_closed(
     let decision = policy.on_error_for(phase);
     PolicyOutcome {
         name: policy.name.clone(),
-        module: policy.module.clone(),
+        module: policy.module.to_string(),
         module_sha256: module.map(|m| m.sha256.clone()),
         mode: policy.mode,
         decision,
@@ -359,7 +357,6 @@ fn fail_closed(
         duration_us,
         error: Some(fault.to_string()),
         log,
-        kind: OutcomeKind::Policy,
     }
 }
 
@@ -396,7 +393,7 @@ fn check_policy(
         let supported: Vec<&str> = info.phases.iter().map(|p| p.as_str()).collect();
         return refuse(format!(
             "module '{}' does not evaluate the {phase} phase (it evaluates: {})",
-            policy.module,
+            policy.module.as_str(),
             supported.join(", ")
         ));
     }

@@ -17,13 +17,14 @@ use shipgate_policy::wire::EncodedGate;
 use shipgate_policy::{Decision, Finding, Phase, Verdict, wire};
 
 use crate::adapters::{
-    self, ApiError, DecisionRequest, Input, Request, flagger, generic, github, spinnaker,
+    self, ApiError, Call, Custom, Endpoint, Exchange, Request, github, spinnaker,
 };
 use crate::gate::{Gate, Origin};
 use crate::runtime::{
     self, Determinism, Fault, Limits, LoadedModule, MAX_FINDINGS, MAX_TEXT_BYTES, Runtime,
     RuntimeConfig,
 };
+use crate::service::{DecisionRequest, Input};
 use crate::snapshot;
 
 /// A snapshot as a CD system sends it: refused with a message, or accepted
@@ -93,8 +94,13 @@ pub fn wire(data: &[u8]) {
     }
 }
 
-/// The Flagger hooks, and a name that is none.
-const FLAGGER_HOOKS: [&str; 9] = [
+/// What a route's `{parameter}` is made of: every phase and Flagger hook,
+/// and names that are none.
+const PARAMETERS: [&str; 14] = [
+    "preflight",
+    "promotion",
+    "abort",
+    "verify",
     "confirm-rollout",
     "pre-rollout",
     "confirm-traffic-increase",
@@ -104,30 +110,41 @@ const FLAGGER_HOOKS: [&str; 9] = [
     "post-rollout",
     "event",
     "no-such-hook",
+    "",
 ];
 
-/// A request body sent to one adapter (the first byte picks the adapter,
-/// the second its phase or hook): refused with a 4xx that says why, or read
-/// into a decision request whose snapshot is then validated as the server
-/// would. A Spinnaker evaluation id issued for a request resumes to the
-/// same request; an id made up is not found.
+/// A request body sent to one route of the adapter table (the first byte
+/// picks the route, the second its `{parameter}`): refused with a 4xx that
+/// says why, or read into a decision request whose snapshot is then
+/// validated as the server would. A Spinnaker evaluation id issued for a
+/// request resumes to the same request; an id made up is not found.
 pub fn adapter_request(data: &[u8]) {
-    let [adapter, variant, body @ ..] = data else {
+    let [route, variant, body @ ..] = data else {
         return;
     };
+    let routes: Vec<_> = adapters::ADAPTERS
+        .iter()
+        .flat_map(|adapter| adapter.routes)
+        .collect();
+    let route = routes[usize::from(*route) % routes.len()];
+    let parameter = PARAMETERS[usize::from(*variant) % PARAMETERS.len()];
     let parsed = Request::parse(body);
-    let phase = Phase::ALL[usize::from(*variant) % 4].to_string();
-    let asked = match adapter % 5 {
-        0 => parsed.and_then(generic::request).map(Some),
-        1 => adapters::argo::request(&phase, parsed).map(Some),
-        2 => spinnaker_round_trip(&phase, parsed, body),
-        3 => flagger::Hook::from_name(FLAGGER_HOOKS[usize::from(*variant) % 9])
-            .and_then(|hook| flagger::request(hook, parsed?))
-            .map(|call| match call {
-                flagger::Call::Decide(request) => Some(request),
-                flagger::Call::Event { .. } => None,
-            }),
-        _ => parsed
+    let asked = match route.endpoint {
+        Endpoint::Decide(exchange) => exchange(Call {
+            parameter: route.path.contains('{').then(|| parameter.to_string()),
+            body: parsed,
+        })
+        .map(|exchange| match exchange {
+            Exchange::Decide(request, _) => Some(request),
+            Exchange::Acknowledge { .. } => None,
+        })
+        .map_err(|refused| refused.refusal.expect("a refused answer says why")),
+        Endpoint::Custom(Custom::SpinnakerStart) => spinnaker_round_trip(parameter, parsed, body),
+        Endpoint::Custom(Custom::SpinnakerPoll) => {
+            let made_up = std::str::from_utf8(body).unwrap_or(parameter);
+            spinnaker::resume(&spinnaker_settings(), made_up, fuzzing_clock()).map(|_| None)
+        }
+        Endpoint::Custom(Custom::GithubProtectionRule) => parsed
             .and_then(|body| {
                 github::request(&github_routing(), Some("deployment_protection_rule"), body)
             })
@@ -173,10 +190,19 @@ fn snapshot_of(request: DecisionRequest) {
         Input::Target(target) => {
             let now = fuzzing_clock();
             let value = crate::sources::assemble(&target, &RolloutPlan::default(), &[], now);
-            if let Err(error) = crate::server::validated(value, &mut []) {
-                assert_refused(&error);
+            if let Err(refusal) = crate::service::validated(value, &mut []) {
+                assert_refused(&refusal.into());
             }
         }
+    }
+}
+
+fn spinnaker_settings() -> spinnaker::Settings {
+    spinnaker::Settings {
+        key: b"fuzzing key".to_vec(),
+        key_is_random: false,
+        ttl: std::time::Duration::from_secs(3600),
+        public_url: None,
     }
 }
 
@@ -187,12 +213,7 @@ fn spinnaker_round_trip(
     parsed: Result<Request, ApiError>,
     body: &[u8],
 ) -> Result<Option<DecisionRequest>, ApiError> {
-    let settings = spinnaker::Settings {
-        key: b"fuzzing key".to_vec(),
-        key_is_random: false,
-        ttl: std::time::Duration::from_secs(3600),
-        public_url: None,
-    };
+    let settings = spinnaker_settings();
     let now = fuzzing_clock();
     if let Ok(id) = std::str::from_utf8(body) {
         let made_up = spinnaker::resume(&settings, id, now);
@@ -200,6 +221,8 @@ fn spinnaker_round_trip(
     }
     let started = spinnaker::start(&settings, phase, parsed, now)?;
     let first = crate::decision::Evaluation {
+        record_version: crate::decision::RECORD_VERSION,
+        evidence: vec![],
         decision_id: "fuzz".into(),
         phase: started.request.phase,
         decision: Decision::Deny,

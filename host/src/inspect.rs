@@ -6,7 +6,7 @@ use shipgate_policy::Phase;
 
 use crate::error::Error;
 use crate::gate::ModuleBase;
-use crate::modules::{LoadError, compile, read_module};
+use crate::modules::{LoadError, ModuleRef, compile, read_module};
 use crate::registry::Remote;
 use crate::runtime::{Limits, Runtime};
 
@@ -27,19 +27,24 @@ pub(crate) struct Inspection {
     pub(crate) signed_by: Option<String>,
 }
 
-/// Loads a module (a path or `builtin:NAME`) and asks it to describe itself.
-pub(crate) fn inspect(runtime: &Runtime, module: &str) -> Result<Inspection, Error> {
+/// Loads a module (a path, `builtin:NAME`, a registry reference) and asks it
+/// to describe itself.
+pub(crate) fn inspect(runtime: &Runtime, reference: &ModuleRef) -> Result<Inspection, Error> {
+    let module = reference.as_str();
     let max = crate::modules::DEFAULT_MAX_MODULE_BYTES;
     let read = read_module(
         &ModuleBase::WorkingDir,
         &Remote::from_env(),
-        module,
+        reference,
         None,
         max,
     )
     .map_err(|error| match error {
         LoadError::NotFound { .. } => Error::MissingInput(error.to_string()),
-        LoadError::Remote { .. } => Error::Internal(anyhow::anyhow!("{error}")),
+        LoadError::Remote { error, .. } => Error::from(crate::registry::RegistryError::new(
+            error.kind,
+            format!("{module}: {error}"),
+        )),
         _ => Error::InvalidInput(error.to_string()),
     })?;
     let loaded = compile(runtime, module, &read).map_err(|error| match error {

@@ -273,10 +273,54 @@ fn non_negative(path: &str, value: Option<f64>) -> Result<(), SnapshotError> {
     }
 }
 
-/// The JSON Schema of snapshot v1 (`shipgate schema snapshot`).
+/// The JSON Schema of the snapshot (`shipgate schema snapshot`).
 pub(crate) fn schema() -> Value {
     let schema = schemars::schema_for!(Snapshot);
     serde_json::to_value(schema).expect("a schema is JSON")
+}
+
+/// Whether a dotted path (`metrics.canary.errors`) names a field the
+/// snapshot reads: a value written anywhere else would be ignored. Maps
+/// (business counters) take any key; an array or a scalar ends a path.
+pub(crate) fn knows_path(path: &str) -> bool {
+    static SCHEMA: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    let root = SCHEMA.get_or_init(schema);
+    let mut at = root;
+    for key in path.split('.') {
+        match child(root, at, key) {
+            Some(next) => at = next,
+            None => return false,
+        }
+    }
+    // `gate` is the host's; a caller's value there is refused, not read.
+    !path.is_empty() && path.split('.').next() != Some("gate")
+}
+
+/// The schema of `key` inside the object schema `at` (through `$ref`s and
+/// the `anyOf` of an optional field).
+fn child<'s>(root: &'s Value, at: &'s Value, key: &str) -> Option<&'s Value> {
+    let at = resolve(root, at);
+    if let Some(options) = at.get("anyOf").or_else(|| at.get("oneOf")) {
+        return options
+            .as_array()?
+            .iter()
+            .find_map(|option| child(root, option, key));
+    }
+    if let Some(field) = at.get("properties").and_then(|p| p.get(key)) {
+        return Some(field);
+    }
+    at.get("additionalProperties").filter(|any| any.is_object())
+}
+
+fn resolve<'s>(root: &'s Value, mut at: &'s Value) -> &'s Value {
+    while let Some(reference) = at.get("$ref").and_then(Value::as_str) {
+        let name = reference.rsplit('/').next().unwrap_or_default();
+        match root.get("$defs").and_then(|d| d.get(name)) {
+            Some(target) => at = target,
+            None => break,
+        }
+    }
+    at
 }
 
 #[cfg(test)]

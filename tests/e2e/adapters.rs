@@ -12,7 +12,7 @@ fn example_gate() -> Server {
 }
 
 /// The one metric of a shipped AnalysisTemplate.
-pub fn argo_metric(template: &str) -> serde_yaml::Value {
+pub(crate) fn argo_metric(template: &str) -> serde_yaml::Value {
     let documents = yaml_documents("integrations/argo/analysis-templates.yaml");
     let found = documents
         .into_iter()
@@ -25,7 +25,7 @@ pub fn argo_metric(template: &str) -> serde_yaml::Value {
 /// `jsonPath` picks the result, then `failureCondition` and
 /// `successCondition` classify it. Only the forms the shipped templates
 /// use are understood; anything else fails the test.
-pub fn argo_outcome(metric: &serde_yaml::Value, body: &Value) -> &'static str {
+pub(crate) fn argo_outcome(metric: &serde_yaml::Value, body: &Value) -> &'static str {
     let path = metric["provider"]["web"]["jsonPath"]
         .as_str()
         .expect("jsonPath");

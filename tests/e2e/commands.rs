@@ -204,7 +204,7 @@ fn check_loads_every_policy_of_every_phase() {
 
 #[test]
 fn check_reports_a_config_error_of_a_phase_not_being_evaluated() {
-    let dir = crate::support::gate_dir(
+    let dir = gate_dir(
         "name = \"g\"\n[[policy]]\nname = \"verify\"\nmodule = \"builtin:verify\"\nphases = [\"verify\"]\n\
          config = { min_observation_minute = 30 }\n",
     );
@@ -219,7 +219,7 @@ fn check_reports_a_config_error_of_a_phase_not_being_evaluated() {
 
 #[test]
 fn check_names_a_module_that_would_fail_closed() {
-    let dir = crate::support::gate_dir(
+    let dir = gate_dir(
         "name = \"g\"\n[[policy]]\nname = \"team\"\nmodule = \"missing.wasm\"\nphases = [\"abort\"]\n",
     );
     crate::support::shipgate_in(dir.path())

@@ -371,11 +371,7 @@ fn a_compiled_module_swapped_in_the_cache_is_compiled_again_not_run() {
         dir.path().join("cache"),
         dir.path().join("config/cache.key"),
     );
-    std::fs::copy(
-        crate::support::fixture("hostile"),
-        dir.path().join("hostile.wasm"),
-    )
-    .unwrap();
+    std::fs::copy(fixture("hostile"), dir.path().join("hostile.wasm")).unwrap();
     let gate = dir.path().join("gate.toml");
     std::fs::write(
         &gate,

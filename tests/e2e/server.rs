@@ -14,9 +14,9 @@ use serde_json::Value;
 use crate::support::{cache_dir, repo};
 
 /// How long anything in these tests may take before it counts as hung.
-pub const DEADLINE: Duration = Duration::from_secs(60);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(60);
 
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
     pub base: String,
     logs: Arc<Mutex<Vec<Value>>>,
@@ -29,11 +29,11 @@ pub struct Server {
 
 impl Server {
     /// `shipgate serve --gate GATE ARGS` on 127.0.0.1, port chosen by the OS.
-    pub fn start(gate: &Path, args: &[&str]) -> Server {
+    pub(crate) fn start(gate: &Path, args: &[&str]) -> Server {
         Server::start_with_env(gate, args, &[])
     }
 
-    pub fn start_with_env(gate: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+    pub(crate) fn start_with_env(gate: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut command = Server::command();
         command
             .args(["--listen", "127.0.0.1:0", "--gate"])
@@ -45,7 +45,7 @@ impl Server {
 
     /// `shipgate serve` from the repository, with the tests' module cache
     /// and no secrets from the environment: add arguments, then [`Server::spawn`].
-    pub fn command() -> Command {
+    pub(crate) fn command() -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_shipgate"));
         command.current_dir(repo()).arg("serve");
         // Every option has a variable: none from the developer's shell.
@@ -61,7 +61,7 @@ impl Server {
     }
 
     /// Starts `command` (a `shipgate serve`) and waits for it to listen.
-    pub fn spawn(mut command: Command) -> Server {
+    pub(crate) fn spawn(mut command: Command) -> Server {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -114,16 +114,16 @@ impl Server {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    pub fn client(&self) -> &reqwest::blocking::Client {
+    pub(crate) fn client(&self) -> &reqwest::blocking::Client {
         &self.client
     }
 
     /// POSTs JSON and returns the status and the JSON body.
-    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+    pub(crate) fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let response = self
             .client
             .post(self.url(path))
@@ -135,18 +135,18 @@ impl Server {
 
     /// `POST /v1/evaluate` with an example snapshot (`abort-rollback`:
     /// the phase is the name's first word).
-    pub fn evaluate(&self, snapshot: &str) -> (u16, Value) {
+    pub(crate) fn evaluate(&self, snapshot: &str) -> (u16, Value) {
         let phase = snapshot.split('-').next().unwrap();
         let body = serde_json::json!({"phase": phase, "snapshot": snapshot_json(snapshot)});
         self.post("/v1/evaluate", &body)
     }
 
-    pub fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) fn get(&self, path: &str) -> (u16, Value) {
         read(self.client.get(self.url(path)).send().expect("GET"))
     }
 
     /// The exposition text of `/metrics`.
-    pub fn metrics(&self) -> String {
+    pub(crate) fn metrics(&self) -> String {
         let response = self
             .client
             .get(self.url("/metrics"))
@@ -156,14 +156,14 @@ impl Server {
     }
 
     /// The value of one sample line of `/metrics` (0 when absent).
-    pub fn metric(&self, sample: &str) -> f64 {
+    pub(crate) fn metric(&self, sample: &str) -> f64 {
         self.metrics()
             .lines()
             .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
             .map_or(0.0, |v| v.trim().parse().expect("a number"))
     }
 
-    pub fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args(["-s", signal, &self.child.id().to_string()])
             .status()
@@ -173,7 +173,7 @@ impl Server {
 
     /// Waits (with the deadline) for the process to exit and for its last
     /// output lines to be stored.
-    pub fn wait(&mut self) -> ExitStatus {
+    pub(crate) fn wait(&mut self) -> ExitStatus {
         let started = Instant::now();
         let status = loop {
             if let Some(status) = self.child.try_wait().expect("waiting for shipgate") {
@@ -189,12 +189,12 @@ impl Server {
     }
 
     /// The lines the server wrote to standard output so far.
-    pub fn stdout_lines(&self) -> Vec<String> {
+    pub(crate) fn stdout_lines(&self) -> Vec<String> {
         self.stdout.lock().unwrap().clone()
     }
 
     /// The log records so far whose message starts with `prefix`.
-    pub fn logged_with_prefix(&self, prefix: &str) -> Vec<Value> {
+    pub(crate) fn logged_with_prefix(&self, prefix: &str) -> Vec<Value> {
         self.logs
             .lock()
             .unwrap()
@@ -208,7 +208,7 @@ impl Server {
     /// one. The server writes its log in batches, and may log an event
     /// just after a request could already see it, so a test that caused
     /// the event waits for its line.
-    pub fn await_logged(&self, message: &str) -> Vec<Value> {
+    pub(crate) fn await_logged(&self, message: &str) -> Vec<Value> {
         eventually(&format!("the log line {message:?}"), || {
             !self.logged(message).is_empty()
         });
@@ -216,7 +216,7 @@ impl Server {
     }
 
     /// The log records so far whose message is `message`.
-    pub fn logged(&self, message: &str) -> Vec<Value> {
+    pub(crate) fn logged(&self, message: &str) -> Vec<Value> {
         self.logs
             .lock()
             .unwrap()
@@ -244,7 +244,7 @@ fn read(response: reqwest::blocking::Response) -> (u16, Value) {
 
 /// Serves `app` on a loopback port from its own thread until the test
 /// process ends (a stand-in for a system shipgate calls); its address.
-pub fn serve_on_loopback(app: axum::Router) -> std::net::SocketAddr {
+pub(crate) fn serve_on_loopback(app: axum::Router) -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let address = listener.local_addr().unwrap();
@@ -262,7 +262,7 @@ pub fn serve_on_loopback(app: axum::Router) -> std::net::SocketAddr {
 }
 
 /// Polls `condition` until it holds; panics after the deadline.
-pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+pub(crate) fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     let started = Instant::now();
     while !condition() {
         assert!(started.elapsed() < DEADLINE, "timed out waiting for {what}");
@@ -273,7 +273,7 @@ pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 /// An example snapshot as JSON.
 /// What a release pipeline knows and writes to a facts file: the ready
 /// preflight snapshot without the fields the host fills in itself.
-pub fn release_facts() -> Value {
+pub(crate) fn release_facts() -> Value {
     let mut facts = snapshot_json("preflight-ready");
     for host_owned in [
         "schema_version",
@@ -288,7 +288,7 @@ pub fn release_facts() -> Value {
     facts
 }
 
-pub fn snapshot_json(name: &str) -> Value {
+pub(crate) fn snapshot_json(name: &str) -> Value {
     let text = std::fs::read_to_string(crate::support::snapshot(name)).expect("example snapshot");
     serde_json::from_str(&text).expect("example snapshots are JSON")
 }

@@ -6,33 +6,33 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// The repository root.
-pub fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("tests/ is in the repo")
         .to_path_buf()
 }
 
-pub fn example(relative: &str) -> PathBuf {
+pub(crate) fn example(relative: &str) -> PathBuf {
     repo().join("examples").join(relative)
 }
 
-pub fn snapshot(name: &str) -> PathBuf {
+pub(crate) fn snapshot(name: &str) -> PathBuf {
     example(&format!("snapshots/{name}.json"))
 }
 
 /// The compiled-module cache the tests share (never the user's own).
-pub fn cache_dir() -> PathBuf {
+pub(crate) fn cache_dir() -> PathBuf {
     repo().join("target").join("e2e-module-cache")
 }
 
 /// The key of that cache, outside it (never the user's own either).
-pub fn cache_key_file() -> PathBuf {
+pub(crate) fn cache_key_file() -> PathBuf {
     repo().join("target").join("e2e-module-cache.key")
 }
 
 /// `shipgate` as a user runs it, from the working directory `dir`.
-pub fn shipgate_in(dir: &Path) -> assert_cmd::Command {
+pub(crate) fn shipgate_in(dir: &Path) -> assert_cmd::Command {
     let mut command = assert_cmd::Command::new(env!("CARGO_BIN_EXE_shipgate"));
     command
         .current_dir(dir)
@@ -49,7 +49,7 @@ pub fn shipgate_in(dir: &Path) -> assert_cmd::Command {
     command
 }
 
-pub fn shipgate() -> assert_cmd::Command {
+pub(crate) fn shipgate() -> assert_cmd::Command {
     shipgate_in(&repo())
 }
 
@@ -82,7 +82,7 @@ fn build_wasm(manifest: &Path, target_dir: &Path) -> PathBuf {
 }
 
 /// A module from `tests/fixtures` (`hostile`, `wrong_world`, `old_contract`, `contract_0_2`).
-pub fn fixture(name: &str) -> PathBuf {
+pub(crate) fn fixture(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
         build_wasm(
@@ -97,7 +97,7 @@ pub fn fixture(name: &str) -> PathBuf {
 /// the `examples/snapshots` its fixtures read, at the same relative paths
 /// (`shipgate build` pins the crate's gate.toml, which must not change the
 /// checkout). The crate's own target/ is kept between runs.
-pub fn example_copy() -> PathBuf {
+pub(crate) fn example_copy() -> PathBuf {
     static COPIED: OnceLock<PathBuf> = OnceLock::new();
     COPIED
         .get_or_init(|| {
@@ -133,7 +133,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// The example custom policy, built with the README's `shipgate build
 /// examples/custom-policy` in [`example_copy`]; the module path it printed.
-pub fn custom_policy() -> PathBuf {
+pub(crate) fn custom_policy() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
@@ -159,7 +159,7 @@ pub fn custom_policy() -> PathBuf {
 }
 
 /// The JSON printed by `eval --format json`.
-pub fn json_output(output: &std::process::Output) -> serde_json::Value {
+pub(crate) fn json_output(output: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!(
             "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
@@ -169,14 +169,18 @@ pub fn json_output(output: &std::process::Output) -> serde_json::Value {
     })
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// Runs `shipgate eval --format json ARGS --snapshot SNAPSHOT` in `dir` and
 /// returns the exit code and the decision record.
-pub fn eval_json(dir: &Path, args: &[&str], snapshot: &Path) -> (Option<i32>, serde_json::Value) {
+pub(crate) fn eval_json(
+    dir: &Path,
+    args: &[&str],
+    snapshot: &Path,
+) -> (Option<i32>, serde_json::Value) {
     let output = shipgate_in(dir)
         .args(["eval", "--format", "json"])
         .args(args)
@@ -188,14 +192,14 @@ pub fn eval_json(dir: &Path, args: &[&str], snapshot: &Path) -> (Option<i32>, se
 }
 
 /// A temporary directory holding `gate.toml` with this text.
-pub fn gate_dir(gate_toml: &str) -> tempfile::TempDir {
+pub(crate) fn gate_dir(gate_toml: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("a temporary directory");
     std::fs::write(dir.path().join("gate.toml"), gate_toml).expect("writing gate.toml");
     dir
 }
 
 /// The YAML documents of a file in the repository (`integrations/...`).
-pub fn yaml_documents(relative: &str) -> Vec<serde_yaml::Value> {
+pub(crate) fn yaml_documents(relative: &str) -> Vec<serde_yaml::Value> {
     let text = std::fs::read_to_string(repo().join(relative)).expect("a file of the repository");
     serde_yaml::Deserializer::from_str(&text)
         .map(|d| serde::Deserialize::deserialize(d).expect("valid YAML"))
@@ -209,7 +213,7 @@ pub fn yaml_documents(relative: &str) -> Vec<serde_yaml::Value> {
 /// scripts track those, so a nested cargo that inherits them rebuilds their
 /// crates and everything above them, and two tests sharing a target
 /// directory would take turns rebuilding shipgate.
-pub fn as_a_user(command: &mut Command) -> &mut Command {
+pub(crate) fn as_a_user(command: &mut Command) -> &mut Command {
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy();
         if cargo_sets_for_a_crate(&name) {

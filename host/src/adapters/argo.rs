@@ -12,10 +12,29 @@
 
 use serde_json::json;
 
-use super::{Answer, ApiError, Authentication, DecisionRequest, Input, Request, phase_in_path};
+use super::{
+    Adapter, Answer, ApiError, Authentication, Call, Endpoint, Exchange, Method, Request, Route,
+    input, phase_in_path,
+};
 use crate::decision::Evaluation;
+use crate::service::DecisionRequest;
 
-pub(crate) const AUTHENTICATION: Authentication = Authentication::Bearer;
+pub(crate) const ADAPTER: Adapter = Adapter {
+    name: "argo",
+    authentication: Authentication::Bearer,
+    routes: &[Route {
+        method: Method::Post,
+        path: "/v1/argo/{phase}",
+        endpoint: Endpoint::Decide(exchange),
+    }],
+};
+
+/// A measurement: decide its phase, answer as Argo reads it.
+fn exchange(call: Call) -> Result<Exchange, Answer> {
+    let asked = request(call.parameter.as_deref().unwrap_or_default(), call.body)
+        .map_err(|error| answer(Err(error)))?;
+    Ok(Exchange::Decide(asked, Box::new(answer)))
+}
 
 /// The decision asked for by a measurement of `phase` (from the URL).
 pub(crate) fn request(
@@ -25,7 +44,7 @@ pub(crate) fn request(
     let phase = phase_in_path(phase)?;
     Ok(DecisionRequest {
         phase,
-        input: Input::from_request(body?)?,
+        input: input(body?)?,
     })
 }
 

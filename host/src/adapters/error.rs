@@ -1,6 +1,8 @@
 //! Why a request got no decision, in terms every adapter maps to its CD
 //! system's answer.
 
+use crate::service::Refusal;
+
 /// Why a request got no decision.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum ApiError {
@@ -85,5 +87,17 @@ impl ApiError {
     /// Whether the caller should retry after a short wait.
     pub(crate) fn retry_later(&self) -> bool {
         matches!(self, ApiError::Overloaded | ApiError::Timeout)
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> ApiError {
+        match refusal {
+            Refusal::BadSnapshot(why) => ApiError::BadRequest(why),
+            Refusal::Overloaded => ApiError::Overloaded,
+            Refusal::Timeout => ApiError::Timeout,
+            Refusal::BadEvidence(why) => ApiError::BadEvidence(why),
+            Refusal::Internal(why) => ApiError::Internal(why),
+        }
     }
 }

@@ -14,10 +14,43 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use shipgate_policy::{Decision, Phase};
 
-use super::{Answer, ApiError, Authentication, DecisionRequest, Input, Request};
+use super::{
+    Adapter, Answer, ApiError, Authentication, Call as Invocation, Endpoint, Exchange, Method,
+    Request, Route, input,
+};
 use crate::decision::Evaluation;
+use crate::service::{DecisionRequest, Input};
 
-pub(crate) const AUTHENTICATION: Authentication = Authentication::Bearer;
+pub(crate) const ADAPTER: Adapter = Adapter {
+    name: "flagger",
+    authentication: Authentication::Bearer,
+    routes: &[Route {
+        method: Method::Post,
+        path: "/v1/flagger/{hook}",
+        endpoint: Endpoint::Decide(exchange),
+    }],
+};
+
+/// A webhook: decide the hook's phase and answer as Flagger reads it; an
+/// event is acknowledged and logged.
+fn exchange(invocation: Invocation) -> Result<Exchange, Answer> {
+    let hook = Hook::from_name(invocation.parameter.as_deref().unwrap_or_default())
+        .map_err(Answer::refused)?;
+    let call = invocation
+        .body
+        .and_then(|body| request(hook, body))
+        .map_err(|error| answer(hook, Err(error)))?;
+    Ok(match call {
+        Call::Decide(asked) => Exchange::Decide(
+            asked,
+            Box::new(move |result| answer(hook, result.map(Some))),
+        ),
+        Call::Event { canary, message } => Exchange::Acknowledge {
+            answer: answer(hook, Ok(None)),
+            note: format!("flagger event: {canary}: {message}"),
+        },
+    })
+}
 
 /// How shipgate answers one Flagger hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,7 +206,7 @@ fn target_of(request: Request) -> Result<Input, ApiError> {
     for (key, value) in defaults {
         target.entry(key).or_insert(Value::String(value));
     }
-    Input::from_request(Request {
+    input(Request {
         snapshot: None,
         fields: target,
     })

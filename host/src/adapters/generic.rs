@@ -4,10 +4,27 @@
 use serde_json::Value;
 use shipgate_policy::Phase;
 
-use super::{Answer, ApiError, Authentication, DecisionRequest, Input, Request};
+use super::{
+    Adapter, Answer, ApiError, Authentication, Call, Endpoint, Exchange, Method, Request, Route,
+    input,
+};
 use crate::decision::Evaluation;
+use crate::service::DecisionRequest;
 
-pub(crate) const AUTHENTICATION: Authentication = Authentication::Bearer;
+pub(crate) const ADAPTER: Adapter = Adapter {
+    name: "generic",
+    authentication: Authentication::Bearer,
+    routes: &[Route {
+        method: Method::Post,
+        path: "/v1/evaluate",
+        endpoint: Endpoint::Decide(exchange),
+    }],
+};
+
+fn exchange(call: Call) -> Result<Exchange, Answer> {
+    let asked = call.body.and_then(request).map_err(Answer::refused)?;
+    Ok(Exchange::Decide(asked, Box::new(answer)))
+}
 
 /// The decision a body asks for: its `phase` and the rest as the input.
 pub(crate) fn request(mut body: Request) -> Result<DecisionRequest, ApiError> {
@@ -26,7 +43,7 @@ pub(crate) fn request(mut body: Request) -> Result<DecisionRequest, ApiError> {
     };
     Ok(DecisionRequest {
         phase,
-        input: Input::from_request(body)?,
+        input: input(body)?,
     })
 }
 
@@ -41,6 +58,7 @@ pub(crate) fn answer(result: Result<Evaluation, ApiError>) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::Input;
 
     fn parse(body: &str) -> Result<DecisionRequest, ApiError> {
         request(Request::parse(body.as_bytes()).unwrap())

@@ -23,11 +23,21 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use shipgate_policy::{Decision, Phase};
 
-use super::{Answer, ApiError, Authentication, DecisionRequest, Input, Request};
+use super::{Adapter, Answer, ApiError, Authentication, Custom, Endpoint, Method, Request, Route};
 use crate::decision::Evaluation;
+use crate::service::{DecisionRequest, Input};
 use crate::sources::Target;
+use crate::text::{Limit, clip};
 
-pub(crate) const AUTHENTICATION: Authentication = Authentication::GithubSignature;
+pub(crate) const ADAPTER: Adapter = Adapter {
+    name: "github",
+    authentication: Authentication::GithubSignature,
+    routes: &[Route {
+        method: Method::Post,
+        path: "/v1/github/deployment-protection",
+        endpoint: Endpoint::Custom(Custom::GithubProtectionRule),
+    }],
+};
 
 /// The header GitHub signs deliveries in.
 pub(crate) const SIGNATURE_HEADER: &str = "x-hub-signature-256";
@@ -302,10 +312,7 @@ pub(crate) fn review(callback: &Callback, result: &Result<Evaluation, ApiError>)
 }
 
 fn cut_chars(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max - 1) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_string(),
-    }
+    clip(text, Limit::Chars(max)).into_owned()
 }
 
 #[cfg(test)]
@@ -404,6 +411,8 @@ mod tests {
             installation: 1,
         };
         let evaluation = |decision| Evaluation {
+            record_version: crate::decision::RECORD_VERSION,
+            evidence: vec![],
             decision_id: "d1".into(),
             phase: Phase::Preflight,
             decision,

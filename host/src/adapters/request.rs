@@ -1,68 +1,30 @@
 //! What every adapter reads from a request body: a JSON object whose
-//! `snapshot` is kept as the caller's text, and the decision it asks for.
+//! `snapshot` is kept as the caller's text, and the input it asks about.
 
 use std::collections::BTreeMap;
 
 use serde_json::value::RawValue;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use shipgate_policy::Phase;
 
 use super::ApiError;
+use crate::service::Input;
 use crate::sources::Target;
 
-/// A decision a CD system asks for, in its own words made plain.
-#[derive(Debug, Clone)]
-pub(crate) struct DecisionRequest {
-    pub(crate) phase: Phase,
-    pub(crate) input: Input,
-}
-
-/// What a request asks to evaluate. One lives per request, moved along
-/// the decide path: boxing the target would only add an allocation.
-#[derive(Debug, Clone)]
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Input {
-    /// A full snapshot, as the caller's JSON text: validated and digested
-    /// as sent, never re-serialized.
-    Snapshot(String),
-    /// What is being deployed; the gate's sources supply the evidence.
-    Target(Target),
-}
-
-impl Input {
-    /// A request's input: `snapshot`, or target fields, never both.
-    pub(crate) fn from_request(request: Request) -> Result<Input, ApiError> {
-        match request.snapshot {
-            Some(snapshot) if request.fields.is_empty() => Ok(Input::Snapshot(snapshot)),
-            Some(_) => {
-                let keys: Vec<&str> = request.fields.keys().map(String::as_str).collect();
-                Err(ApiError::BadRequest(format!(
-                    "send either `snapshot` or the target fields, not both (found {})",
-                    keys.join(", ")
-                )))
-            }
-            None => Target::from_json(Value::Object(request.fields))
-                .map(Input::Target)
-                .map_err(ApiError::BadRequest),
+/// A request's input: `snapshot`, or target fields, never both.
+pub(crate) fn input(request: Request) -> Result<Input, ApiError> {
+    match request.snapshot {
+        Some(snapshot) if request.fields.is_empty() => Ok(Input::Snapshot(snapshot)),
+        Some(_) => {
+            let keys: Vec<&str> = request.fields.keys().map(String::as_str).collect();
+            Err(ApiError::BadRequest(format!(
+                "send either `snapshot` or the target fields, not both (found {})",
+                keys.join(", ")
+            )))
         }
-    }
-
-    /// The request as JSON again: what a Spinnaker evaluation id carries.
-    pub(crate) fn to_json(&self) -> Value {
-        match self {
-            // The text came from the JSON parser: it is JSON.
-            Input::Snapshot(text) => {
-                json!({ "snapshot": serde_json::from_str::<Value>(text).unwrap_or_default() })
-            }
-            Input::Target(target) => {
-                let mut value = serde_json::to_value(target).expect("targets are JSON");
-                if let Value::Object(object) = &mut value {
-                    // Short ids: unset fields are left out.
-                    object.retain(|_, v| !v.is_null());
-                }
-                value
-            }
-        }
+        None => Target::from_json(Value::Object(request.fields))
+            .map(Input::Target)
+            .map_err(ApiError::BadRequest),
     }
 }
 
@@ -132,6 +94,7 @@ pub(crate) fn phase_in_path(name: &str) -> Result<Phase, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn bodies_are_json_objects_with_the_snapshot_kept_as_sent() {
@@ -151,13 +114,13 @@ mod tests {
     fn a_request_sends_a_snapshot_or_a_target_never_both() {
         let both = Request::parse(br#"{"snapshot": {}, "service": "x"}"#).unwrap();
         assert_eq!(
-            Input::from_request(both).unwrap_err(),
+            input(both).unwrap_err(),
             ApiError::BadRequest(
                 "send either `snapshot` or the target fields, not both (found service)".into()
             )
         );
         let target = Request::parse(br#"{"service": "checkout", "weight": "25"}"#).unwrap();
-        let Input::Target(target) = Input::from_request(target).unwrap() else {
+        let Input::Target(target) = input(target).unwrap() else {
             panic!("a target")
         };
         assert_eq!(target.weight, Some(25.0));

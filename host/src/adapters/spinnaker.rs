@@ -27,10 +27,30 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use shipgate_policy::{Decision, Phase};
 
-use super::{Answer, ApiError, Authentication, DecisionRequest, Input, Request, phase_in_path};
+use super::{
+    Adapter, Answer, ApiError, Authentication, Custom, Endpoint, Method, Request, Route, input,
+    phase_in_path,
+};
 use crate::decision::Evaluation;
+use crate::service::{DecisionRequest, Input};
+use crate::text::{Limit, clip};
 
-pub(crate) const AUTHENTICATION: Authentication = Authentication::Bearer;
+pub(crate) const ADAPTER: Adapter = Adapter {
+    name: "spinnaker",
+    authentication: Authentication::Bearer,
+    routes: &[
+        Route {
+            method: Method::Post,
+            path: "/v1/spinnaker/{phase}",
+            endpoint: Endpoint::Custom(Custom::SpinnakerStart),
+        },
+        Route {
+            method: Method::Get,
+            path: "/v1/spinnaker/evaluations/{id}",
+            endpoint: Endpoint::Custom(Custom::SpinnakerPoll),
+        },
+    ],
+};
 
 /// The Spinnaker adapter's settings.
 #[derive(Debug, Clone)]
@@ -131,7 +151,7 @@ pub(crate) fn start(
     now: jiff::Timestamp,
 ) -> Result<Started, ApiError> {
     let phase = phase_in_path(phase)?;
-    let mut input = Input::from_request(body?)?;
+    let mut input = input(body?)?;
     // Polling starts when the stage starts: without a stage start in the
     // request, the evaluation's creation is the stage's start.
     if let Input::Target(target) = &mut input
@@ -183,7 +203,7 @@ pub(crate) fn resume(
     let poll = match &claims.subject {
         Subject::Target(target) => Poll::Decide(Box::new(DecisionRequest {
             phase: claims.phase,
-            input: Input::from_request(Request::from_value(target.clone()))?,
+            input: input(Request::from_value(target.clone()))?,
         })),
         Subject::Decided(_) => Poll::Decided,
     };
@@ -192,14 +212,7 @@ pub(crate) fn resume(
 
 /// `text` cut to at most `max` bytes on a character boundary.
 fn cut(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max - '…'.len_utf8();
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
+    clip(text, Limit::Bytes(max)).into_owned()
 }
 
 /// Where an evaluation's status is polled: `public_url`, else the request's
@@ -313,10 +326,7 @@ fn verify(id: &str, key: &[u8], now: i64) -> Result<Claims, ApiError> {
 }
 
 fn shorten(id: &str) -> String {
-    match id.char_indices().nth(24) {
-        Some((at, _)) => format!("{}…", &id[..at]),
-        None => id.to_string(),
-    }
+    clip(id, Limit::Chars(25)).into_owned()
 }
 
 #[cfg(test)]
@@ -383,6 +393,8 @@ mod tests {
 
     fn evaluation(decision: Decision, summary: &str) -> Evaluation {
         Evaluation {
+            record_version: crate::decision::RECORD_VERSION,
+            evidence: vec![],
             decision_id: "d1".into(),
             phase: Phase::Promotion,
             decision,

@@ -11,6 +11,7 @@ use shipgate_policy::Phase;
 
 use crate::error::Error;
 use crate::inspect;
+use crate::modules::ModuleRef;
 use crate::runtime::Runtime;
 
 const TARGET: &str = "wasm32-wasip2";
@@ -65,8 +66,7 @@ pub(crate) fn build(runtime: &Runtime, dir: &Path) -> Result<Outcome, Error> {
     let Some(module) = cargo_build(&manifest)? else {
         return Ok(Outcome::CargoFailed);
     };
-    let label = module.display().to_string();
-    let inspection = inspect::inspect(runtime, &label)?;
+    let inspection = inspect::inspect(runtime, &ModuleRef::file(module.clone()))?;
     let pinned = pin_gate(dir, &module, &inspection.sha256)?;
     Ok(Outcome::Built(Built {
         module,

@@ -5,11 +5,11 @@
 mod builder;
 mod fixture;
 mod new;
-mod results;
 mod runner;
 
 pub(crate) use builder::{Built, Outcome as BuildOutcome, build};
 pub(crate) use fixture::parse as parse_fixture;
 pub(crate) use new::{NewPolicy, create};
-pub(crate) use results::{TestFormat, render as render_test_run};
-pub(crate) use runner::{Setup as TestSetup, run as run_tests};
+pub(crate) use runner::{
+    CaseResult, PolicyCoverage, Setup as TestSetup, TestRun, run as run_tests,
+};

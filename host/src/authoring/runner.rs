@@ -166,10 +166,7 @@ fn judge(file: &Path, case: &Case, evaluation: &Evaluation) -> CaseResult {
     let mut problems = Vec::new();
     // A decision no policy of the case's own made (no enforcing policy
     // evaluates this phase) tests nothing.
-    let enforced = evaluation
-        .policies
-        .iter()
-        .any(|p| p.mode == Mode::Enforce && !p.is_missing_evidence());
+    let enforced = evaluation.policies.iter().any(|p| p.mode == Mode::Enforce);
     if !enforced {
         problems.push(format!(
             "no enforcing policy of the gate evaluates the {} phase: the decision tests nothing",
@@ -265,7 +262,7 @@ fn coverage(seen: BTreeMap<String, BTreeMap<String, BTreeSet<Decision>>>) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decision::{OutcomeKind, PolicyOutcome};
+    use crate::decision::PolicyOutcome;
     use shipgate_policy::Finding;
 
     fn outcome(mode: Mode, decision: Decision, error: Option<&str>) -> PolicyOutcome {
@@ -288,12 +285,13 @@ mod tests {
             duration_us: 0,
             error: error.map(str::to_string),
             log: vec![],
-            kind: OutcomeKind::Policy,
         }
     }
 
     fn evaluation(decision: Decision, policies: Vec<PolicyOutcome>) -> Evaluation {
         Evaluation {
+            record_version: crate::decision::RECORD_VERSION,
+            evidence: vec![],
             decision_id: "d".into(),
             phase: Phase::Abort,
             decision,

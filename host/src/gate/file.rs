@@ -8,6 +8,7 @@ use serde_json::Value;
 use shipgate_policy::snapshot::RolloutPlan;
 use shipgate_policy::{Decision, Phase};
 
+use crate::modules::reference::ModuleRef;
 use crate::runtime::Limits;
 use crate::sources::SourcesConfig;
 
@@ -90,8 +91,10 @@ pub(crate) struct PolicyEntry {
     /// Names the policy in decisions; unique within the gate.
     pub(crate) name: String,
     /// `builtin:NAME`, a path to a .wasm component relative to the gate
-    /// file's directory, or `oci://REGISTRY/REPOSITORY[:TAG]@sha256:DIGEST`.
-    pub(crate) module: String,
+    /// file's directory, `oci://REGISTRY/REPOSITORY[:TAG]@sha256:DIGEST`, or
+    /// an `https://` URL (with `sha256`).
+    #[schemars(with = "String")]
+    pub(crate) module: ModuleRef,
     /// Pin: the module's hex sha256. A module whose digest differs is refused.
     pub(crate) sha256: Option<String>,
     /// The phases this policy evaluates.

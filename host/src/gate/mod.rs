@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use shipgate_policy::Phase;
 
 use crate::error::Error;
+use crate::modules::reference::{ModuleKind, ModuleRef};
 use crate::registry::Remote;
 use crate::runtime::Limits;
 
@@ -119,32 +120,29 @@ impl Gate {
     /// command line (resolved from the working directory), keeping its plan,
     /// thresholds and limits.
     pub(crate) fn with_modules(mut self, modules: &[String], phase: Phase) -> Result<Gate, Error> {
-        let files = modules
-            .iter()
-            .filter(|m| !m.starts_with(crate::builtins::PREFIX));
-        for module in files {
-            if !Path::new(module).exists() {
-                return Err(Error::MissingInput(format!(
-                    "{module}: no such module file"
-                )));
-            }
-        }
         let mut policies: Vec<PolicyEntry> = Vec::with_capacity(modules.len());
-        for module in modules {
+        for text in modules {
+            let module =
+                ModuleRef::parse(text).map_err(|why| Error::Usage(format!("--policy: {why}")))?;
+            if let ModuleKind::File(path) = module.kind()
+                && !path.exists()
+            {
+                return Err(Error::MissingInput(format!("{text}: no such module file")));
+            }
             // Two modules must never share a name: names key the loaded modules.
             let taken = |name: &str| policies.iter().any(|p: &PolicyEntry| p.name == name);
-            let mut name = module_display_name(module);
+            let mut name = module_display_name(&module);
             if taken(&name) {
-                name = module.clone();
+                name = text.clone();
             }
             let mut n = 2;
             while taken(&name) {
-                name = format!("{module}#{n}");
+                name = format!("{text}#{n}");
                 n += 1;
             }
             policies.push(PolicyEntry {
                 name,
-                module: module.clone(),
+                module,
                 sha256: None,
                 phases: vec![phase],
                 on_error: None,
@@ -162,9 +160,10 @@ impl Gate {
     /// The policies whose module is a registry reference without a digest:
     /// what it names can change under the gate.
     pub(crate) fn unpinned_references(&self) -> impl Iterator<Item = &PolicyEntry> {
-        self.file.policies.iter().filter(|p| {
-            p.module.starts_with(crate::registry::SCHEME) && !p.module.contains("@sha256:")
-        })
+        self.file
+            .policies
+            .iter()
+            .filter(|p| p.module.is_unpinned_reference())
     }
 
     /// What serving demands of a gate: every registry reference pinned to
@@ -189,13 +188,9 @@ impl Gate {
                 "names no digest: serve runs pinned modules only (oci://…@sha256:…)".into(),
             );
         }
-        let files = self
-            .file
-            .policies
-            .iter()
-            .filter(|p| !p.module.starts_with(crate::builtins::PREFIX));
+        let files = self.file.policies.iter().filter(|p| !p.module.is_builtin());
         for policy in files {
-            let remote = policy.module.starts_with(crate::registry::SCHEME);
+            let remote = matches!(policy.module.kind(), ModuleKind::Oci(_));
             if require_pins && !remote && policy.sha256.is_none() {
                 return refuse(policy, "has no sha256 pin (--require-pins)".into());
             }
@@ -232,15 +227,17 @@ impl Gate {
         let ModuleBase::Confined(dir) = &self.module_base else {
             return Vec::new();
         };
-        let local = |module: &str| {
-            !module.starts_with(crate::builtins::PREFIX)
-                && !module.starts_with(crate::registry::SCHEME)
-                && !crate::registry::is_url(module)
-        };
-        let modules = self.file.policies.iter().filter(|p| local(&p.module));
+        let modules = self
+            .file
+            .policies
+            .iter()
+            .filter_map(|p| match p.module.kind() {
+                ModuleKind::File(path) => Some(path),
+                _ => None,
+            });
         let keys = self.file.policies.iter().filter_map(|p| p.verify.as_ref());
         modules
-            .map(|p| dir.join(&p.module))
+            .map(|path| dir.join(path))
             .chain(keys.map(|verify| dir.join(&verify.key)))
             .collect()
     }
@@ -257,13 +254,13 @@ impl Gate {
 }
 
 /// `builtin:canary` → `canary`, `path/to/team_rules.wasm` → `team_rules`.
-fn module_display_name(module: &str) -> String {
-    let name = module
-        .strip_prefix(crate::builtins::PREFIX)
-        .unwrap_or(module);
-    Path::new(name)
-        .file_stem()
-        .map_or_else(|| name.to_string(), |s| s.to_string_lossy().into_owned())
+fn module_display_name(module: &ModuleRef) -> String {
+    match module.kind() {
+        ModuleKind::Builtin(name) => name.clone(),
+        _ => Path::new(module.as_str())
+            .file_stem()
+            .map_or_else(|| module.to_string(), |s| s.to_string_lossy().into_owned()),
+    }
 }
 
 /// The JSON Schema of the gate file (`shipgate schema gate`).

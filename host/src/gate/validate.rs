@@ -4,9 +4,11 @@
 
 use std::collections::HashSet;
 
-use shipgate_policy::Decision;
+use shipgate_policy::snapshot::{Threshold, ThresholdRange};
+use shipgate_policy::{Decision, Unit};
 
 use super::file::GateFile;
+use crate::modules::reference::ModuleKind;
 use crate::runtime::MAX_MEMORY_MIB;
 
 /// The largest `limits.max_module_mib`.
@@ -51,46 +53,31 @@ fn rollout(file: &GateFile) -> Result<(), String> {
             ));
         }
     }
-    let abort = &file.rollout.abort;
-    let fractions = [
-        ("max_error_rate", abort.max_error_rate),
-        ("max_business_drop", abort.max_business_drop),
-    ];
-    for (key, value) in fractions {
-        if let Some(v) = value
-            && !(0.0..=1.0).contains(&v)
-        {
-            return Err(format!(
-                "rollout.abort.{key}: {v} is not a fraction in [0, 1] (1% is 0.01)"
-            ));
-        }
+    if let Some(v) = file.rollout.min_stage_minutes
+        && !(v >= 0.0 && v.is_finite())
+    {
+        return Err(format!(
+            "rollout.min_stage_minutes: {v} must be a number >= 0"
+        ));
     }
-    let positives = [
-        ("rollout.min_stage_minutes", file.rollout.min_stage_minutes),
-        (
-            "rollout.abort.max_error_rate_ratio",
-            abort.max_error_rate_ratio,
-        ),
-        ("rollout.abort.max_latency_ratio", abort.max_latency_ratio),
-        ("rollout.abort.min_requests", abort.min_requests),
-    ];
-    for (key, value) in positives {
-        if let Some(v) = value
-            && !(v >= 0.0 && v.is_finite())
-        {
-            return Err(format!("{key}: {v} must be a number >= 0"));
+    for threshold in file.rollout.abort.declared() {
+        let Threshold { key, value: v, .. } = &threshold;
+        let ok = match threshold.range {
+            ThresholdRange::Fraction => (0.0..=1.0).contains(v),
+            ThresholdRange::NonNegative => *v >= 0.0 && v.is_finite(),
+        };
+        if ok {
+            continue;
         }
-    }
-    if let Some(latency) = &abort.max_latency_ms {
-        for (q, value) in latency.quantiles() {
-            if let Some(v) = value
-                && !(v >= 0.0 && v.is_finite())
-            {
-                return Err(format!(
-                    "rollout.abort.max_latency_ms.{q}: {v} must be a number of milliseconds >= 0"
-                ));
+        return Err(match (threshold.range, threshold.unit) {
+            (ThresholdRange::Fraction, _) => {
+                format!("rollout.abort.{key}: {v} is not a fraction in [0, 1] (1% is 0.01)")
             }
-        }
+            (_, Unit::Millis) => {
+                format!("rollout.abort.{key}: {v} must be a number of milliseconds >= 0")
+            }
+            _ => format!("rollout.abort.{key}: {v} must be a number >= 0"),
+        });
     }
     Ok(())
 }
@@ -121,17 +108,13 @@ fn policies(file: &GateFile) -> Result<(), String> {
                 "{at}: sha256: '{pin}' is not a hex sha256 (64 hex digits)"
             ));
         }
-        if crate::registry::is_url(&policy.module) && policy.sha256.is_none() {
+        let kind = policy.module.kind();
+        if matches!(kind, ModuleKind::Url(_)) && policy.sha256.is_none() {
             return Err(format!(
                 "{at}: sha256: a module named by URL needs its sha256 pin (what the URL serves can change)"
             ));
         }
-        let remote = policy.module.starts_with(crate::registry::SCHEME);
-        if remote {
-            crate::registry::Reference::parse(&policy.module)
-                .map_err(|why| format!("{at}: module: {why}"))?;
-        }
-        if policy.verify.is_some() && !remote {
+        if policy.verify.is_some() && !matches!(kind, ModuleKind::Oci(_)) {
             return Err(format!(
                 "{at}: verify: signatures are checked for modules from registries (oci://) only"
             ));

@@ -16,6 +16,7 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use sha2::{Digest, Sha256};
 
 use super::artifact::{Descriptor, MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES};
+use super::error::{RegistryError, RegistryErrorKind};
 use super::reference::Reference;
 
 /// How to reach registries.
@@ -48,7 +49,7 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    pub(crate) fn new(options: ClientOptions) -> Result<Client, String> {
+    pub(crate) fn new(options: ClientOptions) -> Result<Client, RegistryError> {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
@@ -93,7 +94,7 @@ impl Client {
     pub(crate) async fn manifest(
         &self,
         reference: &Reference,
-    ) -> Result<Option<(Vec<u8>, String)>, String> {
+    ) -> Result<Option<(Vec<u8>, String)>, RegistryError> {
         let url = format!(
             "{}/manifests/{}",
             self.base(reference),
@@ -120,7 +121,8 @@ impl Client {
             return Err(format!(
                 "{url}: the registry answered '{content_type}', not an image manifest \
                  (a module is one manifest with one layer, not an index)"
-            ));
+            )
+            .into());
         }
         let bytes = body(response, MAX_MANIFEST_BYTES, &url).await?;
         let hex = hex::encode(Sha256::digest(&bytes));
@@ -129,7 +131,8 @@ impl Client {
         {
             return Err(format!(
                 "{url}: the registry answered a manifest with sha256 {hex}, not the pinned {pinned}"
-            ));
+            )
+            .into());
         }
         Ok(Some((bytes, hex)))
     }
@@ -141,13 +144,14 @@ impl Client {
         reference: &Reference,
         blob: &Descriptor,
         max_bytes: u64,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, RegistryError> {
         let hex = blob.hex()?;
         if blob.size > max_bytes {
             return Err(format!(
                 "the blob has {} bytes, more than the limit of {max_bytes}",
                 blob.size
-            ));
+            )
+            .into());
         }
         let url = format!("{}/blobs/sha256:{hex}", self.base(reference));
         let response = self.send(reference, "pull", |http| http.get(&url)).await?;
@@ -155,9 +159,9 @@ impl Client {
         let bytes = body(response, max_bytes, &url).await?;
         let actual = hex::encode(Sha256::digest(&bytes));
         if actual != hex {
-            return Err(format!(
-                "{url}: the registry answered content with sha256 {actual}"
-            ));
+            return Err(
+                format!("{url}: the registry answered content with sha256 {actual}").into(),
+            );
         }
         Ok(bytes)
     }
@@ -167,7 +171,7 @@ impl Client {
         &self,
         reference: &Reference,
         bytes: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), RegistryError> {
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
         let base = self.base(reference);
         let exists = format!("{base}/blobs/{digest}");
@@ -196,7 +200,7 @@ impl Client {
             return Err(format!(
                 "{start}: the registry sends the upload elsewhere ({}); credentials are not sent there",
                 location.origin().ascii_serialization()
-            ));
+            ).into());
         }
         let mut upload = location.clone();
         upload.query_pairs_mut().append_pair("digest", &digest);
@@ -217,7 +221,7 @@ impl Client {
         reference: &Reference,
         tag: &str,
         manifest: &[u8],
-    ) -> Result<String, String> {
+    ) -> Result<String, RegistryError> {
         let url = format!("{}/manifests/{tag}", self.base(reference));
         let bytes = manifest.to_vec();
         let response = self
@@ -233,7 +237,11 @@ impl Client {
 
     /// A file at `url` (`https://`, or `http://` on loopback or an insecure
     /// host), at most `max_bytes` of it.
-    pub(crate) async fn download(&self, url: &str, max_bytes: u64) -> Result<Vec<u8>, String> {
+    pub(crate) async fn download(
+        &self,
+        url: &str,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, RegistryError> {
         let parsed = reqwest::Url::parse(url).map_err(|e| format!("'{url}' is not a URL: {e}"))?;
         let host = parsed.host_str().unwrap_or("");
         let authority = match parsed.port() {
@@ -252,7 +260,8 @@ impl Client {
             _ => {
                 return Err(format!(
                     "{url}: modules are fetched over https (plain http only from loopback)"
-                ));
+                )
+                .into());
             }
         }
         let response = self.http.get(parsed).send().await.map_err(|e| {
@@ -276,7 +285,7 @@ impl Client {
         reference: &Reference,
         actions: &str,
         request: impl Fn(&reqwest::Client) -> RequestBuilder,
-    ) -> Result<Response, String> {
+    ) -> Result<Response, RegistryError> {
         let scope = format!("repository:{}:{actions}", reference.repository);
         let key = (reference.registry.clone(), scope.clone());
         let cached = self.tokens.lock().expect("not poisoned").get(&key).cloned();
@@ -308,7 +317,7 @@ impl Client {
         reference: &Reference,
         challenge: &str,
         scope: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, RegistryError> {
         let basic = self
             .credentials(&reference.registry)?
             .map(|(user, password)| {
@@ -317,9 +326,12 @@ impl Client {
         let (kind, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
         if kind.eq_ignore_ascii_case("basic") {
             return basic.ok_or_else(|| {
-                format!(
-                    "{}: the registry asks for credentials and none are configured",
-                    reference.registry
+                RegistryError::new(
+                    RegistryErrorKind::Denied,
+                    format!(
+                        "{}: the registry asks for credentials and none are configured",
+                        reference.registry
+                    ),
                 )
             });
         }
@@ -327,7 +339,8 @@ impl Client {
             return Err(format!(
                 "{}: unsupported authentication '{challenge}'",
                 reference.registry
-            ));
+            )
+            .into());
         }
         let params = challenge_params(params);
         let realm = params
@@ -344,7 +357,8 @@ impl Client {
             return Err(format!(
                 "{}: the token realm '{realm}' is not https; credentials are not sent there",
                 reference.registry
-            ));
+            )
+            .into());
         }
         if let Some(service) = params.get("service") {
             url.query_pairs_mut().append_pair("service", service);
@@ -371,7 +385,7 @@ impl Client {
 
     /// `--username`/`--password-stdin`, else the Docker config's entry for
     /// the registry. Credential helpers are not run.
-    fn credentials(&self, registry: &str) -> Result<Option<(String, String)>, String> {
+    fn credentials(&self, registry: &str) -> Result<Option<(String, String)>, RegistryError> {
         if let (Some(user), Some(password)) = (&self.options.username, &self.options.password) {
             return Ok(Some((user.clone(), password.clone())));
         }
@@ -386,7 +400,12 @@ impl Client {
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("reading {}: {e}", path.display())),
+            Err(e) => {
+                return Err(RegistryError::local(format!(
+                    "reading {}: {e}",
+                    path.display()
+                )));
+            }
         };
         let config: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
@@ -433,7 +452,7 @@ fn with_auth(request: RequestBuilder, authorization: Option<&str>) -> RequestBui
     }
 }
 
-fn unreachable(reference: &Reference, error: &reqwest::Error) -> String {
+fn unreachable(reference: &Reference, error: &reqwest::Error) -> RegistryError {
     let why = if error.is_timeout() {
         "timed out".to_string()
     } else if error.is_connect() {
@@ -441,15 +460,15 @@ fn unreachable(reference: &Reference, error: &reqwest::Error) -> String {
     } else {
         error.to_string()
     };
-    format!(
+    RegistryError::unreachable(format!(
         "registry {}: {why} ({})",
         reference.registry,
         error.url().map_or("", |u| u.as_str())
-    )
+    ))
 }
 
 /// A successful response, or the registry's error as a message.
-async fn ok(response: Response, url: &str) -> Result<Response, String> {
+async fn ok(response: Response, url: &str) -> Result<Response, RegistryError> {
     if response.status().is_success() {
         return Ok(response);
     }
@@ -460,22 +479,25 @@ async fn ok(response: Response, url: &str) -> Result<Response, String> {
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| v["errors"][0]["message"].as_str().map(str::to_string))
         .map_or_else(String::new, |m| format!(": {m}"));
-    Err(format!("{url}: the registry answered {status}{detail}"))
+    Err(RegistryError::from_status(
+        status.as_u16(),
+        format!("{url}: the registry answered {status}{detail}"),
+    ))
 }
 
 /// The body, refused as soon as it passes `max_bytes`.
-async fn body(mut response: Response, max_bytes: u64, url: &str) -> Result<Vec<u8>, String> {
+async fn body(mut response: Response, max_bytes: u64, url: &str) -> Result<Vec<u8>, RegistryError> {
     if response.content_length().is_some_and(|n| n > max_bytes) {
-        return Err(format!(
-            "{url}: the answer is larger than {max_bytes} bytes"
-        ));
+        return Err(format!("{url}: the answer is larger than {max_bytes} bytes").into());
     }
     let mut bytes = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| format!("{url}: {e}"))? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| RegistryError::unreachable(format!("{url}: {e}")))?
+    {
         if (bytes.len() + chunk.len()) as u64 > max_bytes {
-            return Err(format!(
-                "{url}: the answer is larger than {max_bytes} bytes"
-            ));
+            return Err(format!("{url}: the answer is larger than {max_bytes} bytes").into());
         }
         bytes.extend_from_slice(&chunk);
     }

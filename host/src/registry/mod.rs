@@ -6,6 +6,7 @@
 
 mod artifact;
 mod client;
+pub(crate) mod error;
 mod reference;
 mod signature;
 mod store;
@@ -14,12 +15,8 @@ use std::future::Future;
 use std::path::PathBuf;
 
 pub(crate) use client::ClientOptions;
+pub(crate) use error::RegistryError;
 pub(crate) use reference::{Reference, SCHEME};
-
-/// Whether a module is named by URL (`https://`, or `http://` on loopback).
-pub(crate) fn is_url(module: &str) -> bool {
-    module.starts_with("https://") || module.starts_with("http://")
-}
 pub(crate) use signature::{PublicKey, SigningKey};
 
 use artifact::{Descriptor, MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES};
@@ -70,26 +67,29 @@ impl Remote {
         self.store.as_deref()
     }
 
-    fn store(&self) -> Result<Store, String> {
+    fn store(&self) -> Result<Store, RegistryError> {
         self.store
             .clone()
             .map(Store::new)
-            .ok_or_else(|| "no module store: set SHIPGATE_STORE or HOME".to_string())
+            .ok_or_else(|| RegistryError::local("no module store: set SHIPGATE_STORE or HOME"))
     }
 
-    /// The module `text` names, from the store; fetched into it first when
-    /// absent. A tag without a digest is looked up at the registry every
-    /// time. With the module in the store, no registry is asked: a store
-    /// filled by `shipgate pull` serves where no registry is reachable.
-    pub(crate) fn module(&self, text: &str, max_bytes: u64) -> Result<Fetched, String> {
-        let reference = Reference::parse(text)?;
+    /// The module `reference` names, from the store; fetched into it first
+    /// when absent. A tag without a digest is looked up at the registry
+    /// every time. With the module in the store, no registry is asked: a
+    /// store filled by `shipgate pull` serves where no registry is reachable.
+    pub(crate) fn module(
+        &self,
+        reference: &Reference,
+        max_bytes: u64,
+    ) -> Result<Fetched, RegistryError> {
         let store = self.store()?;
         if let Some(hex) = &reference.digest
-            && let Some(fetched) = from_store(&store, &reference, hex, max_bytes)?
+            && let Some(fetched) = from_store(&store, reference, hex, max_bytes)?
         {
             return Ok(fetched);
         }
-        run(fetch(&self.client, &store, &reference, max_bytes))?
+        run(fetch(&self.client, &store, reference, max_bytes))?
     }
 
     /// The module at an `https://` URL, pinned by its sha256: from the store
@@ -100,43 +100,53 @@ impl Remote {
         url: &str,
         sha256: &str,
         max_bytes: u64,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, RegistryError> {
         let store = self.store()?;
         let pin = sha256.to_ascii_lowercase();
-        if let Some(bytes) = store.get(Kind::Blob, &pin, max_bytes)? {
+        if let Some(bytes) = store
+            .get(Kind::Blob, &pin, max_bytes)
+            .map_err(RegistryError::local)?
+        {
             return Ok(bytes);
         }
         let client = Client::new(self.client.clone())?;
         let bytes = run(client.download(url, max_bytes))??;
-        let actual = store::digest(&bytes);
+        let actual = digest(&bytes);
         if actual != pin {
-            return Err(format!(
-                "{url} has sha256 {actual}, but the gate pins {pin}"
-            ));
+            return Err(format!("{url} has sha256 {actual}, but the gate pins {pin}").into());
         }
-        store.put(Kind::Blob, &bytes)?;
+        store
+            .put(Kind::Blob, &bytes)
+            .map_err(RegistryError::local)?;
         Ok(bytes)
     }
 
     /// Checks that the module `reference` (pinned) is signed by `key`: with
     /// the signatures in the store, else with the registry's (stored for next
     /// time). Returns the key's fingerprint.
-    pub(crate) fn verify(&self, reference: &Reference, key: &PublicKey) -> Result<String, String> {
+    pub(crate) fn verify(
+        &self,
+        reference: &Reference,
+        key: &PublicKey,
+    ) -> Result<String, RegistryError> {
         let hex = reference
             .digest
             .as_deref()
-            .ok_or("the reference has no digest")?;
+            .ok_or_else(|| RegistryError::from("the reference has no digest".to_string()))?;
         let store = self.store()?;
         let stored = stored_signatures(&store, hex);
         let verified = signature::verify(&stored, key, hex);
-        if verified.is_ok() {
-            return verified;
+        if let Ok(fingerprint) = verified {
+            return Ok(fingerprint);
         }
         match run(fetch_signatures(&self.client, &store, reference)).and_then(|r| r) {
-            Ok(pulled) => signature::verify(&pulled, key, hex),
-            Err(unreachable) => Err(format!(
-                "{}; and the registry could not be asked for newer signatures: {unreachable}",
-                verified.unwrap_err()
+            Ok(pulled) => Ok(signature::verify(&pulled, key, hex)?),
+            Err(unreachable) => Err(RegistryError::new(
+                unreachable.kind,
+                format!(
+                    "{}; and the registry could not be asked for newer signatures: {unreachable}",
+                    verified.unwrap_err()
+                ),
             )),
         }
     }
@@ -149,11 +159,10 @@ pub(crate) fn push(
     module: &[u8],
     title: &str,
     reference: &Reference,
-) -> Result<Reference, String> {
-    let tag = reference
-        .tag
-        .clone()
-        .ok_or("push needs a tag: oci://REGISTRY/REPOSITORY:TAG")?;
+) -> Result<Reference, RegistryError> {
+    let tag = reference.tag.clone().ok_or_else(|| {
+        RegistryError::from("push needs a tag: oci://REGISTRY/REPOSITORY:TAG".to_string())
+    })?;
     let client = Client::new(options.clone())?;
     let (config, manifest) = artifact::wasm_artifact(module, title);
     run(async {
@@ -169,7 +178,7 @@ pub(crate) fn pull(
     remote: &Remote,
     reference: &Reference,
     max_bytes: u64,
-) -> Result<Fetched, String> {
+) -> Result<Fetched, RegistryError> {
     let store = remote.store()?;
     run(async {
         let fetched = fetch(&remote.client, &store, reference, max_bytes).await?;
@@ -184,21 +193,22 @@ pub(crate) fn sign(
     options: &ClientOptions,
     reference: &Reference,
     key: &SigningKey,
-) -> Result<(), String> {
-    let hex = reference
-        .digest
-        .clone()
-        .ok_or("sign needs a digest: oci://REGISTRY/REPOSITORY@sha256:…")?;
+) -> Result<(), RegistryError> {
+    let hex = reference.digest.clone().ok_or_else(|| {
+        RegistryError::from("sign needs a digest: oci://REGISTRY/REPOSITORY@sha256:…".to_string())
+    })?;
     let client = Client::new(options.clone())?;
     let payload = signature::payload(
         &format!("{}/{}", reference.registry, reference.repository),
         &hex,
     );
-    let signed = key.sign(&payload)?;
+    let signed = key.sign(&payload).map_err(RegistryError::local)?;
     let tag = signature::signature_tag(&hex);
     run(async {
         if client.manifest(reference).await?.is_none() {
-            return Err(format!("{reference}: no such module in the registry"));
+            return Err(RegistryError::not_found(format!(
+                "{reference}: no such module in the registry"
+            )));
         }
         let at_tag = signatures_at(reference, &hex);
         // Signatures already there are kept: cosign adds a layer too.
@@ -260,8 +270,11 @@ fn from_store(
     reference: &Reference,
     hex: &str,
     max_bytes: u64,
-) -> Result<Option<Fetched>, String> {
-    let Some(manifest) = store.get(Kind::Manifest, hex, MAX_MANIFEST_BYTES)? else {
+) -> Result<Option<Fetched>, RegistryError> {
+    let Some(manifest) = store
+        .get(Kind::Manifest, hex, MAX_MANIFEST_BYTES)
+        .map_err(RegistryError::local)?
+    else {
         return Ok(None);
     };
     let layer = artifact::module_layer(&manifest)?;
@@ -270,9 +283,13 @@ fn from_store(
         return Err(format!(
             "the module has {} bytes, more than the limit of {max_bytes}",
             layer.size
-        ));
+        )
+        .into());
     }
-    let Some(bytes) = store.get(Kind::Blob, &module_hex, max_bytes)? else {
+    let Some(bytes) = store
+        .get(Kind::Blob, &module_hex, max_bytes)
+        .map_err(RegistryError::local)?
+    else {
         return Ok(None);
     };
     Ok(Some(Fetched {
@@ -288,16 +305,19 @@ async fn fetch(
     store: &Store,
     reference: &Reference,
     max_bytes: u64,
-) -> Result<Fetched, String> {
+) -> Result<Fetched, RegistryError> {
     let client = Client::new(client.clone())?;
-    let (manifest, hex) = client
-        .manifest(reference)
-        .await?
-        .ok_or_else(|| format!("{reference}: no such module in the registry"))?;
+    let (manifest, hex) = client.manifest(reference).await?.ok_or_else(|| {
+        RegistryError::not_found(format!("{reference}: no such module in the registry"))
+    })?;
     let layer = artifact::module_layer(&manifest)?;
     let bytes = client.blob(reference, &layer, max_bytes).await?;
-    let module_hex = store.put(Kind::Blob, &bytes)?;
-    store.put(Kind::Manifest, &manifest)?;
+    let module_hex = store
+        .put(Kind::Blob, &bytes)
+        .map_err(RegistryError::local)?;
+    store
+        .put(Kind::Manifest, &manifest)
+        .map_err(RegistryError::local)?;
     Ok(Fetched {
         bytes,
         module_hex,
@@ -311,11 +331,11 @@ async fn fetch_signatures(
     options: &ClientOptions,
     store: &Store,
     reference: &Reference,
-) -> Result<Vec<Signed>, String> {
+) -> Result<Vec<Signed>, RegistryError> {
     let hex = reference
         .digest
         .as_deref()
-        .ok_or("the reference has no digest")?;
+        .ok_or_else(|| RegistryError::from("the reference has no digest".to_string()))?;
     let client = Client::new(options.clone())?;
     let at_tag = signatures_at(reference, hex);
     let mut signatures = Vec::new();
@@ -330,7 +350,8 @@ async fn fetch_signatures(
         if layers.clone().count() > MAX_SIGNATURES || total > MAX_SIGNATURES_BYTES {
             return Err(format!(
                 "{at_tag}: more than {MAX_SIGNATURES} signatures or {MAX_SIGNATURES_BYTES} bytes of them"
-            ));
+            )
+            .into());
         }
         for layer in layers {
             let Some(signature) = layer.annotations.get(SIGNATURE_ANNOTATION) else {
@@ -348,7 +369,9 @@ async fn fetch_signatures(
             });
         }
     }
-    store.put_signatures(hex, &serde_json::to_vec(&signatures).expect("JSON"))?;
+    store
+        .put_signatures(hex, &serde_json::to_vec(&signatures).expect("JSON"))
+        .map_err(RegistryError::local)?;
     Ok(signatures)
 }
 
@@ -365,7 +388,7 @@ fn stored_signatures(store: &Store, hex: &str) -> Vec<Signed> {
 
 /// Runs a registry conversation to completion from synchronous code, on a
 /// thread of its own, so it works inside or outside an async runtime.
-fn run<T: Send>(future: impl Future<Output = T> + Send) -> Result<T, String> {
+fn run<T: Send>(future: impl Future<Output = T> + Send) -> Result<T, RegistryError> {
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
@@ -373,9 +396,9 @@ fn run<T: Send>(future: impl Future<Output = T> + Send) -> Result<T, String> {
                     .enable_all()
                     .build()
                     .map(|runtime| runtime.block_on(future))
-                    .map_err(|e| format!("starting the registry client: {e}"))
+                    .map_err(|e| RegistryError::local(format!("starting the registry client: {e}")))
             })
             .join()
-            .map_err(|_| "the registry client panicked".to_string())?
+            .map_err(|_| RegistryError::local("the registry client panicked"))?
     })
 }

@@ -138,6 +138,13 @@ impl SigningKey {
     }
 
     /// The public half, as the PEM a verifier is given.
+    /// The fingerprint of its public key, as `PublicKey` gives it.
+    pub(crate) fn fingerprint(&self) -> String {
+        PublicKey::from_pem(&self.public_key_pem())
+            .map(|public| public.fingerprint)
+            .unwrap_or_default()
+    }
+
     pub(crate) fn public_key_pem(&self) -> String {
         let der = [&P256_SPKI_PREFIX[..], self.0.public_key().as_ref()].concat();
         let body = STANDARD.encode(der);

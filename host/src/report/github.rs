@@ -58,6 +58,13 @@ fn workflow_commands(e: &Evaluation) -> String {
         e.decision,
         escape(&e.summary)
     );
+    for problem in &e.evidence {
+        let line = format!(
+            "missing evidence: {} ({}): {}",
+            problem.what, problem.source, problem.why
+        );
+        let _ = writeln!(out, "::error title={}::{}", property(&title), escape(&line));
+    }
     for p in e.policies.iter().filter(|p| p.mode == Mode::Enforce) {
         if let Some(error) = &p.error {
             let _ = writeln!(

@@ -18,6 +18,18 @@ pub(crate) fn junit(e: &Evaluation) -> String {
         Property::new("summary", e.summary.as_str()),
         Property::new("decision_id", e.decision_id.as_str()),
     ]);
+    for problem in &e.evidence {
+        let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        status
+            .set_message(problem.why.as_str())
+            .set_type("missing evidence");
+        if let Some(query) = &problem.query {
+            status.set_description(format!("query {query}"));
+        }
+        let mut case = TestCase::new(format!("evidence/{}", problem.what), status);
+        case.set_classname(format!("source:{}", problem.source));
+        suite.add_test_case(case);
+    }
     for p in &e.policies {
         let shadow = p.mode == Mode::Shadow;
         if let Some(error) = &p.error {
@@ -63,7 +75,7 @@ pub(crate) fn junit(e: &Evaluation) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decision::{OutcomeKind, PolicyOutcome};
+    use crate::decision::PolicyOutcome;
     use shipgate_policy::{Finding, Phase};
 
     #[test]
@@ -84,9 +96,10 @@ mod tests {
             duration_us: 0,
             error: error.map(str::to_string),
             log: vec![],
-            kind: OutcomeKind::Policy,
         };
         let evaluation = Evaluation {
+            record_version: crate::decision::RECORD_VERSION,
+            evidence: vec![],
             decision_id: "d1".into(),
             phase: Phase::Abort,
             decision: Decision::Rollback,

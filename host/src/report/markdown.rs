@@ -4,7 +4,6 @@
 
 use std::fmt::Write as _;
 
-use shipgate_policy::Unit;
 use shipgate_policy::snapshot::AbortThresholds;
 
 use super::mark;
@@ -18,6 +17,24 @@ pub(crate) fn markdown(e: &Evaluation) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "### shipgate {}: **{}**\n", e.phase, e.decision);
     let _ = writeln!(out, "**Summary:** {}\n", cell(&e.summary));
+    if !e.evidence.is_empty() {
+        let _ = writeln!(
+            out,
+            "#### Missing evidence\n\n| | field | source | why | query |\n|---|---|---|---|---|"
+        );
+        for problem in &e.evidence {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                mark(shipgate_policy::Decision::Deny),
+                code(&problem.what),
+                cell(&problem.source),
+                cell(&problem.why),
+                problem.query.as_deref().map(code).unwrap_or_default()
+            );
+        }
+        out.push('\n');
+    }
     for p in &e.policies {
         let shadow = if p.mode == Mode::Shadow {
             " (shadow)"
@@ -106,7 +123,7 @@ pub(crate) fn check(
             out,
             "| {ok} | {} | {} | {} | {} | {digest} |",
             cell(&policy.name),
-            code(&policy.module),
+            code(policy.module.as_str()),
             phases.join(", "),
             match policy.mode {
                 Mode::Enforce => "enforce",
@@ -141,27 +158,11 @@ pub(crate) fn check(
 
 /// The declared abort thresholds, by their gate-file keys, for people.
 fn abort_thresholds(abort: &AbortThresholds) -> Vec<(String, String)> {
-    let mut rows = Vec::new();
-    let mut row = |name: &str, value: Option<f64>, unit: Unit| {
-        if let Some(value) = value {
-            rows.push((name.to_string(), unit.format(value)));
-        }
-    };
-    row("max_error_rate", abort.max_error_rate, Unit::Percent);
-    row(
-        "max_error_rate_ratio",
-        abort.max_error_rate_ratio,
-        Unit::Ratio,
-    );
-    if let Some(latency) = &abort.max_latency_ms {
-        for (q, value) in latency.quantiles() {
-            row(&format!("max_latency_ms.{q}"), value, Unit::Millis);
-        }
-    }
-    row("max_latency_ratio", abort.max_latency_ratio, Unit::Ratio);
-    row("max_business_drop", abort.max_business_drop, Unit::Percent);
-    row("min_requests", abort.min_requests, Unit::Count);
-    rows
+    abort
+        .declared()
+        .into_iter()
+        .map(|t| (t.key, t.unit.format(t.value)))
+        .collect()
 }
 
 /// Text from a policy, a snapshot or a gate, safe inside a Markdown table

@@ -1,13 +1,21 @@
 //! Presentation: every way shipgate prints a result — text for people,
-//! JSON for programs, GitHub Actions workflow commands, Markdown — and the
-//! exit code a decision maps to. Commands compute; this module prints, so a
-//! new format is one file here.
+//! JSON for programs, GitHub Actions workflow commands, Markdown and
+//! Mermaid, JUnit, TAP, a rollout's HTML page with its SVG charts, the
+//! incident report, Tekton results, what the author's commands print — and
+//! the exit code a decision maps to. Commands compute; this module prints,
+//! so a new format is one file here.
 
+mod author;
 mod github;
+mod html;
+mod incident;
 mod json;
 mod junit;
 mod markdown;
 mod mermaid;
+mod svg;
+mod tekton;
+mod test_run;
 mod text;
 
 use shipgate_policy::Decision;
@@ -15,12 +23,18 @@ use shipgate_policy::Decision;
 use crate::decision::Evaluation;
 use crate::error::exit;
 
-pub(crate) use github::{escape as github_message, property as github_property};
+pub(crate) use author::{built, created};
+pub(crate) use html::page as rollout_page;
+pub(crate) use incident::report as incident;
 pub(crate) use json::json;
 pub(crate) use junit::junit;
-pub(crate) use markdown::{cell, check as check_markdown, code, markdown};
-pub(crate) use mermaid::{nice_ceiling, number, scale};
+pub(crate) use markdown::{check as check_markdown, markdown};
+pub(crate) use tekton::task_results;
+pub(crate) use test_run::{TestFormat, render as test_run};
 pub(crate) use text::{check, inspection, policies, replay};
+
+use markdown::{cell, code};
+use mermaid::{nice_ceiling, number, scale};
 
 /// How `eval` prints a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -101,6 +115,15 @@ pub(crate) fn render(evaluation: &Evaluation, format: Format, style: Style) -> S
         Format::Github => github::render(evaluation, &text::decision(evaluation, style)),
         Format::Markdown => markdown(evaluation),
     }
+}
+
+/// The stage of a decision as people count it: "stage 3 (25%)".
+fn stage_label(point: &crate::history::Point) -> Option<String> {
+    let weight = point.weight?;
+    Some(match point.stage_index {
+        Some(index) => format!("stage {} ({}%)", u64::from(index) + 1, number(weight)),
+        None => format!("{}%", number(weight)),
+    })
 }
 
 /// The exit code of a decision: 0 allow, 1 deny, 2 rollback.

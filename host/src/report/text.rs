@@ -8,9 +8,9 @@ use shipgate_policy::Decision;
 
 use super::{Style, evidence};
 use crate::decision::{Evaluation, PolicyOutcome};
-use crate::decision_log::Replay;
 use crate::gate::{Mode, PolicyEntry};
 use crate::inspect::Inspection;
+use crate::replay::Replay;
 use crate::runtime::{Fault, LoadedModule};
 
 /// The decision first, then per policy each failing check with observed vs
@@ -27,6 +27,22 @@ pub(super) fn decision(e: &Evaluation, style: Style) -> String {
         e.gate
     );
     let _ = writeln!(out, "{}", one_line(&e.summary));
+    if !e.evidence.is_empty() {
+        let _ = writeln!(out, "\nmissing evidence:");
+        for problem in &e.evidence {
+            let _ = writeln!(
+                out,
+                "  {} {} ({}): {}",
+                style.mark(Decision::Deny),
+                one_line(&problem.what),
+                one_line(&problem.source),
+                one_line(&problem.why)
+            );
+            if let Some(query) = &problem.query {
+                let _ = writeln!(out, "      query: {}", one_line(query));
+            }
+        }
+    }
     for policy in &e.policies {
         out.push('\n');
         policy_text(&mut out, policy, style);

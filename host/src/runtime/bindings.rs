@@ -348,16 +348,15 @@ fn verdict_from_wit(verdict: wit::Verdict) -> Result<Verdict, Fault> {
 }
 
 /// Cuts a policy's text to [`MAX_TEXT_BYTES`], on a character boundary.
-pub(super) fn truncate(mut text: String) -> String {
-    if text.len() > MAX_TEXT_BYTES {
-        let mut end = MAX_TEXT_BYTES;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push('…');
+pub(super) fn truncate(text: String) -> String {
+    // The ellipsis comes on top of the limit, as it always has.
+    match crate::text::clip(
+        &text,
+        crate::text::Limit::Bytes(MAX_TEXT_BYTES + '…'.len_utf8()),
+    ) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(cut) => cut,
     }
-    text
 }
 
 #[cfg(test)]

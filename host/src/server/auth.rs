@@ -11,14 +11,13 @@ use subtle::ConstantTimeEq;
 
 use super::extract::respond;
 use super::state::AppState;
-use crate::adapters::{Answer, ApiError, Authentication, github};
+use crate::adapters::{Adapter, Answer, ApiError, Authentication, github};
 
 /// What a route's authentication layer holds.
 #[derive(Clone)]
 pub(crate) struct Guard {
     pub(crate) state: Arc<AppState>,
-    pub(crate) adapter: &'static str,
-    pub(crate) authentication: Authentication,
+    pub(crate) adapter: &'static Adapter,
 }
 
 /// Refuses a request that does not authenticate as its adapter requires.
@@ -27,8 +26,8 @@ pub(crate) async fn authenticate(
     request: Request,
     next: Next,
 ) -> Response {
-    let refuse = |error| respond(guard.adapter, Answer::refused(error));
-    match guard.authentication {
+    let refuse = |error| respond(guard.adapter.name, Answer::refused(error));
+    match guard.adapter.authentication {
         Authentication::Bearer => {
             if !bearer_ok(guard.state.settings.token.as_deref(), &request) {
                 return refuse(ApiError::Unauthorized);
@@ -43,7 +42,8 @@ pub(crate) async fn authenticate(
             // check it, and hand the same bytes on.
             let (parts, body) = request.into_parts();
             let limit = guard.state.settings.max_body_bytes;
-            let read = super::extract::within_deadline(axum::body::to_bytes(body, limit)).await;
+            let deadline = parts.extensions.get::<super::extract::Deadline>().copied();
+            let read = super::extract::within(deadline, axum::body::to_bytes(body, limit)).await;
             let bytes = match read {
                 Ok(Ok(bytes)) => bytes,
                 Ok(Err(e)) => {

@@ -14,6 +14,11 @@ use axum::response::{IntoResponse, Response};
 use super::state::AppState;
 use crate::adapters::{self, Answer, ApiError};
 
+/// When an admitted request must be answered: set by [`admit`], read by
+/// handlers (`Extension<Deadline>`) and by whatever reads the body.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline(pub(crate) tokio::time::Instant);
+
 /// A decision request's body: a JSON object within the size limit, its
 /// `snapshot` kept as the caller's text.
 pub(crate) struct DecisionBody(pub adapters::Request);
@@ -24,7 +29,8 @@ impl<S: Send + Sync> FromRequest<S> for DecisionBody {
     /// Reads the body within the request's time: a client that sends it
     /// slowly gets 503, and holds its admission no longer.
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = within_deadline(Bytes::from_request(request, state))
+        let deadline = request.extensions().get::<Deadline>().copied();
+        let bytes = within(deadline, Bytes::from_request(request, state))
             .await?
             .map_err(|rejection| match rejection.status() {
                 StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(
@@ -36,41 +42,37 @@ impl<S: Send + Sync> FromRequest<S> for DecisionBody {
     }
 }
 
-tokio::task_local! {
-    /// When the request being handled must be answered.
-    static DEADLINE: tokio::time::Instant;
-}
-
-/// Runs `read` (of a body) within the request's time: a client that sends
-/// its body slowly gets 503, and holds its admission no longer.
-pub(crate) async fn within_deadline<T>(read: impl Future<Output = T>) -> Result<T, ApiError> {
-    match deadline() {
-        Some(deadline) => tokio::time::timeout_at(deadline, read)
+/// Runs `read` (of a body) before `deadline`: a client that sends its body
+/// slowly gets 503, and holds its admission no longer.
+pub(crate) async fn within<T>(
+    deadline: Option<Deadline>,
+    read: impl Future<Output = T>,
+) -> Result<T, ApiError> {
+    match deadline {
+        Some(Deadline(at)) => tokio::time::timeout_at(at, read)
             .await
             .map_err(|_| ApiError::Timeout),
         None => Ok(read.await),
     }
 }
 
-/// The deadline of the request this task handles, if it was admitted.
-pub(crate) fn deadline() -> Option<tokio::time::Instant> {
-    DEADLINE.try_with(|deadline| *deadline).ok()
-}
-
 /// Admission, before the body is read: a request beyond `--max-pending` is
 /// answered 503 at once (never an unbounded queue); an admitted one runs
-/// with its deadline, `--request-timeout` from now, for its body, its
+/// with its [`Deadline`], `--request-timeout` from now, for its body, its
 /// evidence and its evaluation.
 pub(crate) async fn admit(
     State((state, adapter)): State<(Arc<AppState>, &'static str)>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    let Some(_admitted) = state.admit() else {
-        return respond(adapter, Answer::refused(ApiError::Overloaded));
+    let admission = match state.service.admit() {
+        Ok(admission) => admission,
+        Err(refusal) => return respond(adapter, Answer::refused(refusal.into())),
     };
-    let deadline = tokio::time::Instant::now() + state.settings.request_timeout;
-    DEADLINE.scope(deadline, next.run(request)).await
+    request
+        .extensions_mut()
+        .insert(Deadline(admission.deadline));
+    next.run(request).await
 }
 
 /// A refusal on its way out: which adapter refused what. [`observe`]
@@ -109,7 +111,7 @@ pub(crate) async fn observe(
 ) -> Response {
     let response = next.run(request).await;
     if let Some(Refused { adapter, error }) = response.extensions().get::<Refused>() {
-        state.metrics.rejected(error.reason());
+        state.service.metrics().rejected(error.reason());
         tracing::warn!(
             adapter,
             status = response.status().as_u16(),

@@ -3,16 +3,12 @@
 //! on SIGTERM, and gate reload on SIGHUP or when its files change.
 
 mod auth;
-mod evidence;
 mod extract;
 mod github_app;
 mod listener;
 mod log_lines;
-mod metrics;
-mod options;
 mod reload;
 mod routes;
-mod shipper;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -23,27 +19,18 @@ use std::time::Duration;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
+use crate::decision_log::ship;
 use crate::error::Error;
-use crate::runtime::{Runtime, RuntimeConfig};
+use crate::service::Service;
 
-pub(crate) use evidence::validated;
-pub(crate) use options::ServeArgs;
-pub(crate) use routes::router;
-pub(crate) use state::{AppState, Settings};
+pub(crate) use listener::ConnectionLimits;
+use state::AppState;
+pub(crate) use state::Settings;
 
 /// Runs the server until SIGTERM or SIGINT. The gate is loaded (and every
 /// policy checked) before the port opens, so a bad gate never serves.
 pub(crate) fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
-    // Each evaluation holds one instance for its enforcing policies and one
-    // per shadow policy running beside them, and holds its permits until its
-    // work has really stopped; the spare slots are the reloads'.
-    let gate = state::read_gate(&settings)?;
-    let shadows = state::shadow_slots(&gate, &settings);
-    let runtime = Arc::new(Runtime::new(&RuntimeConfig {
-        max_concurrent_instances: (settings.max_evaluating + shadows + state::RELOAD_SLOTS) as u32,
-        ..RuntimeConfig::default()
-    })?);
-    let gate = state::prepare_gate(&runtime, gate, settings.request_timeout)?;
+    let service = Service::start(settings.service.clone())?;
     let workers = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -58,7 +45,7 @@ pub(crate) fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
         // Handlers go in before the port is announced: until then SIGHUP
         // and SIGTERM would kill the process outright.
         let signals = Signals::install()?;
-        let state = Arc::new(AppState::new(settings, runtime, gate));
+        let state = Arc::new(AppState::new(settings, service));
         // Warned once the gate has loaded, so a bad gate's error comes alone.
         if state.settings.token.is_none() {
             tracing::warn!(
@@ -67,9 +54,8 @@ pub(crate) fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
         }
         if state.settings.spinnaker.key_is_random {
             tracing::warn!(
-                "no evaluation key ({} or --key-file): Spinnaker status URLs work on this \
-                 process only",
-                options::KEY_ENV
+                "no evaluation key ($SHIPGATE_EVALUATION_KEY or --key-file): Spinnaker status \
+                 URLs work on this process only"
             );
         }
         let operations = match state.settings.operations_listen {
@@ -85,12 +71,12 @@ pub(crate) fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
         };
         tracing::info!(
             address = %address,
-            gate = %state.gate().gate().origin.label(),
+            gate = %state.service.gate().gate().origin.label(),
             "listening"
         );
         let shipping = state
-            .shipper
-            .clone()
+            .service
+            .shipper()
             .map(|shipper| tokio::spawn(shipper.run()));
         tokio::spawn(reload::on_hangup(state.clone(), signals.hangup));
         if let Some(interval) = state.settings.watch_interval {
@@ -102,8 +88,8 @@ pub(crate) fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
             let routes = routes::operations(state.clone());
             tokio::spawn(listener::serve(bound, routes, stopped.clone(), limits))
         });
-        let app = router(state.clone());
-        let shipper = state.shipper.clone();
+        let app = routes::router(state.clone());
+        let shipper = state.service.shipper();
         tokio::spawn(async move {
             shutdown_signal(state, signals.terminate).await;
             let _ = stop.send(true);
@@ -116,7 +102,7 @@ pub(crate) fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
         // within the shipper's final flush.
         if let (Some(shipper), Some(mut shipping)) = (shipper, shipping) {
             shipper.close();
-            let budget = shipper::FINAL_FLUSH + Duration::from_secs(1);
+            let budget = ship::FINAL_FLUSH + Duration::from_secs(1);
             if tokio::time::timeout(budget, &mut shipping).await.is_err() {
                 // Stopped, and known to be stopped, before what it holds is
                 // counted: nothing is counted twice.
@@ -163,7 +149,7 @@ async fn shutdown_signal(state: Arc<AppState>, mut terminate: Signal) {
         _ = terminate.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
-    state.begin_shutdown();
+    state.service.begin_shutdown();
     let delay = state.settings.shutdown_delay;
     tracing::info!(
         delay_ms = delay.as_millis() as u64,

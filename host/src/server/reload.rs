@@ -40,9 +40,9 @@ pub(super) async fn on_change(state: Arc<AppState>, interval: Duration) {
 /// Loads the gate again, off the async threads, and logs the outcome.
 async fn reload(state: &Arc<AppState>, cause: &'static str) {
     let reloading = state.clone();
-    match tokio::task::spawn_blocking(move || reloading.reload()).await {
+    match tokio::task::spawn_blocking(move || reloading.service.reload()).await {
         Ok(Ok(())) => {
-            let gate = state.gate();
+            let gate = state.service.gate();
             tracing::info!(
                 cause,
                 gate = %gate.gate().origin.label(),
@@ -68,8 +68,8 @@ type FileId = Option<(PathBuf, u64, u64, SystemTime)>;
 /// names.
 fn fingerprint(state: &AppState) -> Vec<FileId> {
     use std::os::unix::fs::MetadataExt;
-    let mut files = vec![state.settings.gate_path.clone()];
-    files.extend(state.gate().gate().module_files());
+    let mut files = vec![state.service.settings().gate_path.clone()];
+    files.extend(state.service.gate().gate().module_files());
     files
         .into_iter()
         .map(|path| {

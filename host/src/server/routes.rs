@@ -1,85 +1,39 @@
-//! The HTTP routes: one short handler per adapter endpoint (read, map,
-//! decide, answer), health, readiness and metrics.
+//! The HTTP routes, made from the adapter table: every route of every
+//! adapter served, each admitted, authenticated and handled; health,
+//! readiness and metrics.
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodFilter, MethodRouter, get, on};
 use axum::{Json, Router};
 use serde_json::json;
 
 use super::auth::{Guard, authenticate};
-use super::extract::{DecisionBody, admit, observe, respond};
+use super::extract::{Deadline, DecisionBody, admit, observe, respond};
 use super::github_app;
 use super::state::AppState;
 use crate::adapters::{
-    Answer, ApiError, DecisionRequest, argo, flagger, generic, github, spinnaker,
+    ADAPTERS, Adapter, Answer, ApiError, Authentication, Call, Custom, Endpoint, Exchange, Method,
+    github, spinnaker,
 };
-use crate::decision::Evaluation;
 
 type Body = Result<DecisionBody, ApiError>;
 
 /// The HTTP routes over a state.
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     let max_body = state.settings.max_body_bytes;
-    // An adapter's routes, when this instance serves it: admitted (or 503)
-    // before anything else, then authenticated, then handled.
-    let adapter = |name, authentication, routes: Vec<(&str, MethodRouter<Arc<AppState>>)>| {
-        if !state.settings.serves(name) {
-            return Router::new();
-        }
-        let guard = Guard {
-            state: state.clone(),
-            adapter: name,
-            authentication,
-        };
-        routes
-            .into_iter()
-            .fold(Router::new(), |router, (path, route)| {
-                router.route(path, route)
-            })
-            .route_layer(middleware::from_fn_with_state(guard, authenticate))
-            .route_layer(middleware::from_fn_with_state((state.clone(), name), admit))
-    };
-    let github = match state.settings.github {
-        Some(_) => adapter(
-            "github",
-            github::AUTHENTICATION,
-            vec![(
-                "/v1/github/deployment-protection",
-                post(github_protection_rule),
-            )],
-        ),
-        None => Router::new(),
-    };
-    Router::new()
-        .merge(github)
-        .merge(adapter(
-            "generic",
-            generic::AUTHENTICATION,
-            vec![("/v1/evaluate", post(evaluate))],
-        ))
-        .merge(adapter(
-            "argo",
-            argo::AUTHENTICATION,
-            vec![("/v1/argo/{phase}", post(argo_measurement))],
-        ))
-        .merge(adapter(
-            "spinnaker",
-            spinnaker::AUTHENTICATION,
-            vec![
-                ("/v1/spinnaker/{phase}", post(spinnaker_start)),
-                ("/v1/spinnaker/evaluations/{id}", get(spinnaker_poll)),
-            ],
-        ))
-        .merge(adapter(
-            "flagger",
-            flagger::AUTHENTICATION,
-            vec![("/v1/flagger/{hook}", post(flagger_hook))],
-        ))
+    let served = ADAPTERS
+        .into_iter()
+        .filter(|adapter| state.settings.serves(adapter) && can_authenticate(&state, adapter));
+    let mut router = Router::new();
+    for adapter in served {
+        router = router.merge(adapter_routes(&state, adapter));
+    }
+    router
         .merge(match state.settings.operations_listen {
             Some(_) => Router::new(),
             None => operation_routes(),
@@ -90,6 +44,84 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
+}
+
+/// Whether the server has what `adapter`'s authentication checks: GitHub's
+/// deliveries cannot be checked without the App's webhook secret, so
+/// without the App its route is not served.
+fn can_authenticate(state: &AppState, adapter: &Adapter) -> bool {
+    match adapter.authentication {
+        Authentication::Bearer => true,
+        Authentication::GithubSignature => state.settings.github.is_some(),
+    }
+}
+
+/// One adapter's routes: admitted (or 503) before anything else, then
+/// authenticated, then handled.
+fn adapter_routes(state: &Arc<AppState>, adapter: &'static Adapter) -> Router<Arc<AppState>> {
+    let guard = Guard {
+        state: state.clone(),
+        adapter,
+    };
+    adapter
+        .routes
+        .iter()
+        .fold(Router::new(), |router, route| {
+            let method = match route.method {
+                Method::Get => MethodFilter::GET,
+                Method::Post => MethodFilter::POST,
+            };
+            let handler = match route.endpoint {
+                Endpoint::Decide(exchange) => decide_route(method, adapter.name, exchange),
+                Endpoint::Custom(custom) => custom_route(method, custom),
+            };
+            router.route(route.path, handler)
+        })
+        .route_layer(middleware::from_fn_with_state(guard, authenticate))
+        .route_layer(middleware::from_fn_with_state(
+            (state.clone(), adapter.name),
+            admit,
+        ))
+}
+
+/// The handler of an [`Endpoint::Decide`] route: the adapter's mapping,
+/// the decision service, the adapter's answer.
+fn decide_route(
+    method: MethodFilter,
+    adapter: &'static str,
+    exchange: fn(Call) -> Result<Exchange, Answer>,
+) -> MethodRouter<Arc<AppState>> {
+    let handle = move |State(state): State<Arc<AppState>>,
+                       Extension(Deadline(deadline)): Extension<Deadline>,
+                       parameter: Option<Path<String>>,
+                       body: Body| async move {
+        let call = Call {
+            parameter: parameter.map(|Path(p)| p),
+            body: body.map(|DecisionBody(body)| body),
+        };
+        let answer = match exchange(call) {
+            Ok(Exchange::Decide(request, answer)) => {
+                let result = state.service.decide(adapter, request, deadline).await;
+                answer(result.map_err(ApiError::from))
+            }
+            Ok(Exchange::Acknowledge { answer, note }) => {
+                tracing::info!(adapter, "{note}");
+                answer
+            }
+            Err(refused) => refused,
+        };
+        respond(adapter, answer)
+    };
+    on(method, handle)
+}
+
+/// The handler of a [`Custom`] endpoint.
+fn custom_route(method: MethodFilter, custom: Custom) -> MethodRouter<Arc<AppState>> {
+    match custom {
+        Custom::SpinnakerStart => on(method, spinnaker_start),
+        Custom::SpinnakerPoll => on(method, spinnaker_poll),
+        Custom::GithubProtectionRule => on(method, github_protection_rule),
+    }
 }
 
 /// The probes and `/metrics`, on a listener of their own (`--metrics-listen`).
@@ -104,89 +136,49 @@ fn operation_routes() -> Router<Arc<AppState>> {
         .route("/metrics", get(metrics))
 }
 
-/// The decision a request asked for, or why it got none.
-async fn decide(
-    state: &AppState,
-    adapter: &'static str,
-    asked: Result<DecisionRequest, ApiError>,
-) -> Result<Evaluation, ApiError> {
-    state.decide(adapter, asked?).await
-}
-
-async fn evaluate(State(state): State<Arc<AppState>>, body: Body) -> Response {
-    let asked = body.and_then(|DecisionBody(body)| generic::request(body));
-    let result = decide(&state, "generic", asked).await;
-    respond("generic", generic::answer(result))
-}
-
-async fn argo_measurement(
-    State(state): State<Arc<AppState>>,
-    Path(phase): Path<String>,
-    body: Body,
-) -> Response {
-    let asked = argo::request(&phase, body.map(|DecisionBody(body)| body));
-    let result = decide(&state, "argo", asked).await;
-    respond("argo", argo::answer(result))
-}
-
 async fn spinnaker_start(
     State(state): State<Arc<AppState>>,
+    Extension(Deadline(deadline)): Extension<Deadline>,
     Path(phase): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let name = spinnaker::ADAPTER.name;
     let settings = &state.settings.spinnaker;
     let body = body.map(|DecisionBody(body)| body);
     let started = match spinnaker::start(settings, &phase, body, jiff::Timestamp::now()) {
         Ok(started) => started,
-        Err(error) => return respond("spinnaker", Answer::refused(error)),
+        Err(error) => return respond(name, Answer::refused(error)),
     };
-    let evaluation = match state.decide("spinnaker", started.request).await {
+    let evaluation = match state.service.decide(name, started.request, deadline).await {
         Ok(evaluation) => evaluation,
-        Err(error) => return respond("spinnaker", Answer::refused(error)),
+        Err(refusal) => return respond(name, Answer::refused(refusal.into())),
     };
     let (id, claims) = spinnaker::issue(settings, started.ticket, &evaluation);
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let location = spinnaker::status_url(settings, &id, header);
     let answer = spinnaker::answer(&id, &claims, Some(location), evaluation);
-    respond("spinnaker", answer)
+    respond(name, answer)
 }
 
-async fn spinnaker_poll(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+async fn spinnaker_poll(
+    State(state): State<Arc<AppState>>,
+    Extension(Deadline(deadline)): Extension<Deadline>,
+    Path(id): Path<String>,
+) -> Response {
+    let name = spinnaker::ADAPTER.name;
     let settings = &state.settings.spinnaker;
     let answer = match spinnaker::resume(settings, &id, jiff::Timestamp::now()) {
         Ok((claims, spinnaker::Poll::Decide(request))) => {
-            match state.decide("spinnaker", *request).await {
+            match state.service.decide(name, *request, deadline).await {
                 Ok(evaluation) => spinnaker::answer(&id, &claims, None, evaluation),
-                Err(error) => Answer::refused(error),
+                Err(refusal) => Answer::refused(refusal.into()),
             }
         }
         Ok((claims, spinnaker::Poll::Decided)) => spinnaker::answer_decided(&id, &claims),
         Err(error) => Answer::refused(error),
     };
-    respond("spinnaker", answer)
-}
-
-async fn flagger_hook(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    body: Body,
-) -> Response {
-    let asked = flagger::Hook::from_name(&name).and_then(|hook| {
-        let call = flagger::request(hook, body?.0)?;
-        Ok((hook, call))
-    });
-    let (hook, result) = match asked {
-        Ok((hook, flagger::Call::Decide(request))) => {
-            (hook, state.decide("flagger", request).await.map(Some))
-        }
-        Ok((hook, flagger::Call::Event { canary, message })) => {
-            tracing::info!(canary, message, "flagger event");
-            (hook, Ok(None))
-        }
-        Err(error) => return respond("flagger", Answer::refused(error)),
-    };
-    respond("flagger", flagger::answer(hook, result))
+    respond(name, answer)
 }
 
 /// A deployment protection rule: acknowledged at once (GitHub waits 10
@@ -196,9 +188,10 @@ async fn github_protection_rule(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let name = github::ADAPTER.name;
     let Some(settings) = state.settings.github.clone() else {
         return respond(
-            "github",
+            name,
             Answer::refused(ApiError::NotFound("GitHub is not configured".into())),
         );
     };
@@ -208,17 +201,24 @@ async fn github_protection_rule(
     let delivery =
         match body.and_then(|DecisionBody(body)| github::request(&settings.routing, event, body)) {
             Ok(delivery) => delivery,
-            Err(error) => return respond("github", Answer::refused(error)),
+            Err(error) => return respond(name, Answer::refused(error)),
         };
     let answer = github::acknowledge(&delivery);
     if let github::Delivery::Review(request, callback) = delivery {
         let state = state.clone();
         tokio::spawn(async move {
-            let result = state.decide("github", *request).await;
+            // Its own time: the request that brought it is answered already.
+            let deadline = tokio::time::Instant::now() + state.service.settings().request_timeout;
+            let result = state
+                .service
+                .decide(name, *request, deadline)
+                .await
+                .map_err(ApiError::from);
             let review = github::review(&callback, &result);
             let outcome = github_app::report(&state.http, &settings, &callback, &review).await;
             state
-                .metrics
+                .service
+                .metrics()
                 .reviewed(review.state.unwrap_or("pending"), outcome.is_ok());
             match outcome {
                 Ok(()) => tracing::info!(
@@ -234,12 +234,12 @@ async fn github_protection_rule(
             }
         });
     }
-    respond("github", answer)
+    respond(name, answer)
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.is_ready() {
-        Json(json!({"ready": true, "gate": state.gate().gate().file.name})).into_response()
+    if state.service.is_ready() {
+        Json(json!({"ready": true, "gate": state.service.gate().gate().file.name})).into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -255,7 +255,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.encode(),
+        state.service.metrics().encode(),
     )
         .into_response()
 }

@@ -7,31 +7,15 @@ use std::time::Duration;
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
 use serde_json::{Value, json};
-use shipgate_policy::{Decision, Phase};
 use tower::ServiceExt;
 
+use super::routes::router;
 use super::state::{AppState, Settings};
-use super::{router, state::load_gate};
-use crate::adapters::{ApiError, DecisionRequest, Input, spinnaker};
-use crate::runtime::{Runtime, RuntimeConfig};
-
-fn runtime(slots: u32) -> Arc<Runtime> {
-    let config = RuntimeConfig {
-        cache_dir: None,
-        max_concurrent_instances: slots,
-        ..Default::default()
-    };
-    Arc::new(Runtime::new(&config).unwrap())
-}
+use crate::adapters::{ADAPTERS, Authentication, Method, spinnaker};
 
 fn state(token: Option<&str>, max_pending: usize) -> Arc<AppState> {
-    state_on(runtime(4), token, max_pending)
-}
-
-fn state_on(runtime: Arc<Runtime>, token: Option<&str>, max_pending: usize) -> Arc<AppState> {
-    let gate_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/gate.toml");
     let settings = Settings {
-        gate_path,
+        service: crate::service::tests::settings(max_pending),
         token: token.map(str::to_string),
         spinnaker: spinnaker::Settings {
             key: vec![7; 32],
@@ -40,27 +24,19 @@ fn state_on(runtime: Arc<Runtime>, token: Option<&str>, max_pending: usize) -> A
             public_url: None,
         },
         github: None,
-        request_timeout: Duration::from_secs(30),
         max_body_bytes: 1 << 20,
-        max_pending,
-        max_evaluating: 2,
-        decision_log: None,
-        decision_log_url: None,
         shutdown_delay: Duration::ZERO,
         watch_interval: None,
-        adapters: vec!["generic", "argo", "spinnaker", "flagger", "github"],
+        adapters: ADAPTERS.to_vec(),
         operations_listen: None,
         connections: super::listener::ConnectionLimits {
             max_connections: 64,
             header_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(1),
         },
-        store: None,
-        require_pins: false,
-        require_signatures: false,
     };
-    let gate = load_gate(&runtime, &settings).unwrap();
-    Arc::new(AppState::new(settings, runtime, gate))
+    let service = crate::service::tests::service_on(4, settings.service.clone());
+    Arc::new(AppState::new(settings, service))
 }
 
 fn example(name: &str) -> String {
@@ -88,7 +64,8 @@ async fn post(state: &Arc<AppState>, path: &str, body: String) -> (StatusCode, V
 fn rejected(state: &AppState, reason: &str) -> u64 {
     let needle = format!("shipgate_requests_rejected_total{{reason=\"{reason}\"}} ");
     state
-        .metrics
+        .service
+        .metrics()
         .encode()
         .lines()
         .find_map(|line| line.strip_prefix(&needle)?.parse().ok())
@@ -96,41 +73,13 @@ fn rejected(state: &AppState, reason: &str) -> u64 {
 }
 
 #[tokio::test]
-async fn a_snapshot_is_decided_and_counted() {
-    let state = state(None, 8);
-    let request = DecisionRequest {
-        phase: Phase::Abort,
-        input: Input::Snapshot(example("abort-rollback")),
-    };
-    let evaluation = state.decide("generic", request).await.unwrap();
-    assert_eq!(evaluation.decision, Decision::Rollback);
-    assert!(state.metrics.encode().contains(
-        "shipgate_decisions_total{adapter=\"generic\",phase=\"abort\",decision=\"rollback\"} 1"
-    ));
-}
-
-#[tokio::test]
 async fn a_full_admission_queue_refuses_at_once_before_reading_the_body() {
     let state = state(None, 1);
-    let _held = state.admit().expect("the only permit");
+    let _held = state.service.admit().expect("the only permit");
     let body = json!({"phase": "abort", "snapshot": serde_json::from_str::<Value>(&example("abort-allow")).unwrap()});
     let (status, answer) = post(&state, "/v1/evaluate", body.to_string()).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
     assert_eq!(rejected(&state, "overloaded"), 1);
-}
-
-#[tokio::test]
-async fn an_invalid_snapshot_is_the_requests_fault() {
-    let state = state(None, 8);
-    let request = DecisionRequest {
-        phase: Phase::Abort,
-        input: Input::Snapshot("{\"schema_version\": 1}".into()),
-    };
-    let error = state.decide("generic", request).await.unwrap_err();
-    assert_eq!(
-        error,
-        ApiError::BadRequest("snapshot: missing field `now` at line 1 column 21".into())
-    );
 }
 
 /// Argo answers even a body it cannot read with 200 and a decision, and
@@ -169,34 +118,38 @@ async fn bearer_routes_refuse_a_missing_token() {
     assert_eq!(response.status(), StatusCode::OK);
 }
 
-/// A host out of instance slots has no verdict to give: the caller retries
-/// (503), where a policy fault would have rolled a healthy canary back.
+/// Every route of every adapter in the table is served: a forgotten
+/// registration is a failing test, never a silent 404.
 #[tokio::test]
-async fn a_full_instance_pool_is_a_retry_never_a_verdict() {
-    let runtime = runtime(1);
-    let state = state_on(runtime.clone(), None, 8);
-    let canary = crate::builtins::lookup("builtin:canary").unwrap();
-    let module = runtime.load(canary.bytes).unwrap();
-    let _only_slot = runtime
-        .reused_instance(&module, crate::runtime::Limits::default())
-        .unwrap();
-    let request = DecisionRequest {
-        phase: Phase::Abort,
-        input: Input::Snapshot(example("abort-allow")),
-    };
-    assert_eq!(
-        state.decide("generic", request).await.unwrap_err(),
-        ApiError::Overloaded
-    );
-    // A reload cannot check the policies either: it keeps the gate it had.
-    let before = state.gate().gate().sha256.clone();
-    let error = state.reload().unwrap_err().to_string();
-    assert!(error.contains("no free policy instance slot"), "{error}");
-    assert_eq!(state.gate().gate().sha256, before);
-    assert!(
-        state
-            .metrics
-            .encode()
-            .contains("shipgate_gate_reloads_total{result=\"error\"} 1")
-    );
+async fn every_route_of_the_adapter_table_is_mounted() {
+    let state = state(None, 64);
+    let mut checked = 0;
+    for adapter in ADAPTERS {
+        // GitHub's route needs the App's secret to check deliveries.
+        if adapter.authentication == Authentication::GithubSignature {
+            continue;
+        }
+        for route in adapter.routes {
+            let path = route
+                .path
+                .replace("{phase}", "abort")
+                .replace("{hook}", "rollout")
+                .replace("{id}", "made-up");
+            let request = match route.method {
+                Method::Get => Request::get(&path).body(Body::empty()),
+                Method::Post => Request::post(&path).body(Body::from("{}")),
+            }
+            .unwrap();
+            let response = router(state.clone()).oneshot(request).await.unwrap();
+            let bytes = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains("no such endpoint"),
+                "{} {path}: {text}",
+                adapter.name
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "only {checked} routes checked");
 }

@@ -46,8 +46,9 @@ pub(crate) fn assemble(
         put(&mut snapshot, field, value);
     }
     for (field, value) in evidence.iter().flat_map(|e| &e.values) {
-        if lookup(&snapshot, field).is_none() {
-            put(&mut snapshot, field, Some(value.clone()));
+        let path = field.path();
+        if lookup(&snapshot, &path).is_none() {
+            put(&mut snapshot, &path, Some(value.clone()));
         }
     }
     let stage_index = target.stage_index.or_else(|| {
@@ -88,6 +89,7 @@ fn put(value: &mut Value, path: &str, field: Option<Value>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sources::{Cohort, Field, Measure};
 
     #[test]
     fn assembled_snapshots_place_evidence_and_derive_the_stage() {
@@ -105,12 +107,9 @@ mod tests {
         let evidence = Evidence {
             source: "test",
             values: vec![
-                ("metrics.canary.errors".into(), 3.0.into()),
-                (
-                    "rollout.stage_started_at".into(),
-                    "2025-11-26T14:00:00Z".into(),
-                ),
-                ("rollout.weight".into(), 50.0.into()),
+                (Field::Metric(Cohort::Canary, Measure::Errors), 3.0.into()),
+                (Field::StageStartedAt, "2025-11-26T14:00:00Z".into()),
+                (Field::RolloutWeight, 50.0.into()),
             ],
             missing: vec![],
         };

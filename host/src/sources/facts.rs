@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::template::{check_known, fill};
-use super::{Asked, Collecting, Evidence, Missing, Source, Target};
+use super::{Asked, Collecting, Evidence, Field, Missing, Source, Target};
 
 /// The most a facts file may hold.
 const MAX_FILE_BYTES: u64 = 1 << 20;
@@ -59,7 +59,7 @@ impl FactsSource {
             ..Evidence::default()
         };
         let missing = |query: String, why: String| Missing {
-            field: "facts".into(),
+            what: "facts".into(),
             query,
             why,
         };
@@ -130,7 +130,7 @@ async fn read_facts(path: &str) -> Result<Map<String, Value>, String> {
 /// Objects become one value per leaf path (`deployment.commit`), so facts
 /// fill in around what the request already set; arrays and scalars are
 /// values as they are.
-fn flatten(prefix: &str, object: Map<String, Value>, out: &mut Vec<(String, Value)>) {
+fn flatten(prefix: &str, object: Map<String, Value>, out: &mut Vec<(Field, Value)>) {
     for (key, value) in object {
         let path = if prefix.is_empty() {
             key
@@ -139,7 +139,7 @@ fn flatten(prefix: &str, object: Map<String, Value>, out: &mut Vec<(String, Valu
         };
         match value {
             Value::Object(inner) => flatten(&path, inner, out),
-            leaf => out.push((path, leaf)),
+            leaf => out.push((Field::Fact(path), leaf)),
         }
     }
 }
@@ -172,7 +172,7 @@ mod tests {
         std::fs::write(dir.path().join("shop/checkout.json"), facts.to_string()).unwrap();
         let evidence = source(dir.path()).read(&target()).await;
         assert!(evidence.missing.is_empty(), "{:?}", evidence.missing);
-        let fields: Vec<&str> = evidence.values.iter().map(|(f, _)| f.as_str()).collect();
+        let fields: Vec<String> = evidence.values.iter().map(|(f, _)| f.path()).collect();
         assert_eq!(
             fields,
             [

@@ -23,7 +23,9 @@ use serde::{Deserialize, Serialize};
 use shipgate_policy::Phase;
 
 pub(crate) use assemble::assemble;
-pub(crate) use evidence::{Evidence, Missing};
+#[cfg(test)]
+pub(crate) use evidence::{Cohort, Measure, Quantile};
+pub(crate) use evidence::{Evidence, Field, Missing};
 pub(crate) use target::Target;
 
 /// A source's evidence, being collected.
@@ -87,17 +89,17 @@ impl SourcesConfig {
     }
 }
 
-/// What a gate without sources can give a target-only request: nothing, said
-/// plainly (and named after the source that would supply it).
+/// What a gate without sources can give a target-only request: nothing,
+/// said plainly.
 fn unconfigured() -> Evidence {
     Evidence {
-        source: "prometheus",
+        source: "gate",
         values: Vec::new(),
         missing: vec![Missing {
-            field: "metrics".into(),
-            query: "[sources.prometheus] in the gate file".into(),
-            why: "the gate has no metrics source; send a full `snapshot` or configure \
-                  [sources.prometheus]"
+            what: "metrics".into(),
+            query: "[sources] in the gate file".into(),
+            why: "the gate configures no evidence source; send a full `snapshot`, or configure \
+                  one under [sources] (prometheus, facts)"
                 .into(),
         }],
     }

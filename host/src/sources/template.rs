@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Target;
-use super::evidence::Missing;
+use super::evidence::{Cohort, Field, Measure, Missing, Quantile};
 
 /// The placeholders a template may use.
 pub(crate) const PLACEHOLDERS: [&str; 6] = [
@@ -45,8 +45,7 @@ pub(crate) struct RolloutQueries {
 /// One query to run: where its value goes in the snapshot and its text.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Query {
-    /// A snapshot path relative to the document, e.g. `metrics.canary.errors`.
-    pub(crate) field: String,
+    pub(crate) field: Field,
     pub(crate) text: String,
     /// Whether it measures the baseline (a source may ask it at another time).
     pub(crate) baseline: bool,
@@ -64,51 +63,53 @@ impl Templates<'_> {
     /// Checks every template's placeholders; errors name the key under `at`
     /// (`sources.prometheus`).
     pub(crate) fn validate(&self, at: &str) -> Result<(), String> {
-        let cohort = self
-            .cohort_templates()
-            .into_iter()
-            .filter(|(field, _)| !field.starts_with("business."))
-            .map(|(field, t)| (format!("queries.{}", field.replace('.', "_")), t));
-        let business = self
-            .business
-            .iter()
-            .map(|(name, t)| (format!("business.{name}"), t.as_str()));
-        let rollout = self
-            .rollout_templates()
-            .into_iter()
-            .map(|(field, t)| (format!("rollout.{field}"), t));
-        for (key, template) in cohort.chain(business).chain(rollout) {
+        let cohort = self.cohort_templates().into_iter().map(|(measure, t)| {
+            let key = match measure {
+                Measure::Business(name) => format!("business.{name}"),
+                Measure::Latency(q) => format!("queries.latency_{}_ms", q.as_str()),
+                other => format!("queries.{}", other.path()),
+            };
+            (key, t)
+        });
+        let rollout = self.rollout_templates().into_iter().map(|(field, t)| {
+            let key = match field {
+                Field::RolloutWeight => "rollout.weight",
+                _ => "rollout.stage_started_at",
+            };
+            (key.to_string(), t)
+        });
+        for (key, template) in cohort.chain(rollout) {
             check_placeholders(template).map_err(|why| format!("{at}.{key}: {why}"))?;
         }
         Ok(())
     }
 
-    /// Cohort templates keyed by their path inside a cohort.
-    fn cohort_templates(&self) -> Vec<(String, &str)> {
+    /// Cohort templates with what each measures.
+    fn cohort_templates(&self) -> Vec<(Measure, &str)> {
         let q = self.cohort;
-        let mut all = Vec::new();
-        for (field, template) in [
-            ("requests", &q.requests),
-            ("errors", &q.errors),
-            ("latency_ms.p50", &q.latency_p50_ms),
-            ("latency_ms.p95", &q.latency_p95_ms),
-            ("latency_ms.p99", &q.latency_p99_ms),
-        ] {
-            if let Some(t) = template {
-                all.push((field.to_string(), t.as_str()));
-            }
-        }
-        for (name, template) in self.business {
-            all.push((format!("business.{name}"), template.as_str()));
-        }
-        all
+        let latency = |quantile| Measure::Latency(quantile);
+        let fixed = [
+            (Measure::Requests, &q.requests),
+            (Measure::Errors, &q.errors),
+            (latency(Quantile::P50), &q.latency_p50_ms),
+            (latency(Quantile::P95), &q.latency_p95_ms),
+            (latency(Quantile::P99), &q.latency_p99_ms),
+        ];
+        let fixed = fixed
+            .into_iter()
+            .filter_map(|(measure, t)| t.as_deref().map(|t| (measure, t)));
+        let business = self
+            .business
+            .iter()
+            .map(|(name, t)| (Measure::Business(name.clone()), t.as_str()));
+        fixed.chain(business).collect()
     }
 
-    fn rollout_templates(&self) -> Vec<(&'static str, &str)> {
+    fn rollout_templates(&self) -> Vec<(Field, &str)> {
         let r = self.rollout;
         [
-            ("weight", &r.weight),
-            ("stage_started_at", &r.stage_started_at),
+            (Field::RolloutWeight, &r.weight),
+            (Field::StageStartedAt, &r.stage_started_at),
         ]
         .into_iter()
         .filter_map(|(field, t)| t.as_deref().map(|t| (field, t)))
@@ -127,22 +128,22 @@ impl Templates<'_> {
         canary_has_traffic: bool,
     ) -> (Vec<Query>, Vec<Missing>) {
         let mut planned = Planned::default();
-        let cohorts = [
-            ("baseline", target.stable_hash.as_deref()),
-            ("canary", target.canary_hash.as_deref()),
-        ];
-        let measured = cohorts
+        let measured = Cohort::ALL
             .into_iter()
-            .filter(|(cohort, _)| canary_has_traffic || *cohort != "canary");
-        for (cohort, hash) in measured {
+            .filter(|cohort| canary_has_traffic || *cohort != Cohort::Canary);
+        for cohort in measured {
+            let hash = match cohort {
+                Cohort::Baseline => target.stable_hash.as_deref(),
+                Cohort::Canary => target.canary_hash.as_deref(),
+            };
             let values = Values {
                 target,
                 hash,
                 cohort,
                 window,
             };
-            for (field, template) in self.cohort_templates() {
-                planned.add(format!("metrics.{cohort}.{field}"), template, &values);
+            for (measure, template) in self.cohort_templates() {
+                planned.add(Field::Metric(cohort, measure), template, &values);
             }
         }
         (planned.queries, planned.missing)
@@ -156,16 +157,16 @@ impl Templates<'_> {
         let values = Values {
             target,
             hash: target.canary_hash.as_deref(),
-            cohort: "canary",
+            cohort: Cohort::Canary,
             window,
         };
         for (field, template) in self.rollout_templates() {
             let given = match field {
-                "weight" => target.weight.is_some(),
+                Field::RolloutWeight => target.weight.is_some(),
                 _ => target.stage_started_at.is_some(),
             };
             if !given {
-                planned.add(format!("rollout.{field}"), template, &values);
+                planned.add(field, template, &values);
             }
         }
         (planned.queries, planned.missing)
@@ -180,15 +181,15 @@ struct Planned {
 }
 
 impl Planned {
-    fn add(&mut self, field: String, template: &str, values: &Values) {
+    fn add(&mut self, field: Field, template: &str, values: &Values) {
         match fill(template, |name| values.get(name)) {
             Ok(text) => self.queries.push(Query {
                 field,
                 text,
-                baseline: values.hash.is_some() && values.cohort == "baseline",
+                baseline: values.hash.is_some() && values.cohort == Cohort::Baseline,
             }),
             Err(why) => self.missing.push(Missing {
-                field,
+                what: field.path(),
                 query: template.to_string(),
                 why,
             }),
@@ -200,7 +201,7 @@ impl Planned {
 struct Values<'a> {
     target: &'a Target,
     hash: Option<&'a str>,
-    cohort: &'a str,
+    cohort: Cohort,
     window: &'a str,
 }
 
@@ -211,12 +212,12 @@ impl Values<'_> {
             "namespace" => self.target.namespace.as_deref(),
             "environment" => self.target.environment.as_deref(),
             "hash" => self.hash,
-            "cohort" => Some(self.cohort),
+            "cohort" => Some(self.cohort.as_str()),
             "window" => Some(self.window),
             _ => None,
         };
         let field = match name {
-            "hash" if self.cohort == "baseline" => "stable_hash",
+            "hash" if self.cohort == Cohort::Baseline => "stable_hash",
             "hash" => "canary_hash",
             other => other,
         };
@@ -366,12 +367,12 @@ mod tests {
             queries,
             [
                 Query {
-                    field: "metrics.baseline.requests".into(),
+                    field: Field::Metric(Cohort::Baseline, Measure::Requests),
                     text: r#"sum(increase(http_requests_total{app="checkout",ns="shop",hash="aaa"}[600s]))"#.into(),
                     baseline: true,
                 },
                 Query {
-                    field: "metrics.canary.requests".into(),
+                    field: Field::Metric(Cohort::Canary, Measure::Requests),
                     text: r#"sum(increase(http_requests_total{app="checkout",ns="shop",hash="bbb"}[600s]))"#.into(),
                     baseline: false,
                 },
@@ -386,7 +387,7 @@ mod tests {
         t.canary_hash = None;
         let (queries, missing) = templates(&queries).plan_cohorts(&t, "600s", true);
         assert_eq!(queries.len(), 1);
-        assert_eq!(missing[0].field, "metrics.canary.requests");
+        assert_eq!(missing[0].what, "metrics.canary.requests");
         assert_eq!(
             missing[0].why,
             "the request gives no canary_hash for {hash}"
@@ -426,7 +427,7 @@ mod tests {
         let queries = cohort(r#"sum(up{hash="{hash}"})"#);
         let (queries, missing) = templates(&queries).plan_cohorts(&target(), "600s", false);
         assert!(missing.is_empty());
-        let fields: Vec<&str> = queries.iter().map(|q| q.field.as_str()).collect();
+        let fields: Vec<String> = queries.iter().map(|q| q.field.path()).collect();
         assert_eq!(fields, ["metrics.baseline.requests"]);
     }
 

@@ -332,6 +332,106 @@ pub struct AbortThresholds {
     pub min_requests: Option<f64>,
 }
 
+/// One declared abort threshold, for code that treats them all alike:
+/// validating a gate, printing it for review.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    /// Its key under `[rollout.abort]` (`max_latency_ms.p99`).
+    pub key: String,
+    pub value: f64,
+    /// How people read it.
+    pub unit: crate::Unit,
+    /// What values make sense.
+    pub range: ThresholdRange,
+}
+
+/// The values a threshold may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThresholdRange {
+    /// A fraction in [0, 1] (1 % is 0.01).
+    Fraction,
+    /// A finite number ≥ 0.
+    NonNegative,
+}
+
+impl AbortThresholds {
+    /// Every threshold the gate declares, by its key, in the file's order.
+    ///
+    /// ```
+    /// use shipgate_policy::snapshot::AbortThresholds;
+    /// let abort = AbortThresholds { max_error_rate: Some(0.01), ..Default::default() };
+    /// let keys: Vec<String> = abort.declared().into_iter().map(|t| t.key).collect();
+    /// assert_eq!(keys, ["max_error_rate"]);
+    /// ```
+    pub fn declared(&self) -> Vec<Threshold> {
+        use crate::Unit;
+        // Every field by name, without `..`: a new threshold does not
+        // compile until it is described here.
+        let AbortThresholds {
+            max_error_rate,
+            max_error_rate_ratio,
+            max_latency_ms,
+            max_latency_ratio,
+            max_business_drop,
+            min_requests,
+        } = self;
+        let mut all = vec![
+            (
+                "max_error_rate".to_string(),
+                *max_error_rate,
+                Unit::Percent,
+                ThresholdRange::Fraction,
+            ),
+            (
+                "max_error_rate_ratio".into(),
+                *max_error_rate_ratio,
+                Unit::Ratio,
+                ThresholdRange::NonNegative,
+            ),
+        ];
+        if let Some(latency) = max_latency_ms {
+            all.extend(latency.quantiles().into_iter().map(|(q, value)| {
+                (
+                    format!("max_latency_ms.{q}"),
+                    value,
+                    Unit::Millis,
+                    ThresholdRange::NonNegative,
+                )
+            }));
+        }
+        all.extend([
+            (
+                "max_latency_ratio".into(),
+                *max_latency_ratio,
+                Unit::Ratio,
+                ThresholdRange::NonNegative,
+            ),
+            (
+                "max_business_drop".into(),
+                *max_business_drop,
+                Unit::Percent,
+                ThresholdRange::Fraction,
+            ),
+            (
+                "min_requests".into(),
+                *min_requests,
+                Unit::Count,
+                ThresholdRange::NonNegative,
+            ),
+        ]);
+        all.into_iter()
+            .filter_map(|(key, value, unit, range)| {
+                Some(Threshold {
+                    key,
+                    value: value?,
+                    unit,
+                    range,
+                })
+            })
+            .collect()
+    }
+}
+
 /// Latency limits per quantile, in milliseconds. Unlike a cohort's
 /// [`Latency`] (where a caller may send more quantiles than shipgate reads),
 /// a limit with an unknown name is refused.

@@ -162,7 +162,7 @@ pub(crate) mod opaque_json {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use serde_json::Value;
 
-    pub fn serialize<S: Serializer>(
+    pub(crate) fn serialize<S: Serializer>(
         values: &Option<Vec<Value>>,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
@@ -175,7 +175,7 @@ pub(crate) mod opaque_json {
         texts.serialize(serializer)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Option<Vec<Value>>, D::Error> {
         if deserializer.is_human_readable() {

@@ -18,7 +18,7 @@ use super::template::{CohortQueries, Query, RolloutQueries, Templates};
 use http::{BasicAuth, Connection, Credentials, InstantQuery, TlsConfig};
 use shipgate_policy::Phase;
 
-use super::{Asked, Collecting, Evidence, Missing, Source, Target};
+use super::{Asked, Collecting, Evidence, Field, Missing, Source, Target};
 
 /// `[sources.prometheus]` in a gate file.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -116,7 +116,7 @@ impl PrometheusSource {
             Ok(reached) => reached,
             Err(why) => {
                 evidence.missing.push(Missing {
-                    field: "metrics".into(),
+                    what: "metrics".into(),
                     query: format!("Prometheus at {}", self.url),
                     why,
                 });
@@ -132,19 +132,15 @@ impl PrometheusSource {
         evidence.missing.extend(missing);
         let baseline_offset = target.baseline_offset_seconds.unwrap_or(0.0);
         self.run(&asked, queries, 0.0, &mut evidence).await;
-        let weight = target.weight.or_else(|| {
-            let (_, value) = evidence
-                .values
-                .iter()
-                .find(|(f, _)| f == "rollout.weight")?;
-            value.as_f64()
-        });
+        let weight = target
+            .weight
+            .or_else(|| evidence.value(&Field::RolloutWeight)?.as_f64());
         let canary_has_traffic = weight != Some(0.0);
         if !canary_has_traffic {
             // At 0 % there is no stage yet, so no stage start to find.
             evidence
                 .missing
-                .retain(|m| m.field != "rollout.stage_started_at");
+                .retain(|m| m.what != Field::StageStartedAt.path());
         }
         let (queries, missing) = templates.plan_cohorts(target, &window, canary_has_traffic);
         evidence.missing.extend(missing);
@@ -152,7 +148,7 @@ impl PrometheusSource {
             .await;
         evidence
             .values
-            .push(("metrics.window_seconds".into(), self.window_seconds.into()));
+            .push((Field::WindowSeconds, self.window_seconds.into()));
         evidence
     }
 
@@ -186,7 +182,7 @@ impl PrometheusSource {
             match result.and_then(|value| snapshot_value(&field, value)) {
                 Ok(value) => evidence.values.push((field, value)),
                 Err(why) => evidence.missing.push(Missing {
-                    field,
+                    what: field.path(),
                     query: text,
                     why,
                 }),
@@ -246,9 +242,9 @@ impl Source for PrometheusSource {
 
 /// A query's value as the snapshot holds it: Prometheus gives times in Unix
 /// seconds, snapshots in RFC 3339.
-fn snapshot_value(field: &str, value: f64) -> Result<Value, String> {
+fn snapshot_value(field: &Field, value: f64) -> Result<Value, String> {
     match field {
-        "rollout.stage_started_at" => jiff::Timestamp::from_second(value as i64)
+        Field::StageStartedAt => jiff::Timestamp::from_second(value as i64)
             .map(|t| Value::from(t.to_string()))
             .map_err(|_| format!("{value} is not a time in Unix seconds")),
         _ => Ok(Value::from(value)),

@@ -8,8 +8,8 @@ use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use serde::Serialize;
 
-use super::runner::{CaseResult, PolicyCoverage, TestRun};
-use crate::report::{github_message as data, github_property as property};
+use super::github::{escape as data, property};
+use crate::authoring::{CaseResult, PolicyCoverage, TestRun};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum TestFormat {
@@ -220,7 +220,6 @@ fn github(run: &TestRun, coverage: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authoring::runner::CaseResult;
     use shipgate_policy::{Decision, Phase};
 
     fn failed(name: &str) -> TestRun {

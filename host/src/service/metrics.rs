@@ -7,8 +7,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use super::shipper::ShipperCounters;
 use crate::decision::Evaluation;
+use crate::decision_log::ship::ShipperCounters;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecisionLabels {
@@ -218,18 +218,25 @@ impl Metrics {
                 phase: phase.clone(),
             })
             .observe(seconds);
+        // One per source that could not give its evidence.
+        let mut sources: Vec<&str> = evaluation
+            .evidence
+            .iter()
+            .map(|e| e.source.as_str())
+            .collect();
+        sources.dedup();
+        for _ in sources {
+            self.missing_evidence
+                .get_or_create(&PhaseLabels {
+                    phase: phase.clone(),
+                })
+                .inc();
+        }
         for policy in &evaluation.policies {
             if policy.failed_closed() {
                 self.faults
                     .get_or_create(&PolicyLabels {
                         policy: policy_label(&policy.name),
-                        phase: phase.clone(),
-                    })
-                    .inc();
-            }
-            if policy.is_missing_evidence() {
-                self.missing_evidence
-                    .get_or_create(&PhaseLabels {
                         phase: phase.clone(),
                     })
                     .inc();

@@ -1,14 +1,10 @@
 //! A rollout as its decision log tells it: every decision about one
 //! deployment in the order of the snapshots' `now`, with the stage it was
-//! made at and what it measured. `shipgate report` draws it as an HTML page
-//! ([`html`]) or drafts the incident report of a rollback ([`incident`]).
+//! made at and what it measured: the model `shipgate report` draws as an HTML
+//! page or an incident report (`report::rollout_page`, `report::incident`).
 //!
 //! Times are the snapshots' `now` (when the CD system asked), never the
 //! host's clock: a report of the same log is the same report.
-
-pub(crate) mod html;
-pub(crate) mod incident;
-mod svg;
 
 use std::path::Path;
 
@@ -19,7 +15,6 @@ use crate::decision::{Evaluation, PolicyOutcome};
 use crate::decision_log::{self, Entry};
 use crate::error::Error;
 use crate::gate::Mode;
-use crate::report::number;
 
 /// The decisions about one deployment, in time order.
 #[derive(Debug)]
@@ -152,15 +147,6 @@ impl Point {
             observed,
             baseline: None,
             limit: finding.and_then(|f| f.threshold_value),
-        })
-    }
-
-    /// The stage as people count it: "stage 3 (25%)".
-    pub(crate) fn stage_label(&self) -> Option<String> {
-        let weight = self.weight?;
-        Some(match self.stage_index {
-            Some(index) => format!("stage {} ({}%)", u64::from(index) + 1, number(weight)),
-            None => format!("{}%", number(weight)),
         })
     }
 }

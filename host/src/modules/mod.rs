@@ -11,11 +11,15 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+pub(crate) mod reference;
+
 use crate::builtins;
 use crate::error::Error;
 use crate::gate::{Gate, ModuleBase, PolicyEntry};
 use crate::registry::{self, PublicKey, Reference, Remote};
 use crate::runtime::{ComponentError, LoadedModule, Runtime};
+
+pub(crate) use reference::{ModuleKind, ModuleRef};
 
 /// Why a policy's module cannot be used. Callers branch on the kind; the
 /// message names the module and, for files, where it was looked for.
@@ -42,8 +46,11 @@ pub(crate) enum LoadError {
         actual: String,
         pinned: String,
     },
-    /// A module from a registry that could not be fetched or read.
-    Remote { module: String, detail: String },
+    /// A module from a registry or URL that could not be fetched or read.
+    Remote {
+        module: String,
+        error: registry::RegistryError,
+    },
     /// A module from a registry whose signature the gate requires and
     /// which does not verify.
     Signature { module: String, detail: String },
@@ -95,7 +102,7 @@ impl fmt::Display for LoadError {
                 "module '{module}' has sha256 {actual}, but the gate pins {pinned}"
             ),
             LoadError::Component { module, error } => write!(f, "module '{module}': {error}"),
-            LoadError::Remote { module, detail } => write!(f, "module '{module}': {detail}"),
+            LoadError::Remote { module, error } => write!(f, "module '{module}': {error}"),
             LoadError::Signature { module, detail } => {
                 write!(f, "module '{module}': signature: {detail}")
             }
@@ -133,14 +140,14 @@ pub(crate) fn load_module(
         && !module.sha256.eq_ignore_ascii_case(pin)
     {
         return Err(LoadError::PinMismatch {
-            module: policy.module.clone(),
+            module: policy.module.to_string(),
             actual: module.sha256,
             pinned: pin.clone(),
         });
     }
     if let Some(verify) = &policy.verify {
         let signature = |detail: String| LoadError::Signature {
-            module: policy.module.clone(),
+            module: policy.module.to_string(),
             detail,
         };
         // The gate refuses `verify` on anything but a registry reference.
@@ -149,9 +156,11 @@ pub(crate) fn load_module(
             .as_ref()
             .ok_or_else(|| signature("only modules from registries are signed".into()))?;
         let key = read_key(base, &verify.key).map_err(signature)?;
-        remote.verify(reference, &key).map_err(signature)?;
+        remote
+            .verify(reference, &key)
+            .map_err(|e| signature(e.to_string()))?;
     }
-    compile(runtime, &policy.module, &module)
+    compile(runtime, policy.module.as_str(), &module)
 }
 
 /// Fetches every module of the gate that lives in a registry or at a URL
@@ -159,11 +168,7 @@ pub(crate) fn load_module(
 /// server starts, or reloads, only when it has them all: an unreachable
 /// registry keeps the old gate instead of one that fails closed.
 pub(crate) fn fetch_remote(gate: &Gate) -> Result<(), Error> {
-    let remote = gate
-        .file
-        .policies
-        .iter()
-        .filter(|p| p.module.starts_with(registry::SCHEME) || registry::is_url(&p.module));
+    let remote = gate.file.policies.iter().filter(|p| p.module.is_remote());
     for policy in remote {
         let at = format!("{}: policy '{}'", gate.origin.label(), policy.name);
         read_module(
@@ -173,7 +178,16 @@ pub(crate) fn fetch_remote(gate: &Gate) -> Result<(), Error> {
             policy.sha256.as_deref(),
             gate.max_module_bytes(),
         )
-        .map_err(|e| Error::Internal(anyhow::anyhow!("{at}: {e}")))?;
+        .map_err(|e| match e {
+            LoadError::Remote { error, .. } => {
+                let module = &policy.module;
+                Error::from(registry::RegistryError::new(
+                    error.kind,
+                    format!("{at}: module '{module}': {error}"),
+                ))
+            }
+            other => Error::InvalidInput(format!("{at}: {other}")),
+        })?;
         if let Some(Err(why)) = signer(&gate.module_base, &gate.remote, policy) {
             return Err(Error::InvalidInput(format!(
                 "{at}: module '{}': signature: {why}",
@@ -200,14 +214,18 @@ pub(crate) fn signer(
 pub(crate) fn verify_reference(
     base: &ModuleBase,
     remote: &Remote,
-    module: &str,
+    module: &ModuleRef,
     key: &str,
 ) -> Result<String, String> {
-    let reference = Reference::parse(module)?;
+    let ModuleKind::Oci(reference) = module.kind() else {
+        return Err("only modules from registries (oci://) are signed".into());
+    };
     if reference.digest.is_none() {
         return Err("a reference without a digest cannot be verified".into());
     }
-    remote.verify(&reference, &read_key(base, key)?)
+    remote
+        .verify(reference, &read_key(base, key)?)
+        .map_err(|e| e.to_string())
 }
 
 /// The largest key file read.
@@ -254,50 +272,63 @@ pub(crate) const DEFAULT_MAX_MODULE_BYTES: u64 = crate::gate::DEFAULT_MAX_MODULE
 pub(crate) fn read_module(
     base: &ModuleBase,
     remote: &Remote,
-    module: &str,
+    reference: &ModuleRef,
     pin: Option<&str>,
     max_bytes: u64,
 ) -> Result<ModuleBytes, LoadError> {
-    if module.starts_with(builtins::PREFIX) {
-        let builtin = builtins::lookup(module).ok_or_else(|| LoadError::UnknownBuiltin {
-            module: module.to_string(),
-        })?;
-        return Ok(ModuleBytes {
-            bytes: Cow::Borrowed(builtin.bytes),
-            sha256: builtin.sha256.to_string(),
-            reference: None,
-        });
-    }
-    if registry::is_url(module) {
-        let remote_error = |detail: String| LoadError::Remote {
-            module: module.to_string(),
-            detail,
-        };
-        // What a URL serves can change: only its pin says what it is.
-        let pin =
-            pin.ok_or_else(|| remote_error("a module named by URL needs its sha256 pin".into()))?;
-        let bytes = remote
-            .url_module(module, pin, max_bytes)
-            .map_err(remote_error)?;
-        return Ok(ModuleBytes {
-            sha256: pin.to_ascii_lowercase(),
-            bytes: Cow::Owned(bytes),
-            reference: None,
-        });
-    }
-    if module.starts_with(registry::SCHEME) {
-        let fetched = remote
-            .module(module, max_bytes)
-            .map_err(|detail| LoadError::Remote {
+    let module = reference.as_str();
+    let remote_error = |error: registry::RegistryError| LoadError::Remote {
+        module: module.to_string(),
+        error,
+    };
+    match reference.kind() {
+        ModuleKind::Builtin(name) => {
+            let builtin = builtins::by_name(name).ok_or_else(|| LoadError::UnknownBuiltin {
                 module: module.to_string(),
-                detail,
             })?;
-        return Ok(ModuleBytes {
-            bytes: Cow::Owned(fetched.bytes),
-            sha256: fetched.module_hex,
-            reference: Some(fetched.reference),
-        });
+            Ok(ModuleBytes {
+                bytes: Cow::Borrowed(builtin.bytes),
+                sha256: builtin.sha256.to_string(),
+                reference: None,
+            })
+        }
+        ModuleKind::Url(url) => {
+            // What a URL serves can change: only its pin says what it is.
+            let pin = pin.ok_or_else(|| {
+                remote_error(
+                    "a module named by URL needs its sha256 pin"
+                        .to_string()
+                        .into(),
+                )
+            })?;
+            let bytes = remote
+                .url_module(url, pin, max_bytes)
+                .map_err(remote_error)?;
+            Ok(ModuleBytes {
+                sha256: pin.to_ascii_lowercase(),
+                bytes: Cow::Owned(bytes),
+                reference: None,
+            })
+        }
+        ModuleKind::Oci(oci) => {
+            let fetched = remote.module(oci, max_bytes).map_err(remote_error)?;
+            Ok(ModuleBytes {
+                bytes: Cow::Owned(fetched.bytes),
+                sha256: fetched.module_hex,
+                reference: Some(fetched.reference),
+            })
+        }
+        ModuleKind::File(_) => read_file_module(base, module, max_bytes),
     }
+}
+
+/// A module file's bytes: confined to the gate's directory, or the user's
+/// own path on the command line.
+fn read_file_module(
+    base: &ModuleBase,
+    module: &str,
+    max_bytes: u64,
+) -> Result<ModuleBytes, LoadError> {
     let bytes = match base {
         ModuleBase::WorkingDir => {
             let opened = std::fs::metadata(module).and_then(|metadata| {
@@ -407,7 +438,7 @@ mod tests {
         read_module(
             &ModuleBase::Confined(dir.to_path_buf()),
             &Remote::default(),
-            module,
+            &ModuleRef::parse(module).unwrap(),
             None,
             64,
         )
@@ -435,7 +466,7 @@ mod tests {
         let unknown = read_module(
             &ModuleBase::WorkingDir,
             &Remote::default(),
-            "builtin:nope",
+            &ModuleRef::builtin("nope"),
             None,
             64,
         )
@@ -448,7 +479,7 @@ mod tests {
         let stock = read_module(
             &ModuleBase::WorkingDir,
             &Remote::default(),
-            "builtin:canary",
+            &ModuleRef::builtin("canary"),
             None,
             64,
         )
@@ -467,12 +498,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("big.wasm"), vec![0u8; 2048]).unwrap();
         let base = ModuleBase::Confined(dir.path().to_path_buf());
-        match read_module(&base, &Remote::default(), "big.wasm", None, 1024) {
+        let big = ModuleRef::parse("big.wasm").unwrap();
+        match read_module(&base, &Remote::default(), &big, None, 1024) {
             Err(LoadError::TooLarge { size, max, .. }) => assert_eq!((size, max), (2048, 1024)),
             other => panic!("{:?}", other.map(|m| m.sha256)),
         }
         assert!(
-            read_module(&base, &Remote::default(), "big.wasm", None, 2048).is_ok(),
+            read_module(&base, &Remote::default(), &big, None, 2048).is_ok(),
             "at the cap"
         );
         let fifo = dir.path().join("fifo.wasm");
@@ -496,7 +528,7 @@ mod tests {
         let error = read_module(
             &ModuleBase::WorkingDir,
             &Remote::default(),
-            fifo.to_str().unwrap(),
+            &ModuleRef::file(fifo.clone()),
             None,
             1024,
         )

@@ -11,9 +11,9 @@ use std::fmt::Write as _;
 
 use shipgate_policy::{Decision, Unit};
 
+use super::number;
 use super::svg::{Frame, escape, px, time_ticks};
-use super::{Point, Rollout, Series, clock};
-use crate::report::number;
+use crate::history::{Point, Rollout, Series, clock};
 
 const WIDTH: f64 = 960.0;
 const CHART_HEIGHT: f64 = 220.0;
@@ -241,7 +241,7 @@ fn metric_chart(
     unit: Unit,
     series: &[(&str, Measure)],
 ) -> String {
-    let scale = |v: f64| crate::report::scale(unit, v);
+    let scale = |v: f64| super::scale(unit, v);
     let measured: Vec<(&str, Vec<(f64, Series)>)> = series
         .iter()
         .map(|(name, of)| {
@@ -263,7 +263,7 @@ fn metric_chart(
         .flatten()
         .map(scale)
         .fold(0.0, f64::max);
-    let y_max = crate::report::nice_ceiling(top);
+    let y_max = super::nice_ceiling(top);
     let frame = Frame::new(WIDTH, CHART_HEIGHT, span(rollout), y_max);
     let value_ticks: Vec<(f64, String)> = (0..=4)
         .map(|i| {
@@ -320,6 +320,15 @@ fn decisions(rollout: &Rollout) -> String {
         let mut why = escape(&e.summary);
         if e.decision != Decision::Allow {
             why.push_str("<ul class=\"failing\">");
+            for problem in &e.evidence {
+                let _ = write!(
+                    why,
+                    "<li><b>missing evidence</b> {} ({}): {}</li>",
+                    escape(&problem.what),
+                    escape(&problem.source),
+                    escape(&problem.why),
+                );
+            }
             for (policy, finding) in point.failing() {
                 let _ = match finding {
                     Some(f) => write!(
@@ -349,7 +358,7 @@ fn decisions(rollout: &Rollout) -> String {
             escape(&e.decision_id),
             clock(point.at),
             e.phase,
-            escape(&point.stage_label().unwrap_or_else(|| "-".into())),
+            escape(&super::stage_label(point).unwrap_or_else(|| "-".into())),
             e.decision,
             e.decision,
         );

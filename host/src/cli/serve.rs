@@ -1,5 +1,6 @@
-//! `shipgate serve`'s command line, and turning it into [`Settings`]:
-//! secrets from files or the environment, durations, sane defaults.
+//! `shipgate serve`: its command line, and turning it into the server's
+//! [`Settings`]: secrets from files or the environment, durations, sane
+//! defaults.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -7,15 +8,17 @@ use std::time::Duration;
 
 use shipgate_policy::Phase;
 
-use super::state::Settings;
-use crate::adapters::{github, spinnaker};
+use crate::adapters::{self, ADAPTERS, Adapter, Authentication, github, spinnaker};
 use crate::decision_log::LogTarget;
-use crate::error::Error;
+use crate::decision_log::ship::ShipperSettings;
+use crate::error::{Error, exit};
+use crate::server::{self, ConnectionLimits, Settings};
+use crate::service::ServiceSettings;
 
 /// Environment variable holding the bearer token (when no --token-file).
-pub(crate) const TOKEN_ENV: &str = "SHIPGATE_TOKEN";
+const TOKEN_ENV: &str = "SHIPGATE_TOKEN";
 /// Environment variable holding the evaluation key (when no --key-file).
-pub(crate) const KEY_ENV: &str = "SHIPGATE_EVALUATION_KEY";
+const KEY_ENV: &str = "SHIPGATE_EVALUATION_KEY";
 /// Environment variable holding the GitHub webhook secret.
 const GITHUB_SECRET_ENV: &str = "SHIPGATE_GITHUB_WEBHOOK_SECRET";
 /// How the shipped manifests' placeholder secrets begin.
@@ -28,10 +31,10 @@ const MAX_EVALUATING: usize = 4096;
 const MAX_PENDING: usize = 1 << 20;
 
 #[derive(Debug, clap::Args)]
-pub(crate) struct ServeArgs {
+pub(super) struct ServeArgs {
     /// The gate file (TOML) to serve; SIGHUP reloads it.
     #[arg(long, value_name = "FILE", env = "SHIPGATE_GATE")]
-    pub(crate) gate: PathBuf,
+    gate: PathBuf,
     /// Address and port to listen on (port 0 picks a free one; the log
     /// line "listening" gives it).
     #[arg(
@@ -40,25 +43,25 @@ pub(crate) struct ServeArgs {
         default_value = "0.0.0.0:8080",
         env = "SHIPGATE_LISTEN"
     )]
-    pub(crate) listen: SocketAddr,
+    listen: SocketAddr,
     /// File holding the bearer token every /v1 request must send
     /// (default: $SHIPGATE_TOKEN; none: no authentication).
     #[arg(long, value_name = "FILE", env = "SHIPGATE_TOKEN_FILE")]
-    pub(crate) token_file: Option<PathBuf>,
+    token_file: Option<PathBuf>,
     /// File holding the key (≥ 32 bytes) that signs Spinnaker evaluation
     /// ids; every replica needs the same one (default:
     /// $SHIPGATE_EVALUATION_KEY; none: a random key, valid on this process only).
     #[arg(long, value_name = "FILE", env = "SHIPGATE_KEY_FILE")]
-    pub(crate) key_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
     /// How long a Spinnaker evaluation answers its status URL.
     #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = parse_duration, env = "SHIPGATE_EVALUATION_TTL")]
-    pub(crate) evaluation_ttl: Duration,
+    evaluation_ttl: Duration,
     /// Budget of one request, evidence and evaluation included.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, env = "SHIPGATE_REQUEST_TIMEOUT")]
-    pub(crate) request_timeout: Duration,
+    request_timeout: Duration,
     /// Largest request body accepted.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, env = "SHIPGATE_MAX_BODY_BYTES")]
-    pub(crate) max_body_bytes: usize,
+    max_body_bytes: usize,
     /// Requests admitted at once; beyond this, 503 with Retry-After.
     #[arg(
         long,
@@ -66,56 +69,56 @@ pub(crate) struct ServeArgs {
         default_value_t = 1024,
         env = "SHIPGATE_MAX_PENDING"
     )]
-    pub(crate) max_pending: usize,
+    max_pending: usize,
     /// Gate evaluations running at once (default: twice the CPUs, at least 4).
     #[arg(long, value_name = "N", env = "SHIPGATE_MAX_EVALUATING")]
-    pub(crate) max_evaluating: Option<usize>,
+    max_evaluating: Option<usize>,
     /// Base URL of status links given to Spinnaker, e.g.
     /// https://shipgate.example.com (default: from the request's Host).
     #[arg(long, value_name = "URL", env = "SHIPGATE_PUBLIC_URL")]
-    pub(crate) public_url: Option<String>,
+    public_url: Option<String>,
     /// Append every decision, with its snapshot, to this JSON-lines log
     /// before answering; `-` writes the lines to standard output instead
     /// (the server's own log goes to standard error).
     #[arg(long, value_name = "FILE|-", env = "SHIPGATE_DECISION_LOG")]
-    pub(crate) decision_log: Option<PathBuf>,
+    decision_log: Option<PathBuf>,
     /// Also POST every decision record to this collector, in gzipped
     /// JSON-lines batches (best effort: a decision never waits for it;
     /// records it cannot take are counted in /metrics).
     #[arg(long, value_name = "URL", env = "SHIPGATE_DECISION_LOG_URL")]
-    pub(crate) decision_log_url: Option<String>,
+    decision_log_url: Option<String>,
     /// The most record bytes waiting for the collector; beyond, new records
     /// are dropped (and counted).
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20, env = "SHIPGATE_DECISION_LOG_QUEUE_BYTES")]
-    pub(crate) decision_log_queue_bytes: usize,
+    decision_log_queue_bytes: usize,
     /// After SIGTERM, how long to keep answering (with /readyz failing)
     /// before the port closes, so that load balancers stop sending first
     /// (Kubernetes keeps routing to a terminating pod for a few seconds).
     /// A second SIGTERM ends it at once. `0s` closes right away.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_delay, env = "SHIPGATE_SHUTDOWN_DELAY")]
-    pub(crate) shutdown_delay: Duration,
+    shutdown_delay: Duration,
     /// How often to check whether the gate file or its module files changed,
     /// and reload the gate when they did (a mounted ConfigMap changes by a
     /// swapped symbolic link). `0s` turns watching off; SIGHUP still reloads.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_delay, env = "SHIPGATE_WATCH_INTERVAL")]
-    pub(crate) watch_interval: Duration,
+    watch_interval: Duration,
     /// Read modules from registries (`oci://`) from this store, filled by
     /// `shipgate pull --store DIR` (an init container): with every module
     /// and signature in it, no registry is asked (default: $SHIPGATE_STORE,
     /// else ~/.local/share/shipgate/store, fetching what is missing).
     #[arg(long, value_name = "DIR", env = "SHIPGATE_STORE")]
-    pub(crate) store: Option<PathBuf>,
+    store: Option<PathBuf>,
     /// Refuse a gate with a module not built in that is not pinned (an
     /// `oci://…@sha256:` reference, or `sha256` for a file).
     #[arg(long, env = "SHIPGATE_REQUIRE_PINS")]
-    pub(crate) require_pins: bool,
+    require_pins: bool,
     /// Refuse a gate with a module not built in that has no `verify` key.
     #[arg(long, env = "SHIPGATE_REQUIRE_SIGNATURES")]
-    pub(crate) require_signatures: bool,
+    require_signatures: bool,
     /// Serve GitHub deployment protection rules as this GitHub App (its App
     /// id or client id) at POST /v1/github/deployment-protection.
     #[arg(long, value_name = "ID", requires_all = ["github_private_key_file"], env = "SHIPGATE_GITHUB_APP_ID")]
-    pub(crate) github_app_id: Option<String>,
+    github_app_id: Option<String>,
     /// The GitHub App's private key (PEM, as GitHub hands it out).
     #[arg(
         long,
@@ -123,7 +126,7 @@ pub(crate) struct ServeArgs {
         requires = "github_app_id",
         env = "SHIPGATE_GITHUB_PRIVATE_KEY_FILE"
     )]
-    pub(crate) github_private_key_file: Option<PathBuf>,
+    github_private_key_file: Option<PathBuf>,
     /// File holding the App's webhook secret (default:
     /// $SHIPGATE_GITHUB_WEBHOOK_SECRET); deliveries not signed with it are
     /// refused.
@@ -133,7 +136,7 @@ pub(crate) struct ServeArgs {
         requires = "github_app_id",
         env = "SHIPGATE_GITHUB_WEBHOOK_SECRET_FILE"
     )]
-    pub(crate) github_webhook_secret_file: Option<PathBuf>,
+    github_webhook_secret_file: Option<PathBuf>,
     /// GitHub's REST API (GitHub Enterprise Server: https://HOST/api/v3).
     #[arg(
         long,
@@ -141,31 +144,31 @@ pub(crate) struct ServeArgs {
         default_value = "https://api.github.com",
         env = "SHIPGATE_GITHUB_API_URL"
     )]
-    pub(crate) github_api_url: String,
+    github_api_url: String,
     /// The phase an environment's protection rule asks for, as NAME=PHASE
     /// (repeatable); other environments ask for preflight.
     #[arg(long = "github-environment", value_name = "NAME=PHASE", value_parser = parse_environment, env = "SHIPGATE_GITHUB_ENVIRONMENT", value_delimiter = ',')]
-    pub(crate) github_environments: Vec<(String, Phase)>,
+    github_environments: Vec<(String, Phase)>,
     /// Serve only these adapters' routes (comma-separated; default: all).
     /// A Flagger-facing instance, which cannot be sent a token, serves
     /// `flagger` alone.
     #[arg(
         long,
-        value_enum,
+        value_parser = adapter_name,
         value_delimiter = ',',
         value_name = "LIST",
         env = "SHIPGATE_ADAPTERS"
     )]
-    pub(crate) adapters: Vec<AdapterName>,
+    adapters: Vec<&'static Adapter>,
     /// Serve /v1/* without a bearer token on a non-loopback address. Without
     /// it, such a server refuses to start: decisions are not for anyone who
     /// can reach the port. (GitHub deliveries are signed, and need no token.)
     #[arg(long, env = "SHIPGATE_INSECURE")]
-    pub(crate) insecure: bool,
+    insecure: bool,
     /// Serve /healthz, /readyz and /metrics on this address instead of the
     /// main one (which then serves decisions only).
     #[arg(long, value_name = "ADDR", env = "SHIPGATE_METRICS_LISTEN")]
-    pub(crate) metrics_listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
     /// Connections open at once; beyond, new ones wait to be accepted.
     #[arg(
         long,
@@ -173,41 +176,24 @@ pub(crate) struct ServeArgs {
         default_value_t = 4096,
         env = "SHIPGATE_MAX_CONNECTIONS"
     )]
-    pub(crate) max_connections: usize,
+    max_connections: usize,
     /// Time a connection has to send a request's headers; also how long a
     /// kept-alive connection may sit idle.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, env = "SHIPGATE_HEADER_TIMEOUT")]
-    pub(crate) header_timeout: Duration,
+    header_timeout: Duration,
     /// After the port closes, how long the connections still open may take
     /// to finish before they are closed.
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_delay, env = "SHIPGATE_DRAIN_TIMEOUT")]
-    pub(crate) drain_timeout: Duration,
+    drain_timeout: Duration,
 }
 
-/// An adapter `--adapters` may name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum AdapterName {
-    Generic,
-    Argo,
-    Spinnaker,
-    Flagger,
-    Github,
+/// An adapter `--adapters` names, from the adapter table.
+fn adapter_name(text: &str) -> Result<&'static Adapter, String> {
+    adapters::by_name(text).ok_or_else(|| {
+        let names: Vec<&str> = ADAPTERS.iter().map(|a| a.name).collect();
+        format!("no adapter '{text}' (adapters: {})", names.join(", "))
+    })
 }
-
-impl AdapterName {
-    fn name(self) -> &'static str {
-        match self {
-            AdapterName::Generic => "generic",
-            AdapterName::Argo => "argo",
-            AdapterName::Spinnaker => "spinnaker",
-            AdapterName::Flagger => "flagger",
-            AdapterName::Github => "github",
-        }
-    }
-}
-
-/// The adapters that authenticate with the bearer token.
-const BEARER_ADAPTERS: [&str; 4] = ["generic", "argo", "spinnaker", "flagger"];
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let parsed: jiff::SignedDuration = text
@@ -236,7 +222,13 @@ fn parse_delay(text: &str) -> Result<Duration, String> {
 }
 
 impl ServeArgs {
-    pub(crate) fn settings(&self) -> Result<Settings, Error> {
+    pub(super) fn execute(&self) -> Result<i32, Error> {
+        let _written_at_exit = server::init_logging();
+        server::run(self.settings()?, self.listen)?;
+        Ok(exit::ALLOW)
+    }
+
+    fn settings(&self) -> Result<Settings, Error> {
         let token = secret(self.token_file.as_deref(), TOKEN_ENV, "--token-file")?
             .map(|bytes| {
                 String::from_utf8(bytes)
@@ -278,12 +270,14 @@ impl ServeArgs {
             )));
         }
         let github = self.github()?;
-        let adapters: Vec<&'static str> = if self.adapters.is_empty() {
-            vec!["generic", "argo", "spinnaker", "flagger", "github"]
+        let adapters: Vec<&'static Adapter> = if self.adapters.is_empty() {
+            ADAPTERS.to_vec()
         } else {
-            self.adapters.iter().map(|a| a.name()).collect()
+            self.adapters.clone()
         };
-        let bearer_open = adapters.iter().any(|a| BEARER_ADAPTERS.contains(a));
+        let bearer_open = adapters
+            .iter()
+            .any(|a| a.authentication == Authentication::Bearer);
         if token.is_none() && bearer_open && !self.insecure && !self.listen.ip().is_loopback() {
             return Err(Error::Usage(format!(
                 "refusing to serve decisions without a bearer token on {}: set --token-file or \
@@ -312,7 +306,7 @@ impl ServeArgs {
                         self.decision_log_queue_bytes, self.max_body_bytes
                     )));
                 }
-                Some(super::shipper::ShipperSettings {
+                Some(ShipperSettings {
                     url,
                     queue_bytes: self.decision_log_queue_bytes,
                 })
@@ -325,14 +319,24 @@ impl ServeArgs {
             )));
         }
         Ok(Settings {
+            service: ServiceSettings {
+                gate_path: self.gate.clone(),
+                store: self.store.clone(),
+                require_pins: self.require_pins,
+                require_signatures: self.require_signatures,
+                request_timeout: self.request_timeout,
+                max_pending: self.max_pending.max(max_evaluating),
+                max_evaluating,
+                decision_log: self.decision_log.as_deref().map(LogTarget::from_arg),
+                decision_log_url,
+            },
             adapters,
             operations_listen: self.metrics_listen,
-            connections: super::listener::ConnectionLimits {
+            connections: ConnectionLimits {
                 max_connections: self.max_connections,
                 header_timeout: self.header_timeout,
                 drain_timeout: self.drain_timeout,
             },
-            gate_path: self.gate.clone(),
             github,
             token,
             spinnaker: spinnaker::Settings {
@@ -341,17 +345,9 @@ impl ServeArgs {
                 ttl: self.evaluation_ttl,
                 public_url: self.public_url.clone(),
             },
-            request_timeout: self.request_timeout,
             max_body_bytes: self.max_body_bytes,
-            max_pending: self.max_pending.max(max_evaluating),
-            max_evaluating,
-            decision_log: self.decision_log.as_deref().map(LogTarget::from_arg),
-            decision_log_url,
             shutdown_delay: self.shutdown_delay,
             watch_interval: Some(self.watch_interval).filter(|d| !d.is_zero()),
-            store: self.store.clone(),
-            require_pins: self.require_pins,
-            require_signatures: self.require_signatures,
         })
     }
 }

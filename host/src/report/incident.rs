@@ -8,9 +8,9 @@ use std::fmt::Write as _;
 
 use shipgate_policy::{Decision, Phase, Unit};
 
-use super::{Point, Rollout, clock};
+use super::{cell as md, code, number};
 use crate::error::Error;
-use crate::report::{cell as md, code, number};
+use crate::history::{Point, Rollout, clock};
 
 /// What a person must write, where the draft cannot.
 const TO_FILL_IN: &str = "**To fill in.**";
@@ -220,7 +220,7 @@ fn breach_detected(rollout: &Rollout, rollback_at: usize) -> Option<usize> {
 
 fn impact(out: &mut String, rollout: &Rollout, rollback: &Point) {
     let _ = writeln!(out, "## Impact\n");
-    if let Some(stage) = rollback.stage_label() {
+    if let Some(stage) = super::stage_label(rollback) {
         let _ = writeln!(out, "- Exposure at the rollback: {stage} of traffic.");
     }
     if let Some(canary) = &rollback.canary
@@ -307,6 +307,15 @@ fn failing_checks(out: &mut String, rollback: &Point) {
         out,
         "## Failing checks at the rollback\n\n| policy | check | decision | observed | threshold | message |\n|---|---|---|---|---|---|"
     );
+    for problem in &rollback.evaluation.evidence {
+        let _ = writeln!(
+            out,
+            "| source:{} | {} | deny | {} | - | missing evidence |",
+            md(&problem.source),
+            code(&problem.what),
+            md(&problem.why)
+        );
+    }
     for (policy, finding) in rollback.failing() {
         let _ = match finding {
             Some(f) => writeln!(
