@@ -366,7 +366,7 @@ fn preflight_hooks_read_the_release_facts_the_pipeline_wrote() {
     std::fs::remove_file(&facts_file).unwrap();
     let (status, body) = server.post("/v1/flagger/confirm-rollout", &payload);
     assert_eq!(status, 403);
-    let evidence = &body["policies"][0];
-    assert_eq!(evidence["module"], "source:facts", "{body}");
-    assert_eq!(evidence["findings"][0]["observed"], "no such file");
+    let evidence = &body["evidence"][0];
+    assert_eq!(evidence["source"], "facts", "{body}");
+    assert_eq!(evidence["why"], "no such file", "{body}");
 }

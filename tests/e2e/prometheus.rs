@@ -357,24 +357,25 @@ fn a_query_without_series_is_missing_evidence_that_names_the_query() {
     let (status, answer) = server.post("/v1/evaluate", &body);
     assert_eq!(status, 200);
     assert_eq!(answer["decision"], "deny", "{answer}");
-    let evidence = &answer["policies"][0];
-    assert_eq!(evidence["name"], "evidence");
-    let finding = evidence["findings"]
+    let problem = answer["evidence"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|f| f["check"] == "source:metrics.canary.requests")
-        .expect("a finding for the canary's requests");
-    assert_eq!(finding["observed"], "no series");
+        .find(|problem| problem["what"] == "metrics.canary.requests")
+        .expect("the canary's requests, named as missing");
+    assert_eq!(problem["source"], "prometheus", "{problem}");
+    assert_eq!(problem["why"], "no series", "{problem}");
     assert!(
-        finding["threshold"]
+        problem["query"]
             .as_str()
             .unwrap()
-            .contains("pod_template_hash=\"never-deployed\"")
+            .contains("pod_template_hash=\"never-deployed\""),
+        "{problem}"
     );
-    // The policy, for its part, says what it could not check.
-    assert_eq!(answer["policies"][1]["name"], "canary");
-    assert_ne!(answer["policies"][1]["decision"], "allow");
+    // Missing evidence is not a policy; the policy, for its part, says what
+    // it could not check.
+    assert_eq!(answer["policies"][0]["name"], "canary", "{answer}");
+    assert_ne!(answer["policies"][0]["decision"], "allow");
     // The recorded decision replays: the missing evidence is part of its input.
     crate::support::shipgate()
         .args(["replay", "--gate"])
@@ -432,20 +433,17 @@ fn a_baseline_offset_measures_the_baseline_in_the_past() {
     };
     let (status, answer) = server.post("/v1/evaluate", &target("1800"));
     assert_eq!(status, 200);
-    let missing: Vec<&str> = answer["policies"][0]["findings"]
+    let missing: Vec<&str> = answer["evidence"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| f["check"].as_str().unwrap())
+        .map(|problem| problem["what"].as_str().unwrap())
         .collect();
-    assert!(
-        missing.contains(&"source:metrics.baseline.requests"),
-        "{answer}"
-    );
+    assert!(missing.contains(&"metrics.baseline.requests"), "{answer}");
     assert!(
         missing
             .iter()
-            .all(|check| check.starts_with("source:metrics.baseline.")),
+            .all(|what| what.starts_with("metrics.baseline.")),
         "{missing:?}"
     );
     // Five minutes back the series are there, and so is every value.
@@ -488,21 +486,19 @@ fn evidence_a_snapshot_refuses_is_missing_evidence_not_a_bad_gateway() {
                       "stable_hash": "stable1", "canary_hash": "canary-bad"});
     let (status, answer) = server.post("/v1/evaluate", &body);
     assert_eq!(status, 200, "{answer}");
-    let evidence = &answer["policies"][0];
-    assert_eq!(evidence["name"], "evidence", "{answer}");
-    let finding = evidence["findings"]
+    let problem = answer["evidence"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|f| f["check"] == "source:metrics.canary.errors")
+        .find(|problem| problem["what"] == "metrics.canary.errors")
         .expect("the refused field, named");
+    assert_eq!(problem["source"], "prometheus", "{problem}");
     assert!(
-        finding["observed"]
+        problem["why"]
             .as_str()
             .unwrap()
             .contains("errors cannot exceed requests"),
-        "{finding}"
+        "{problem}"
     );
-    assert_eq!(finding["threshold"], "a valid value");
     assert_eq!(answer["decision"], "deny");
 }

@@ -649,14 +649,14 @@ fn credentials_from_the_command_line_or_the_docker_config_get_a_token() {
         "wrong\n",
         &nowhere,
     );
-    assert_eq!(code, Some(70), "{stderr}");
+    assert_eq!(code, Some(77), "credentials refused: {stderr}");
     assert!(stderr.contains("401"), "{stderr}");
     assert!(
         !stderr.contains("wrong"),
         "the password is never shown: {stderr}"
     );
     let (code, stderr) = pull(&[], "", &nowhere);
-    assert_eq!(code, Some(70), "{stderr}");
+    assert_eq!(code, Some(77), "no credentials: {stderr}");
 
     let docker = dir.path().join("docker");
     std::fs::create_dir(&docker).unwrap();

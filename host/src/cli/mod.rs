@@ -29,7 +29,8 @@ Exit codes:
   65  invalid input: snapshot, gate file, policy config, content a registry refused
   66  an input file, tag or digest does not exist
   69  a registry or service shipgate needs is unreachable
-  70  internal error";
+  70  internal error
+  77  a registry refused the credentials";
 
 /// `shipgate --version`: this binary, the policy contract it runs, and the
 /// wasmtime it runs them with (both from the build: wit/ and Cargo.lock).

@@ -211,4 +211,42 @@ mod tests {
     fn policy_text_stays_on_its_line() {
         assert_eq!(one_line("a\n::add-mask::b"), "a ::add-mask::b");
     }
+
+    #[test]
+    fn missing_evidence_has_its_own_section_with_the_query() {
+        let evaluation = Evaluation {
+            record_version: crate::decision::RECORD_VERSION,
+            decision_id: "d1".into(),
+            phase: shipgate_policy::Phase::Abort,
+            decision: Decision::Deny,
+            summary: "missing evidence: metrics.canary.errors".into(),
+            policies: vec![],
+            evidence: vec![crate::decision::EvidenceProblem {
+                source: "prometheus".into(),
+                what: "metrics.canary.errors".into(),
+                why: "no series".into(),
+                query: Some("sum(rate(errors{hash=\"b\"}[5m]))".into()),
+            }],
+            snapshot_sha256: "s".into(),
+            gate: "g".into(),
+            gate_sha256: "h".into(),
+            evaluated_at: "2026-11-26T14:00:00Z".into(),
+        };
+        let text = decision(&evaluation, Style::default());
+        let section = text.split("missing evidence:\n").nth(1).expect("a section");
+        let mut lines = section.lines();
+        let first = lines.next().unwrap();
+        assert!(
+            first.contains("metrics.canary.errors (prometheus): no series"),
+            "{text}"
+        );
+        assert_eq!(
+            lines.next().unwrap().trim(),
+            "query: sum(rate(errors{hash=\"b\"}[5m]))"
+        );
+        assert!(
+            !text.contains("evidence  "),
+            "no policy named evidence: {text}"
+        );
+    }
 }

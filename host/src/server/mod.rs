@@ -54,7 +54,7 @@ pub(crate) fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
         }
         if state.settings.spinnaker.key_is_random {
             tracing::warn!(
-                "no evaluation key ($SHIPGATE_EVALUATION_KEY or --key-file): Spinnaker status \
+                "no evaluation key (SHIPGATE_EVALUATION_KEY or --key-file): Spinnaker status \
                  URLs work on this process only"
             );
         }
