@@ -24,6 +24,7 @@ NEEDED=(
     "openssl openssl"         # key pairs like cosign's, to sign modules
     "chromium chromium"       # a real browser renders the rollout report
     "npm npm"                 # fetches Mermaid, which draws the Markdown charts
+    "Rscript r-base-core"     # R checks the judge's statistics (wilcox.test)
 )
 
 missing=()

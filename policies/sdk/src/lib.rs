@@ -40,6 +40,7 @@
 pub mod checks;
 mod findings;
 mod format;
+pub mod judge;
 pub mod snapshot;
 pub mod testing;
 mod time;

@@ -1,0 +1,596 @@
+//! `shipgate-sequential-v1`: a judge that may be asked at every interval of
+//! a rollout without its false-rollback rate growing with the number of
+//! looks. Every call gets all evidence since monitoring began; the judge
+//! keeps no state, so a replay of the same evidence gives the same answer.
+//!
+//! - **Series** (latency, rates) are paired by time step, so load that both
+//!   cohorts see cancels out, and tested with a mixture sequential
+//!   probability ratio test (mSPRT; Johari et al., "Always Valid Inference")
+//!   on the per-step differences: normal mixture with scale equal to the
+//!   noise, variance estimated from the data and widened by the lag-1
+//!   autocorrelation the differences show (overlapping rate windows).
+//!   The always-valid p-value is the smallest 1/Λ over every prefix of the
+//!   evidence, so a regression detected at any earlier look stays detected.
+//! - **Counts** (errors out of requests per cohort, cumulative) are tested
+//!   with a beta-binomial mixture e-value on the canary's share of the
+//!   events given its share of the exposures (as in Lindon et al., "Rapid
+//!   Regression Detection in Software Deployments through Sequential
+//!   Testing"), so 3 errors in 200 requests against 0 in 20 000 fails.
+//!
+//! A metric is High or Low once its regression is significant at `alpha`,
+//! Pass once its confidence sequence lies inside the allowed band, and
+//! Inconclusive otherwise. The canary fails on any regression, passes when
+//! every scored metric passes, and is Marginal (keep observing) otherwise.
+
+use serde::{Deserialize, Serialize};
+
+use super::config::{Direction, MetricRule};
+use super::kayenta::{MetricPair, mean_ratio};
+use super::result::{Classification, Figures, Judgement, Label, MetricResult};
+use super::stats::describe::{self, Summary};
+
+pub const NAME: &str = "shipgate-sequential-v1";
+
+/// The judge's options (`judgeConfigurations` in a Kayenta request).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// The false-rollback rate per metric, over all looks.
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    /// The change, relative to the baseline's mean, that still passes when
+    /// the metric allows no change by its effect sizes (Kayenta's 1.0).
+    #[serde(default = "default_margin")]
+    pub margin: f64,
+    /// Fewer paired steps than this are not yet tested.
+    #[serde(default = "default_min_pairs")]
+    pub min_pairs: usize,
+}
+
+fn default_alpha() -> f64 {
+    0.01
+}
+fn default_margin() -> f64 {
+    0.1
+}
+fn default_min_pairs() -> usize {
+    5
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            alpha: default_alpha(),
+            margin: default_margin(),
+            min_pairs: default_min_pairs(),
+        }
+    }
+}
+
+impl Options {
+    /// Refuses options that cannot give a meaningful test.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.alpha > 0.0 && self.alpha < 1.0) {
+            return Err(format!("alpha must be in (0, 1), got {}", self.alpha));
+        }
+        if !(self.margin >= 0.0 && self.margin.is_finite()) {
+            return Err(format!("margin must be ≥ 0, got {}", self.margin));
+        }
+        if self.min_pairs < 3 {
+            return Err(format!(
+                "min_pairs must be at least 3, got {}",
+                self.min_pairs
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Events out of exposures for one cohort, counted since the rollout
+/// began (errors out of requests).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Counts {
+    pub events: f64,
+    pub exposures: f64,
+}
+
+/// Judges series metrics (aligned by step: `canary[i]` and `baseline[i]`
+/// are the same step; NaN is a gap).
+pub fn classify_series(rule: &MetricRule, pair: &MetricPair, options: &Options) -> MetricResult {
+    let steps: Vec<f64> = pair
+        .canary
+        .iter()
+        .zip(&pair.baseline)
+        .filter(|(c, b)| c.is_finite() && b.is_finite())
+        .map(|(c, b)| c - b)
+        .collect();
+    let finite =
+        |values: &[f64]| -> Vec<f64> { values.iter().copied().filter(|v| v.is_finite()).collect() };
+    let (canary, baseline) = (finite(&pair.canary), finite(&pair.baseline));
+    let mut result = base_result(rule, pair, &canary, &baseline);
+    if steps.len() < options.min_pairs {
+        result.label = Label::Inconclusive;
+        result.reason = Some(format!(
+            "{}: {} paired steps of the {} needed to test",
+            pair.name,
+            steps.len(),
+            options.min_pairs
+        ));
+        return result;
+    }
+    let test = MixtureTest::run(&steps, options.alpha);
+    let baseline_mean = describe::mean(&baseline).abs();
+    let (allow_up, allow_down) = allowed_change(rule, options, baseline_mean);
+    result.figures = Figures {
+        ci_lower: Some(test.mean - test.half_width),
+        ci_upper: Some(test.mean + test.half_width),
+        estimate: Some(test.mean),
+        bound: Some(allow_up),
+        effect_size: Some(result.ratio),
+        p_value: Some(test.p_value),
+        level: Some(1.0 - options.alpha),
+    };
+    if test.autocorrelation > 0.0 {
+        result.note = Some(format!(
+            "steps are correlated (lag-1 {:.2}): the variance is widened {:.1}×",
+            test.autocorrelation,
+            (1.0 + test.autocorrelation) / (1.0 - test.autocorrelation)
+        ));
+    }
+    decide(
+        &mut result,
+        rule,
+        test.regression,
+        |direction| match direction {
+            Direction::Increase => test.mean + test.half_width <= allow_up,
+            Direction::Decrease => test.mean - test.half_width >= -allow_down,
+            Direction::Either => {
+                test.mean + test.half_width <= allow_up
+                    && test.mean - test.half_width >= -allow_down
+            }
+        },
+    );
+    result
+}
+
+/// Judges a count metric: the canary's events against the baseline's,
+/// given each cohort's exposures.
+pub fn classify_counts(
+    rule: &MetricRule,
+    name: &str,
+    canary: Counts,
+    baseline: Counts,
+    options: &Options,
+) -> MetricResult {
+    let pair = MetricPair {
+        name: name.to_string(),
+        canary: Vec::new(),
+        baseline: Vec::new(),
+    };
+    let mut result = base_result(rule, &pair, &[], &[]);
+    let rate = |c: Counts| c.events / c.exposures;
+    if canary.exposures <= 0.0 || baseline.exposures <= 0.0 {
+        result.label = Label::Inconclusive;
+        result.reason = Some(format!("{name}: a cohort has no exposures yet"));
+        return result;
+    }
+    let share = canary.exposures / (canary.exposures + baseline.exposures);
+    let test = CountTest {
+        canary: canary.events,
+        baseline: baseline.events,
+        share,
+    };
+    let ratio = if rate(baseline) > 0.0 {
+        rate(canary) / rate(baseline)
+    } else {
+        f64::NAN
+    };
+    result.ratio = ratio;
+    let log_e = test.log_e(share);
+    let threshold = (1.0 / options.alpha).ln();
+    let regression = if log_e >= threshold {
+        Some(if rate(canary) > rate(baseline) {
+            1.0
+        } else {
+            -1.0
+        })
+    } else {
+        None
+    };
+    let allowed = match rule.analysis.effect_size.allowed_increase() {
+        a if a > 1.0 => a,
+        _ => 1.0 + options.margin,
+    };
+    let upper_ratio = test.upper_rate_ratio(threshold);
+    result.figures = Figures {
+        ci_lower: None,
+        ci_upper: Some(upper_ratio),
+        estimate: Some(ratio),
+        bound: Some(allowed),
+        effect_size: Some(ratio),
+        p_value: Some((-log_e).exp().min(1.0)),
+        level: Some(1.0 - options.alpha),
+    };
+    let no_events = canary.events + baseline.events == 0.0;
+    if no_events {
+        result.note = Some("no events in either cohort".into());
+    }
+    decide(&mut result, rule, regression, |_| {
+        no_events || upper_ratio <= allowed
+    });
+    result
+}
+
+/// Scores sequential results: any regression fails, all passes pass,
+/// anything else is Marginal with a score between the two thresholds, so
+/// Spinnaker's stage and Argo's provider keep observing.
+pub fn score(metrics: Vec<MetricResult>, thresholds: super::Thresholds) -> Judgement {
+    let scored: Vec<&MetricResult> = metrics.iter().filter(|m| !m.muted).collect();
+    let failed = scored.iter().find(|m| m.label.is_failure());
+    let (score, classification, reason) = if let Some(failure) = failed {
+        (
+            0.0,
+            Classification::Fail,
+            Some(format!(
+                "Canary Failed: {}",
+                failure.reason.as_deref().unwrap_or(&failure.name)
+            )),
+        )
+    } else if scored.iter().all(|m| m.label == Label::Pass) {
+        (100.0, Classification::Pass, None)
+    } else {
+        let waiting = scored.iter().filter(|m| m.label != Label::Pass).count();
+        (
+            super::score::round_half_up((thresholds.pass + thresholds.marginal) / 2.0, 2),
+            Classification::Marginal,
+            Some(format!(
+                "{waiting} metric(s) not yet decided: keep observing"
+            )),
+        )
+    };
+    Judgement {
+        judge: NAME.to_string(),
+        score,
+        classification,
+        reason,
+        groups: Vec::new(),
+        metrics,
+    }
+}
+
+fn base_result(
+    rule: &MetricRule,
+    pair: &MetricPair,
+    canary: &[f64],
+    baseline: &[f64],
+) -> MetricResult {
+    MetricResult {
+        name: pair.name.clone(),
+        groups: rule.groups.clone(),
+        label: Label::Pass,
+        reason: None,
+        critical: false,
+        muted: rule.analysis.muted,
+        canary: Summary::of(canary),
+        baseline: Summary::of(baseline),
+        ratio: mean_ratio(canary, baseline),
+        figures: Figures::default(),
+        note: None,
+    }
+}
+
+/// The labels from a detected regression's sign, or from whether the
+/// confidence sequence sits inside the band for the metric's direction.
+fn decide(
+    result: &mut MetricResult,
+    rule: &MetricRule,
+    regression: Option<f64>,
+    inside: impl Fn(Direction) -> bool,
+) {
+    let direction = rule.analysis.direction;
+    let label = match regression {
+        Some(sign) if sign > 0.0 && direction != Direction::Decrease => Label::High,
+        Some(sign) if sign < 0.0 && direction != Direction::Increase => Label::Low,
+        _ if inside(direction) => Label::Pass,
+        _ => Label::Inconclusive,
+    };
+    result.label = label;
+    result.critical = rule.analysis.critical && label.is_failure();
+    result.reason = Some(match label {
+        Label::High | Label::Low => format!("{} was classified as {}", result.name, label.as_str()),
+        Label::Pass => format!("{} is within its allowed change", result.name),
+        _ => format!("{} is not yet decided: keep observing", result.name),
+    });
+}
+
+/// The change still allowed up and down, in the metric's unit.
+fn allowed_change(rule: &MetricRule, options: &Options, baseline_mean: f64) -> (f64, f64) {
+    let effect = &rule.analysis.effect_size;
+    let up = match effect.allowed_increase() {
+        a if a > 1.0 => a - 1.0,
+        _ => options.margin,
+    };
+    let down = match effect.allowed_decrease() {
+        a if a < 1.0 => 1.0 - a,
+        _ => options.margin,
+    };
+    (up * baseline_mean, down * baseline_mean)
+}
+
+/// The mSPRT over the per-step differences.
+struct MixtureTest {
+    mean: f64,
+    half_width: f64,
+    /// The smallest 1/Λ over all prefixes (always valid).
+    p_value: f64,
+    autocorrelation: f64,
+    /// The sign of the mean when Λ first reached 1/α.
+    regression: Option<f64>,
+}
+
+impl MixtureTest {
+    fn run(steps: &[f64], alpha: f64) -> MixtureTest {
+        let mut p_value: f64 = 1.0;
+        let mut regression = None;
+        let (mut sum, mut squares) = (0.0, 0.0);
+        let mut last = (0.0, 0.0, 0.0);
+        for (k, &d) in steps.iter().enumerate() {
+            sum += d;
+            squares += d * d;
+            let n = (k + 1) as f64;
+            if k + 1 < 3 {
+                continue;
+            }
+            let mean = sum / n;
+            let rho = lag1(&steps[..=k], mean);
+            let variance =
+                ((squares - sum * sum / n) / (n - 1.0)).max(0.0) * (1.0 + rho) / (1.0 - rho);
+            if variance == 0.0 {
+                // Identical differences at every step: nothing to test
+                // until they vary (a constant shift shows in the band).
+                last = (mean, 0.0, rho);
+                continue;
+            }
+            // Normal mixture with τ² = σ²: Λ = (1 + n)^(-1/2) exp(n² x̄² / (2σ²(1 + n))).
+            let log_lambda =
+                -0.5 * (1.0 + n).ln() + n * n * mean * mean / (2.0 * variance * (1.0 + n));
+            p_value = p_value.min((-log_lambda).exp());
+            if regression.is_none() && p_value <= alpha {
+                regression = Some(mean.signum());
+            }
+            let half_width =
+                (2.0 * variance * (1.0 + n) / (n * n) * ((1.0 + n).sqrt() / alpha).ln()).sqrt();
+            last = (mean, half_width, rho);
+        }
+        MixtureTest {
+            mean: last.0,
+            half_width: last.1,
+            p_value,
+            autocorrelation: last.2,
+            regression,
+        }
+    }
+}
+
+/// The lag-1 autocorrelation, clamped to [0, 0.9]: negative correlation
+/// would narrow the test, and near 1 it is not estimable.
+fn lag1(values: &[f64], mean: f64) -> f64 {
+    let (mut num, mut den) = (0.0, 0.0);
+    for (i, v) in values.iter().enumerate() {
+        den += (v - mean) * (v - mean);
+        if i > 0 {
+            num += (v - mean) * (values[i - 1] - mean);
+        }
+    }
+    if den == 0.0 {
+        0.0
+    } else {
+        (num / den).clamp(0.0, 0.9)
+    }
+}
+
+/// The beta-binomial mixture: each event falls in the canary with the
+/// canary's share of exposures under "no difference".
+struct CountTest {
+    canary: f64,
+    baseline: f64,
+    share: f64,
+}
+
+impl CountTest {
+    /// ln e-value of "the canary's share of events is `p`", mixing over a
+    /// uniform prior on the share.
+    fn log_e(&self, p: f64) -> f64 {
+        ln_beta(self.canary + 1.0, self.baseline + 1.0)
+            - self.canary * p.ln()
+            - self.baseline * (1.0 - p).ln()
+    }
+
+    /// The largest canary/baseline rate ratio the evidence does not reject.
+    fn upper_rate_ratio(&self, threshold: f64) -> f64 {
+        let total = self.canary + self.baseline;
+        if total == 0.0 {
+            return f64::INFINITY;
+        }
+        let (mut low, mut high) = (self.canary / total, 1.0 - 1e-15);
+        if self.log_e(high) < threshold {
+            return f64::INFINITY;
+        }
+        for _ in 0..200 {
+            let mid = (low + high) / 2.0;
+            if self.log_e(mid) < threshold {
+                low = mid;
+            } else {
+                high = mid;
+            }
+        }
+        let odds = |p: f64| p / (1.0 - p);
+        odds(low) / odds(self.share)
+    }
+}
+
+/// ln B(a, b) from ln Γ.
+fn ln_beta(a: f64, b: f64) -> f64 {
+    ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b)
+}
+
+/// ln Γ(x) for x > 0 (Lanczos, g = 7, nine terms: ~1e-15 relative).
+fn ln_gamma(x: f64) -> f64 {
+    const G: f64 = 7.0;
+    const C: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        // Reflection: Γ(x) Γ(1 − x) = π / sin(πx).
+        return (std::f64::consts::PI / (std::f64::consts::PI * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let mut sum = C[0];
+    for (i, c) in C.iter().enumerate().skip(1) {
+        sum += c / (x + i as f64);
+    }
+    let t = x + G + 0.5;
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + sum.ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(direction: &str) -> MetricRule {
+        serde_json::from_value(serde_json::json!({"name": "m", "direction": direction})).unwrap()
+    }
+
+    #[test]
+    fn ln_gamma_matches_factorials() {
+        assert!((ln_gamma(10.0) - 362_880f64.ln()).abs() < 1e-12);
+        assert!((ln_gamma(0.5) - std::f64::consts::PI.sqrt().ln()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn three_errors_in_200_against_none_in_20000_fail() {
+        let result = classify_counts(
+            &rule("increase"),
+            "errors",
+            Counts {
+                events: 3.0,
+                exposures: 200.0,
+            },
+            Counts {
+                events: 0.0,
+                exposures: 20_000.0,
+            },
+            &Options::default(),
+        );
+        assert_eq!(result.label, Label::High, "{result:?}");
+        assert!(result.figures.p_value.unwrap() < 0.01);
+    }
+
+    #[test]
+    fn equal_error_rates_pass_once_there_is_enough_evidence() {
+        let rule = rule("increase");
+        let options = Options::default();
+        let few = classify_counts(
+            &rule,
+            "e",
+            Counts {
+                events: 2.0,
+                exposures: 1_000.0,
+            },
+            Counts {
+                events: 20.0,
+                exposures: 10_000.0,
+            },
+            &options,
+        );
+        assert_eq!(few.label, Label::Inconclusive);
+        let many = classify_counts(
+            &rule,
+            "e",
+            Counts {
+                events: 20_000.0,
+                exposures: 10_000_000.0,
+            },
+            Counts {
+                events: 200_000.0,
+                exposures: 100_000_000.0,
+            },
+            &options,
+        );
+        assert_eq!(many.label, Label::Pass, "{many:?}");
+    }
+
+    #[test]
+    fn a_shifted_series_is_high_and_an_equal_one_passes_within_the_margin() {
+        let baseline: Vec<f64> = (0..60).map(|i| 100.0 + f64::from(i % 7) - 3.0).collect();
+        let worse: Vec<f64> = baseline
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b + 5.0 + (i % 3) as f64)
+            .collect();
+        let pair = |canary: Vec<f64>| MetricPair {
+            name: "m".into(),
+            canary,
+            baseline: baseline.clone(),
+        };
+        let high = classify_series(&rule("either"), &pair(worse), &Options::default());
+        assert_eq!(high.label, Label::High, "{high:?}");
+        let same: Vec<f64> = baseline
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b + [0.5, -0.5][i % 2])
+            .collect();
+        let pass = classify_series(&rule("either"), &pair(same), &Options::default());
+        assert_eq!(pass.label, Label::Pass, "{pass:?}");
+        let short = classify_series(
+            &rule("either"),
+            &MetricPair {
+                name: "m".into(),
+                canary: vec![1.0; 3],
+                baseline: vec![1.0; 3],
+            },
+            &Options::default(),
+        );
+        assert_eq!(short.label, Label::Inconclusive);
+    }
+
+    #[test]
+    fn the_score_fails_on_a_regression_and_waits_otherwise() {
+        let pass = MetricResult {
+            label: Label::Pass,
+            ..classify_series(
+                &rule("either"),
+                &MetricPair {
+                    name: "a".into(),
+                    canary: vec![],
+                    baseline: vec![],
+                },
+                &Options::default(),
+            )
+        };
+        let waiting = MetricResult {
+            label: Label::Inconclusive,
+            ..pass.clone()
+        };
+        let judgement = score(
+            vec![pass.clone(), waiting],
+            super::super::Thresholds::default(),
+        );
+        assert_eq!(
+            (judgement.classification, judgement.score),
+            (Classification::Marginal, 62.5)
+        );
+        assert_eq!(
+            score(vec![pass], super::super::Thresholds::default()).score,
+            100.0
+        );
+    }
+}

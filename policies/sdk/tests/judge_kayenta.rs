@@ -1,0 +1,97 @@
+//! Kayenta's judge on Kayenta's own canary configs, and on the cases its
+//! users reported, with the labels Kayenta gave them.
+
+use shipgate_policy::judge::{self, CanaryConfig, Label, MetricPair, Thresholds};
+
+fn configs() -> Vec<(String, CanaryConfig)> {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/kayenta-configs"
+    );
+    let mut configs: Vec<(String, CanaryConfig)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let config =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            (
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                config,
+            )
+        })
+        .collect();
+    configs.sort_by(|a, b| a.0.cmp(&b.0));
+    configs
+}
+
+#[test]
+fn every_canary_config_in_kayentas_repository_loads_and_judges() {
+    let configs = configs();
+    assert_eq!(configs.len(), 13);
+    for (file, config) in configs {
+        let rules = config.rules();
+        assert!(!rules.is_empty(), "{file}: no metrics");
+        // A healthy canary: the same distribution shifted by nothing.
+        let pairs: Vec<MetricPair> = rules
+            .iter()
+            .map(|rule| MetricPair {
+                name: rule.name.clone(),
+                canary: (0..60).map(|i| 10.0 + f64::from(i % 9)).collect(),
+                baseline: (0..60).map(|i| 10.0 + f64::from((i + 4) % 9)).collect(),
+            })
+            .collect();
+        let thresholds = config.classifier.score_thresholds.unwrap_or_default();
+        let judgement =
+            judge::judge_kayenta(&rules, &pairs, &config.classifier.group_weights, thresholds);
+        assert_eq!(judgement.metrics.len(), rules.len(), "{file}");
+        assert!(
+            judgement.metrics.iter().all(|m| m.label == Label::Pass),
+            "{file}: {:?}",
+            judgement.metrics
+        );
+        // Weights not summing to 100 are Kayenta's to keep: only check
+        // that a config whose weights do sum to 100 scores 100.
+        let weights: f64 = config.classifier.group_weights.values().sum();
+        if weights == 100.0 || config.classifier.group_weights.is_empty() {
+            assert_eq!(judgement.score, 100.0, "{file}");
+        }
+    }
+}
+
+fn judge_one(canary: Vec<f64>, baseline: Vec<f64>) -> judge::MetricResult {
+    let rules: Vec<judge::MetricRule> = serde_json::from_str(r#"[{"name": "m"}]"#).unwrap();
+    let pair = MetricPair {
+        name: "m".into(),
+        canary,
+        baseline,
+    };
+    let judgement =
+        judge::judge_kayenta(&rules, &[pair], &Default::default(), Thresholds::default());
+    judgement.metrics.into_iter().next().unwrap()
+}
+
+#[test]
+fn the_cases_kayentas_users_reported_get_kayentas_labels() {
+    // spinnaker#6278: 7 of 10 canary points at 100 against all 1 passed.
+    let mut seven = vec![100.0; 7];
+    seven.extend([1.0; 3]);
+    let result = judge_one(seven, vec![1.0; 10]);
+    assert_eq!(result.label, Label::Pass);
+    assert!((result.figures.ci_lower.unwrap() - 6.825022991538781e-5).abs() < 1e-12);
+    assert!((result.figures.estimate.unwrap() - 98.99992904170193).abs() < 1e-6);
+    // ... and 8 of 10 failed.
+    let mut eight = vec![100.0; 8];
+    eight.extend([1.0; 2]);
+    assert_eq!(judge_one(eight, vec![1.0; 10]).label, Label::High);
+    // kayenta#426: sparse errors against none pass (p 0.07 here).
+    assert_eq!(
+        judge_one(vec![0.0, 1.0, 2.0, 1.0, 0.0, 0.0], vec![0.0; 6]).label,
+        Label::Pass
+    );
+    // Two points each fail, and shipgate says the level was out of reach.
+    let small = judge_one(vec![5.0, 6.0], vec![1.0, 2.0]);
+    assert_eq!(small.label, Label::High);
+    assert!(small.note.unwrap().contains("cannot reach 98 % confidence"));
+}
