@@ -1,4 +1,4 @@
-//! Builds the stock policies (`policies/{preflight,canary,verify}`) for
+//! Builds the stock policies (`policies/{preflight,canary,verify,judge}`) for
 //! wasm32-wasip2 with a nested cargo and its own target directory, so the
 //! `shipgate` binary embeds them and evaluates with no policy files.
 
@@ -7,7 +7,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-const POLICIES: [&str; 3] = ["preflight", "canary", "verify"];
+const POLICIES: [&str; 4] = ["preflight", "canary", "verify", "judge"];
 include!("policy-rustflags.rs");
 const TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "policy";

@@ -23,10 +23,11 @@ macro_rules! builtin {
 }
 
 /// Every stock policy.
-pub(crate) const BUILTINS: [Builtin; 3] = [
+pub(crate) const BUILTINS: [Builtin; 4] = [
     builtin!("preflight"),
     builtin!("canary"),
     builtin!("verify"),
+    builtin!("judge"),
 ];
 
 /// `builtin:NAME`'s module, or `None` when `module` is not a built-in

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 use shipgate_policy::Phase;
-use shipgate_policy::wire::EncodedGate;
+use shipgate_policy::wire::{self, EncodedGate};
 
 use crate::decision::{Evaluation, EvidenceProblem, PolicyOutcome, RECORD_VERSION, combine};
 use crate::error::Error;
@@ -133,6 +133,7 @@ impl PreparedGate {
     ) -> Result<Evaluation, HostFault> {
         let input = Input {
             current: snapshot.encode_with_gate(&self.gate_wire),
+            v2: OnceLock::new(),
             v1: OnceLock::new(),
             snapshot,
             gate: &self.gate_wire,
@@ -303,10 +304,11 @@ struct Call<'a> {
 }
 
 /// The snapshot with the gate, in each encoding a policy of the decision
-/// reads: the current one built once and shared by every policy, version 1
-/// only when a policy built for contract 0.2.0 asks for it.
+/// reads: the current one built once and shared by every policy, an older
+/// one only when a policy built for an older contract asks for it.
 struct Input<'a> {
     current: Vec<u8>,
+    v2: OnceLock<Vec<u8>>,
     v1: OnceLock<Vec<u8>>,
     snapshot: &'a ValidSnapshot,
     gate: &'a EncodedGate,
@@ -314,11 +316,14 @@ struct Input<'a> {
 
 impl Input<'_> {
     fn for_module(&self, module: &LoadedModule) -> &[u8] {
-        if module.wire_version() == shipgate_policy::wire::VERSION_1 {
-            self.v1
-                .get_or_init(|| self.snapshot.encode_v1_with_gate(self.gate))
-        } else {
-            &self.current
+        match module.wire_version() {
+            wire::VERSION_2 => self
+                .v2
+                .get_or_init(|| self.snapshot.encode_v2_with_gate(self.gate)),
+            wire::VERSION_1 => self
+                .v1
+                .get_or_init(|| self.snapshot.encode_v1_with_gate(self.gate)),
+            _ => &self.current,
         }
     }
 }

@@ -53,6 +53,12 @@ impl ValidSnapshot {
         wire::encode_with_gate(&self.typed, gate)
     }
 
+    /// [`Self::encode_with_gate`] in encoding version 2, for policies
+    /// built for contract 0.3.0.
+    pub(crate) fn encode_v2_with_gate(&self, gate: &EncodedGate) -> Vec<u8> {
+        wire::encode_v2_with_gate(&self.typed, gate)
+    }
+
     /// [`Self::encode_with_gate`] in encoding version 1, for policies
     /// built for contract 0.2.0.
     pub(crate) fn encode_v1_with_gate(&self, gate: &EncodedGate) -> Vec<u8> {
@@ -126,6 +132,7 @@ fn parse_text(text: String, sha256: String) -> Result<ValidSnapshot, SnapshotErr
     typed.drop_fields_of_later_schemas();
     let now = check_timestamps(&typed)?;
     check_counts(&typed)?;
+    check_series(&typed)?;
     Ok(ValidSnapshot {
         text,
         typed,
@@ -258,6 +265,68 @@ fn check_counts(s: &Snapshot) -> Result<(), SnapshotError> {
         }
         for (event, &count) in c.business.iter().flatten() {
             non_negative(&at(&format!("business.{event}")), Some(count))?;
+        }
+    }
+    Ok(())
+}
+
+/// The most points one cohort's series may hold: a week at one-minute
+/// steps. Judging cost grows with it, and a rollout stage is far shorter.
+pub(crate) const MAX_SERIES_POINTS: usize = 7 * 24 * 60;
+
+/// Time series: a positive step, an RFC 3339 start, both cohorts on the
+/// same grid and within [`MAX_SERIES_POINTS`]; counts: events out of
+/// exposures, neither negative, events no more than exposures.
+fn check_series(s: &Snapshot) -> Result<(), SnapshotError> {
+    let Some(metrics) = &s.metrics else {
+        return Ok(());
+    };
+    for (name, series) in metrics.series.iter().flatten() {
+        let at = |field: &str| format!("metrics.series.{name}.{field}");
+        if !(series.step_seconds > 0.0 && series.step_seconds.is_finite()) {
+            return Err(SnapshotError::at(
+                at("step_seconds"),
+                format!(
+                    "{} is not a step; expected seconds > 0",
+                    series.step_seconds
+                ),
+            ));
+        }
+        timestamp(&at("start"), Some(&series.start))?;
+        let (baseline, canary) = (series.baseline.len(), series.canary.len());
+        if baseline != canary {
+            return Err(SnapshotError::at(
+                at("canary"),
+                format!(
+                    "{canary} points against the baseline's {baseline}: both cohorts must be on \
+                     one step grid (null for a step without a value)"
+                ),
+            ));
+        }
+        if canary > MAX_SERIES_POINTS {
+            return Err(SnapshotError::at(
+                at("canary"),
+                format!(
+                    "{canary} points, more than the limit of {MAX_SERIES_POINTS} per series: use a \
+                     longer step"
+                ),
+            ));
+        }
+    }
+    for (name, counts) in metrics.counts.iter().flatten() {
+        for (cohort, c) in [("baseline", counts.baseline), ("canary", counts.canary)] {
+            let at = |field: &str| format!("metrics.counts.{name}.{cohort}.{field}");
+            non_negative(&at("events"), Some(c.events))?;
+            non_negative(&at("exposures"), Some(c.exposures))?;
+            if c.events > c.exposures {
+                return Err(SnapshotError::at(
+                    at("events"),
+                    format!(
+                        "{} events out of {} exposures: events cannot exceed exposures",
+                        c.events, c.exposures
+                    ),
+                ));
+            }
         }
     }
     Ok(())

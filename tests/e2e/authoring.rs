@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use crate::support::{json_output, repo, sha256_hex, shipgate_in};
 
 /// The lines of the README's ```sh block under `heading`.
-fn readme_block(heading: &str) -> Vec<String> {
+pub(crate) fn readme_block(heading: &str) -> Vec<String> {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     let section = &readme[readme.find(heading).expect("the heading is in the README")..];
     let block = &section[section.find("```sh\n").unwrap() + "```sh\n".len()..];
@@ -255,7 +255,7 @@ fn the_stock_policies_fixtures_pass_in_every_format() {
     let output = shipgate_in(&repo()).args(&args).output().unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{text}");
-    assert!(text.ends_with("21 passed, 0 failed\n"), "{text}");
+    assert!(text.ends_with("28 passed, 0 failed\n"), "{text}");
     assert!(
         text.contains("    error-rate         allow, deny, rollback\n"),
         "{text}"
@@ -277,7 +277,7 @@ fn the_stock_policies_fixtures_pass_in_every_format() {
     let json: serde_json::Value = serde_json::from_str(&run("json")).unwrap();
     assert_eq!(
         (json["passed"].as_u64(), json["failed"].as_u64()),
-        (Some(21), Some(0))
+        (Some(28), Some(0))
     );
     assert_eq!(
         json["cases"][0]["file"],
@@ -285,16 +285,16 @@ fn the_stock_policies_fixtures_pass_in_every_format() {
     );
     assert_eq!(json["coverage"][0]["policy"], "canary");
     let tap = run("tap");
-    assert!(tap.starts_with("TAP version 13\n1..21\nok 1 - "), "{tap}");
+    assert!(tap.starts_with("TAP version 13\n1..28\nok 1 - "), "{tap}");
     assert_eq!(
         tap.lines().filter(|l| l.starts_with("ok ")).count(),
-        21,
+        28,
         "{tap}"
     );
     let junit = quick_junit::Report::deserialize_from_str(&run("junit")).unwrap();
     assert_eq!(
         (junit.tests, junit.failures, junit.test_suites.len()),
-        (21, 0, 3)
+        (28, 0, 5)
     );
     let github = run("github");
     assert!(

@@ -8,7 +8,7 @@ fn policies_lists_the_stock_policies_with_their_phases() {
     assert_eq!(output.status.code(), Some(0));
     let stdout = String::from_utf8(output.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 3, "{stdout}");
+    assert_eq!(lines.len(), 4, "{stdout}");
     assert!(
         lines[0].starts_with("builtin:preflight    preflight            Preflight checklist"),
         "{stdout}"
@@ -19,6 +19,11 @@ fn policies_lists_the_stock_policies_with_their_phases() {
     );
     assert!(
         lines[2].starts_with("builtin:verify       verify               Post-deploy verification"),
+        "{stdout}"
+    );
+    assert!(
+        lines[3]
+            .starts_with("builtin:judge        promotion, abort     Statistical canary judgement"),
         "{stdout}"
     );
 }
@@ -41,7 +46,7 @@ fn inspect_a_builtin_shows_its_imports_and_size() {
         .collect();
     // WASI (linked with an empty context) and the contract's own types.
     assert!(
-        imports.contains(&"shipgate:policy/types@0.3.0"),
+        imports.contains(&"shipgate:policy/types@0.4.0"),
         "{imports:?}"
     );
     assert!(
@@ -78,7 +83,7 @@ fn inspect_refuses_a_wrong_world_component_with_a_clear_error() {
         .args(["inspect", "builtin:nonesuch"])
         .assert()
         .code(65)
-        .stderr("shipgate: error: no stock policy 'builtin:nonesuch' (there are builtin:preflight, builtin:canary, builtin:verify)\n");
+        .stderr("shipgate: error: no stock policy 'builtin:nonesuch' (there are builtin:preflight, builtin:canary, builtin:verify, builtin:judge)\n");
     shipgate()
         .args(["inspect", "missing.wasm"])
         .assert()
@@ -88,7 +93,7 @@ fn inspect_refuses_a_wrong_world_component_with_a_clear_error() {
 #[test]
 fn a_module_built_for_the_previous_contract_is_refused_with_the_fix() {
     let why = "it was built for shipgate:policy@0.1.0, and this shipgate speaks \
-               shipgate:policy@0.3.0 (and runs modules built for 0.2.0): rebuild it with the \
+               shipgate:policy@0.4.0 (and runs modules built for 0.3.0 and 0.2.0): rebuild it with the \
                matching shipgate-policy SDK";
     shipgate()
         .arg("inspect")
@@ -107,19 +112,22 @@ fn a_module_built_for_the_previous_contract_is_refused_with_the_fix() {
         .stdout(predicate::str::contains(why));
 }
 
-/// A module built for contract 0.2.0 runs beside a 0.3.0 one in one gate:
-/// it reads the snapshot in its own encoding (version 1; it denies on any
-/// other), its findings have no numbers, the stock policy's do.
+/// Modules built for contracts 0.2.0 and 0.3.0 run beside a current one in
+/// one gate: each reads the snapshot in its own encoding (versions 1 and 2;
+/// each denies on any other); 0.2.0 findings have no numbers, 0.3.0's and
+/// the stock policy's do.
 #[test]
-fn a_module_built_for_contract_0_2_0_runs_beside_a_current_one() {
+fn modules_built_for_contracts_0_2_0_and_0_3_0_run_beside_a_current_one() {
     let gate = gate_dir(
         "name = \"mixed\"\n\
          [rollout.abort]\nmax_error_rate = 0.01\nmax_latency_ratio = 1.3\n\
          max_business_drop = 0.1\nmin_requests = 500\n\
          [[policy]]\nname = \"legacy\"\nmodule = \"legacy.wasm\"\nphases = [\"verify\"]\n\
-         [[policy]]\nname = \"verify\"\nmodule = \"builtin:verify\"\nphases = [\"verify\"]\n",
+         [[policy]]\nname = \"verify\"\nmodule = \"builtin:verify\"\nphases = [\"verify\"]\n\
+         [[policy]]\nname = \"previous\"\nmodule = \"previous.wasm\"\nphases = [\"verify\"]\n",
     );
     std::fs::copy(fixture("contract_0_2"), gate.path().join("legacy.wasm")).unwrap();
+    std::fs::copy(fixture("contract_0_3"), gate.path().join("previous.wasm")).unwrap();
     let (code, record) = eval_json(
         gate.path(),
         &["--phase", "verify", "--gate", "gate.toml"],
@@ -141,6 +149,19 @@ fn a_module_built_for_contract_0_2_0_runs_beside_a_current_one() {
         .unwrap();
     assert_eq!(error_rate["unit"], "percent");
     assert_eq!(error_rate["threshold_value"], 0.01);
+    let previous = &record["policies"][2];
+    assert_eq!(previous["decision"], "allow", "{previous:#}");
+    assert_eq!(
+        previous["findings"][0]["message"],
+        "read the snapshot of 2026-11-26T14:00:00Z"
+    );
+    assert_eq!(previous["findings"][0]["observed_value"], 2.0);
+    shipgate()
+        .arg("inspect")
+        .arg(fixture("contract_0_3"))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("shipgate:policy/types@0.3.0"));
     shipgate()
         .arg("inspect")
         .arg(fixture("contract_0_2"))

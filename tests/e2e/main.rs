@@ -40,6 +40,9 @@ mod hostile;
 mod image;
 /// The files in integrations/ agree with shipgate.
 mod integrations;
+/// `builtin:judge` and `shipgate judge`: the README's commands, Kayenta's
+/// remote-judge requests and their mistakes, the simulation docs/JUDGEMENT.md reports.
+mod judge;
 /// Running the server: signals, reload, limits.
 mod operations;
 /// Evidence from a real Prometheus server.

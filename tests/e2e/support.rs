@@ -81,7 +81,8 @@ fn build_wasm(manifest: &Path, target_dir: &Path) -> PathBuf {
     target_dir.join("wasm32-wasip2").join("release")
 }
 
-/// A module from `tests/fixtures` (`hostile`, `wrong_world`, `old_contract`, `contract_0_2`).
+/// A module from `tests/fixtures` (`hostile`, `wrong_world`, `old_contract`,
+/// `contract_0_2`, `contract_0_3`).
 pub(crate) fn fixture(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {

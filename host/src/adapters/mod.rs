@@ -18,6 +18,7 @@ mod error;
 pub(crate) mod flagger;
 pub(crate) mod generic;
 pub(crate) mod github;
+pub(crate) mod kayenta;
 mod request;
 pub(crate) mod spinnaker;
 

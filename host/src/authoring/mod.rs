@@ -8,6 +8,7 @@ mod new;
 mod runner;
 
 pub(crate) use builder::{Built, Outcome as BuildOutcome, build};
+#[cfg(feature = "fuzzing")]
 pub(crate) use fixture::parse as parse_fixture;
 pub(crate) use new::{NewPolicy, create};
 pub(crate) use runner::{

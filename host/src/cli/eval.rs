@@ -1,12 +1,11 @@
 //! `shipgate eval`: one decision, the gate step of a pipeline.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use shipgate_policy::Phase;
 
-use super::{append_file, load_gate, parse_phase, print, runtime, write_file};
+use super::{append_file, load_gate, parse_phase, print, read_input, runtime, write_file};
 use crate::decision_log;
 use crate::error::Error;
 use crate::evaluate::PreparedGate;
@@ -107,17 +106,11 @@ impl EvalArgs {
 
 /// Reads and validates the snapshot; errors are prefixed with the file.
 fn read_snapshot(path: &Path) -> Result<ValidSnapshot, Error> {
-    let (label, bytes) = if path.as_os_str() == "-" {
-        let mut bytes = Vec::new();
-        std::io::stdin().read_to_end(&mut bytes).map_err(|e| {
-            Error::Internal(
-                anyhow::Error::new(e).context("reading the snapshot from standard input"),
-            )
-        })?;
-        ("<stdin>".to_string(), bytes)
+    let bytes = read_input(path)?;
+    let label = if path.as_os_str() == "-" {
+        "<stdin>".to_string()
     } else {
-        let bytes = std::fs::read(path).map_err(|e| Error::reading(path, e))?;
-        (path.display().to_string(), bytes)
+        path.display().to_string()
     };
     snapshot::parse(&bytes).map_err(|e| Error::InvalidInput(format!("{label}: {e}")))
 }

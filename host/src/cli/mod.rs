@@ -6,6 +6,7 @@ mod author;
 mod docs;
 mod eval;
 mod gate;
+mod judge;
 mod registry;
 mod report;
 mod serve;
@@ -31,6 +32,15 @@ Exit codes:
   69  a registry or service shipgate needs is unreachable
   70  internal error
   77  a registry refused the credentials";
+
+const JUDGE_EXIT_CODES: &str = "\
+Exit codes:
+  0   Pass         the canary's score reaches the pass threshold
+  1   Marginal     at least marginal, below pass (keep observing)
+  2   Fail         below marginal, or a critical metric failed
+  65  invalid request: the message names the field
+  66  the request file does not exist
+  70  internal error";
 
 /// `shipgate --version`: this binary, the policy contract it runs, and the
 /// wasmtime it runs them with (both from the build: wit/ and Cargo.lock).
@@ -88,6 +98,10 @@ enum Command {
     Pull(registry::PullArgs),
     /// Sign a module in a registry with a key, in cosign's format.
     Sign(registry::SignArgs),
+    /// Judge a canary as Kayenta's remote judge: read a RemoteJudgeRequest,
+    /// run the stock judge policy, print a CanaryJudgeResult.
+    #[command(after_help = JUDGE_EXIT_CODES)]
+    Judge(judge::JudgeArgs),
     /// Serve decisions over HTTP to Argo Rollouts, Spinnaker, Flagger and
     /// any client (see integrations/README.md).
     Serve(Box<serve::ServeArgs>),
@@ -139,6 +153,7 @@ fn run(command: Command) -> Result<i32, Error> {
         Command::Push(args) => args.execute(),
         Command::Pull(args) => args.execute(),
         Command::Sign(args) => args.execute(),
+        Command::Judge(args) => args.execute(),
         Command::Serve(args) => args.execute(),
         Command::Completions(args) => args.execute(),
         Command::Man(args) => args.execute(),
@@ -161,6 +176,17 @@ fn load_gate(path: Option<&Path>) -> Result<Gate, Error> {
         Some(path) => Gate::read(path),
         None => Ok(Gate::default_gate()),
     }
+}
+
+/// A file's bytes, or standard input's for `-`.
+fn read_input(path: &Path) -> Result<Vec<u8>, Error> {
+    if path.as_os_str() != "-" {
+        return std::fs::read(path).map_err(|e| Error::reading(path, e));
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+        .map_err(|e| Error::Internal(anyhow::Error::new(e).context("reading standard input")))?;
+    Ok(bytes)
 }
 
 fn parse_phase(text: &str) -> Result<Phase, String> {

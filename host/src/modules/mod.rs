@@ -474,7 +474,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             unknown.to_string(),
-            "no stock policy 'builtin:nope' (there are builtin:preflight, builtin:canary, builtin:verify)"
+            "no stock policy 'builtin:nope' (there are builtin:preflight, builtin:canary, builtin:verify, builtin:judge)"
         );
         let stock = read_module(
             &ModuleBase::WorkingDir,

@@ -106,7 +106,7 @@ fn policy_text(out: &mut String, p: &PolicyOutcome, style: Style) {
 }
 
 /// Policy-supplied text on one line, so it cannot forge the layout.
-fn one_line(text: &str) -> String {
+pub(super) fn one_line(text: &str) -> String {
     text.replace(['\n', '\r'], " ")
 }
 

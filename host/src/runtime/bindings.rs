@@ -1,5 +1,6 @@
-//! The contract's bindings (`wit/policy.wit`, and contract 0.2.0's file
-//! for the modules built for it) and the conversions between their types
+//! The contract's bindings (`wit/policy.wit`, and the files of contracts
+//! 0.3.0 and 0.2.0 for the modules built for them) and the conversions
+//! between their types
 //! and the SDK's, checking what a policy returns against the host's limits
 //! on the way in.
 
@@ -14,6 +15,16 @@ mod generated {
     wasmtime::component::bindgen!({ path: "../policies/sdk/wit", world: "policy" });
 }
 
+/// Contract 0.3.0: the same functions and types as the current contract
+/// (its types are the current ones), and the snapshot in encoding version 2.
+mod generated_0_3 {
+    wasmtime::component::bindgen!({
+        path: "contracts/0.3.0",
+        world: "policy",
+        with: { "shipgate:policy/types": super::generated::shipgate::policy::types },
+    });
+}
+
 /// Contract 0.2.0: the same functions; findings without numbers, and the
 /// snapshot in encoding version 1.
 mod generated_0_2 {
@@ -26,19 +37,23 @@ use generated_0_2::shipgate::policy::types as wit_0_2;
 /// The contract this host speaks (the package of `wit/policy.wit`).
 pub(crate) const CONTRACT: &str = env!("SHIPGATE_CONTRACT");
 
-/// The older contract this host still runs, as the version its modules
-/// import their types at.
-pub(super) const CONTRACT_0_2: &str = "0.2.0";
+/// The older contracts this host still runs, as the versions their modules
+/// import their types at, newest first.
+pub(super) const OLDER_CONTRACTS: [&str; 2] = [CONTRACT_0_3, CONTRACT_0_2];
+const CONTRACT_0_3: &str = "0.3.0";
+const CONTRACT_0_2: &str = "0.2.0";
 
 /// A policy compiled and linked, ready to instantiate, for either contract.
 pub(super) enum PolicyPre {
     Current(generated::PolicyPre<HostState>),
+    V0_3(generated_0_3::PolicyPre<HostState>),
     V0_2(generated_0_2::PolicyPre<HostState>),
 }
 
 /// One instance of a policy, for either contract.
 pub(super) enum Policy {
     Current(generated::Policy),
+    V0_3(generated_0_3::Policy),
     V0_2(generated_0_2::Policy),
 }
 
@@ -50,6 +65,7 @@ impl PolicyPre {
         contract: Option<&str>,
     ) -> wasmtime::Result<Self> {
         Ok(match contract {
+            Some(CONTRACT_0_3) => PolicyPre::V0_3(generated_0_3::PolicyPre::new(pre)?),
             Some(CONTRACT_0_2) => PolicyPre::V0_2(generated_0_2::PolicyPre::new(pre)?),
             _ => PolicyPre::Current(generated::PolicyPre::new(pre)?),
         })
@@ -58,6 +74,7 @@ impl PolicyPre {
     pub(super) fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Policy> {
         Ok(match self {
             PolicyPre::Current(pre) => Policy::Current(pre.instantiate(store)?),
+            PolicyPre::V0_3(pre) => Policy::V0_3(pre.instantiate(store)?),
             PolicyPre::V0_2(pre) => Policy::V0_2(pre.instantiate(store)?),
         })
     }
@@ -66,6 +83,7 @@ impl PolicyPre {
     pub(super) fn wire_version(&self) -> u8 {
         match self {
             PolicyPre::Current(_) => wire::VERSION,
+            PolicyPre::V0_3(_) => wire::VERSION_2,
             PolicyPre::V0_2(_) => wire::VERSION_1,
         }
     }
@@ -75,6 +93,7 @@ impl Policy {
     pub(super) fn describe(&self, store: &mut Store<HostState>) -> wasmtime::Result<PolicyInfo> {
         Ok(match self {
             Policy::Current(p) => info_from_wit(p.call_describe(store)?),
+            Policy::V0_3(p) => info_from_wit(p.call_describe(store)?),
             Policy::V0_2(p) => {
                 let info = p.call_describe(store)?;
                 info_from_wit(wit::PolicyInfo {
@@ -94,6 +113,7 @@ impl Policy {
     ) -> wasmtime::Result<Result<(), String>> {
         match self {
             Policy::Current(p) => p.call_validate_config(store, config_json),
+            Policy::V0_3(p) => p.call_validate_config(store, config_json),
             Policy::V0_2(p) => p.call_validate_config(store, config_json),
         }
     }
@@ -109,6 +129,9 @@ impl Policy {
     ) -> wasmtime::Result<Result<Verdict, Fault>> {
         let result = match self {
             Policy::Current(p) => {
+                p.call_evaluate(store, phase_to_wit(phase), snapshot, config_json)?
+            }
+            Policy::V0_3(p) => {
                 p.call_evaluate(store, phase_to_wit(phase), snapshot, config_json)?
             }
             Policy::V0_2(p) => p
@@ -203,6 +226,7 @@ fn unit_from_wit(unit: wit::Unit) -> Unit {
     }
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
 fn unit_to_wit(unit: Unit) -> wit::Unit {
     match unit {
         Unit::Percent => wit::Unit::Percent,
@@ -242,6 +266,7 @@ fn evaluation_from_wit(result: Result<wit::Verdict, String>) -> Result<Verdict, 
 
 /// The host's check of a verdict given in the SDK's types: what the host
 /// makes of that verdict when a policy returns it (the fuzzers' oracle).
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn check_verdict(verdict: Verdict) -> Result<Verdict, Fault> {
     let decision = |d: Decision| match d {
         Decision::Allow => wit::Decision::Allow,

@@ -8,7 +8,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use super::CONTRACT;
-use super::bindings::CONTRACT_0_2;
+use super::bindings::OLDER_CONTRACTS;
 
 /// Why bytes are not a policy component this host can run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,8 +44,9 @@ impl fmt::Display for ComponentError {
             ComponentError::ContractMismatch { built_for } => write!(
                 f,
                 "it was built for shipgate:policy@{built_for}, and this shipgate speaks \
-                 {CONTRACT} (and runs modules built for {CONTRACT_0_2}): rebuild it with the \
-                 matching shipgate-policy SDK"
+                 {CONTRACT} (and runs modules built for {}): rebuild it with the \
+                 matching shipgate-policy SDK",
+                OLDER_CONTRACTS.join(" and ")
             ),
             ComponentError::MissingImport(why) => {
                 write!(f, "it needs something shipgate does not provide: {why}")
@@ -104,10 +105,10 @@ pub(super) fn contract_of(
 }
 
 /// Whether this host runs modules built for contract `version`: its own,
-/// and 0.2.0.
+/// and the older ones it still links.
 pub(super) fn runs(version: &str) -> bool {
     let ours = CONTRACT.rsplit_once('@').map(|(_, version)| version);
-    ours == Some(version) || version == CONTRACT_0_2
+    ours == Some(version) || OLDER_CONTRACTS.contains(&version)
 }
 
 /// The root of a wasmtime error, first line: the outermost message is often

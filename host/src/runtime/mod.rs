@@ -36,7 +36,9 @@ use shipgate_policy::{Phase, PolicyInfo, Verdict};
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
-pub(crate) use bindings::{CONTRACT, MAX_FINDINGS, MAX_TEXT_BYTES, check_verdict};
+pub(crate) use bindings::CONTRACT;
+#[cfg(feature = "fuzzing")]
+pub(crate) use bindings::{MAX_FINDINGS, MAX_TEXT_BYTES, check_verdict};
 pub(crate) use cache::ModuleCache;
 pub use call::{Cancel, ReusedInstance};
 pub use component::ComponentError;

@@ -28,6 +28,7 @@ use crate::gate::{Gate, Mode};
 use crate::runtime::{Cancel, HostFault, Runtime, RuntimeConfig};
 use crate::snapshot;
 
+#[cfg(feature = "fuzzing")]
 pub(crate) use evidence::validated;
 pub(crate) use metrics::Metrics;
 pub(crate) use request::{DecisionRequest, Input, Refusal};

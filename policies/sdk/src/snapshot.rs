@@ -190,6 +190,43 @@ pub struct Metrics {
     pub window_seconds: Option<f64>,
     pub baseline: Option<Cohort>,
     pub canary: Option<Cohort>,
+    /// Time series per metric, both cohorts on one step grid, for judging
+    /// distributions over time ([`crate::judge`]; contract 0.4.0). A key
+    /// may carry tags after the metric's name (`latency{pod="a"}`).
+    pub series: Option<BTreeMap<String, SeriesPair>>,
+    /// Events out of exposures per cohort, counted since the rollout began
+    /// (errors out of requests; contract 0.4.0).
+    pub counts: Option<BTreeMap<String, CountPair>>,
+}
+
+/// One metric's two series, aligned: `baseline[i]` and `canary[i]` are the
+/// step that starts at `start + i × step_seconds`; `null` is a gap (no
+/// sample, or a value that was not a number).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct SeriesPair {
+    /// The grid's step, in seconds (> 0).
+    pub step_seconds: f64,
+    /// The first step's time, RFC 3339.
+    pub start: String,
+    pub baseline: Vec<Option<f64>>,
+    pub canary: Vec<Option<f64>>,
+}
+
+/// One count metric for both cohorts.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct CountPair {
+    pub baseline: EventCounts,
+    pub canary: EventCounts,
+}
+
+/// How many events (errors) happened out of how many exposures (requests).
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct EventCounts {
+    pub events: f64,
+    pub exposures: f64,
 }
 
 /// The traffic of one version over the metrics window.

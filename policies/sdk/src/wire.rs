@@ -1,4 +1,4 @@
-//! The snapshot as it crosses the contract (`shipgate:policy@0.3.0`).
+//! The snapshot as it crosses the contract (`shipgate:policy@0.4.0`).
 //!
 //! The host parses and validates the caller's JSON once; every policy then
 //! receives the typed result in a compact binary form instead of JSON text,
@@ -13,21 +13,26 @@
 //! types is a change of [`VERSION`] and of the contract version; a policy
 //! refuses an encoding it was not built for, and the host fails closed.
 //!
-//! The host also writes [`VERSION_1`], the layout of contract 0.2.0 (the
-//! snapshot without the fields version 2 added), for policies built for
-//! that contract: [`encode_v1_with_gate`].
+//! The host also writes the layouts of the contracts it still runs:
+//! [`VERSION_2`] for contract 0.3.0 (the snapshot without the time series
+//! and counts version 3 added, [`encode_v2_with_gate`]) and [`VERSION_1`]
+//! for contract 0.2.0 (without the fields version 2 added either,
+//! [`encode_v1_with_gate`]).
 //!
 //! [postcard]: https://docs.rs/postcard
 
 use serde::Serialize;
 
 use crate::snapshot::{
-    Alert, Ci, Deployment, FeatureFlag, Gate, Metrics, Migration, RollbackPlan, Rollout, SmokeTest,
-    Snapshot, Window,
+    Alert, Ci, Cohort, Deployment, FeatureFlag, Gate, Metrics, Migration, RollbackPlan,
+    RollbackRun, Rollout, SmokeTest, Snapshot, TestResult, UserJourney, Window,
 };
 
 /// The encoding's version, the first byte of every encoded snapshot.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
+
+/// The encoding of contract 0.3.0: no `metrics.series` or `metrics.counts`.
+pub const VERSION_2: u8 = 2;
 
 /// The encoding of contract 0.2.0: no `rollback`, `user_journeys` or
 /// `integration_tests`.
@@ -71,6 +76,35 @@ pub fn encode_with_gate(snapshot: &Snapshot, gate: &EncodedGate) -> Vec<u8> {
     splice_gate(encode(snapshot), gate)
 }
 
+/// What [`encode_with_gate`] writes, in the layout of [`VERSION_2`], for
+/// policies built for contract 0.3.0: the time series and counts version 3
+/// added are left out, everything else is byte for byte what that
+/// contract's SDK reads.
+pub fn encode_v2_with_gate(snapshot: &Snapshot, gate: &EncodedGate) -> Vec<u8> {
+    let v2 = SnapshotV2 {
+        schema_version: snapshot.schema_version,
+        now: &snapshot.now,
+        deployment: &snapshot.deployment,
+        ci: &snapshot.ci,
+        migrations: &snapshot.migrations,
+        feature_flags: &snapshot.feature_flags,
+        rollback_plan: &snapshot.rollback_plan,
+        window: &snapshot.window,
+        stakeholders_notified: snapshot.stakeholders_notified,
+        rollout: &snapshot.rollout,
+        metrics: snapshot.metrics.as_ref().map(MetricsV2::of),
+        alerts: &snapshot.alerts,
+        smoke_tests: &snapshot.smoke_tests,
+        rollback: &snapshot.rollback,
+        user_journeys: &snapshot.user_journeys,
+        integration_tests: &snapshot.integration_tests,
+        gate: None,
+    };
+    let mut out = Vec::with_capacity(1024);
+    out.push(VERSION_2);
+    splice_gate(postcard::to_extend(&v2, out).expect(ENCODES), gate)
+}
+
 /// What [`encode_with_gate`] writes, in the layout of [`VERSION_1`], for
 /// policies built for contract 0.2.0: the fields version 2 added are left
 /// out, everything else is byte for byte what that contract's SDK reads.
@@ -87,7 +121,7 @@ pub fn encode_v1_with_gate(snapshot: &Snapshot, gate: &EncodedGate) -> Vec<u8> {
         window: &snapshot.window,
         stakeholders_notified: snapshot.stakeholders_notified,
         rollout: &snapshot.rollout,
-        metrics: &snapshot.metrics,
+        metrics: snapshot.metrics.as_ref().map(MetricsV2::of),
         alerts: &snapshot.alerts,
         smoke_tests: &snapshot.smoke_tests,
         gate: None,
@@ -110,8 +144,49 @@ fn splice_gate(mut out: Vec<u8>, gate: &EncodedGate) -> Vec<u8> {
     out
 }
 
-/// [`Snapshot`] as [`VERSION_1`] lays it out. The nested types are the same
-/// in both versions; only top-level fields were added.
+/// [`Snapshot`] as [`VERSION_2`] lays it out: `metrics` without the fields
+/// version 3 added; everything else is the same.
+#[derive(Serialize)]
+struct SnapshotV2<'a> {
+    schema_version: u32,
+    now: &'a str,
+    deployment: &'a Option<Deployment>,
+    ci: &'a Option<Ci>,
+    migrations: &'a Option<Vec<Migration>>,
+    feature_flags: &'a Option<Vec<FeatureFlag>>,
+    rollback_plan: &'a Option<RollbackPlan>,
+    window: &'a Option<Window>,
+    stakeholders_notified: Option<bool>,
+    rollout: &'a Option<Rollout>,
+    metrics: Option<MetricsV2<'a>>,
+    alerts: &'a Option<Vec<Alert>>,
+    smoke_tests: &'a Option<Vec<SmokeTest>>,
+    rollback: &'a Option<RollbackRun>,
+    user_journeys: &'a Option<Vec<UserJourney>>,
+    integration_tests: &'a Option<Vec<TestResult>>,
+    gate: Option<&'a Gate>,
+}
+
+/// [`Metrics`] as versions 1 and 2 lay it out.
+#[derive(Serialize)]
+struct MetricsV2<'a> {
+    window_seconds: Option<f64>,
+    baseline: &'a Option<Cohort>,
+    canary: &'a Option<Cohort>,
+}
+
+impl<'a> MetricsV2<'a> {
+    fn of(metrics: &'a Metrics) -> MetricsV2<'a> {
+        MetricsV2 {
+            window_seconds: metrics.window_seconds,
+            baseline: &metrics.baseline,
+            canary: &metrics.canary,
+        }
+    }
+}
+
+/// [`Snapshot`] as [`VERSION_1`] lays it out: version 2 without the
+/// top-level fields version 2 added.
 #[derive(Serialize)]
 struct SnapshotV1<'a> {
     schema_version: u32,
@@ -124,7 +199,7 @@ struct SnapshotV1<'a> {
     window: &'a Option<Window>,
     stakeholders_notified: Option<bool>,
     rollout: &'a Option<Rollout>,
-    metrics: &'a Option<Metrics>,
+    metrics: Option<MetricsV2<'a>>,
     alerts: &'a Option<Vec<Alert>>,
     smoke_tests: &'a Option<Vec<SmokeTest>>,
     gate: Option<&'a Gate>,
@@ -218,7 +293,11 @@ mod tests {
             "rollout": {"stage_index": 2, "weight": 25.0, "stage_started_at": "2026-11-26T13:40:00Z"},
             "metrics": {"window_seconds": 300.0,
                 "baseline": {"requests": 1000.0, "errors": 1.0, "latency_ms": {"p50": 10.0, "p95": 20.0, "p99": 30.0}, "business": {"orders": 50.0}},
-                "canary": {"requests": 100.0, "errors": 0.0, "latency_ms": {"p50": 11.0, "p99": 33.3}, "business": {"orders": 4.0}}},
+                "canary": {"requests": 100.0, "errors": 0.0, "latency_ms": {"p50": 11.0, "p99": 33.3}, "business": {"orders": 4.0}},
+                "series": {"latency_p99_ms": {"step_seconds": 60.0, "start": "2026-11-26T13:40:00Z",
+                    "baseline": [30.0, null, 31.5], "canary": [33.0, 34.5, null]}},
+                "counts": {"errors": {"baseline": {"events": 3.0, "exposures": 9000.0},
+                    "canary": {"events": 1.0, "exposures": 1000.0}}}},
             "alerts": [{"name": "a", "severity": "page", "state": "firing", "since": "2026-11-26T13:50:00Z", "expected": false}],
             "smoke_tests": [{"name": "login", "status": "passed"}],
             "rollback": {"started_at": "2026-11-26T14:10:00Z", "completed_at": "2026-11-26T14:12:30Z",
@@ -276,9 +355,21 @@ mod tests {
     fn the_layout_is_unchanged_or_versioned() {
         assert_eq!(
             (VERSION, layout(&encode(&full()))),
-            (2, (824, 4628219779735804303)),
+            (3, (951, 17172535856086196608)),
             "the snapshot encoding changed: bump wire::VERSION and the contract"
         );
+    }
+
+    /// Version 2 is what policies built for contract 0.3.0 read: the length
+    /// and fingerprint that version's own test pinned for the same snapshot
+    /// (the series and counts version 3 added are left out).
+    #[test]
+    fn version_2_is_the_layout_of_contract_0_3_0() {
+        let mut snapshot = full();
+        let gate = EncodedGate::new(&snapshot.gate.take().unwrap());
+        let v2 = encode_v2_with_gate(&snapshot, &gate);
+        assert_eq!(v2[0], VERSION_2);
+        assert_eq!(layout(&v2), (824, 4628219779735804303));
     }
 
     /// Version 1 is what policies built for contract 0.2.0 read: these are
@@ -324,7 +415,7 @@ mod tests {
         assert!(
             decode(&other_version)
                 .unwrap_err()
-                .starts_with("snapshot encoding version 9; this policy was built for version 2")
+                .starts_with("snapshot encoding version 9; this policy was built for version 3")
         );
         let truncated = &encoded[..encoded.len() / 2];
         assert!(

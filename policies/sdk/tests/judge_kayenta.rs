@@ -95,3 +95,63 @@ fn the_cases_kayentas_users_reported_get_kayentas_labels() {
     assert_eq!(small.label, Label::High);
     assert!(small.note.unwrap().contains("cannot reach 98 % confidence"));
 }
+
+#[test]
+fn kayentas_classifier_suite_labels_hold() {
+    use shipgate_policy::judge::kayenta::{Settings, classify_with};
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/kayenta-classifier-suite.json"
+    ))
+    .unwrap();
+    let suite: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let cases = suite["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 33);
+    let values = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap_or(f64::NAN))
+            .collect()
+    };
+    for case in cases {
+        let title = case["title"].as_str().unwrap();
+        let mut effect = serde_json::json!({"measure": case["measure"]});
+        if let Some([decrease, increase]) = case["allowed"].as_array().map(Vec::as_slice) {
+            effect["allowed_decrease"] = decrease.clone();
+            effect["allowed_increase"] = increase.clone();
+        }
+        if let Some([decrease, increase]) =
+            case["critical_thresholds"].as_array().map(Vec::as_slice)
+        {
+            effect["critical_decrease"] = decrease.clone();
+            effect["critical_increase"] = increase.clone();
+        }
+        let rule: judge::MetricRule = serde_json::from_value(serde_json::json!({
+            "name": "m", "direction": case["direction"], "nan_strategy": case["nan_strategy"],
+            "critical": case["critical"], "effect_size": effect,
+        }))
+        .unwrap_or_else(|e| panic!("{title}: {e}"));
+        let pair = MetricPair {
+            name: "m".into(),
+            canary: values(&case["canary"]),
+            baseline: values(&case["baseline"]),
+        };
+        let settings = Settings {
+            confidence: case["confidence"].as_f64().unwrap(),
+            tolerance: case["tolerance"].as_f64().unwrap(),
+        };
+        let result = classify_with(&rule, &pair, settings);
+        assert_eq!(
+            result.label.as_str(),
+            case["expect"].as_str().unwrap(),
+            "{title}: {result:?}"
+        );
+        if let Some(critical) = case["expect_critical"].as_bool() {
+            assert_eq!(result.critical, critical, "{title}");
+        }
+        if case["expect_ratio_nan"].as_bool().unwrap() {
+            assert!(result.ratio.is_nan(), "{title}: ratio {}", result.ratio);
+        }
+    }
+}

@@ -11,9 +11,22 @@ use super::stats::describe::{self, Summary};
 use super::stats::{Estimate, rank_sum};
 
 pub const NAME: &str = "NetflixACAJudge-v1.0";
-/// Both fixed in Kayenta's code (`NetflixACAJudge.scala`).
-const CONFIDENCE: f64 = 0.98;
-const TOLERANCE: f64 = 0.25;
+
+/// The classifier's two constants. The judge fixes them
+/// (`NetflixACAJudge.scala`); Kayenta's classifier tests vary them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    /// The interval's confidence level.
+    pub confidence: f64,
+    /// The bound is this fraction of |estimate|.
+    pub tolerance: f64,
+}
+
+/// What `NetflixACAJudge-v1.0` runs with.
+pub const JUDGE: Settings = Settings {
+    confidence: 0.98,
+    tolerance: 0.25,
+};
 
 /// One metric's two series; NaN marks a gap.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,8 +36,14 @@ pub struct MetricPair {
     pub baseline: Vec<f64>,
 }
 
-/// Judges one metric as Kayenta would.
+/// Judges one metric as Kayenta's judge would.
 pub fn classify(rule: &MetricRule, pair: &MetricPair) -> MetricResult {
+    classify_with(rule, pair, JUDGE)
+}
+
+/// Judges one metric as Kayenta's `MannWhitneyClassifier` with these
+/// settings would.
+pub fn classify_with(rule: &MetricRule, pair: &MetricPair, settings: Settings) -> MetricResult {
     let analysis = &rule.analysis;
     let canary = prepare(&pair.canary, analysis);
     let baseline = prepare(&pair.baseline, analysis);
@@ -45,7 +64,7 @@ pub fn classify(rule: &MetricRule, pair: &MetricPair) -> MetricResult {
         if analysis.nan_strategy == NanStrategy::Replace {
             return result;
         }
-        result.reason = Some(format!("Missing data for {}", pair.name));
+        result.reason = Some(format!("Missing data for {}", rule.name));
         if analysis.must_have_data && !analysis.critical {
             result.label = Label::NodataFailMetric;
         } else {
@@ -76,7 +95,7 @@ pub fn classify(rule: &MetricRule, pair: &MetricPair) -> MetricResult {
         EffectMeasure::MeanRatio => result.ratio,
         EffectMeasure::Cles => cles(&canary, &baseline),
     };
-    let test = match shift_interval(&canary, &baseline) {
+    let test = match shift_interval(&canary, &baseline, settings.confidence) {
         Ok(test) => test,
         Err(error) => {
             result.label = Label::Error;
@@ -85,7 +104,7 @@ pub fn classify(rule: &MetricRule, pair: &MetricPair) -> MetricResult {
             return result;
         }
     };
-    let bound = TOLERANCE * test.estimate.abs();
+    let bound = settings.tolerance * test.estimate.abs();
     result.figures = Figures {
         ci_lower: Some(test.lower),
         ci_upper: Some(test.upper),
@@ -93,7 +112,7 @@ pub fn classify(rule: &MetricRule, pair: &MetricPair) -> MetricResult {
         bound: Some(bound),
         effect_size: Some(effect),
         p_value: test.p_value,
-        level: Some(CONFIDENCE),
+        level: Some(settings.confidence),
     };
     result.note = test.note;
     let effect_size = &analysis.effect_size;
@@ -121,11 +140,11 @@ pub fn classify(rule: &MetricRule, pair: &MetricPair) -> MetricResult {
     result.reason = Some(if critical {
         format!(
             "The metric {} was classified as {} (Critical)",
-            pair.name,
+            rule.name,
             label.as_str()
         )
     } else {
-        format!("{} was classified as {}", pair.name, label.as_str())
+        format!("{} was classified as {}", rule.name, label.as_str())
     });
     result
 }
@@ -211,7 +230,7 @@ struct ShiftTest {
 
 /// The rank-sum interval and Kayenta's estimate; for two constant cohorts
 /// (where Kayenta adds random noise) the exact point shift.
-fn shift_interval(canary: &[f64], baseline: &[f64]) -> Result<ShiftTest, String> {
+fn shift_interval(canary: &[f64], baseline: &[f64], level: f64) -> Result<ShiftTest, String> {
     let constant = |values: &[f64]| values.iter().all(|&v| v == values[0]);
     if constant(canary) && constant(baseline) {
         let shift = canary[0] - baseline[0];
@@ -225,15 +244,14 @@ fn shift_interval(canary: &[f64], baseline: &[f64]) -> Result<ShiftTest, String>
             )),
         });
     }
-    let test =
-        rank_sum(canary, baseline, CONFIDENCE, Estimate::Kayenta).map_err(|e| e.to_string())?;
+    let test = rank_sum(canary, baseline, level, Estimate::Kayenta).map_err(|e| e.to_string())?;
     let mut notes = Vec::new();
     if !test.level_reached {
         notes.push(format!(
             "{} and {} points cannot reach {} % confidence: the interval is the range of differences",
             canary.len(),
             baseline.len(),
-            CONFIDENCE * 100.0
+            level * 100.0
         ));
     }
     if !test.converged {

@@ -6,9 +6,10 @@
 //! - **Series** (latency, rates) are paired by time step, so load that both
 //!   cohorts see cancels out, and tested with a mixture sequential
 //!   probability ratio test (mSPRT; Johari et al., "Always Valid Inference")
-//!   on the per-step differences: normal mixture with scale equal to the
-//!   noise, variance estimated from the data and widened by the lag-1
-//!   autocorrelation the differences show (overlapping rate windows).
+//!   on the per-step differences, in its sequential t-test form (the
+//!   variance integrated out, so no plug-in estimate inflates early looks),
+//!   with the sample counted as n (1 − ρ)/(1 + ρ) for the lag-1
+//!   autocorrelation ρ the differences show (overlapping rate windows).
 //!   The always-valid p-value is the smallest 1/Λ over every prefix of the
 //!   evidence, so a regression detected at any earlier look stays detected.
 //! - **Counts** (errors out of requests per cohort, cumulative) are tested
@@ -130,11 +131,13 @@ pub fn classify_series(rule: &MetricRule, pair: &MetricPair, options: &Options) 
         p_value: Some(test.p_value),
         level: Some(1.0 - options.alpha),
     };
-    if test.autocorrelation > 0.0 {
+    if test.autocorrelation >= 0.1 {
+        let rho = test.autocorrelation;
         result.note = Some(format!(
-            "steps are correlated (lag-1 {:.2}): the variance is widened {:.1}×",
-            test.autocorrelation,
-            (1.0 + test.autocorrelation) / (1.0 - test.autocorrelation)
+            "steps are correlated (lag-1 {rho:.2}): {} steps count as {:.0} independent ones; \
+             a step as long as the rate window gives more",
+            steps.len(),
+            steps.len() as f64 * (1.0 - rho) / (1.0 + rho)
         ));
     }
     decide(
@@ -317,7 +320,11 @@ fn allowed_change(rule: &MetricRule, options: &Options, baseline_mean: f64) -> (
     (up * baseline_mean, down * baseline_mean)
 }
 
-/// The mSPRT over the per-step differences.
+/// The sequential t-test over the per-step differences: the mixture
+/// likelihood ratio for a normal mean with unknown variance (a normal
+/// mixture over the standardized effect, variance σ² integrated out with
+/// its invariant prior), which is a test martingale under "no difference"
+/// whatever σ is, so its running maximum may be watched at every step.
 struct MixtureTest {
     mean: f64,
     half_width: f64,
@@ -328,48 +335,82 @@ struct MixtureTest {
     regression: Option<f64>,
 }
 
+/// The mixture's scale: the standardized effect ~ N(0, 1), a regression of
+/// about one standard deviation of a step.
+const MIXTURE: f64 = 1.0;
+
+/// ln Λ for a t statistic with `n` (effective) observations.
+fn log_lambda(t: f64, n: f64) -> f64 {
+    let nu = n - 1.0;
+    let spread = 1.0 + n * MIXTURE;
+    -0.5 * spread.ln() + (nu + 1.0) / 2.0 * ((t * t / nu).ln_1p() - (t * t / (nu * spread)).ln_1p())
+}
+
 impl MixtureTest {
     fn run(steps: &[f64], alpha: f64) -> MixtureTest {
+        // Correlated steps (overlapping rate windows) carry less evidence
+        // than their count: n / inflation independent ones.
+        let rho = lag1(steps, describe::mean(steps));
+        let inflation = (1.0 + rho) / (1.0 - rho);
+        let threshold = (1.0 / alpha).ln();
         let mut p_value: f64 = 1.0;
         let mut regression = None;
         let (mut sum, mut squares) = (0.0, 0.0);
-        let mut last = (0.0, 0.0, 0.0);
+        let (mut mean, mut half_width) = (0.0, f64::INFINITY);
         for (k, &d) in steps.iter().enumerate() {
             sum += d;
             squares += d * d;
             let n = (k + 1) as f64;
-            if k + 1 < 3 {
+            mean = sum / n;
+            let effective = n / inflation;
+            let variance = ((squares - sum * sum / n) / (n - 1.0)).max(0.0);
+            if effective < 2.0 || variance == 0.0 {
+                // Too few steps, or identical differences at every step:
+                // nothing to test yet (a constant shift shows in the band).
+                half_width = if variance == 0.0 && n >= 2.0 {
+                    0.0
+                } else {
+                    f64::INFINITY
+                };
                 continue;
             }
-            let mean = sum / n;
-            let rho = lag1(&steps[..=k], mean);
-            let variance =
-                ((squares - sum * sum / n) / (n - 1.0)).max(0.0) * (1.0 + rho) / (1.0 - rho);
-            if variance == 0.0 {
-                // Identical differences at every step: nothing to test
-                // until they vary (a constant shift shows in the band).
-                last = (mean, 0.0, rho);
-                continue;
-            }
-            // Normal mixture with τ² = σ²: Λ = (1 + n)^(-1/2) exp(n² x̄² / (2σ²(1 + n))).
-            let log_lambda =
-                -0.5 * (1.0 + n).ln() + n * n * mean * mean / (2.0 * variance * (1.0 + n));
-            p_value = p_value.min((-log_lambda).exp());
-            if regression.is_none() && p_value <= alpha {
+            let standard_error = (variance * inflation / n).sqrt();
+            let log_l = log_lambda(mean / standard_error, effective);
+            p_value = p_value.min((-log_l).exp());
+            if regression.is_none() && log_l >= threshold {
                 regression = Some(mean.signum());
             }
-            let half_width =
-                (2.0 * variance * (1.0 + n) / (n * n) * ((1.0 + n).sqrt() / alpha).ln()).sqrt();
-            last = (mean, half_width, rho);
+            half_width = critical_t(effective, threshold) * standard_error;
         }
         MixtureTest {
-            mean: last.0,
-            half_width: last.1,
+            mean,
+            half_width,
             p_value,
-            autocorrelation: last.2,
+            autocorrelation: rho,
             regression,
         }
     }
+}
+
+/// The |t| at which ln Λ reaches `threshold`: the confidence sequence's
+/// half-width in standard errors.
+fn critical_t(n: f64, threshold: f64) -> f64 {
+    let (mut low, mut high) = (0.0, 1.0);
+    while log_lambda(high, n) < threshold {
+        high *= 2.0;
+        if high > 1e12 {
+            return f64::INFINITY;
+        }
+    }
+    for _ in 0..100 {
+        let mid = (low + high) / 2.0;
+        if log_lambda(mid, n) < threshold {
+            low = mid;
+        } else {
+            high = mid;
+        }
+    }
+    high
 }
 
 /// The lag-1 autocorrelation, clamped to [0, 0.9]: negative correlation

@@ -1,0 +1,276 @@
+//! Kayenta's remote judge protocol: a `RemoteJudgeRequest` (Kayenta's own
+//! JSON: `{canaryConfig, metricSetPairList, scoreThresholds}`) becomes the
+//! stock judge policy's config and a snapshot holding the series; the
+//! judgement the policy prints becomes Kayenta's `CanaryJudgeResult`.
+//! Pure mappings: `shipgate judge` runs the policy between them.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+/// The judge names a request may carry (`canaryConfig.judge.name`).
+const KAYENTA: &str = "NetflixACAJudge-v1.0";
+/// What Kayenta's configs name when Kayenta routes them to a remote judge.
+const REMOTE: &str = "RemoteJudge-v1.0";
+const SEQUENTIAL: &str = "shipgate-sequential-v1";
+
+/// The prefix of the judge policy's log line that carries its judgement.
+pub(crate) const JUDGEMENT_LOG_PREFIX: &str = "shipgate-judgement ";
+
+/// A request, mapped.
+#[derive(Debug)]
+pub(crate) struct JudgeRequest {
+    /// The judge policy's config (`builtin:judge`).
+    pub(crate) config: Value,
+    /// A snapshot with one series per metric set pair.
+    pub(crate) snapshot: Value,
+    /// Each pair's series key, id and tags, in the request's order.
+    pub(crate) pairs: Vec<PairInfo>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct PairInfo {
+    pub(crate) key: String,
+    pub(crate) id: String,
+    pub(crate) tags: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawRequest {
+    canary_config: Value,
+    score_thresholds: Thresholds,
+    metric_set_pair_list: Vec<RawPair>,
+}
+
+#[derive(Deserialize)]
+struct Thresholds {
+    pass: f64,
+    marginal: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawPair {
+    name: String,
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    values: BTreeMap<String, Vec<Value>>,
+    #[serde(default)]
+    scopes: BTreeMap<String, Scope>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Scope {
+    #[serde(default)]
+    start_time_iso: Option<String>,
+    #[serde(default)]
+    step_millis: Option<f64>,
+}
+
+/// Maps a request; the error names the field (`metricSetPairList[2].values.experiment[7]`).
+pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let raw: RawRequest = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
+    let config = policy_config(&raw.canary_config, &raw.score_thresholds)?;
+    let mut series = Map::new();
+    let mut pairs = Vec::new();
+    for (i, pair) in raw.metric_set_pair_list.iter().enumerate() {
+        let at = format!("metricSetPairList[{i}]");
+        let key = series_key(pair);
+        if series.contains_key(&key) {
+            return Err(format!(
+                "{at}: a second pair for `{key}` with the same tags"
+            ));
+        }
+        let values = |cohort: &str| -> Result<Vec<Value>, String> {
+            let points = pair.values.get(cohort).ok_or_else(|| {
+                format!("{at}.values: no `{cohort}` series (Kayenta sends control and experiment)")
+            })?;
+            points
+                .iter()
+                .enumerate()
+                .map(|(j, v)| point(v).map_err(|e| format!("{at}.values.{cohort}[{j}]: {e}")))
+                .collect()
+        };
+        let (baseline, canary) = (values("control")?, values("experiment")?);
+        // Kayenta pads a missing cohort with NaN; shorter series are padded
+        // the same way so both stand on one grid.
+        let len = baseline.len().max(canary.len());
+        let pad = |mut v: Vec<Value>| {
+            v.resize(len, Value::Null);
+            v
+        };
+        let scope = pair
+            .scopes
+            .get("control")
+            .or_else(|| pair.scopes.get("experiment"));
+        let step = scope
+            .and_then(|s| s.step_millis)
+            .filter(|s| *s > 0.0)
+            .map_or(60.0, |ms| ms / 1000.0);
+        let start = scope
+            .and_then(|s| s.start_time_iso.clone())
+            .unwrap_or_else(|| now.to_string());
+        series.insert(
+            key.clone(),
+            json!({"step_seconds": step, "start": start, "baseline": pad(baseline), "canary": pad(canary)}),
+        );
+        pairs.push(PairInfo {
+            key,
+            id: pair.id.clone(),
+            tags: pair.tags.clone(),
+        });
+    }
+    let snapshot = json!({"schema_version": 2, "now": now, "metrics": {"series": series}});
+    Ok(JudgeRequest {
+        config,
+        snapshot,
+        pairs,
+    })
+}
+
+/// A value Kayenta sent: a number, `null`, or Jackson's `"NaN"`; an
+/// infinity is refused (no judge can rank it).
+fn point(value: &Value) -> Result<Value, String> {
+    match value {
+        Value::Number(_) | Value::Null => Ok(value.clone()),
+        Value::String(s) if s == "NaN" => Ok(Value::Null),
+        Value::String(s) if s.ends_with("Infinity") => Err(format!(
+            "{s} is not a measurement; drop or cap it at the source"
+        )),
+        other => Err(format!("{other} is not a number")),
+    }
+}
+
+/// `name`, or `name{tag="value",…}` when the pair has tags: Kayenta judges
+/// each tag set of a metric on its own.
+fn series_key(pair: &RawPair) -> String {
+    if pair.tags.is_empty() {
+        return pair.name.clone();
+    }
+    let tags: Vec<String> = pair
+        .tags
+        .iter()
+        .map(|(k, v)| format!("{k}={v:?}"))
+        .collect();
+    format!("{}{{{}}}", pair.name, tags.join(","))
+}
+
+/// The judge policy's config from a canary config: its judge, its metrics'
+/// analysis settings (the policy refuses unknown keys and non-boolean
+/// flags), its group weights, and the request's thresholds.
+fn policy_config(canary_config: &Value, thresholds: &Thresholds) -> Result<Value, String> {
+    let judge = canary_config.pointer("/judge/name").and_then(Value::as_str);
+    let (judge, options) = match judge {
+        None | Some(KAYENTA) | Some(REMOTE) => (KAYENTA, None),
+        Some(SEQUENTIAL) => (
+            SEQUENTIAL,
+            canary_config.pointer("/judge/judgeConfigurations").cloned(),
+        ),
+        Some(other) => {
+            return Err(format!(
+                "canaryConfig.judge.name: `{other}` is not a judge shipgate runs; use {KAYENTA} \
+                 (or {REMOTE}, which Kayenta names when it routes here) or {SEQUENTIAL}"
+            ));
+        }
+    };
+    let metrics = canary_config
+        .get("metrics")
+        .and_then(Value::as_array)
+        .ok_or("canaryConfig.metrics: a canary config lists its metrics")?;
+    let mut rules = Vec::new();
+    for (i, metric) in metrics.iter().enumerate() {
+        let name = metric
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("canaryConfig.metrics[{i}].name: missing"))?;
+        let mut rule = metric
+            .pointer("/analysisConfigurations/canary")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        let Some(fields) = rule.as_object_mut() else {
+            return Err(format!(
+                "canaryConfig.metrics[{i}].analysisConfigurations.canary: not an object"
+            ));
+        };
+        fields.insert("name".into(), name.into());
+        fields.insert(
+            "groups".into(),
+            metric.get("groups").cloned().unwrap_or_else(|| json!([])),
+        );
+        rules.push(rule);
+    }
+    let mut config = json!({
+        "judge": judge,
+        "thresholds": {"pass": thresholds.pass, "marginal": thresholds.marginal},
+        "group_weights": canary_config.pointer("/classifier/groupWeights").cloned().unwrap_or_else(|| json!({})),
+        "metrics": rules,
+    });
+    if let Some(options) = options.filter(|o| o.as_object().is_some_and(|o| !o.is_empty())) {
+        config["sequential"] = options;
+    }
+    Ok(config)
+}
+
+/// Kayenta's `CanaryJudgeResult` from the policy's judgement: each metric's
+/// result with the pair's id and tags, `resultMetadata` keeping Kayenta's
+/// `ratio` beside the interval, estimate, bound, effect size, p-value and
+/// sample sizes.
+pub(crate) fn result(request: &JudgeRequest, judgement: &Value) -> Value {
+    let metrics = judgement["metrics"].as_array().cloned().unwrap_or_default();
+    let results: Vec<Value> = metrics
+        .iter()
+        .map(|m| {
+            let name = m["name"].as_str().unwrap_or_default();
+            let pair = request.pairs.iter().find(|p| p.key == name);
+            let figures = &m["figures"];
+            let stats = |cohort: &str| json!({"stats": m[cohort].clone()});
+            json!({
+                "name": name.split_once('{').map_or(name, |(n, _)| n),
+                "tags": pair.map(|p| json!(p.tags)).unwrap_or_else(|| json!({})),
+                "id": pair.map_or("", |p| p.id.as_str()),
+                "classification": m["label"],
+                "classificationReason": m["reason"],
+                "groups": m["groups"],
+                "experimentMetadata": stats("canary"),
+                "controlMetadata": stats("baseline"),
+                "resultMetadata": {
+                    "ratio": m["ratio"],
+                    "ciLower": figures["ci_lower"],
+                    "ciUpper": figures["ci_upper"],
+                    "estimate": figures["estimate"],
+                    "bound": figures["bound"],
+                    "effectSize": figures["effect_size"],
+                    "pValue": figures["p_value"],
+                    "nCanary": m["canary"]["count"],
+                    "nBaseline": m["baseline"]["count"],
+                    "note": m["note"],
+                },
+                "critical": m["critical"],
+                "muted": m["muted"],
+            })
+        })
+        .collect();
+    let groups: Vec<Value> = judgement["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| json!({"name": g["name"], "score": g["score"], "classification": "", "classificationReason": ""}))
+        .collect();
+    json!({
+        "judgeName": judgement["judge"],
+        "results": results,
+        "groupScores": groups,
+        "score": {
+            "score": judgement["score"],
+            "classification": judgement["classification"],
+            "classificationReason": judgement["reason"].as_str().unwrap_or(""),
+        },
+    })
+}

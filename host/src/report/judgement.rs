@@ -1,0 +1,126 @@
+//! A canary judgement (`shipgate judge`) for people: one line per metric,
+//! failing ones first, then the score; or a Markdown table.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use super::{Style, cell};
+
+/// The metrics of a judgement, failing ones (not Pass) first, each group in
+/// the judge's order.
+fn ordered(judgement: &Value) -> Vec<&Value> {
+    let mut metrics: Vec<&Value> = judgement["metrics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    metrics.sort_by_key(|m| m["label"] == "Pass");
+    metrics
+}
+
+/// The headline: judge, score and classification, with the reason.
+fn headline(judgement: &Value) -> String {
+    let mut line = format!(
+        "{} {} {}",
+        judgement["classification"]
+            .as_str()
+            .unwrap_or("?")
+            .to_uppercase(),
+        judgement["judge"].as_str().unwrap_or("?"),
+        judgement["score"]
+    );
+    if let Some(reason) = judgement["reason"].as_str() {
+        let _ = write!(line, ": {reason}");
+    }
+    line
+}
+
+pub(crate) fn text(judgement: &Value, sentences: &[(String, String)], style: Style) -> String {
+    let mut out = headline(judgement);
+    out.push('\n');
+    for metric in ordered(judgement) {
+        let name = metric["name"].as_str().unwrap_or_default();
+        let passed = metric["label"] == "Pass";
+        let mark = match (passed, style.ascii) {
+            (true, false) => "✓",
+            (false, false) => "✗",
+            (true, true) => "ok",
+            (false, true) => "x",
+        };
+        let sentence = sentences
+            .iter()
+            .find(|(key, _)| key == name)
+            .map_or(name, |(_, sentence)| sentence.as_str());
+        let _ = writeln!(out, "  {mark} {}", super::text::one_line(sentence));
+    }
+    out
+}
+
+pub(crate) fn markdown(judgement: &Value, sentences: &[(String, String)]) -> String {
+    let mut out = format!("### {}\n\n", cell(&headline(judgement)));
+    out.push_str("| metric | label | canary − baseline | interval | p | bound |\n|---|---|---:|---|---:|---:|\n");
+    for metric in ordered(judgement) {
+        let f = &metric["figures"];
+        let number = |v: &Value| v.as_f64().map_or("–".to_string(), |v| format!("{v:.4}"));
+        let interval = match (f["ci_lower"].as_f64(), f["ci_upper"].as_f64()) {
+            (Some(l), Some(u)) => format!("{l:.4} … {u:.4}"),
+            _ => "–".into(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            cell(metric["name"].as_str().unwrap_or_default()),
+            cell(metric["label"].as_str().unwrap_or_default()),
+            number(&f["estimate"]),
+            interval,
+            number(&f["p_value"]),
+            number(&f["bound"]),
+        );
+    }
+    let notes: Vec<&(String, String)> = sentences.iter().collect();
+    if !notes.is_empty() {
+        out.push('\n');
+        for (_, sentence) in notes {
+            let _ = writeln!(out, "- {}", cell(sentence));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judgement() -> Value {
+        serde_json::json!({
+            "judge": "NetflixACAJudge-v1.0", "score": 50.0, "classification": "Marginal", "reason": null,
+            "metrics": [
+                {"name": "ok", "label": "Pass", "figures": {}},
+                {"name": "p99", "label": "High", "figures": {"estimate": 12.3, "ci_lower": 8.1, "ci_upper": 16.0, "p_value": 0.0004, "bound": 3.1}}
+            ]
+        })
+    }
+
+    #[test]
+    fn failing_metrics_come_first_with_their_sentence() {
+        let sentences = vec![(
+            "p99".to_string(),
+            "p99 High: canary − baseline +12.3\n(forged line)".to_string(),
+        )];
+        let text = text(&judgement(), &sentences, Style::default());
+        assert_eq!(
+            text,
+            "MARGINAL NetflixACAJudge-v1.0 50.0\n  ✗ p99 High: canary − baseline +12.3 (forged line)\n  ✓ ok\n"
+        );
+    }
+
+    #[test]
+    fn markdown_is_a_table_of_the_numbers() {
+        let markdown = markdown(&judgement(), &[]);
+        assert!(
+            markdown.contains("| p99 | High | 12.3000 | 8.1000 … 16.0000 | 0.0004 | 3.1000 |"),
+            "{markdown}"
+        );
+    }
+}
