@@ -502,3 +502,102 @@ fn evidence_a_snapshot_refuses_is_missing_evidence_not_a_bad_gateway() {
     );
     assert_eq!(answer["decision"], "deny");
 }
+
+/// `builtin:judge` fed by range queries: the gate alone turns Argo's
+/// ordinary abort analysis into Kayenta's judgement over one-minute series.
+#[test]
+fn the_judge_reads_time_series_from_prometheus_through_argo() {
+    let prometheus = start_prometheus();
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate.toml");
+    let selector = r#"service="{service}",namespace="{namespace}",pod_template_hash="{hash}""#;
+    std::fs::write(
+        &gate,
+        format!(
+            r#"name = "checkout-judge"
+[[policy]]
+name = "judge"
+module = "builtin:judge"
+phases = ["promotion", "abort"]
+[policy.config]
+judge = "NetflixACAJudge-v1.0"
+[[policy.config.metrics]]
+name = "error_rate"
+direction = "increase"
+critical = true
+
+[sources.prometheus]
+url = "{url}"
+window_seconds = 600
+[sources.prometheus.series.error_rate]
+query = 'sum(rate(http_requests_total{{{selector},code=~"5.."}}[{{step}}])) / sum(rate(http_requests_total{{{selector}}}[{{step}}]))'
+step_seconds = 60
+since = "window"
+"#,
+            url = prometheus.url
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("decisions.jsonl");
+    let server = Server::start(&gate, &["--decision-log", log.to_str().unwrap()]);
+    let metric = argo_metric("shipgate-abort");
+    let args = |canary: &'static str| {
+        [
+            ("service", "checkout"),
+            ("namespace", "shop"),
+            ("environment", "production"),
+            ("stable_hash", "stable1"),
+            ("canary_hash", canary),
+        ]
+    };
+
+    let (status, answer) = server.post("/v1/argo/abort", &argo_body(&metric, &args("canary-bad")));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(argo_outcome(&metric, &answer), "Failed", "{answer}");
+    let finding = &answer["policies"][0]["findings"][0];
+    assert_eq!(finding["check"], "error_rate", "{answer}");
+    assert_eq!(finding["observed"], "High", "{answer}");
+    let series = &last_snapshot(&log)["metrics"]["series"]["error_rate"];
+    assert_eq!(series["step_seconds"], 60.0, "{series}");
+    let points = |cohort: &str| series[cohort].as_array().unwrap().clone();
+    assert_eq!(
+        points("canary").len(),
+        10,
+        "ten one-minute steps in 600 s: {series}"
+    );
+    assert_eq!(points("baseline").len(), 10);
+    for value in points("canary") {
+        close(
+            &value,
+            BAD_CANARY_ERRORS / (CANARY_OK + BAD_CANARY_ERRORS),
+            "canary error rate",
+        );
+    }
+    for value in points("baseline") {
+        close(
+            &value,
+            STABLE_ERRORS / (STABLE_OK + STABLE_ERRORS),
+            "baseline error rate",
+        );
+    }
+
+    let (_, answer) = server.post("/v1/argo/abort", &argo_body(&metric, &args("canary-good")));
+    assert_eq!(argo_outcome(&metric, &answer), "Successful", "{answer}");
+
+    // A canary Prometheus has never seen: missing evidence, named, and a hold.
+    let (_, answer) = server.post(
+        "/v1/argo/abort",
+        &argo_body(&metric, &args("never-deployed")),
+    );
+    let problem = &answer["evidence"][0];
+    assert_eq!(problem["what"], "metrics.series.error_rate", "{answer}");
+    assert_eq!(problem["why"], "no series", "{answer}");
+    assert!(
+        problem["query"]
+            .as_str()
+            .unwrap()
+            .contains("never-deployed"),
+        "{answer}"
+    );
+    assert_eq!(answer["decision"], "deny", "{answer}");
+}

@@ -49,6 +49,8 @@ pub(crate) enum Field {
     /// A release fact at a dotted path a facts file gave (`ci.status`): the
     /// snapshot builder refuses a path the snapshot does not have.
     Fact(String),
+    /// `metrics.series.{name}`: both cohorts' time series of one metric.
+    Series(String),
 }
 
 /// One version of a canary rollout.
@@ -124,6 +126,7 @@ impl Field {
             Field::RolloutWeight => "rollout.weight".into(),
             Field::StageStartedAt => "rollout.stage_started_at".into(),
             Field::Fact(path) => path.clone(),
+            Field::Series(name) => format!("metrics.series.{name}"),
         }
     }
 }

@@ -173,6 +173,31 @@ impl Templates<'_> {
     }
 }
 
+/// `template` filled for one cohort of `target`, with `extra` placeholders
+/// (a source's own, such as a range query's `{step}`) beside the common ones.
+pub(crate) fn fill_cohort(
+    template: &str,
+    target: &Target,
+    cohort: Cohort,
+    extra: &[(&str, &str)],
+) -> Result<String, String> {
+    let values = Values {
+        target,
+        hash: match cohort {
+            Cohort::Baseline => target.stable_hash.as_deref(),
+            Cohort::Canary => target.canary_hash.as_deref(),
+        },
+        cohort,
+        window: "",
+    };
+    fill(template, |name| {
+        match extra.iter().find(|(key, _)| *key == name) {
+            Some((_, value)) => Ok(value.to_string()),
+            None => values.get(name),
+        }
+    })
+}
+
 /// Queries being planned, and what could not be.
 #[derive(Default)]
 struct Planned {

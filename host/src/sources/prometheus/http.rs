@@ -128,6 +128,19 @@ pub(super) struct InstantQuery<'a> {
     pub(super) time: f64,
 }
 
+/// One range query (`/api/v1/query_range`): the same, over `start..=end`
+/// at `step` seconds.
+pub(super) struct RangeQuery<'a> {
+    pub(super) client: &'a reqwest::Client,
+    pub(super) base: &'a str,
+    pub(super) credentials: &'a Credentials,
+    pub(super) query: &'a str,
+    /// Unix seconds.
+    pub(super) start: f64,
+    pub(super) end: f64,
+    pub(super) step: f64,
+}
+
 /// The wait before the one retry: a Prometheus restarting is back soon.
 const RETRY_AFTER: Duration = Duration::from_millis(100);
 
@@ -136,6 +149,58 @@ impl InstantQuery<'_> {
     /// failure (refused connection, 5xx) is retried once if the budget
     /// still has time for it.
     pub(super) async fn value(&self, budget: Duration) -> Result<f64, String> {
+        let call = Call {
+            client: self.client,
+            base: self.base,
+            credentials: self.credentials,
+            path: "query",
+            params: vec![
+                ("query", self.query.to_string()),
+                ("time", format!("{:.3}", self.time)),
+            ],
+        };
+        single_value(&call.data(budget).await?)
+    }
+}
+
+impl RangeQuery<'_> {
+    /// Runs the query within `budget` and reads its one series: each
+    /// sample's time and value, `None` for a value that is not a finite
+    /// number (NaN, ±Inf: a gap, never a zero).
+    pub(super) async fn samples(
+        &self,
+        budget: Duration,
+    ) -> Result<Vec<(f64, Option<f64>)>, String> {
+        let call = Call {
+            client: self.client,
+            base: self.base,
+            credentials: self.credentials,
+            path: "query_range",
+            params: vec![
+                ("query", self.query.to_string()),
+                ("start", format!("{:.3}", self.start)),
+                ("end", format!("{:.3}", self.end)),
+                ("step", format!("{}", self.step)),
+            ],
+        };
+        single_series(&call.data(budget).await?)
+    }
+}
+
+/// A request to one of Prometheus's query endpoints.
+struct Call<'a> {
+    client: &'a reqwest::Client,
+    base: &'a str,
+    credentials: &'a Credentials,
+    /// `query` or `query_range`.
+    path: &'static str,
+    params: Vec<(&'static str, String)>,
+}
+
+impl Call<'_> {
+    /// The answer's `data` within `budget`, retried once after a quick
+    /// failure if the budget still has time for it.
+    async fn data(&self, budget: Duration) -> Result<Value, String> {
         let deadline = std::time::Instant::now() + budget;
         let first = self.once(budget).await;
         let Err(Failure { why, retry: true }) = first else {
@@ -152,15 +217,12 @@ impl InstantQuery<'_> {
             .map_err(|again| format!("{} (and once more: {})", why, again.why))
     }
 
-    async fn once(&self, budget: Duration) -> Result<f64, Failure> {
-        let endpoint = format!("{}/api/v1/query", self.base.trim_end_matches('/'));
+    async fn once(&self, budget: Duration) -> Result<Value, Failure> {
+        let endpoint = format!("{}/api/v1/{}", self.base.trim_end_matches('/'), self.path);
         let mut request = self
             .client
             .get(endpoint)
-            .query(&[
-                ("query", self.query),
-                ("time", &format!("{:.3}", self.time)),
-            ])
+            .query(&self.params)
             .timeout(budget);
         request = match self.credentials {
             Credentials::None => request,
@@ -186,7 +248,7 @@ impl InstantQuery<'_> {
         }
         let server_error = status.is_server_error();
         let body = read_bounded(response, base).await.map_err(Failure::fatal)?;
-        let answer: Value = serde_json::from_slice(&body).map_err(|_| Failure {
+        let mut answer: Value = serde_json::from_slice(&body).map_err(|_| Failure {
             why: format!(
                 "Prometheus answered HTTP {status} with a body that is not JSON: {}",
                 String::from_utf8_lossy(&body[..body.len().min(200)])
@@ -200,7 +262,7 @@ impl InstantQuery<'_> {
                 retry: server_error,
             });
         }
-        single_value(&answer["data"]).map_err(Failure::fatal)
+        Ok(answer["data"].take())
     }
 }
 
@@ -277,6 +339,41 @@ pub(super) fn single_value(data: &Value) -> Result<f64, String> {
     } else {
         Err(format!("{value} (no data in the window)"))
     }
+}
+
+/// The samples of a range query's `data`: a matrix of exactly one series.
+pub(super) fn single_series(data: &Value) -> Result<Vec<(f64, Option<f64>)>, String> {
+    if data["resultType"] != "matrix" {
+        return Err(format!(
+            "a {} result; a range query gives a matrix",
+            data["resultType"].as_str().unwrap_or("malformed")
+        ));
+    }
+    let series = match data["result"].as_array().map(Vec::as_slice) {
+        Some([series]) => series,
+        Some([]) => return Err("no series".into()),
+        Some(many) => {
+            return Err(format!(
+                "{} series; the query must aggregate to one (e.g. with sum)",
+                many.len()
+            ));
+        }
+        None => return Err("a malformed matrix".into()),
+    };
+    let samples = series["values"]
+        .as_array()
+        .ok_or("a series without values")?;
+    samples
+        .iter()
+        .map(|sample| {
+            let time = sample[0].as_f64().ok_or("a sample without a time")?;
+            let value = sample[1]
+                .as_str()
+                .and_then(|v| v.parse::<f64>().ok())
+                .ok_or("a sample without a number")?;
+            Ok((time, Some(value).filter(|v| v.is_finite())))
+        })
+        .collect()
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {
@@ -448,5 +545,31 @@ mod tests {
         );
         let scalar = json!({"resultType": "scalar", "result": [1, "3"]});
         assert_eq!(single_value(&scalar), Ok(3.0));
+    }
+
+    #[test]
+    fn a_range_answer_is_one_series_whose_non_numbers_are_gaps() {
+        let matrix = |result: Value| json!({"resultType": "matrix", "result": result});
+        let one = matrix(
+            json!([{"metric": {}, "values": [[60, "1.5"], [120, "NaN"], [180, "+Inf"], [240, "2"]]}]),
+        );
+        assert_eq!(
+            single_series(&one),
+            Ok(vec![
+                (60.0, Some(1.5)),
+                (120.0, None),
+                (180.0, None),
+                (240.0, Some(2.0))
+            ])
+        );
+        assert_eq!(single_series(&matrix(json!([]))), Err("no series".into()));
+        let two = matrix(json!([{"values": []}, {"values": []}]));
+        assert!(single_series(&two).unwrap_err().starts_with("2 series"));
+        let vector = json!({"resultType": "vector", "result": []});
+        assert!(
+            single_series(&vector)
+                .unwrap_err()
+                .contains("a range query gives a matrix")
+        );
     }
 }

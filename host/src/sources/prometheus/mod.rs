@@ -4,6 +4,7 @@
 //! name; it never reads as a healthy zero.
 
 mod http;
+mod series;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use serde_json::Value;
 
 use super::template::{CohortQueries, Query, RolloutQueries, Templates};
 use http::{BasicAuth, Connection, Credentials, InstantQuery, TlsConfig};
+pub(crate) use series::SeriesQuery;
 use shipgate_policy::Phase;
 
 use super::{Asked, Collecting, Evidence, Field, Missing, Source, Target};
@@ -43,6 +45,9 @@ pub(crate) struct PrometheusSource {
     /// Queries about the rollout itself, run once.
     #[serde(default)]
     pub(crate) rollout: RolloutQueries,
+    /// Time series for `builtin:judge`, by name: `metrics.series.NAME`.
+    #[serde(default)]
+    pub(crate) series: BTreeMap<String, SeriesQuery>,
     /// A file holding a bearer token (`Authorization: Bearer`), read at each
     /// collection, so a rotated token is picked up.
     pub(crate) bearer_token_file: Option<PathBuf>,
@@ -144,8 +149,45 @@ impl PrometheusSource {
         }
         let (queries, missing) = templates.plan_cohorts(target, &window, canary_has_traffic);
         evidence.missing.extend(missing);
-        self.run(&asked, queries, baseline_offset, &mut evidence)
-            .await;
+        let stage_started = target
+            .stage_started_at
+            .clone()
+            .or_else(|| {
+                Some(
+                    evidence
+                        .value(&Field::StageStartedAt)?
+                        .as_str()?
+                        .to_string(),
+                )
+            })
+            .and_then(|text| text.parse::<jiff::Timestamp>().ok())
+            .map(|t| t.as_millisecond() as f64 / 1000.0);
+        let series_asked = series::Asking {
+            client: &client,
+            base: &self.url,
+            credentials: &credentials,
+            now: time,
+            stage_started,
+            window_seconds: self.window_seconds,
+            baseline_offset,
+            budget: Duration::from_millis(self.timeout_ms),
+        };
+        // A canary without traffic has no series to judge yet.
+        let wanted = self.series.iter().filter(|_| canary_has_traffic);
+        let series = futures_util::future::join_all(
+            wanted.map(|(name, query)| series::collect(name, query, target, &series_asked)),
+        );
+        let (_, series) = futures_util::future::join(
+            self.run(&asked, queries, baseline_offset, &mut evidence),
+            series,
+        )
+        .await;
+        for result in series {
+            match result {
+                Ok(value) => evidence.values.push(value),
+                Err(missing) => evidence.missing.push(missing),
+            }
+        }
         evidence
             .values
             .push((Field::WindowSeconds, self.window_seconds.into()));
@@ -223,6 +265,9 @@ impl Source for PrometheusSource {
             return Err(format!("{at}.window_seconds: must be at least 1"));
         }
         self.connection().validate(at)?;
+        for (name, query) in &self.series {
+            query.validate(&format!("{at}.series.{name}"), name)?;
+        }
         self.templates().validate(at)
     }
 

@@ -136,7 +136,8 @@ pub struct Analysis {
     pub effect_size: EffectSize,
 }
 
-/// A metric to judge: its name (the series it reads), its groups and how.
+/// A metric to judge: its name (the series it reads), its groups (by
+/// default a group of its own) and how.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MetricRule {
     pub name: String,
@@ -154,8 +155,10 @@ impl<'de> Deserialize<'de> for MetricRule {
             Some(_) => return Err(D::Error::custom("`name` must be a non-empty string")),
             None => return Err(D::Error::missing_field("name")),
         };
+        // Kayenta scores groups only: a gate's metric without `groups` is
+        // a group of its own, so it is not silently left out of the score.
         let groups = match fields.remove("groups") {
-            None => Vec::new(),
+            None => vec![name.clone()],
             Some(groups) => Vec::<String>::deserialize(groups)
                 .map_err(|e| D::Error::custom(format!("metric `{name}`: groups: {e}")))?,
         };
