@@ -274,8 +274,8 @@ fn check_counts(s: &Snapshot) -> Result<(), SnapshotError> {
 /// steps. Judging cost grows with it, and a rollout stage is far shorter.
 pub(crate) const MAX_SERIES_POINTS: usize = 7 * 24 * 60;
 
-/// Time series: a positive step, an RFC 3339 start, both cohorts on the
-/// same grid and within [`MAX_SERIES_POINTS`]; counts: events out of
+/// Time series: a positive step, an RFC 3339 start, each cohort within
+/// [`MAX_SERIES_POINTS`]; counts: events out of
 /// exposures, neither negative, events no more than exposures.
 fn check_series(s: &Snapshot) -> Result<(), SnapshotError> {
     let Some(metrics) = &s.metrics else {
@@ -293,24 +293,19 @@ fn check_series(s: &Snapshot) -> Result<(), SnapshotError> {
             ));
         }
         timestamp(&at("start"), Some(&series.start))?;
-        let (baseline, canary) = (series.baseline.len(), series.canary.len());
-        if baseline != canary {
-            return Err(SnapshotError::at(
-                at("canary"),
-                format!(
-                    "{canary} points against the baseline's {baseline}: both cohorts must be on \
-                     one step grid (null for a step without a value)"
-                ),
-            ));
-        }
-        if canary > MAX_SERIES_POINTS {
-            return Err(SnapshotError::at(
-                at("canary"),
-                format!(
-                    "{canary} points, more than the limit of {MAX_SERIES_POINTS} per series: use a \
-                     longer step"
-                ),
-            ));
+        // Both start on one grid; a cohort may end earlier (a Kayenta pair
+        // of unequal length): steps are paired while both have them.
+        for (cohort, points) in [("baseline", &series.baseline), ("canary", &series.canary)] {
+            if points.len() > MAX_SERIES_POINTS {
+                return Err(SnapshotError::at(
+                    at(cohort),
+                    format!(
+                        "{} points, more than the limit of {MAX_SERIES_POINTS} per series: use \
+                         a longer step",
+                        points.len()
+                    ),
+                ));
+            }
         }
     }
     for (name, counts) in metrics.counts.iter().flatten() {

@@ -132,6 +132,9 @@ fn the_score_sets_the_exit_code_and_the_request_picks_the_judge() {
     let result = json_output(&output);
     assert_eq!(result["judgeName"], "shipgate-sequential-v1", "{result}");
     assert_eq!(result["results"][0]["classification"], "High");
+    // The failing metric is muted; the other passes once inside its 25 %.
+    assert_eq!(result["score"]["classification"], "Pass", "{result}");
+    assert_eq!(output.status.code(), Some(0));
     // Kayenta names the remote judge in configs it routes here.
     let remote = request(|r| r["canaryConfig"]["judge"]["name"] = "RemoteJudge-v1.0".into());
     assert_eq!(
@@ -145,7 +148,11 @@ type Mistake = (Box<dyn FnOnce(&mut Value)>, &'static str);
 
 #[test]
 fn a_request_it_cannot_judge_exits_65_naming_the_field() {
-    let cases: [Mistake; 5] = [
+    let cases: [Mistake; 6] = [
+        (
+            Box::new(|r| r["metricSetPairList"][0]["name"] = "Unknown metric".into()),
+            "metricSetPairList[0].name: `Unknown metric` is not a metric of canaryConfig.metrics",
+        ),
         (
             Box::new(|r| r["metricSetPairList"][1]["values"]["experiment"][3] = "Infinity".into()),
             "metricSetPairList[1].values.experiment[3]: Infinity is not a measurement",

@@ -15,8 +15,7 @@ const KAYENTA: &str = "NetflixACAJudge-v1.0";
 const REMOTE: &str = "RemoteJudge-v1.0";
 const SEQUENTIAL: &str = "shipgate-sequential-v1";
 
-/// The prefix of the judge policy's log line that carries its judgement.
-pub(crate) const JUDGEMENT_LOG_PREFIX: &str = "shipgate-judgement ";
+pub(crate) use shipgate_policy::judge::JUDGEMENT_LOG_PREFIX;
 
 /// A request, mapped.
 #[derive(Debug)]
@@ -78,6 +77,12 @@ pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
     let raw: RawRequest = serde_path_to_error::deserialize(&mut deserializer)
         .map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
     let config = policy_config(&raw.canary_config, &raw.score_thresholds)?;
+    let configured: Vec<&str> = config["metrics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|rule| rule["name"].as_str())
+        .collect();
     let mut series = Map::new();
     let mut pairs = Vec::new();
     for (i, pair) in raw.metric_set_pair_list.iter().enumerate() {
@@ -98,14 +103,16 @@ pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
                 .map(|(j, v)| point(v).map_err(|e| format!("{at}.values.{cohort}[{j}]: {e}")))
                 .collect()
         };
+        if !configured.contains(&pair.name.as_str()) {
+            return Err(format!(
+                "{at}.name: `{}` is not a metric of canaryConfig.metrics",
+                pair.name
+            ));
+        }
+        // As Kayenta sent them: a cohort may be shorter (Kayenta pads a
+        // missing one with NaN itself), and padding here would turn into
+        // zeros under nan_strategy "replace".
         let (baseline, canary) = (values("control")?, values("experiment")?);
-        // Kayenta pads a missing cohort with NaN; shorter series are padded
-        // the same way so both stand on one grid.
-        let len = baseline.len().max(canary.len());
-        let pad = |mut v: Vec<Value>| {
-            v.resize(len, Value::Null);
-            v
-        };
         let scope = pair
             .scopes
             .get("control")
@@ -119,7 +126,7 @@ pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
             .unwrap_or_else(|| now.to_string());
         series.insert(
             key.clone(),
-            json!({"step_seconds": step, "start": start, "baseline": pad(baseline), "canary": pad(canary)}),
+            json!({"step_seconds": step, "start": start, "baseline": baseline, "canary": canary}),
         );
         pairs.push(PairInfo {
             key,

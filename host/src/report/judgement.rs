@@ -31,7 +31,7 @@ fn headline(judgement: &Value) -> String {
         judgement["score"]
     );
     if let Some(reason) = judgement["reason"].as_str() {
-        let _ = write!(line, ": {reason}");
+        let _ = write!(line, ": {}", super::text::one_line(reason));
     }
     line
 }

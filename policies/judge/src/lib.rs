@@ -18,13 +18,15 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use shipgate_policy::judge::sequential::{self, Counts, Options};
 use shipgate_policy::judge::{
-    self, Classification, Judgement, Label, MetricPair, MetricResult, MetricRule, Thresholds,
+    self, Classification, JUDGEMENT_LOG_PREFIX, Judgement, Label, MetricPair, MetricResult,
+    MetricRule, Thresholds,
 };
 use shipgate_policy::snapshot::{CountPair, SeriesPair};
 use shipgate_policy::{Decision, Findings, Phase, Policy, PolicyInfo, Snapshot, Verdict};
 
-/// The prefix of the log line that carries the whole judgement.
-pub const JUDGEMENT_LOG_PREFIX: &str = "shipgate-judgement ";
+/// What a policy may print at most is 64 KiB (the host's limit); the
+/// judgement must leave room below it.
+const MAX_JUDGEMENT_BYTES: usize = 60 * 1024;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub enum JudgeName {
@@ -77,7 +79,7 @@ impl Policy for Judge {
             "judge",
             env!("CARGO_PKG_VERSION"),
             "Statistical canary judgement over time series: Kayenta's NetflixACAJudge-v1.0 \
-             reproduced, or the sequential shipgate-sequential-v1 that stays valid at every look.",
+             reproduced, or the sequential shipgate-sequential-v1, built to be asked at every interval.",
             &[Phase::Promotion, Phase::Abort],
         )
     }
@@ -85,10 +87,17 @@ impl Policy for Judge {
     fn evaluate(_: Phase, snapshot: &Snapshot, config: &Config) -> Result<Verdict, String> {
         let judgement = judge_snapshot(snapshot, config);
         if config.log_judgement {
-            println!(
-                "{JUDGEMENT_LOG_PREFIX}{}",
-                serde_json::to_string(&judgement).map_err(|e| e.to_string())?
-            );
+            let json = serde_json::to_string(&judgement).map_err(|e| e.to_string())?;
+            if json.len() > MAX_JUDGEMENT_BYTES {
+                return Err(format!(
+                    "the judgement of {} metrics is {} KiB, more than the {} KiB a policy may \
+                     print: judge fewer metrics at once",
+                    judgement.metrics.len(),
+                    json.len() >> 10,
+                    MAX_JUDGEMENT_BYTES >> 10
+                ));
+            }
+            println!("{JUDGEMENT_LOG_PREFIX}{json}");
         }
         Ok(verdict(&judgement, config.thresholds))
     }
@@ -113,9 +122,10 @@ impl TryFrom<RawConfig> for Config {
 
 fn validate(config: &Config) -> Result<(), String> {
     let Thresholds { pass, marginal } = config.thresholds;
-    if !(0.0..=100.0).contains(&marginal) || !(marginal..=100.0).contains(&pass) {
+    let ordered = (0.0..=100.0).contains(&marginal) && marginal < pass && pass <= 100.0;
+    if !ordered {
         return Err(format!(
-            "thresholds: need 0 <= marginal <= pass <= 100, got pass {pass}, marginal {marginal}"
+            "thresholds: need 0 <= marginal < pass <= 100, got pass {pass}, marginal {marginal}"
         ));
     }
     if config.metrics.is_empty() {
@@ -126,11 +136,28 @@ fn validate(config: &Config) -> Result<(), String> {
         if !seen.insert(rule.name.as_str()) {
             return Err(format!("metrics: `{}` is named twice", rule.name));
         }
-        if rule.analysis.outliers.outlier_factor <= 0.0 {
+        let factor = rule.analysis.outliers.outlier_factor;
+        if !(factor > 0.0 && factor.is_finite()) {
             return Err(format!(
-                "metric `{}`: outliers.outlier_factor must be > 0",
+                "metric `{}`: outliers.outlier_factor must be a number > 0, got {factor}",
                 rule.name
             ));
+        }
+        let effect = &rule.analysis.effect_size;
+        for (key, value) in [
+            ("allowed_increase", effect.allowed_increase),
+            ("allowed_decrease", effect.allowed_decrease),
+            ("critical_increase", effect.critical_increase),
+            ("critical_decrease", effect.critical_decrease),
+        ] {
+            if let Some(value) = value
+                && !(value >= 0.0 && value.is_finite())
+            {
+                return Err(format!(
+                    "metric `{}`: effect_size.{key} must be a number >= 0, got {value}",
+                    rule.name
+                ));
+            }
         }
     }
     for (group, weight) in &config.group_weights {
@@ -235,7 +262,13 @@ pub fn verdict(judgement: &Judgement, thresholds: Thresholds) -> Verdict {
     let mut findings = Findings::new();
     for metric in &judgement.metrics {
         let failing = metric.label != Label::Pass && !metric.muted;
-        let at = if failing { decision } else { Decision::Allow };
+        let at = match metric.label {
+            // Kayenta's score may pass without this metric; a gate does not:
+            // evidence that is missing never passes.
+            Label::Nodata | Label::Error if !metric.muted => decision.max(Decision::Deny),
+            _ if failing => decision,
+            _ => Decision::Allow,
+        };
         let finding = findings.add(&metric.name, at, sentence(metric));
         finding.observed = Some(metric.label.as_str().to_string());
         finding.observed_value = metric.figures.estimate.filter(|v| v.is_finite());
@@ -333,3 +366,69 @@ fn significant(p: f64) -> String {
 }
 
 shipgate_policy::export_policy!(Judge);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(value: serde_json::Value) -> Result<Config, String> {
+        serde_json::from_value(value).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn configs_that_could_not_judge_are_refused_naming_the_key() {
+        let metrics = serde_json::json!([{"name": "p99"}]);
+        let equal = config(
+            serde_json::json!({"metrics": metrics, "thresholds": {"pass": 50, "marginal": 50}}),
+        );
+        assert!(
+            equal
+                .unwrap_err()
+                .contains("need 0 <= marginal < pass <= 100")
+        );
+        let twice = config(serde_json::json!({"metrics": [{"name": "a"}, {"name": "a"}]}));
+        assert!(twice.unwrap_err().contains("`a` is named twice"));
+        let negative = config(
+            serde_json::json!({"metrics": [{"name": "a", "effect_size": {"allowed_increase": -1.0}}]}),
+        );
+        assert!(
+            negative
+                .unwrap_err()
+                .contains("effect_size.allowed_increase must be a number >= 0")
+        );
+        let typo = config(serde_json::json!({"metrics": metrics, "judge": "dredd-v1.0"}));
+        assert!(typo.unwrap_err().contains("unknown variant `dredd-v1.0`"));
+        assert!(
+            config(serde_json::json!({"metrics": []}))
+                .unwrap_err()
+                .contains("at least one metric")
+        );
+    }
+
+    #[test]
+    fn a_metric_without_data_denies_even_when_the_score_passes() {
+        let config = config(serde_json::json!({"metrics": [
+            {"name": "a"}, {"name": "b"}, {"name": "c"}
+        ]}))
+        .unwrap();
+        let steady: Vec<f64> = (0..30).map(|i| 10.0 + f64::from(i % 5)).collect();
+        let snapshot: Snapshot = serde_json::from_value(serde_json::json!({
+            "schema_version": 2, "now": "2026-12-06T10:30:00Z",
+            "metrics": {"series": {
+                "a": {"step_seconds": 60, "start": "2026-12-06T10:00:00Z", "baseline": steady, "canary": steady},
+                "b": {"step_seconds": 60, "start": "2026-12-06T10:00:00Z", "baseline": steady, "canary": steady}
+            }}
+        }))
+        .unwrap();
+        let judgement = judge_snapshot(&snapshot, &config);
+        // Kayenta: one Nodata of three is not half, and its group counts 100.
+        assert_eq!(judgement.classification, Classification::Pass);
+        let verdict = verdict(&judgement, config.thresholds);
+        assert_eq!(verdict.decision, Decision::Deny);
+        let c = verdict.findings.iter().find(|f| f.check == "c").unwrap();
+        assert_eq!(
+            (c.decision, c.observed.as_deref()),
+            (Decision::Deny, Some("Nodata"))
+        );
+    }
+}

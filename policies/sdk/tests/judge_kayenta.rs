@@ -60,6 +60,48 @@ fn every_canary_config_in_kayentas_repository_loads_and_judges() {
     }
 }
 
+#[test]
+fn group_weights_decide_how_much_a_failing_metric_costs() {
+    // kayenta-integration-tests' prometheus cpu config has two groups of
+    // weights 60 and 40; its muted-metric config one group of 100.
+    let rules: Vec<judge::MetricRule> = serde_json::from_value(serde_json::json!([
+        {"name": "errors", "groups": ["errors"], "direction": "increase"},
+        {"name": "latency", "groups": ["latency"], "direction": "increase"},
+        {"name": "cpu", "groups": ["system"], "direction": "increase"}
+    ]))
+    .unwrap();
+    let healthy: Vec<f64> = (0..60).map(|i| 10.0 + f64::from(i % 9)).collect();
+    let worse: Vec<f64> = healthy.iter().map(|v| v * 3.0).collect();
+    let pair = |name: &str, canary: &[f64]| MetricPair {
+        name: name.into(),
+        canary: canary.to_vec(),
+        baseline: healthy.clone(),
+    };
+    let pairs = [
+        pair("errors", &worse),
+        pair("latency", &healthy),
+        pair("cpu", &healthy),
+    ];
+    // 60 configured for errors, 30 for latency, and the unconfigured group
+    // shares the 10 left: a High in errors costs 60 points.
+    let weights = std::collections::BTreeMap::from([
+        ("errors".to_string(), 60.0),
+        ("latency".to_string(), 30.0),
+    ]);
+    let judgement = judge::judge_kayenta(&rules, &pairs, &weights, Thresholds::default());
+    assert_eq!(judgement.score, 40.0, "{judgement:?}");
+    assert_eq!(judgement.classification, judge::Classification::Fail);
+    let light = std::collections::BTreeMap::from([
+        ("errors".to_string(), 20.0),
+        ("latency".to_string(), 40.0),
+    ]);
+    let judgement = judge::judge_kayenta(&rules, &pairs, &light, Thresholds::default());
+    assert_eq!(
+        (judgement.score, judgement.classification),
+        (80.0, judge::Classification::Pass)
+    );
+}
+
 fn judge_one(canary: Vec<f64>, baseline: Vec<f64>) -> judge::MetricResult {
     let rules: Vec<judge::MetricRule> = serde_json::from_str(r#"[{"name": "m"}]"#).unwrap();
     let pair = MetricPair {

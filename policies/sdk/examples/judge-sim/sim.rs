@@ -3,8 +3,9 @@
 //! that is worse, when a CD system asks at every interval of a growing
 //! window (Spinnaker's canary stage with `lookback`, Argo's `interval`).
 
+use shipgate_policy::judge::MetricPair;
 use shipgate_policy::judge::MetricRule;
-use shipgate_policy::judge::kayenta::{self, MetricPair};
+use shipgate_policy::judge::kayenta;
 use shipgate_policy::judge::sequential::{self, Options};
 
 /// How the two cohorts' series are made.

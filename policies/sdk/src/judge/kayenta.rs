@@ -5,9 +5,10 @@
 //! cohorts) or silent (an unreachable level, a solver that stopped),
 //! shipgate is deterministic and says so in the metric's note.
 
+use super::MetricPair;
 use super::config::{Analysis, Direction, EffectMeasure, MetricRule, NanStrategy, OutlierStrategy};
 use super::result::{Figures, Label, MetricResult};
-use super::stats::describe::{self, Summary};
+use super::stats::describe::{self, Summary, mean_ratio, sorted};
 use super::stats::{Estimate, rank_sum};
 
 pub const NAME: &str = "NetflixACAJudge-v1.0";
@@ -27,14 +28,6 @@ pub const JUDGE: Settings = Settings {
     confidence: 0.98,
     tolerance: 0.25,
 };
-
-/// One metric's two series; NaN marks a gap.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MetricPair {
-    pub name: String,
-    pub canary: Vec<f64>,
-    pub baseline: Vec<f64>,
-}
 
 /// Judges one metric as Kayenta's judge would.
 pub fn classify(rule: &MetricRule, pair: &MetricPair) -> MetricResult {
@@ -179,22 +172,6 @@ fn fences(sorted: &[f64], factor: f64) -> (f64, f64) {
     (p01.min(q1 - factor * iqr), p99.max(q3 + factor * iqr))
 }
 
-fn sorted(values: &[f64]) -> Vec<f64> {
-    let mut values = values.to_vec();
-    values.sort_by(f64::total_cmp);
-    values
-}
-
-/// mean(canary) / mean(baseline); NaN when either mean is 0.
-pub fn mean_ratio(canary: &[f64], baseline: &[f64]) -> f64 {
-    let (c, b) = (describe::mean(canary), describe::mean(baseline));
-    if c == 0.0 || b == 0.0 {
-        f64::NAN
-    } else {
-        c / b
-    }
-}
-
 /// The common-language effect size: P(canary > baseline) + ½ P(tie).
 pub fn cles(canary: &[f64], baseline: &[f64]) -> f64 {
     let m = canary.len() as f64;
@@ -234,14 +211,31 @@ fn shift_interval(canary: &[f64], baseline: &[f64], level: f64) -> Result<ShiftT
     let constant = |values: &[f64]| values.iter().all(|&v| v == values[0]);
     if constant(canary) && constant(baseline) {
         let shift = canary[0] - baseline[0];
+        // Kayenta's noise (σ = value × 1e-5) hides a shift this small.
+        let noise = 1e-4 * canary[0].abs().max(baseline[0].abs());
+        let (shift, note) = if shift.abs() <= noise {
+            (
+                0.0,
+                format!(
+                    "each cohort is constant and they differ by {shift}, within the noise Kayenta \
+                     adds here (1e-5 of the value): no shift"
+                ),
+            )
+        } else {
+            (
+                shift,
+                format!(
+                    "each cohort is constant: the shift is exactly {shift} (Kayenta adds random \
+                     noise here)"
+                ),
+            )
+        };
         return Ok(ShiftTest {
             lower: shift,
             upper: shift,
             estimate: shift,
             p_value: None,
-            note: Some(format!(
-                "each cohort is constant: the shift is exactly {shift} (Kayenta adds random noise here)"
-            )),
+            note: Some(note),
         });
     }
     let test = rank_sum(canary, baseline, level, Estimate::Kayenta).map_err(|e| e.to_string())?;

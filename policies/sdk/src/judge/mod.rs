@@ -1,6 +1,7 @@
 //! Statistical canary judgement over time series: Kayenta's
 //! `NetflixACAJudge-v1.0` reproduced ([`kayenta`]), and a sequential judge
-//! whose false-rollback rate stays bounded however often it is asked
+//! built to be asked at every interval (its false-rollback rate stays at
+//! alpha for independent steps however often it is asked)
 //! ([`sequential`]). Pure Rust, deterministic, the same in the guest as
 //! natively.
 //!
@@ -30,7 +31,17 @@ pub mod stats;
 use std::collections::BTreeMap;
 
 pub use config::{Analysis, CanaryConfig, Direction, MetricRule, Thresholds};
-pub use kayenta::MetricPair;
+/// One metric's two series, in step order; NaN marks a gap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricPair {
+    pub name: String,
+    pub canary: Vec<f64>,
+    pub baseline: Vec<f64>,
+}
+
+/// The prefix of the log line in which the stock judge policy prints its
+/// whole judgement as JSON, when its config asks (`shipgate judge` reads it).
+pub const JUDGEMENT_LOG_PREFIX: &str = "shipgate-judgement ";
 pub use result::{Classification, Judgement, Label, MetricResult};
 
 /// Judges every metric that has a rule with Kayenta's judge and scores the

@@ -1,34 +1,42 @@
 //! `shipgate-sequential-v1`: a judge that may be asked at every interval of
-//! a rollout without its false-rollback rate growing with the number of
-//! looks. Every call gets all evidence since monitoring began; the judge
-//! keeps no state, so a replay of the same evidence gives the same answer.
+//! a rollout. Every call gets all evidence since monitoring began; the
+//! judge keeps no state, so a replay of the same evidence gives the same
+//! answer.
 //!
 //! - **Series** (latency, rates) are paired by time step, so load that both
 //!   cohorts see cancels out, and tested with a mixture sequential
 //!   probability ratio test (mSPRT; Johari et al., "Always Valid Inference")
 //!   on the per-step differences, in its sequential t-test form (the
-//!   variance integrated out, so no plug-in estimate inflates early looks),
-//!   with the sample counted as n (1 − ρ)/(1 + ρ) for the lag-1
-//!   autocorrelation ρ the differences show (overlapping rate windows).
-//!   The always-valid p-value is the smallest 1/Λ over every prefix of the
-//!   evidence, so a regression detected at any earlier look stays detected.
+//!   variance integrated out, so no plug-in estimate inflates early looks).
+//!   For independent normal differences the chance of ever failing an equal
+//!   canary stays at `alpha` however often it is asked; each call takes the
+//!   smallest 1/Λ over every prefix of the evidence. Correlated steps
+//!   (overlapping rate windows) are counted as n (1 − ρ)/(1 + ρ) for the
+//!   lag-1 autocorrelation ρ of all the differences: a widening, not a
+//!   guarantee, and since ρ is estimated again at each call, a crossing
+//!   seen at an earlier call can be revised (docs/JUDGEMENT.md measures it).
 //! - **Counts** (errors out of requests per cohort, cumulative) are tested
 //!   with a beta-binomial mixture e-value on the canary's share of the
 //!   events given its share of the exposures (as in Lindon et al., "Rapid
 //!   Regression Detection in Software Deployments through Sequential
-//!   Testing"), so 3 errors in 200 requests against 0 in 20 000 fails.
+//!   Testing"), so 3 errors in 200 requests against 0 in 20 000 fails. It
+//!   assumes the canary's share of traffic is the same throughout: across
+//!   stages of different weights it is an approximation.
 //!
 //! A metric is High or Low once its regression is significant at `alpha`,
 //! Pass once its confidence sequence lies inside the allowed band, and
 //! Inconclusive otherwise. The canary fails on any regression, passes when
 //! every scored metric passes, and is Marginal (keep observing) otherwise.
+//! Of a metric's settings it reads `direction`, `critical`, `muted` and the
+//! allowed increase and decrease (as mean ratios); gaps are skipped, and
+//! outlier removal, effect measures and group weights are Kayenta's only.
 
 use serde::{Deserialize, Serialize};
 
+use super::MetricPair;
 use super::config::{Direction, MetricRule};
-use super::kayenta::{MetricPair, mean_ratio};
 use super::result::{Classification, Figures, Judgement, Label, MetricResult};
-use super::stats::describe::{self, Summary};
+use super::stats::describe::{self, Summary, mean_ratio};
 
 pub const NAME: &str = "shipgate-sequential-v1";
 
@@ -46,6 +54,10 @@ pub struct Options {
     /// Fewer paired steps than this are not yet tested.
     #[serde(default = "default_min_pairs")]
     pub min_pairs: usize,
+    /// A count metric without a single event passes only once the canary
+    /// has had this many exposures (requests).
+    #[serde(default = "default_min_exposures")]
+    pub min_exposures: f64,
 }
 
 fn default_alpha() -> f64 {
@@ -57,6 +69,9 @@ fn default_margin() -> f64 {
 fn default_min_pairs() -> usize {
     5
 }
+fn default_min_exposures() -> f64 {
+    1000.0
+}
 
 impl Default for Options {
     fn default() -> Self {
@@ -64,6 +79,7 @@ impl Default for Options {
             alpha: default_alpha(),
             margin: default_margin(),
             min_pairs: default_min_pairs(),
+            min_exposures: default_min_exposures(),
         }
     }
 }
@@ -76,6 +92,12 @@ impl Options {
         }
         if !(self.margin >= 0.0 && self.margin.is_finite()) {
             return Err(format!("margin must be ≥ 0, got {}", self.margin));
+        }
+        if !(self.min_exposures >= 0.0 && self.min_exposures.is_finite()) {
+            return Err(format!(
+                "min_exposures must be ≥ 0, got {}",
+                self.min_exposures
+            ));
         }
         if self.min_pairs < 3 {
             return Err(format!(
@@ -143,7 +165,7 @@ pub fn classify_series(rule: &MetricRule, pair: &MetricPair, options: &Options) 
     decide(
         &mut result,
         rule,
-        test.regression,
+        test.crossed,
         |direction| match direction {
             Direction::Increase => test.mean + test.half_width <= allow_up,
             Direction::Decrease => test.mean - test.half_width >= -allow_down,
@@ -214,12 +236,26 @@ pub fn classify_counts(
         p_value: Some((-log_e).exp().min(1.0)),
         level: Some(1.0 - options.alpha),
     };
+    // No event at all is no ratio to bound: it passes once the canary has
+    // had enough exposures for its absence to mean something.
     let no_events = canary.events + baseline.events == 0.0;
+    let enough = canary.exposures >= options.min_exposures;
     if no_events {
-        result.note = Some("no events in either cohort".into());
+        result.note = Some(format!(
+            "no events in either cohort, after {} canary exposures (passes from {})",
+            canary.exposures, options.min_exposures
+        ));
     }
-    decide(&mut result, rule, regression, |_| {
-        no_events || upper_ratio <= allowed
+    let crossed = Crossings {
+        up: regression.filter(|sign| *sign > 0.0).is_some(),
+        down: regression.filter(|sign| *sign < 0.0).is_some(),
+    };
+    decide(&mut result, rule, crossed, |_| {
+        if no_events {
+            enough
+        } else {
+            upper_ratio <= allowed
+        }
     });
     result
 }
@@ -239,15 +275,16 @@ pub fn score(metrics: Vec<MetricResult>, thresholds: super::Thresholds) -> Judge
                 failure.reason.as_deref().unwrap_or(&failure.name)
             )),
         )
-    } else if scored.iter().all(|m| m.label == Label::Pass) {
+    } else if !scored.is_empty() && scored.iter().all(|m| m.label == Label::Pass) {
         (100.0, Classification::Pass, None)
     } else {
         let waiting = scored.iter().filter(|m| m.label != Label::Pass).count();
         (
-            super::score::round_half_up((thresholds.pass + thresholds.marginal) / 2.0, 2),
+            keep_observing(thresholds),
             Classification::Marginal,
             Some(format!(
-                "{waiting} metric(s) not yet decided: keep observing"
+                "{waiting} of {} metric(s) not yet decided: keep observing",
+                scored.len()
             )),
         )
     };
@@ -258,6 +295,18 @@ pub fn score(metrics: Vec<MetricResult>, thresholds: super::Thresholds) -> Judge
         reason,
         groups: Vec::new(),
         metrics,
+    }
+}
+
+/// A score strictly between the thresholds where they leave room (Spinnaker
+/// fails a score at or below marginal, Argo pauses from marginal up),
+/// rounded down to two decimals so it never reaches `pass`.
+fn keep_observing(thresholds: super::Thresholds) -> f64 {
+    let middle = ((thresholds.pass + thresholds.marginal) / 2.0 * 100.0).floor() / 100.0;
+    if middle > thresholds.marginal && middle < thresholds.pass {
+        middle
+    } else {
+        thresholds.marginal
     }
 }
 
@@ -287,15 +336,18 @@ fn base_result(
 fn decide(
     result: &mut MetricResult,
     rule: &MetricRule,
-    regression: Option<f64>,
+    crossed: Crossings,
     inside: impl Fn(Direction) -> bool,
 ) {
     let direction = rule.analysis.direction;
-    let label = match regression {
-        Some(sign) if sign > 0.0 && direction != Direction::Decrease => Label::High,
-        Some(sign) if sign < 0.0 && direction != Direction::Increase => Label::Low,
-        _ if inside(direction) => Label::Pass,
-        _ => Label::Inconclusive,
+    let label = if crossed.up && direction != Direction::Decrease {
+        Label::High
+    } else if crossed.down && direction != Direction::Increase {
+        Label::Low
+    } else if inside(direction) {
+        Label::Pass
+    } else {
+        Label::Inconclusive
     };
     result.label = label;
     result.critical = rule.analysis.critical && label.is_failure();
@@ -320,6 +372,13 @@ fn allowed_change(rule: &MetricRule, options: &Options, baseline_mean: f64) -> (
     (up * baseline_mean, down * baseline_mean)
 }
 
+/// Which ways the evidence has shown a significant change, at any prefix.
+#[derive(Debug, Clone, Copy, Default)]
+struct Crossings {
+    up: bool,
+    down: bool,
+}
+
 /// The sequential t-test over the per-step differences: the mixture
 /// likelihood ratio for a normal mean with unknown variance (a normal
 /// mixture over the standardized effect, variance σ² integrated out with
@@ -331,8 +390,9 @@ struct MixtureTest {
     /// The smallest 1/Λ over all prefixes (always valid).
     p_value: f64,
     autocorrelation: f64,
-    /// The sign of the mean when Λ first reached 1/α.
-    regression: Option<f64>,
+    /// Whether Λ reached 1/α with the mean above 0, and below, at some
+    /// prefix: an early improvement must not hide a later regression.
+    crossed: Crossings,
 }
 
 /// The mixture's scale: the standardized effect ~ N(0, 1), a regression of
@@ -354,40 +414,57 @@ impl MixtureTest {
         let inflation = (1.0 + rho) / (1.0 - rho);
         let threshold = (1.0 / alpha).ln();
         let mut p_value: f64 = 1.0;
-        let mut regression = None;
+        let mut crossed = Crossings::default();
         let (mut sum, mut squares) = (0.0, 0.0);
-        let (mut mean, mut half_width) = (0.0, f64::INFINITY);
+        let mut last = None;
         for (k, &d) in steps.iter().enumerate() {
             sum += d;
             squares += d * d;
             let n = (k + 1) as f64;
-            mean = sum / n;
+            let mean = sum / n;
             let effective = n / inflation;
             let variance = ((squares - sum * sum / n) / (n - 1.0)).max(0.0);
-            if effective < 2.0 || variance == 0.0 {
-                // Too few steps, or identical differences at every step:
-                // nothing to test yet (a constant shift shows in the band).
-                half_width = if variance == 0.0 && n >= 2.0 {
-                    0.0
-                } else {
-                    f64::INFINITY
-                };
+            if effective < 2.0 {
+                continue;
+            }
+            if variance == 0.0 {
+                // The same difference at every step: a shift measured
+                // exactly, significant as soon as it is not 0.
+                if mean != 0.0 {
+                    p_value = 0.0;
+                    if mean > 0.0 {
+                        crossed.up = true;
+                    } else {
+                        crossed.down = true;
+                    }
+                }
+                last = Some((mean, 0.0, effective));
                 continue;
             }
             let standard_error = (variance * inflation / n).sqrt();
             let log_l = log_lambda(mean / standard_error, effective);
             p_value = p_value.min((-log_l).exp());
-            if regression.is_none() && log_l >= threshold {
-                regression = Some(mean.signum());
+            if log_l >= threshold {
+                if mean > 0.0 {
+                    crossed.up = true;
+                } else {
+                    crossed.down = true;
+                }
             }
-            half_width = critical_t(effective, threshold) * standard_error;
+            last = Some((mean, standard_error, effective));
         }
+        let (mean, half_width) = match last {
+            Some((mean, standard_error, effective)) => {
+                (mean, critical_t(effective, threshold) * standard_error)
+            }
+            None => (describe::mean(steps), f64::INFINITY),
+        };
         MixtureTest {
             mean,
             half_width,
             p_value,
             autocorrelation: rho,
-            regression,
+            crossed,
         }
     }
 }
@@ -630,8 +707,111 @@ mod tests {
             (Classification::Marginal, 62.5)
         );
         assert_eq!(
-            score(vec![pass], super::super::Thresholds::default()).score,
+            score(vec![pass.clone()], super::super::Thresholds::default()).score,
             100.0
         );
+        let high = MetricResult {
+            label: Label::High,
+            reason: Some("a was classified as High".into()),
+            ..pass.clone()
+        };
+        let failed = score(
+            vec![pass.clone(), high],
+            super::super::Thresholds::default(),
+        );
+        assert_eq!(
+            (failed.classification, failed.score),
+            (Classification::Fail, 0.0)
+        );
+        // Nothing scored is nothing passed.
+        let muted = MetricResult {
+            muted: true,
+            ..pass
+        };
+        let nothing = score(vec![muted], super::super::Thresholds::default());
+        assert_eq!(nothing.classification, Classification::Marginal);
+        // Waiting never reads as a pass, however close the thresholds.
+        let close = super::super::Thresholds {
+            pass: 75.0,
+            marginal: 74.99,
+        };
+        assert_eq!(keep_observing(close), 74.99);
+    }
+
+    fn series(canary: Vec<f64>, baseline: Vec<f64>, direction: &str) -> Label {
+        let pair = MetricPair {
+            name: "m".into(),
+            canary,
+            baseline,
+        };
+        classify_series(&rule(direction), &pair, &Options::default()).label
+    }
+
+    #[test]
+    fn the_same_shift_at_every_step_is_a_regression() {
+        let baseline: Vec<f64> = (0..10).map(f64::from).collect();
+        let canary: Vec<f64> = baseline.iter().map(|b| b + 1.0).collect();
+        assert_eq!(series(canary, baseline.clone(), "increase"), Label::High);
+        assert_eq!(series(baseline.clone(), baseline, "increase"), Label::Pass);
+    }
+
+    #[test]
+    fn an_early_improvement_does_not_hide_a_later_regression() {
+        // Both ways crossed: an increase-only metric is High all the same.
+        let both = Crossings {
+            up: true,
+            down: true,
+        };
+        let mut result = classify_counts(
+            &rule("increase"),
+            "m",
+            Counts {
+                events: 0.0,
+                exposures: 1.0,
+            },
+            Counts {
+                events: 0.0,
+                exposures: 1.0,
+            },
+            &Options::default(),
+        );
+        decide(&mut result, &rule("increase"), both, |_| true);
+        assert_eq!(result.label, Label::High);
+        decide(
+            &mut result,
+            &rule("decrease"),
+            Crossings {
+                up: true,
+                down: false,
+            },
+            |_| true,
+        );
+        assert_eq!(
+            result.label,
+            Label::Pass,
+            "a rise of a decrease-only metric is fine"
+        );
+    }
+
+    #[test]
+    fn no_errors_pass_only_after_enough_requests() {
+        let none = |exposures| {
+            classify_counts(
+                &rule("increase"),
+                "errors",
+                Counts {
+                    events: 0.0,
+                    exposures,
+                },
+                Counts {
+                    events: 0.0,
+                    exposures: 100_000.0,
+                },
+                &Options::default(),
+            )
+            .label
+        };
+        assert_eq!(none(10.0), Label::Inconclusive);
+        assert_eq!(none(5_000.0), Label::Pass);
     }
 }

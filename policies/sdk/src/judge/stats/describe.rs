@@ -61,6 +61,23 @@ pub fn variance(values: &[f64]) -> f64 {
     }
 }
 
+/// mean(canary) / mean(baseline); NaN when either mean is 0.
+pub fn mean_ratio(canary: &[f64], baseline: &[f64]) -> f64 {
+    let (c, b) = (mean(canary), mean(baseline));
+    if c == 0.0 || b == 0.0 {
+        f64::NAN
+    } else {
+        c / b
+    }
+}
+
+/// The values in ascending order.
+pub(crate) fn sorted(values: &[f64]) -> Vec<f64> {
+    let mut values = values.to_vec();
+    values.sort_by(f64::total_cmp);
+    values
+}
+
 /// The `p`-th percentile (0 < p ≤ 100) of `sorted` by R's type 7 (linear
 /// between order statistics); NaN for no values.
 pub fn percentile_r7(sorted: &[f64], p: f64) -> f64 {

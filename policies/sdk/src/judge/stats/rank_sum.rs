@@ -5,6 +5,7 @@
 //! corrections, `uniroot` with tolerance 1e-4), which is also what Kayenta's
 //! `MannWhitney.scala` computes.
 
+use super::describe::sorted;
 use super::normal;
 use super::zeroin::zeroin;
 
@@ -50,7 +51,7 @@ impl std::fmt::Display for RankSumError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             RankSumError::EmptyCohort => "a cohort has no values",
-            RankSumError::NotFinite => "a value is infinite or NaN",
+            RankSumError::NotFinite => "a value, or a difference of two, is infinite or NaN",
             RankSumError::AllTied => {
                 "cannot compute a confidence interval when all observations are tied"
             }
@@ -77,6 +78,10 @@ pub fn rank_sum(
     let alpha = 1.0 - level;
     let z = normal::quantile(alpha / 2.0);
     let (min_shift, max_shift) = statistic.shift_range();
+    if !(min_shift.is_finite() && max_shift.is_finite()) {
+        // Finite values whose differences overflow.
+        return Err(RankSumError::NotFinite);
+    }
     let mut converged = true;
     let mut level_reached = true;
     let mut root = |zq: f64| -> Result<f64, RankSumError> {
@@ -154,11 +159,6 @@ struct Statistic {
 
 impl Statistic {
     fn new(canary: &[f64], baseline: &[f64]) -> Statistic {
-        let sorted = |values: &[f64]| {
-            let mut values = values.to_vec();
-            values.sort_by(f64::total_cmp);
-            values
-        };
         Statistic {
             canary: sorted(canary),
             baseline: sorted(baseline),
@@ -213,6 +213,10 @@ impl Statistic {
                 j += 1;
             }
             let group = from_canary + from_baseline;
+            if group == 0 {
+                // A NaN shift matches nothing; never loop on it.
+                break;
+            }
             // Ranks placed+1 … placed+group share their average.
             let average = placed as f64 + (group as f64 + 1.0) / 2.0;
             rank_sum += average * from_canary as f64;
