@@ -530,7 +530,7 @@ critical = true
 url = "{url}"
 window_seconds = 600
 [sources.prometheus.series.error_rate]
-query = 'sum(rate(http_requests_total{{{selector},code=~"5.."}}[{{step}}])) / sum(rate(http_requests_total{{{selector}}}[{{step}}]))'
+query = '(sum(rate(http_requests_total{{{selector},code=~"5.."}}[{{step}}])) or vector(0)) / sum(rate(http_requests_total{{{selector}}}[{{step}}]))'
 step_seconds = 60
 since = "window"
 "#,

@@ -262,10 +262,17 @@ pub fn verdict(judgement: &Judgement, thresholds: Thresholds) -> Verdict {
     let mut findings = Findings::new();
     for metric in &judgement.metrics {
         let failing = metric.label != Label::Pass && !metric.muted;
+        // Kayenta's score may pass without this metric, or pass it on no
+        // data ("replace" on an empty series); a gate does not: evidence
+        // that is missing never passes.
+        let no_data = matches!(
+            metric.label,
+            Label::Nodata | Label::NodataFailMetric | Label::Error
+        ) || (metric.canary.count == 0 || metric.baseline.count == 0)
+            && metric.figures.p_value.is_none()
+            && metric.figures.ci_upper.is_none();
         let at = match metric.label {
-            // Kayenta's score may pass without this metric; a gate does not:
-            // evidence that is missing never passes.
-            Label::Nodata | Label::Error if !metric.muted => decision.max(Decision::Deny),
+            _ if no_data && !metric.muted => decision.max(Decision::Deny),
             _ if failing => decision,
             _ => Decision::Allow,
         };

@@ -2,8 +2,8 @@
 //! range query per cohort on one step grid, from the stage's start (or the
 //! window) to now, placed in `metrics.series.NAME`. A rate over `{step}` at
 //! that step gives each point its own data; a gap (no sample, NaN, ±Inf) is
-//! `null`, never a zero; a query giving several series, or none, is missing
-//! evidence that names it.
+//! `null`, never a zero; a query giving several series, or none, or values
+//! at fewer than half of the steps, is missing evidence that names it.
 
 use std::time::Duration;
 
@@ -184,12 +184,14 @@ pub(super) async fn collect(
     .await;
     let mut cohorts = Vec::new();
     for ((cohort, text), result) in texts.into_iter().zip(asked) {
-        let samples = result.map_err(|why| missing(text, why))?;
+        let samples = result.map_err(|why| missing(text.clone(), why))?;
         let offset = match cohort {
             Cohort::Baseline => asking.baseline_offset,
             Cohort::Canary => 0.0,
         };
-        cohorts.push(grid.place(&samples, offset));
+        let points = grid.place(&samples, offset);
+        covered(&points, cohort).map_err(|why| missing(text, why))?;
+        cohorts.push(points);
     }
     let start = jiff::Timestamp::from_second(grid.start as i64)
         .map(|t| t.to_string())
@@ -200,6 +202,21 @@ pub(super) async fn collect(
         field,
         json!({"step_seconds": grid.step, "start": start, "baseline": baseline, "canary": canary}),
     ))
+}
+
+/// A cohort that stopped answering (no traffic, crashed) leaves gaps; what
+/// is left of it must not pass for the whole: at least half of the steps
+/// need a value.
+fn covered(points: &[Value], cohort: Cohort) -> Result<(), String> {
+    let valued = points.iter().filter(|v| !v.is_null()).count();
+    if valued * 2 < points.len() {
+        return Err(format!(
+            "only {valued} of {} steps of the {} have a value",
+            points.len(),
+            cohort.as_str()
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -271,6 +288,17 @@ mod tests {
         // A baseline asked an hour earlier lands on the same grid.
         let earlier = grid.place(&[(1000.0 - 3600.0, Some(2.0))], 3600.0);
         assert_eq!(earlier[0], json!(2.0));
+    }
+
+    #[test]
+    fn a_cohort_with_values_at_fewer_than_half_of_the_steps_is_missing() {
+        let half = [json!(1.0), Value::Null, json!(2.0), Value::Null];
+        assert!(covered(&half, Cohort::Canary).is_ok());
+        let stopped = [json!(1.0), Value::Null, Value::Null, Value::Null];
+        assert_eq!(
+            covered(&stopped, Cohort::Canary),
+            Err("only 1 of 4 steps of the canary have a value".into())
+        );
     }
 
     #[test]

@@ -162,19 +162,34 @@ pub fn classify_series(rule: &MetricRule, pair: &MetricPair, options: &Options) 
             steps.len() as f64 * (1.0 - rho) / (1.0 + rho)
         ));
     }
-    decide(
-        &mut result,
-        rule,
-        test.crossed,
-        |direction| match direction {
-            Direction::Increase => test.mean + test.half_width <= allow_up,
-            Direction::Decrease => test.mean - test.half_width >= -allow_down,
-            Direction::Either => {
-                test.mean + test.half_width <= allow_up
-                    && test.mean - test.half_width >= -allow_down
-            }
-        },
-    );
+    let crossed = if test.exact {
+        result.note = Some(format!(
+            "the same difference at every step: the shift is exactly {}",
+            test.mean
+        ));
+        Crossings {
+            up: test.mean > allow_up,
+            down: test.mean < -allow_down,
+        }
+    } else {
+        test.crossed
+    };
+    if pair.canary.len() != pair.baseline.len() {
+        let unpaired = pair.canary.len().abs_diff(pair.baseline.len());
+        let note =
+            format!("{unpaired} step(s) of the longer cohort have no partner and are not judged");
+        result.note = Some(match result.note.take() {
+            Some(before) => format!("{before}; {note}"),
+            None => note,
+        });
+    }
+    decide(&mut result, rule, crossed, |direction| match direction {
+        Direction::Increase => test.mean + test.half_width <= allow_up,
+        Direction::Decrease => test.mean - test.half_width >= -allow_down,
+        Direction::Either => {
+            test.mean + test.half_width <= allow_up && test.mean - test.half_width >= -allow_down
+        }
+    });
     result
 }
 
@@ -393,6 +408,8 @@ struct MixtureTest {
     /// Whether Λ reached 1/α with the mean above 0, and below, at some
     /// prefix: an early improvement must not hide a later regression.
     crossed: Crossings,
+    /// Every step had the same difference: `mean` is the exact shift.
+    exact: bool,
 }
 
 /// The mixture's scale: the standardized effect ~ N(0, 1), a regression of
@@ -413,32 +430,25 @@ impl MixtureTest {
         let rho = lag1(steps, describe::mean(steps));
         let inflation = (1.0 + rho) / (1.0 - rho);
         let threshold = (1.0 / alpha).ln();
+        let scale = steps
+            .iter()
+            .fold(0.0f64, |m, d| m.max(d.abs()))
+            .max(f64::MIN_POSITIVE);
         let mut p_value: f64 = 1.0;
         let mut crossed = Crossings::default();
-        let (mut sum, mut squares) = (0.0, 0.0);
+        // Welford's running mean and sum of squared deviations.
+        let (mut mean, mut deviations) = (0.0, 0.0);
         let mut last = None;
         for (k, &d) in steps.iter().enumerate() {
-            sum += d;
-            squares += d * d;
             let n = (k + 1) as f64;
-            let mean = sum / n;
+            let delta = d - mean;
+            mean += delta / n;
+            deviations += delta * (d - mean);
             let effective = n / inflation;
-            let variance = ((squares - sum * sum / n) / (n - 1.0)).max(0.0);
-            if effective < 2.0 {
-                continue;
-            }
-            if variance == 0.0 {
-                // The same difference at every step: a shift measured
-                // exactly, significant as soon as it is not 0.
-                if mean != 0.0 {
-                    p_value = 0.0;
-                    if mean > 0.0 {
-                        crossed.up = true;
-                    } else {
-                        crossed.down = true;
-                    }
-                }
-                last = Some((mean, 0.0, effective));
+            let variance = (deviations / (n - 1.0)).max(0.0);
+            // A prefix whose differences do not vary (to rounding) has
+            // nothing to test yet.
+            if effective < 2.0 || variance.sqrt() <= 1e-12 * scale {
                 continue;
             }
             let standard_error = (variance * inflation / n).sqrt();
@@ -453,11 +463,16 @@ impl MixtureTest {
             }
             last = Some((mean, standard_error, effective));
         }
+        let exact = (deviations / (steps.len() as f64 - 1.0).max(1.0)).sqrt() <= 1e-12 * scale;
         let (mean, half_width) = match last {
+            // The same difference at every step: the shift is measured
+            // exactly and judged against the allowed band, not against 0
+            // (integer gauges, one histogram bucket, rounding).
+            _ if exact => (mean, 0.0),
             Some((mean, standard_error, effective)) => {
                 (mean, critical_t(effective, threshold) * standard_error)
             }
-            None => (describe::mean(steps), f64::INFINITY),
+            None => (mean, f64::INFINITY),
         };
         MixtureTest {
             mean,
@@ -465,6 +480,7 @@ impl MixtureTest {
             p_value,
             autocorrelation: rho,
             crossed,
+            exact,
         }
     }
 }
@@ -748,10 +764,14 @@ mod tests {
     }
 
     #[test]
-    fn the_same_shift_at_every_step_is_a_regression() {
-        let baseline: Vec<f64> = (0..10).map(f64::from).collect();
-        let canary: Vec<f64> = baseline.iter().map(|b| b + 1.0).collect();
+    fn the_same_shift_at_every_step_is_judged_against_the_allowed_band() {
+        let baseline: Vec<f64> = (0..10).map(|i| 100.0 + f64::from(i)).collect();
+        // 30 above a baseline of about 105: beyond the 10 % margin.
+        let canary: Vec<f64> = baseline.iter().map(|b| b + 30.0).collect();
         assert_eq!(series(canary, baseline.clone(), "increase"), Label::High);
+        // 1 above (an integer gauge's step, a bucket's width): inside it.
+        let canary: Vec<f64> = baseline.iter().map(|b| b + 1.0).collect();
+        assert_eq!(series(canary, baseline.clone(), "increase"), Label::Pass);
         assert_eq!(series(baseline.clone(), baseline, "increase"), Label::Pass);
     }
 
