@@ -74,8 +74,13 @@ struct Scope {
 /// Maps a request; the error names the field (`metricSetPairList[2].values.experiment[7]`).
 pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let raw: RawRequest = serde_path_to_error::deserialize(&mut deserializer)
-        .map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
+    let raw: RawRequest =
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+            match e.path().to_string().as_str() {
+                "." => e.inner().to_string(),
+                path => format!("{path}: {}", e.inner()),
+            }
+        })?;
     let config = policy_config(&raw.canary_config, &raw.score_thresholds)?;
     let configured: Vec<&str> = config["metrics"]
         .as_array()

@@ -39,17 +39,25 @@ enum JudgeFormat {
 impl JudgeArgs {
     /// Exit 0 Pass, 1 Marginal, 2 Fail, as Kayenta classifies the score.
     pub(super) fn execute(&self) -> Result<i32, Error> {
-        let label = self.kayenta_request.display().to_string();
+        let label = if self.kayenta_request.as_os_str() == "-" {
+            "<stdin>".to_string()
+        } else {
+            self.kayenta_request.display().to_string()
+        };
         let body = super::read_input(&self.kayenta_request)?;
         let now = jiff::Timestamp::now().to_string();
         let request = kayenta::parse(&body, &now)
             .map_err(|e| Error::InvalidInput(format!("{label}: {e}")))?;
         let snapshot = snapshot::parse(request.snapshot.to_string().as_bytes())
             .map_err(|e| Error::InvalidInput(format!("{label}: {e}")))?;
-        let gate = Gate::parse(&gate_text(&request.config)?, Origin::BuiltIn)
-            .map_err(|e| Error::InvalidInput(format!("{label}: canaryConfig: {e}")))?;
+        // Errors in the config name the request, as a gate file's name it.
+        let origin = Origin::File(format!("{label}: canaryConfig").into());
+        let gate = Gate::parse(&gate_text(&request.config)?, origin)?;
         let prepared = PreparedGate::prepare(Arc::new(runtime()?), gate, &[Phase::Promotion])
-            .map_err(|e| Error::InvalidInput(format!("{label}: canaryConfig: {e}")))?;
+            .map_err(|e| match e {
+                Error::Internal(_) => e,
+                other => Error::InvalidInput(other.to_string()),
+            })?;
         let evaluation = prepared
             .evaluate(Phase::Promotion, &snapshot)
             .map_err(|fault| Error::Internal(anyhow::anyhow!("no judgement: {fault}")))?;
