@@ -138,3 +138,47 @@ fn github_format_gives_a_notice_on_allow() {
         "{stdout}"
     );
 }
+
+/// A snapshot whose business metric's name carries terminal escapes (erase
+/// the line, back to its start, write ALLOW) cannot rewrite the decision on
+/// screen or in GitHub's log: every control character is written out.
+#[test]
+fn escapes_in_snapshot_text_reach_no_terminal() {
+    let text = std::fs::read_to_string(snapshot("abort-rollback")).unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let forged = "orders\u{1b}[2K\rALLOW  abort";
+    for cohort in ["baseline", "canary"] {
+        let business = value["metrics"][cohort]["business"]
+            .as_object_mut()
+            .unwrap();
+        let orders = business.remove("orders").unwrap();
+        business.insert(forged.to_string(), orders);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("forged.json");
+    std::fs::write(&path, value.to_string()).unwrap();
+    for format in ["text", "github"] {
+        let output = shipgate()
+            .args([
+                "eval",
+                "--phase",
+                "abort",
+                "--format",
+                format,
+                "-v",
+                "--snapshot",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{format}");
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        assert!(
+            !stdout
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t'),
+            "{format}: {stdout:?}"
+        );
+        assert!(stdout.contains("orders\\x1b[2K"), "{format}: {stdout}");
+    }
+}

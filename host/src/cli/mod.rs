@@ -131,7 +131,10 @@ pub fn main() -> i32 {
     match run(cli.command) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("shipgate: error: {error}");
+            eprintln!(
+                "shipgate: error: {}",
+                crate::report::terminal_safe(&error.to_string())
+            );
             error.exit_code()
         }
     }
@@ -212,12 +215,14 @@ fn writing(path: &Path, error: std::io::Error) -> Error {
     Error::Internal(anyhow::Error::new(error).context(format!("writing {}", path.display())))
 }
 
-/// Prints to stdout; a closed pipe (`shipgate ... | head`) is not an error.
+/// Prints to stdout, every control character but newline and tab written
+/// out (text from snapshots and policies reaches a terminal); a closed pipe
+/// (`shipgate ... | head`) is not an error.
 fn print(text: &str) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     let _ = stdout
-        .write_all(text.as_bytes())
+        .write_all(crate::report::terminal_safe(text).as_bytes())
         .and_then(|()| stdout.flush());
 }
 

@@ -100,9 +100,11 @@ fn inert(text: &str) -> String {
 
 /// Escapes a workflow command's message (GitHub's rules: %, CR, LF).
 pub(crate) fn escape(text: &str) -> String {
-    text.replace('%', "%25")
+    let escaped = text
+        .replace('%', "%25")
         .replace('\r', "%0D")
-        .replace('\n', "%0A")
+        .replace('\n', "%0A");
+    super::terminal_safe(&escaped).into_owned()
 }
 
 /// Escapes a workflow command property (also `:` and `,`).

@@ -33,7 +33,7 @@ pub(crate) use junit::junit;
 pub(crate) use markdown::{check as check_markdown, markdown};
 pub(crate) use tekton::task_results;
 pub(crate) use test_run::{TestFormat, render as test_run};
-pub(crate) use text::{check, inspection, policies, replay};
+pub(crate) use text::{check, inspection, policies, replay, terminal_safe};
 
 use markdown::{cell, code};
 use mermaid::{nice_ceiling, number, scale};

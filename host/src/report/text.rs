@@ -110,6 +110,25 @@ pub(super) fn one_line(text: &str) -> String {
     text.replace(['\n', '\r'], " ")
 }
 
+/// Text as a terminal may show it: every control character but newline
+/// and tab written out (`\x1b`), so text from a snapshot or a policy
+/// cannot move the cursor, rewrite a line or recolour a decision.
+pub(crate) fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            let _ = write!(out, "\\x{:02x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// `shipgate inspect`: what a module says it is and what it imports.
 pub(crate) fn inspection(i: &Inspection) -> String {
     let phases: Vec<&str> = i.phases.iter().map(|p| p.as_str()).collect();
@@ -206,6 +225,18 @@ pub(crate) fn replay(report: &Replay) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_written_out() {
+        assert_eq!(
+            terminal_safe("orders\u{1b}[2K\rALLOW\u{7f}\u{9b}\n\tok"),
+            "orders\\x1b[2K\\x0dALLOW\\x7f\\x9b\n\tok"
+        );
+        assert!(matches!(
+            terminal_safe("plain\n"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 
     #[test]
     fn policy_text_stays_on_its_line() {
