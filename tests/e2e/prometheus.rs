@@ -244,6 +244,18 @@ fn serve_with_source(url: &str) -> Sourced {
     }
 }
 
+/// The arguments the shipped abort template takes, for the checkout
+/// service's stable version and `canary`.
+fn argo_args(canary: &str) -> [(&str, &str); 5] {
+    [
+        ("service", "checkout"),
+        ("namespace", "shop"),
+        ("environment", "production"),
+        ("stable_hash", "stable1"),
+        ("canary_hash", canary),
+    ]
+}
+
 /// The body Argo sends: the shipped template's `jsonBody` with its
 /// `{{args.NAME}}` filled in.
 fn argo_body(metric: &serde_yaml::Value, args: &[(&str, &str)]) -> Value {
@@ -287,17 +299,11 @@ fn argo_abort_analysis_reads_canary_evidence_from_prometheus() {
         ..
     } = serve_with_source(&prometheus.url);
     let metric = argo_metric("shipgate-abort");
-    let args = |canary: &'static str| {
-        [
-            ("service", "checkout"),
-            ("namespace", "shop"),
-            ("environment", "production"),
-            ("stable_hash", "stable1"),
-            ("canary_hash", canary),
-        ]
-    };
 
-    let (status, answer) = server.post("/v1/argo/abort", &argo_body(&metric, &args("canary-bad")));
+    let (status, answer) = server.post(
+        "/v1/argo/abort",
+        &argo_body(&metric, &argo_args("canary-bad")),
+    );
     assert_eq!(status, 200);
     assert_eq!(argo_outcome(&metric, &answer), "Failed", "{answer}");
     let error_rate = &answer["policies"][0]["findings"]
@@ -338,7 +344,10 @@ fn argo_abort_analysis_reads_canary_evidence_from_prometheus() {
     );
     assert_eq!(snapshot["deployment"]["id"], "shop/checkout@canary-bad");
 
-    let (status, answer) = server.post("/v1/argo/abort", &argo_body(&metric, &args("canary-good")));
+    let (status, answer) = server.post(
+        "/v1/argo/abort",
+        &argo_body(&metric, &argo_args("canary-good")),
+    );
     assert_eq!(status, 200);
     assert_eq!(argo_outcome(&metric, &answer), "Successful", "{answer}");
 }
@@ -541,17 +550,11 @@ since = "window"
     let log = dir.path().join("decisions.jsonl");
     let server = Server::start(&gate, &["--decision-log", log.to_str().unwrap()]);
     let metric = argo_metric("shipgate-abort");
-    let args = |canary: &'static str| {
-        [
-            ("service", "checkout"),
-            ("namespace", "shop"),
-            ("environment", "production"),
-            ("stable_hash", "stable1"),
-            ("canary_hash", canary),
-        ]
-    };
 
-    let (status, answer) = server.post("/v1/argo/abort", &argo_body(&metric, &args("canary-bad")));
+    let (status, answer) = server.post(
+        "/v1/argo/abort",
+        &argo_body(&metric, &argo_args("canary-bad")),
+    );
     assert_eq!(status, 200, "{answer}");
     assert_eq!(argo_outcome(&metric, &answer), "Failed", "{answer}");
     let finding = &answer["policies"][0]["findings"][0];
@@ -581,13 +584,16 @@ since = "window"
         );
     }
 
-    let (_, answer) = server.post("/v1/argo/abort", &argo_body(&metric, &args("canary-good")));
+    let (_, answer) = server.post(
+        "/v1/argo/abort",
+        &argo_body(&metric, &argo_args("canary-good")),
+    );
     assert_eq!(argo_outcome(&metric, &answer), "Successful", "{answer}");
 
     // A canary Prometheus has never seen: missing evidence, named, and a hold.
     let (_, answer) = server.post(
         "/v1/argo/abort",
-        &argo_body(&metric, &args("never-deployed")),
+        &argo_body(&metric, &argo_args("never-deployed")),
     );
     let problem = &answer["evidence"][0];
     assert_eq!(problem["what"], "metrics.series.error_rate", "{answer}");
