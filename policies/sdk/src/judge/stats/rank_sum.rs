@@ -150,24 +150,88 @@ fn solve(
 }
 
 /// The standardized rank-sum statistic of `canary − d` against `baseline`,
-/// as a function of the shift `d`. Both samples are kept sorted: shifting
-/// one keeps its order, so ranking is a merge instead of a sort.
+/// as a function of the shift `d`, which the root finder asks for some
+/// thirty times per metric. Both samples are kept sorted and run-length
+/// encoded (each distinct value with its count). Shifting the canary keeps
+/// its order, so when the shift falls each canary value's place among the
+/// baseline's is at least where the previous shift put it and at least its
+/// left neighbour's new place (when it rises, at most either, from the
+/// right): the search starts from the tighter of the two bounds, in
+/// doubling steps, and mostly takes none or one.
 struct Statistic {
-    canary: Vec<f64>,
-    baseline: Vec<f64>,
+    canary: Runs,
+    baseline: Runs,
+    /// `below[k]`: how many baseline values the runs before run `k` hold.
+    below: Vec<u64>,
+    /// Σ (t³ − t) over each sample's own groups of ties (in u128: t³
+    /// leaves u64 at some 2.6 million tied values).
+    canary_ties: u128,
+    baseline_ties: u128,
+    /// Each canary run's place (a baseline run index) at the last shift,
+    /// and that shift.
+    places: std::cell::RefCell<(Vec<usize>, f64)>,
+}
+
+/// A sorted sample as its distinct values and how often each occurs.
+#[derive(Debug, Clone, Default)]
+struct Runs {
+    values: Vec<f64>,
+    counts: Vec<u64>,
+}
+
+impl Runs {
+    /// Runs of `sorted`, equal values (as `==` sees them) counted together.
+    fn of(sorted: impl IntoIterator<Item = f64>) -> Runs {
+        let mut runs = Runs::default();
+        for value in sorted {
+            match runs.values.last() {
+                Some(&last) if last == value => *runs.counts.last_mut().expect("a run") += 1,
+                _ => {
+                    runs.values.push(value);
+                    runs.counts.push(1);
+                }
+            }
+        }
+        runs
+    }
+
+    fn len(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Σ (t³ − t) over the runs.
+    fn ties(&self) -> u128 {
+        self.counts
+            .iter()
+            .map(|&t| u128::from(t))
+            .map(|t| t * t * t - t)
+            .sum()
+    }
 }
 
 impl Statistic {
     fn new(canary: &[f64], baseline: &[f64]) -> Statistic {
+        let canary = Runs::of(sorted(canary));
+        let baseline = Runs::of(sorted(baseline));
+        let below = std::iter::once(0)
+            .chain(baseline.counts.iter().scan(0, |sum, &count| {
+                *sum += count;
+                Some(*sum)
+            }))
+            .collect();
         Statistic {
-            canary: sorted(canary),
-            baseline: sorted(baseline),
+            canary_ties: canary.ties(),
+            baseline_ties: baseline.ties(),
+            places: std::cell::RefCell::new((vec![0; canary.values.len()], f64::INFINITY)),
+            below,
+            canary,
+            baseline,
         }
     }
 
     /// R's `mumin`, `mumax`: the smallest and largest pairwise difference.
     fn shift_range(&self) -> (f64, f64) {
-        let (c, b) = (&self.canary, &self.baseline);
+        let (c, b) = (&self.canary.values, &self.baseline.values);
         (c[0] - b[b.len() - 1], c[c.len() - 1] - b[0])
     }
 
@@ -188,43 +252,101 @@ impl Statistic {
     }
 
     /// The sum of the canary's average ranks among `canary − d` and
-    /// `baseline`, and Σ (t³ − t) over groups of t tied values.
+    /// `baseline`, and Σ (t³ − t) over groups of t tied values. Both are
+    /// computed in integers (twice the rank sum, which is a multiple of ½),
+    /// so they are the exact numbers a rank-by-rank sum gives.
     fn ranks(&self, d: f64) -> (f64, f64) {
-        let (canary, baseline) = (&self.canary, &self.baseline);
-        let (mut i, mut j) = (0, 0);
-        let mut rank_sum = 0.0;
-        let mut ties = 0.0;
-        let mut placed = 0usize;
-        while i < canary.len() || j < baseline.len() {
-            let next = match (canary.get(i), baseline.get(j)) {
-                (Some(&x), Some(&y)) => (x - d).min(y),
-                (Some(&x), None) => x - d,
-                (None, Some(&y)) => y,
-                (None, None) => unreachable!("the loop runs while values remain"),
-            };
-            let mut from_canary = 0usize;
-            while i < canary.len() && canary[i] - d == next {
-                from_canary += 1;
-                i += 1;
+        let (values, counts) = (&self.baseline.values, &self.baseline.counts);
+        let mut cache = self.places.borrow_mut();
+        let (places, last_shift) = &mut *cache;
+        let canary = &self.canary.values;
+        if d <= *last_shift {
+            // The shifted values grew (or stayed): places move right, and
+            // no place is left of the one before it.
+            let mut floor = 0;
+            for (place, &value) in places.iter_mut().zip(canary) {
+                floor = place_of(values, value - d, (*place).max(floor));
+                *place = floor;
             }
-            let mut from_baseline = 0usize;
-            while j < baseline.len() && baseline[j] == next {
-                from_baseline += 1;
-                j += 1;
+        } else {
+            // They shrank: places move left, none right of the one after.
+            let mut ceiling = values.len();
+            for (place, &value) in places.iter_mut().zip(canary).rev() {
+                ceiling = place_of(values, value - d, (*place).min(ceiling));
+                *place = ceiling;
             }
-            let group = from_canary + from_baseline;
-            if group == 0 {
-                // A NaN shift matches nothing; never loop on it.
-                break;
-            }
-            // Ranks placed+1 … placed+group share their average.
-            let average = placed as f64 + (group as f64 + 1.0) / 2.0;
-            rank_sum += average * from_canary as f64;
-            let t = group as f64;
-            ties += t * t * t - t;
-            placed += group;
         }
-        (rank_sum, ties)
+        *last_shift = d;
+        // Twice the canary's rank sum beyond its own ranks 1..=nx: each
+        // canary value counts the baseline values below it twice and those
+        // equal to it once.
+        let mut twice_above_own = 0u64;
+        // Ties across the samples, and canary values that the subtraction
+        // made equal (rounding keeps the order but may merge neighbours),
+        // beyond the groups' own t³ − t.
+        let mut extra_ties = 0u128;
+        let (mut group, mut group_value, mut group_equal) = (0u64, f64::NAN, 0u64);
+        for ((&value, &count), &place) in canary.iter().zip(&self.canary.counts).zip(places.iter())
+        {
+            let shifted = value - d;
+            let equal = match values.get(place) {
+                Some(&v) if v == shifted => counts[place],
+                _ => 0,
+            };
+            twice_above_own += count * (2 * self.below[place] + equal);
+            if shifted == group_value {
+                extra_ties += shared_ties(group, count);
+                group += count;
+            } else {
+                extra_ties += shared_ties(group, group_equal);
+                (group, group_value, group_equal) = (count, shifted, equal);
+            }
+        }
+        extra_ties += shared_ties(group, group_equal);
+        let nx = self.canary.len();
+        let rank_sum = (nx * (nx + 1) + twice_above_own) as f64 / 2.0;
+        let ties = self.canary_ties + self.baseline_ties + extra_ties;
+        (rank_sum, ties as f64)
+    }
+}
+
+/// (a + b)³ − (a + b) − (a³ − a) − (b³ − b) = 3ab(a + b): what joining
+/// groups of a and b tied values adds to Σ (t³ − t).
+fn shared_ties(a: u64, b: u64) -> u128 {
+    let (a, b) = (u128::from(a), u128::from(b));
+    3 * a * b * (a + b)
+}
+
+/// How many of the ascending `values` are below `x`, searched for from
+/// `start` outwards in doubling steps, then by halving: one comparison or
+/// two when `x` has not moved past a value, O(log distance) when it has.
+fn place_of(values: &[f64], x: f64, start: usize) -> usize {
+    let start = start.min(values.len());
+    if start < values.len() && values[start] < x {
+        // Right: values[start] is below x.
+        let (mut known_below, mut step) = (start, 1);
+        let end = loop {
+            let probe = known_below + step;
+            if probe >= values.len() || values[probe] >= x {
+                break probe.min(values.len());
+            }
+            known_below = probe;
+            step *= 2;
+        };
+        known_below + 1 + values[known_below + 1..end].partition_point(|&v| v < x)
+    } else if start > 0 && values[start - 1] >= x {
+        // Left: values[start - 1] is not below x.
+        let (mut not_below, mut step) = (start - 1, 1);
+        let begin = loop {
+            if step > not_below || values[not_below - step] < x {
+                break not_below.saturating_sub(step);
+            }
+            not_below -= step;
+            step *= 2;
+        };
+        begin + values[begin..not_below].partition_point(|&v| v < x)
+    } else {
+        start
     }
 }
 
@@ -248,6 +370,66 @@ mod tests {
         let statistic = Statistic::new(&[1.0, 2.0, 2.0], &[2.0, 3.0]);
         // Ranks: 1 → 1, the three 2s → 3, 3 → 5; canary: 1 + 3 + 3.
         assert_eq!(statistic.ranks(0.0), (7.0, 24.0));
+    }
+
+    /// Ranks as R's `rank` gives them (each value's average position among
+    /// all), one by one: what the merge must equal exactly.
+    fn naive_ranks(canary: &[f64], baseline: &[f64], d: f64) -> (f64, f64) {
+        let shifted: Vec<f64> = canary.iter().map(|x| x - d).collect();
+        let all: Vec<f64> = shifted.iter().chain(baseline).copied().collect();
+        let rank = |v: f64| {
+            let below = all.iter().filter(|&&w| w < v).count() as f64;
+            let equal = all.iter().filter(|&&w| w == v).count() as f64;
+            below + (equal + 1.0) / 2.0
+        };
+        let rank_sum = shifted.iter().map(|&v| rank(v)).sum();
+        let mut distinct = all.clone();
+        distinct.sort_by(f64::total_cmp);
+        distinct.dedup_by(|a, b| a == b);
+        let ties = distinct
+            .iter()
+            .map(|&v| all.iter().filter(|&&w| w == v).count() as f64)
+            .map(|t| t * t * t - t)
+            .sum();
+        (rank_sum, ties)
+    }
+
+    #[test]
+    fn the_merge_ranks_exactly_as_ranking_one_by_one() {
+        let mut state = 7u64;
+        let mut next = |levels: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 33) % levels) as f64 * 0.5
+        };
+        for round in 0..200u64 {
+            let levels = 2 + round % 40;
+            // Now and then long samples, where the search takes long strides.
+            let long = if round % 25 == 0 { 300 } else { 0 };
+            let canary: Vec<f64> = (0..(1 + round % 23 + long)).map(|_| next(levels)).collect();
+            let baseline: Vec<f64> = (0..(1 + round % 17 + long)).map(|_| next(levels)).collect();
+            let statistic = Statistic::new(&canary, &baseline);
+            // In an order that jumps both ways, as a root finder's first steps do.
+            for d in [
+                0.0,
+                0.5,
+                -1.0,
+                0.25,
+                next(levels) - 3.0,
+                1e-17,
+                f64::MAX,
+                -9.5,
+                4.0,
+                0.0,
+            ] {
+                assert_eq!(
+                    statistic.ranks(d),
+                    naive_ranks(&canary, &baseline, d),
+                    "{canary:?} {baseline:?} shifted by {d}"
+                );
+            }
+        }
     }
 
     #[test]
