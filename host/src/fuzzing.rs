@@ -203,6 +203,7 @@ fn spinnaker_settings() -> spinnaker::Settings {
         key_is_random: false,
         ttl: std::time::Duration::from_secs(3600),
         public_url: None,
+        trust_forwarded: false,
     }
 }
 

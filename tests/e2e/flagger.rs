@@ -370,3 +370,63 @@ fn preflight_hooks_read_the_release_facts_the_pipeline_wrote() {
     assert_eq!(evidence["source"], "facts", "{body}");
     assert_eq!(evidence["why"], "no such file", "{body}");
 }
+
+/// The queries a stand-in Prometheus was asked, answering every one with
+/// `flagger_canary_weight` at 0 and any other value at 1.
+#[derive(Default)]
+struct AskedQueries(std::sync::Mutex<Vec<String>>);
+
+async fn answer_query(
+    axum::extract::State(asked): axum::extract::State<std::sync::Arc<AskedQueries>>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> axum::Json<Value> {
+    let url =
+        reqwest::Url::parse(&format!("http://prometheus/?{}", raw.unwrap_or_default())).unwrap();
+    let query = url
+        .query_pairs()
+        .find(|(key, _)| key == "query")
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default();
+    let value = if query.starts_with("max(flagger_canary_weight") {
+        "0"
+    } else {
+        "1"
+    };
+    asked.0.lock().unwrap().push(query);
+    axum::Json(json!({"status": "success", "data": {"resultType": "vector",
+        "result": [{"metric": {}, "value": [unix_now(), value]}]}}))
+}
+
+/// Before the canary gets traffic Flagger still calls the rollback hook at
+/// every iteration: the weight is asked, and at 0 % the stage's start (a
+/// query over a day of the weight's history) is not.
+#[test]
+fn at_weight_zero_the_stage_start_is_not_asked() {
+    let asked = std::sync::Arc::new(AskedQueries::default());
+    let app = axum::Router::new()
+        .route("/api/v1/query", axum::routing::get(answer_query))
+        .with_state(asked.clone());
+    let address = crate::server::serve_on_loopback(app);
+    let dir = tempfile::tempdir().unwrap();
+    let gate = flagger_gate(dir.path(), &format!("http://{address}"));
+    let server = Server::start(&gate, &[]);
+    let (status, body) = server.post(
+        "/v1/flagger/rollback",
+        &json!({"name": "podinfo", "namespace": "test", "phase": "Progressing",
+                "checksum": "5f9c7b7d4"}),
+    );
+    assert_eq!(status, 403, "no rollback before any traffic: {body}");
+    let asked = asked.0.lock().unwrap().clone();
+    assert!(
+        asked
+            .iter()
+            .any(|q| q.starts_with("max(flagger_canary_weight")),
+        "the weight is asked: {asked:?}"
+    );
+    assert!(
+        !asked
+            .iter()
+            .any(|q| q.contains("changes(flagger_canary_weight")),
+        "the stage start is not: {asked:?}"
+    );
+}

@@ -336,6 +336,54 @@ fn unsigned_wrongly_signed_tampered_oversized_and_unreachable_modules_fail_close
     assert!(fault(&json).contains("cannot connect"), "{json:#}");
 }
 
+/// A registry that accepts connections and never answers holds nothing:
+/// the module fails closed within the deadline, naming the registry.
+#[test]
+fn a_registry_that_never_answers_fails_closed_within_the_deadline() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    // Accepted by the kernel's backlog, and never read or answered.
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    gate(
+        dir,
+        &format!(
+            "oci://127.0.0.1:{port}/team/rules@sha256:{}",
+            "2".repeat(64)
+        ),
+        None,
+    );
+    let started = Instant::now();
+    let output = shipgate_in(dir)
+        .env("SHIPGATE_STORE", dir.join("store"))
+        .env("SHIPGATE_REGISTRY_TIMEOUT_SECONDS", "2")
+        .args([
+            "eval",
+            "--phase",
+            "preflight",
+            "--gate",
+            "gate.toml",
+            "--format",
+            "json",
+        ])
+        .arg("--snapshot")
+        .arg(snapshot("preflight-ready"))
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{json:#}");
+    assert!(
+        fault(&json).contains(&format!(
+            "oci://127.0.0.1:{port}/team/rules@sha256:{}: the registry did not answer within 2 s",
+            "2".repeat(64)
+        )),
+        "{json:#}"
+    );
+    assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
+    drop(silent);
+}
+
 /// Uploads a Wasm artifact whose layer is `size` bytes straight through the
 /// distribution API (what `shipgate push` would refuse to publish) and
 /// returns its pinned reference.

@@ -50,6 +50,7 @@ pub(crate) const ADAPTER: Adapter = Adapter {
             endpoint: Endpoint::Custom(Custom::SpinnakerPoll),
         },
     ],
+    opt_in: false,
 };
 
 /// The Spinnaker adapter's settings.
@@ -63,6 +64,11 @@ pub(crate) struct Settings {
     pub(crate) ttl: Duration,
     /// The base of absolute status URLs; from the request's host when unset.
     pub(crate) public_url: Option<String>,
+    /// Whether `X-Forwarded-Proto` and `X-Forwarded-Host` name that host:
+    /// only behind a proxy that sets them itself. Otherwise whoever can add
+    /// a header to the request (a pipeline's custom headers) would choose
+    /// where Orca sends its polls, credentials included.
+    pub(crate) trust_forwarded: bool,
 }
 
 /// The status Spinnaker reads with `statusJsonPath: $.status`.
@@ -216,17 +222,18 @@ fn cut(text: &str, max: usize) -> String {
 }
 
 /// Where an evaluation's status is polled: `public_url`, else the request's
-/// own host as `header` gives it.
+/// own host as `header` gives it (forwarded headers only when trusted).
 pub(crate) fn status_url<'h>(
     settings: &Settings,
     id: &str,
     header: impl Fn(&str) -> Option<&'h str>,
 ) -> String {
+    let forwarded = |name: &str| header(name).filter(|_| settings.trust_forwarded);
     let base = match &settings.public_url {
         Some(url) => url.trim_end_matches('/').to_string(),
         None => {
-            let scheme = header("x-forwarded-proto").unwrap_or("http");
-            let host = header("x-forwarded-host")
+            let scheme = forwarded("x-forwarded-proto").unwrap_or("http");
+            let host = forwarded("x-forwarded-host")
                 .or_else(|| header("host"))
                 .unwrap_or("localhost");
             format!("{scheme}://{host}")
@@ -388,6 +395,7 @@ mod tests {
             key_is_random: false,
             ttl: Duration::from_secs(3600),
             public_url: None,
+            trust_forwarded: false,
         }
     }
 
@@ -500,11 +508,22 @@ mod tests {
     fn status_urls_are_absolute() {
         let header = |name: &str| match name {
             "host" => Some("shipgate:8080"),
+            "x-forwarded-host" => Some("evil.example"),
+            "x-forwarded-proto" => Some("https"),
             _ => None,
         };
+        // Forwarded headers are anyone's to send: ignored unless trusted.
         assert_eq!(
             status_url(&settings(), "ID", header),
             "http://shipgate:8080/v1/spinnaker/evaluations/ID"
+        );
+        let behind_a_proxy = Settings {
+            trust_forwarded: true,
+            ..settings()
+        };
+        assert_eq!(
+            status_url(&behind_a_proxy, "ID", header),
+            "https://evil.example/v1/spinnaker/evaluations/ID"
         );
         let public = Settings {
             public_url: Some("https://gate.example.com/".into()),

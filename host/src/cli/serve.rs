@@ -77,6 +77,11 @@ pub(super) struct ServeArgs {
     /// https://shipgate.example.com (default: from the request's Host).
     #[arg(long, value_name = "URL", env = "SHIPGATE_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Build Spinnaker status links from X-Forwarded-Proto and
+    /// X-Forwarded-Host: only behind a proxy that sets both itself
+    /// (default: ignored, as any caller could send them).
+    #[arg(long, env = "SHIPGATE_TRUST_FORWARDED_HEADERS")]
+    trust_forwarded_headers: bool,
     /// Append every decision, with its snapshot, to this JSON-lines log
     /// before answering; `-` writes the lines to standard output instead
     /// (the server's own log goes to standard error).
@@ -344,8 +349,10 @@ impl ServeArgs {
                 key_is_random: evaluation_key_is_random,
                 ttl: self.evaluation_ttl,
                 public_url: self.public_url.clone(),
+                trust_forwarded: self.trust_forwarded_headers,
             },
             max_body_bytes: self.max_body_bytes,
+            max_judge_body_bytes: self.max_judge_body_bytes,
             shutdown_delay: self.shutdown_delay,
             watch_interval: Some(self.watch_interval).filter(|d| !d.is_zero()),
         })

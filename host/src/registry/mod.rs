@@ -13,6 +13,7 @@ mod store;
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub(crate) use client::ClientOptions;
 pub(crate) use error::RegistryError;
@@ -31,7 +32,16 @@ pub(crate) struct Remote {
     /// The store; `None` when no directory for one is known.
     pub(crate) store: Option<PathBuf>,
     pub(crate) client: ClientOptions,
+    /// How long fetching one module or its signatures may take in all
+    /// (`None`: [`MODULE_DEADLINE`]).
+    pub(crate) deadline: Option<Duration>,
 }
+
+/// A registry that accepts connections and never answers must not hold a
+/// decision: fetching a module (or its signatures) gives up after this,
+/// unless `$SHIPGATE_REGISTRY_TIMEOUT_SECONDS` says otherwise.
+const MODULE_DEADLINE: Duration = Duration::from_secs(30);
+const DEADLINE_ENV: &str = "SHIPGATE_REGISTRY_TIMEOUT_SECONDS";
 
 /// A module read from the store.
 #[derive(Debug)]
@@ -60,7 +70,33 @@ impl Remote {
                     .collect(),
                 ..ClientOptions::default()
             },
+            deadline: std::env::var(DEADLINE_ENV)
+                .ok()
+                .and_then(|seconds| seconds.trim().parse::<u64>().ok())
+                .filter(|&seconds| seconds > 0)
+                .map(Duration::from_secs),
         }
+    }
+
+    /// `future` (a fetch from `reference`'s registry) within the deadline;
+    /// past it, an error naming the registry.
+    fn within<T: Send>(
+        &self,
+        reference: &str,
+        future: impl Future<Output = Result<T, RegistryError>> + Send,
+    ) -> Result<T, RegistryError> {
+        let deadline = self.deadline.unwrap_or(MODULE_DEADLINE);
+        run(async {
+            tokio::time::timeout(deadline, future)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(RegistryError::unreachable(format!(
+                        "{reference}: the registry did not answer within {} s \
+                     (${DEADLINE_ENV} sets the limit)",
+                        deadline.as_secs()
+                    )))
+                })
+        })?
     }
 
     pub(crate) fn store_root(&self) -> Option<&std::path::Path> {
@@ -89,7 +125,10 @@ impl Remote {
         {
             return Ok(fetched);
         }
-        run(fetch(&self.client, &store, reference, max_bytes))?
+        self.within(
+            &reference.to_string(),
+            fetch(&self.client, &store, reference, max_bytes),
+        )
     }
 
     /// The module at an `https://` URL, pinned by its sha256: from the store
@@ -110,7 +149,7 @@ impl Remote {
             return Ok(bytes);
         }
         let client = Client::new(self.client.clone())?;
-        let bytes = run(client.download(url, max_bytes))??;
+        let bytes = self.within(url, client.download(url, max_bytes))?;
         let actual = digest(&bytes);
         if actual != pin {
             return Err(format!("{url} has sha256 {actual}, but the gate pins {pin}").into());
@@ -139,7 +178,11 @@ impl Remote {
         if let Ok(fingerprint) = verified {
             return Ok(fingerprint);
         }
-        match run(fetch_signatures(&self.client, &store, reference)).and_then(|r| r) {
+        let fetched = self.within(
+            &reference.to_string(),
+            fetch_signatures(&self.client, &store, reference),
+        );
+        match fetched {
             Ok(pulled) => Ok(signature::verify(&pulled, key, hex)?),
             Err(unreachable) => Err(RegistryError::new(
                 unreachable.kind,

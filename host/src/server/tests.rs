@@ -22,6 +22,7 @@ fn state(token: Option<&str>, max_pending: usize) -> Arc<AppState> {
             key_is_random: false,
             ttl: Duration::from_secs(60),
             public_url: None,
+            trust_forwarded: false,
         },
         github: None,
         max_body_bytes: 1 << 20,

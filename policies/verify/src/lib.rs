@@ -22,7 +22,7 @@
 
 use serde::Deserialize;
 use shipgate_policy::checks::{self, Waiting};
-use shipgate_policy::snapshot::{AbortThresholds, Cohort, RollbackRun, SmokeTest};
+use shipgate_policy::snapshot::{AbortThresholds, Cohort, RollbackRun};
 use shipgate_policy::{
     Bound, Decision, Finding, Findings, Phase, Policy, PolicyInfo, Snapshot, Timestamp, Unit,
     Verdict,
@@ -79,12 +79,8 @@ impl Policy for Verify {
             alerts(&mut findings, snapshot, Decision::Deny);
             return Ok(findings.verdict());
         }
-        test_results(&mut findings, SMOKE, snapshot.smoke_tests.as_deref());
-        test_results(
-            &mut findings,
-            INTEGRATION,
-            snapshot.integration_tests.as_deref(),
-        );
+        test_results(&mut findings, SMOKE, snapshot);
+        test_results(&mut findings, INTEGRATION, snapshot);
         if config.require_user_journeys {
             user_journeys(&mut findings, snapshot);
         }
@@ -111,6 +107,23 @@ struct Tests {
     /// Whether an empty list passes: a service may have no integration
     /// tests, but every deploy has smoke tests.
     none_is_fine: bool,
+    /// Whether the key came with snapshot schema 2 (a version 1 snapshot
+    /// cannot carry it).
+    schema_2: bool,
+}
+
+/// A fact snapshot schema 2 added is ignored in a version 1 snapshot: the
+/// sender must move to version 2, whatever it sent under the key.
+fn schema_2_fact(snapshot: &Snapshot, field: &str) -> String {
+    if snapshot.schema_version < 2 {
+        let key = field.split(' ').next().unwrap_or(field);
+        format!(
+            "{key}, which needs schema_version 2 (this snapshot is version 1, where the key is \
+             ignored)"
+        )
+    } else {
+        field.to_string()
+    }
 }
 
 const SMOKE: Tests = Tests {
@@ -118,6 +131,7 @@ const SMOKE: Tests = Tests {
     name: "smoke tests",
     field: "smoke_tests (at least one result)",
     none_is_fine: false,
+    schema_2: false,
 };
 
 const INTEGRATION: Tests = Tests {
@@ -125,10 +139,16 @@ const INTEGRATION: Tests = Tests {
     name: "integration tests",
     field: "integration_tests (send [] when the service has none)",
     none_is_fine: true,
+    schema_2: true,
 };
 
 /// A failed test rolls back, an unfinished one holds, all passed allows.
-fn test_results(findings: &mut Findings, kind: Tests, tests: Option<&[SmokeTest]>) {
+fn test_results(findings: &mut Findings, kind: Tests, snapshot: &Snapshot) {
+    let tests = if kind.schema_2 {
+        snapshot.integration_tests.as_deref()
+    } else {
+        snapshot.smoke_tests.as_deref()
+    };
     let tests = match tests {
         Some([]) if kind.none_is_fine => {
             findings
@@ -139,7 +159,12 @@ fn test_results(findings: &mut Findings, kind: Tests, tests: Option<&[SmokeTest]
         }
         Some(tests) if !tests.is_empty() => tests,
         _ => {
-            findings.missing(kind.check, kind.field);
+            let field = if kind.schema_2 {
+                schema_2_fact(snapshot, kind.field)
+            } else {
+                kind.field.to_string()
+            };
+            findings.missing(kind.check, &field);
             return;
         }
     };
@@ -183,10 +208,11 @@ fn all_of(finding: &mut Finding, done: usize, total: usize, what: &str) {
 fn user_journeys(findings: &mut Findings, snapshot: &Snapshot) {
     let journeys = snapshot.user_journeys.as_deref().unwrap_or_default();
     if journeys.is_empty() {
-        findings.missing(
-            "user-journeys",
+        let field = schema_2_fact(
+            snapshot,
             "user_journeys (each key journey with status, verified_by and verified_at)",
         );
+        findings.missing("user-journeys", &field);
         return;
     }
     let failed: Vec<&str> = journeys

@@ -56,6 +56,34 @@ fn smoke_tests() {
     );
 }
 
+/// A version 1 snapshot cannot carry the facts schema 2 added (its keys
+/// are ignored): the message says to move to version 2, not to send `[]`.
+#[test]
+fn facts_of_schema_2_ask_for_version_2_in_a_version_1_snapshot() {
+    let mut v1 = example("verify-allow");
+    set(&mut v1, "schema_version", json!(1));
+    for (check, key) in [
+        ("integration-tests", "integration_tests"),
+        ("user-journeys", "user_journeys"),
+    ] {
+        let missing = finding(&v1, check);
+        assert_eq!(
+            missing.message,
+            format!(
+                "no evidence: {key}, which needs schema_version 2 (this snapshot is version 1, \
+                 where the key is ignored) is missing from the snapshot"
+            )
+        );
+    }
+    let mut v2 = example("verify-allow");
+    remove(&mut v2, "integration_tests");
+    assert!(
+        finding(&v2, "integration-tests")
+            .message
+            .contains("send [] when the service has none")
+    );
+}
+
 #[test]
 fn unexpected_alerts() {
     let quiet = finding(&example("verify-allow"), "alerts");

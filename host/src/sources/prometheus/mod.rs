@@ -136,13 +136,19 @@ impl PrometheusSource {
         let (queries, missing) = templates.plan_rollout(target, &window);
         evidence.missing.extend(missing);
         let baseline_offset = target.baseline_offset_seconds.unwrap_or(0.0);
-        self.run(&asked, queries, 0.0, &mut evidence).await;
+        // The weight first: at 0 % there is no stage yet, so its start is
+        // not asked for (a query over a day of the weight's history).
+        let (weight_queries, stage_queries): (Vec<Query>, Vec<Query>) = queries
+            .into_iter()
+            .partition(|query| query.field == Field::RolloutWeight);
+        self.run(&asked, weight_queries, 0.0, &mut evidence).await;
         let weight = target
             .weight
             .or_else(|| evidence.value(&Field::RolloutWeight)?.as_f64());
         let canary_has_traffic = weight != Some(0.0);
-        if !canary_has_traffic {
-            // At 0 % there is no stage yet, so no stage start to find.
+        if canary_has_traffic {
+            self.run(&asked, stage_queries, 0.0, &mut evidence).await;
+        } else {
             evidence
                 .missing
                 .retain(|m| m.what != Field::StageStartedAt.path());
