@@ -54,7 +54,7 @@ pub(crate) fn argo_outcome(metric: &serde_yaml::Value, body: &Value) -> &'static
 }
 
 /// The path of an absolute URL.
-fn path_of(url: &str) -> &str {
+pub(crate) fn path_of(url: &str) -> &str {
     let rest = url.split_once("://").expect("an absolute URL").1;
     &rest[rest.find('/').expect("a path")..]
 }
@@ -167,7 +167,7 @@ fn start_spinnaker_evaluation(server: &Server, phase: &str, snapshot: &str) -> S
 }
 
 /// POSTs a webhook stage's payload and returns the `Location` to poll.
-fn start_spinnaker(server: &Server, phase: &str, payload: &Value) -> String {
+pub(crate) fn start_spinnaker(server: &Server, phase: &str, payload: &Value) -> String {
     let response = server
         .client()
         .post(server.url(&format!("/v1/spinnaker/{phase}")))
@@ -320,7 +320,7 @@ fn spinnaker_forged_unknown_and_expired_ids_are_404_with_json() {
 }
 
 /// Flagger's webhook payload.
-fn flagger_payload(metadata: Value) -> Value {
+pub(crate) fn flagger_payload(metadata: Value) -> Value {
     json!({
         "name": "podinfo",
         "namespace": "test",

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use serde_json::{Value, json};
 
-use crate::adapters::{argo_metric, argo_outcome};
+use crate::adapters::{argo_metric, argo_outcome, flagger_payload, path_of, start_spinnaker};
 use crate::server::{DEADLINE, Server, eventually};
 
 /// Request rates (per second) of the backfilled series.
@@ -284,9 +284,13 @@ fn close(actual: &Value, expected: f64, what: &str) {
 
 /// The last snapshot the server recorded in its decision log.
 fn last_snapshot(log: &Path) -> Value {
+    last_record(log)["snapshot"].clone()
+}
+
+/// The last decision record in the server's decision log.
+fn last_record(log: &Path) -> Value {
     let text = std::fs::read_to_string(log).unwrap();
-    let record: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
-    record["snapshot"].clone()
+    serde_json::from_str(text.lines().last().unwrap()).unwrap()
 }
 
 #[test]
@@ -512,14 +516,11 @@ fn evidence_a_snapshot_refuses_is_missing_evidence_not_a_bad_gateway() {
     assert_eq!(answer["decision"], "deny");
 }
 
-/// `builtin:judge` fed by range queries: the gate alone turns Argo's
-/// ordinary abort analysis into Kayenta's judgement over one-minute series.
-#[test]
-fn the_judge_reads_time_series_from_prometheus_through_argo() {
-    let prometheus = start_prometheus();
-    let dir = tempfile::tempdir().unwrap();
-    let gate = dir.path().join("gate.toml");
-    let selector = r#"service="{service}",namespace="{namespace}",pod_template_hash="{hash}""#;
+/// A gate whose `builtin:judge` (`judge`) judges one critical metric
+/// (`metric`, a regression being an increase) from a Prometheus at `url`
+/// over a 600 s window, with the source's `section` for that metric.
+fn judge_gate(dir: &Path, url: &str, (judge, metric): (&str, &str), section: &str) -> PathBuf {
+    let gate = dir.join("gate.toml");
     std::fs::write(
         &gate,
         format!(
@@ -529,24 +530,41 @@ name = "judge"
 module = "builtin:judge"
 phases = ["promotion", "abort"]
 [policy.config]
-judge = "NetflixACAJudge-v1.0"
+judge = "{judge}"
 [[policy.config.metrics]]
-name = "error_rate"
+name = "{metric}"
 direction = "increase"
 critical = true
 
 [sources.prometheus]
 url = "{url}"
 window_seconds = 600
-[sources.prometheus.series.error_rate]
-query = '(sum(rate(http_requests_total{{{selector},code=~"5.."}}[{{step}}])) or vector(0)) / sum(rate(http_requests_total{{{selector}}}[{{step}}]))'
-step_seconds = 60
-since = "window"
-"#,
-            url = prometheus.url
+{section}
+"#
         ),
     )
     .unwrap();
+    gate
+}
+
+/// `builtin:judge` fed by range queries: the gate alone turns Argo's
+/// ordinary abort analysis into Kayenta's judgement over one-minute series.
+#[test]
+fn the_judge_reads_time_series_from_prometheus_through_argo() {
+    let prometheus = start_prometheus();
+    let dir = tempfile::tempdir().unwrap();
+    let selector = r#"service="{service}",namespace="{namespace}",pod_template_hash="{hash}""#;
+    let gate = judge_gate(
+        dir.path(),
+        &prometheus.url,
+        ("NetflixACAJudge-v1.0", "error_rate"),
+        &format!(
+            r#"[sources.prometheus.series.error_rate]
+query = '(sum(rate(http_requests_total{{{selector},code=~"5.."}}[{{step}}])) or vector(0)) / sum(rate(http_requests_total{{{selector}}}[{{step}}]))'
+step_seconds = 60
+since = "window""#
+        ),
+    );
     let log = dir.path().join("decisions.jsonl");
     let server = Server::start(&gate, &["--decision-log", log.to_str().unwrap()]);
     let metric = argo_metric("shipgate-abort");
@@ -606,4 +624,78 @@ since = "window"
         "{answer}"
     );
     assert_eq!(answer["decision"], "deny", "{answer}");
+}
+
+/// The sequential judge's count test fed by instant queries over the
+/// stage, reached through Spinnaker's webhook stage and Flagger's rollback
+/// hook with nothing but the gate: errors out of requests per cohort.
+#[test]
+fn the_sequential_judge_counts_errors_from_prometheus_through_spinnaker_and_flagger() {
+    let prometheus = start_prometheus();
+    let dir = tempfile::tempdir().unwrap();
+    let selector = r#"service="{service}",pod_template_hash="{hash}""#;
+    let gate = judge_gate(
+        dir.path(),
+        &prometheus.url,
+        ("shipgate-sequential-v1", "errors"),
+        &format!(
+            r#"[sources.prometheus.counts.errors]
+events = 'sum(increase(http_requests_total{{{selector},code=~"5.."}}[{{range}}])) or vector(0)'
+exposures = 'sum(increase(http_requests_total{{{selector}}}[{{range}}]))'
+since = "window""#
+        ),
+    );
+    let log = dir.path().join("decisions.jsonl");
+    let server = Server::start(&gate, &["--decision-log", log.to_str().unwrap()]);
+    let target = |canary: &str| {
+        json!({"service": "checkout", "stable_hash": "stable1", "canary_hash": canary,
+               "weight": "10"})
+    };
+
+    let location = start_spinnaker(&server, "abort", &target("canary-bad"));
+    let (status, body) = server.get(path_of(&location));
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("TERMINAL")),
+        "{body}"
+    );
+    let counts = &last_snapshot(&log)["metrics"]["counts"]["errors"];
+    // 600 s of 0.5 errors and 10 successes a second against 0.1 and 100:
+    // whole counts, as Prometheus's increase() extrapolates them.
+    close(
+        &counts["canary"]["events"],
+        0.5 * WINDOW_SECONDS,
+        "canary errors",
+    );
+    close(
+        &counts["canary"]["exposures"],
+        10.5 * WINDOW_SECONDS,
+        "canary requests",
+    );
+    close(
+        &counts["baseline"]["events"],
+        0.1 * WINDOW_SECONDS,
+        "baseline errors",
+    );
+    for cohort in ["canary", "baseline"] {
+        for count in ["events", "exposures"] {
+            let value = counts[cohort][count].as_f64().unwrap();
+            assert_eq!(value, value.round(), "{counts}");
+        }
+    }
+    let finding = &last_record(&log)["policies"][0]["findings"][0];
+    assert_eq!(finding["check"], "errors", "{finding}");
+    assert_eq!(finding["decision"], "rollback", "{finding}");
+
+    // Flagger's rollback hook: 200 rolls back now, 403 lets the canary go on.
+    let (status, body) = server.post(
+        "/v1/flagger/rollback",
+        &flagger_payload(target("canary-bad")),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.post(
+        "/v1/flagger/rollback",
+        &flagger_payload(target("canary-good")),
+    );
+    assert_eq!(status, 403, "{body}");
 }

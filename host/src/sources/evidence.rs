@@ -51,6 +51,8 @@ pub(crate) enum Field {
     Fact(String),
     /// `metrics.series.{name}`: both cohorts' time series of one metric.
     Series(String),
+    /// `metrics.counts.{name}`: both cohorts' events out of exposures.
+    Counts(String),
 }
 
 /// One version of a canary rollout.
@@ -127,6 +129,7 @@ impl Field {
             Field::StageStartedAt => "rollout.stage_started_at".into(),
             Field::Fact(path) => path.clone(),
             Field::Series(name) => format!("metrics.series.{name}"),
+            Field::Counts(name) => format!("metrics.counts.{name}"),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! fails, returns no series or returns NaN is missing evidence, reported by
 //! name; it never reads as a healthy zero.
 
+mod counts;
 mod http;
 mod series;
 
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::template::{CohortQueries, Query, RolloutQueries, Templates};
+pub(crate) use counts::CountQuery;
 use http::{BasicAuth, Connection, Credentials, InstantQuery, TlsConfig};
 pub(crate) use series::SeriesQuery;
 use shipgate_policy::Phase;
@@ -48,6 +50,10 @@ pub(crate) struct PrometheusSource {
     /// Time series for `builtin:judge`, by name: `metrics.series.NAME`.
     #[serde(default)]
     pub(crate) series: BTreeMap<String, SeriesQuery>,
+    /// Events out of exposures for `builtin:judge`'s count test, by name:
+    /// `metrics.counts.NAME`.
+    #[serde(default)]
+    pub(crate) counts: BTreeMap<String, CountQuery>,
     /// A file holding a bearer token (`Authorization: Bearer`), read at each
     /// collection, so a rotated token is picked up.
     pub(crate) bearer_token_file: Option<PathBuf>,
@@ -178,17 +184,22 @@ impl PrometheusSource {
             baseline_offset,
             budget: Duration::from_millis(self.timeout_ms),
         };
-        // A canary without traffic has no series to judge yet.
+        // A canary without traffic has no series or counts to judge yet.
         let wanted = self.series.iter().filter(|_| canary_has_traffic);
         let series = futures_util::future::join_all(
             wanted.map(|(name, query)| series::collect(name, query, target, &series_asked)),
         );
-        let (_, series) = futures_util::future::join(
+        let wanted = self.counts.iter().filter(|_| canary_has_traffic);
+        let counts = futures_util::future::join_all(
+            wanted.map(|(name, query)| counts::collect(name, query, target, &series_asked)),
+        );
+        let (_, series, counts) = futures_util::future::join3(
             self.run(&asked, queries, baseline_offset, &mut evidence),
             series,
+            counts,
         )
         .await;
-        for result in series {
+        for result in series.into_iter().chain(counts) {
             match result {
                 Ok(value) => evidence.values.push(value),
                 Err(missing) => evidence.missing.push(missing),
@@ -273,6 +284,9 @@ impl Source for PrometheusSource {
         self.connection().validate(at)?;
         for (name, query) in &self.series {
             query.validate(&format!("{at}.series.{name}"), name)?;
+        }
+        for (name, query) in &self.counts {
+            query.validate(&format!("{at}.counts.{name}"), name)?;
         }
         self.templates().validate(at)
     }

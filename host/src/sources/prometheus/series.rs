@@ -54,11 +54,7 @@ fn default_step() -> u64 {
 impl SeriesQuery {
     /// Errors name the key under `at` (`sources.prometheus.series.NAME`).
     pub(crate) fn validate(&self, at: &str, name: &str) -> Result<(), String> {
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(format!(
-                "{at}: '{name}' is not a series name (letters, digits and _)"
-            ));
-        }
+        check_name(at, name)?;
         if self.query.trim().is_empty() {
             return Err(format!("{at}.query: the query is empty"));
         }
@@ -76,6 +72,16 @@ impl SeriesQuery {
     }
 }
 
+/// A metric's name as a snapshot key: letters, digits and `_`.
+pub(super) fn check_name(at: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(format!(
+            "{at}: '{name}' is not a metric name (letters, digits and _)"
+        ));
+    }
+    Ok(())
+}
+
 /// Where the queries of one collection go and what they share.
 pub(super) struct Asking<'a> {
     pub(super) client: &'a reqwest::Client,
@@ -89,6 +95,17 @@ pub(super) struct Asking<'a> {
     /// The baseline is measured this many seconds earlier.
     pub(super) baseline_offset: f64,
     pub(super) budget: Duration,
+}
+
+impl Asking<'_> {
+    /// How far back `cohort` is measured: the baseline `baseline_offset`
+    /// seconds earlier, the canary now.
+    pub(super) fn offset(&self, cohort: Cohort) -> f64 {
+        match cohort {
+            Cohort::Baseline => self.baseline_offset,
+            Cohort::Canary => 0.0,
+        }
+    }
 }
 
 /// The grid of one series: its first step and how many.
@@ -166,10 +183,7 @@ pub(super) async fn collect(
         texts.push((cohort, text));
     }
     let asked = futures_util::future::join_all(texts.iter().map(|(cohort, text)| {
-        let offset = match cohort {
-            Cohort::Baseline => asking.baseline_offset,
-            Cohort::Canary => 0.0,
-        };
+        let offset = asking.offset(*cohort);
         let range = RangeQuery {
             client: asking.client,
             base: asking.base,
@@ -185,10 +199,7 @@ pub(super) async fn collect(
     let mut cohorts = Vec::new();
     for ((cohort, text), result) in texts.into_iter().zip(asked) {
         let samples = result.map_err(|why| missing(text.clone(), why))?;
-        let offset = match cohort {
-            Cohort::Baseline => asking.baseline_offset,
-            Cohort::Canary => 0.0,
-        };
+        let offset = asking.offset(cohort);
         let points = grid.place(&samples, offset);
         covered(&points, cohort).map_err(|why| missing(text, why))?;
         cohorts.push(points);
@@ -309,7 +320,7 @@ mod tests {
             query(Since::Stage, 0)
                 .validate(at, "a.b")
                 .unwrap_err()
-                .contains("not a series name")
+                .contains("not a metric name")
         );
         let mut windowed = query(Since::Stage, 0);
         windowed.query = "rate(x[{window}])".into();
