@@ -14,12 +14,16 @@
 //! - `gate5_parallel`: five fresh decisions split over the cores (not the
 //!   host's path: what concurrency within a phase would give);
 //! - `cli_cold` and `cli_native`: whole processes, `shipgate eval` with a cached
-//!   module against a native binary doing parse + rules + print.
+//!   module against a native binary doing parse + rules + print;
+//! - `judge_native`, `judge_wasm` and `judge_http`: the statistical judge at
+//!   Kayenta's scale, natively, in the runtime, and through a server (see
+//!   [`judge`]).
 //!
 //! Every engine must reach the same decision on every snapshot; the run
 //! stops otherwise.
 
 mod growth;
+mod judge;
 mod peers;
 mod plot;
 
@@ -293,6 +297,7 @@ fn main() -> Result<()> {
     let cli_native = sibling("cli-native")?;
     let mut peers = Peers::start(&inputs)?;
     let peers = std::cell::RefCell::new(&mut peers);
+    let judge = std::cell::RefCell::new(judge::JudgeBench::new(runtime.clone(), cache.path())?);
     let mut cases = vec![
         Case::new("native", 1, |input| {
             let verdict =
@@ -334,6 +339,11 @@ fn main() -> Result<()> {
                 check("gate5_parallel", input, &decision)
             })
         }),
+        // A judgement at Kayenta's scale takes tens of milliseconds: a
+        // hundredth of the calls.
+        Case::new("judge_native", 100, |_| judge.borrow().check_native()),
+        Case::new("judge_wasm", 100, |_| judge.borrow().wasm()),
+        Case::new("judge_http", 100, |_| judge.borrow_mut().http()),
     ];
     time_interleaved(n, &inputs, &mut cases)?;
     let mut results: Vec<Figures> = cases
@@ -457,6 +467,16 @@ fn report(results: &[Figures], as_json: bool) {
             "cli_cold/cli_native",
             ratio("cli_cold", "cli_native"),
             "<= 2.0",
+        ),
+        (
+            "judge_wasm/judge_native",
+            ratio("judge_wasm", "judge_native"),
+            "<= 2.0",
+        ),
+        (
+            "judge_http median ms",
+            find(results, "judge_http").median_us / 1000.0,
+            "<= 50",
         ),
         (
             "wasm_fresh p99/median",

@@ -31,6 +31,9 @@ fn the_benchmark_runs_and_reports_every_case_and_ratio() {
         "gate5_parallel",
         "cli_cold",
         "cli_native",
+        "judge_native",
+        "judge_wasm",
+        "judge_http",
     ] {
         let figures = &report["cases"][case];
         assert!(
@@ -49,6 +52,8 @@ fn the_benchmark_runs_and_reports_every_case_and_ratio() {
         "gate5/gate1",
         "gate5_parallel/wasm_fresh",
         "cli_cold/cli_native",
+        "judge_wasm/judge_native",
+        "judge_http median ms",
     ] {
         assert!(report["ratios"][ratio].as_f64().unwrap() > 0.0, "{ratio}");
     }

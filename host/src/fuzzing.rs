@@ -17,7 +17,7 @@ use shipgate_policy::wire::EncodedGate;
 use shipgate_policy::{Decision, Finding, Phase, Verdict, wire};
 
 use crate::adapters::{
-    self, ApiError, Call, Custom, Endpoint, Exchange, Request, github, spinnaker,
+    self, ApiError, Call, Custom, Endpoint, Exchange, Request, github, kayenta, spinnaker,
 };
 use crate::gate::{Gate, Origin};
 use crate::runtime::{
@@ -144,6 +144,7 @@ pub fn adapter_request(data: &[u8]) {
             let made_up = std::str::from_utf8(body).unwrap_or(parameter);
             spinnaker::resume(&spinnaker_settings(), made_up, fuzzing_clock()).map(|_| None)
         }
+        Endpoint::Custom(Custom::KayentaJudge) => kayenta_request(body),
         Endpoint::Custom(Custom::GithubProtectionRule) => parsed
             .and_then(|body| {
                 github::request(&github_routing(), Some("deployment_protection_rule"), body)
@@ -158,6 +159,18 @@ pub fn adapter_request(data: &[u8]) {
         Ok(None) => {}
         Err(error) => assert_refused(&error),
     }
+}
+
+/// A Kayenta remote-judge body: refused with a reason, or mapped to a
+/// config and a snapshot of series that the host's validation takes or
+/// refuses with a reason (never a panic).
+fn kayenta_request(body: &[u8]) -> Result<Option<DecisionRequest>, ApiError> {
+    let request =
+        kayenta::parse(body, &fuzzing_clock().to_string()).map_err(ApiError::BadRequest)?;
+    if let Err(error) = snapshot::parse(request.snapshot.to_string().as_bytes()) {
+        assert!(!error.to_string().is_empty());
+    }
+    Ok(None)
 }
 
 fn github_routing() -> github::Routing {

@@ -8,7 +8,9 @@
 
 use std::path::Path;
 
-use shipgate_policy::snapshot::{Cohort, Deployment, RollbackRun};
+use std::collections::BTreeMap;
+
+use shipgate_policy::snapshot::{Cohort, Deployment, RollbackRun, SeriesPair};
 use shipgate_policy::{Decision, Finding, Timestamp, Unit};
 
 use crate::decision::{Evaluation, PolicyOutcome};
@@ -44,6 +46,8 @@ pub(crate) struct Point {
     pub(crate) baseline: Option<Cohort>,
     pub(crate) rollback: Option<RollbackRun>,
     pub(crate) deployed_at: Option<Timestamp>,
+    /// The time series judged at this decision (`metrics.series`).
+    pub(crate) series: BTreeMap<String, SeriesPair>,
 }
 
 impl Point {
@@ -67,6 +71,7 @@ impl Point {
             baseline: metrics.and_then(|m| m.baseline.clone()),
             rollback: snapshot.rollback.clone(),
             deployed_at: snapshot.deployed_at(),
+            series: metrics.and_then(|m| m.series.clone()).unwrap_or_default(),
             evaluation: entry.evaluation,
         })
     }
@@ -225,6 +230,10 @@ pub(crate) fn read(log: &Path, deployment: Option<&str>) -> Result<Rollout, Erro
             .total_cmp(&b.at.unix_seconds())
             .then(a.line.cmp(&b.line))
     });
+    // Only the last judging decision's series are drawn.
+    if let Some(last) = points.iter().rposition(|p| !p.series.is_empty()) {
+        points[..last].iter_mut().for_each(|p| p.series.clear());
+    }
     Ok(Rollout {
         log: label,
         deployment,

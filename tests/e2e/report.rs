@@ -154,6 +154,76 @@ fn the_rollout_page_renders_in_a_real_browser() {
     assert!(dom.contains("stages 5% → 10% → 25%"), "{dom}");
 }
 
+/// A judging gate's decisions put each judged metric's two series on the
+/// page, under the judge's sentence for it, a gap breaking the line.
+#[test]
+fn the_page_draws_the_series_a_judge_judged() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("judged.jsonl");
+    let snapshot = repo().join("examples/judge/regressed.json");
+    let mut gapped: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&snapshot).unwrap()).unwrap();
+    gapped["metrics"]["series"]["latency_p99_ms"]["canary"][5] = serde_json::Value::Null;
+    let gapped_file = dir.path().join("gapped.json");
+    std::fs::write(&gapped_file, gapped.to_string()).unwrap();
+    shipgate()
+        .args(["eval", "--phase", "abort", "--gate"])
+        .arg(repo().join("examples/judge/gate.toml"))
+        .arg("--snapshot")
+        .arg(&gapped_file)
+        .arg("--decision-log")
+        .arg(&log)
+        .assert()
+        .code(2);
+    let page = dir.path().join("judged.html");
+    shipgate()
+        .arg("report")
+        .arg(&log)
+        .arg("--html")
+        .arg(&page)
+        .assert()
+        .success();
+    let dom = chromium(dir.path(), &["--dump-dom"], &page);
+    assert!(dom.status.success());
+    let dom = String::from_utf8(dom.stdout).unwrap();
+    assert!(dom.contains("<h2>Judged series</h2>"), "{dom}");
+    let chart = |name: &str| -> String {
+        let at = dom
+            .find(&format!("<h3>{name}</h3>"))
+            .unwrap_or_else(|| panic!("{name} has a chart: {dom}"));
+        let rest = &dom[at..];
+        rest[..rest.find("</svg>").unwrap()].to_string()
+    };
+    let latency = chart("latency_p99_ms");
+    assert!(
+        latency.contains("latency_p99_ms High: canary − baseline +"),
+        "{latency}"
+    );
+    // A line per run of steps with values: a gap splits it.
+    let runs = |cohort: &str| -> usize {
+        let points = gapped["metrics"]["series"]["latency_p99_ms"][cohort]
+            .as_array()
+            .unwrap();
+        let mut runs = 0;
+        let mut previous_null = true;
+        for point in points {
+            if !point.is_null() && previous_null {
+                runs += 1;
+            }
+            previous_null = point.is_null();
+        }
+        runs
+    };
+    for cohort in ["baseline", "canary"] {
+        let lines = latency
+            .matches(&format!("<path class=\"{cohort}\""))
+            .count();
+        assert_eq!(lines, runs(cohort), "{cohort}: {latency}");
+    }
+    assert!(runs("canary") >= 2, "the gap splits the canary's line");
+    assert!(chart("error_rate").contains("<path class=\"canary\""));
+}
+
 /// Replaces every decision id (32 hex digits) with `<id>`: ids carry the
 /// time they were made at, everything else in the report is the log's.
 fn without_ids(text: &str) -> String {
@@ -390,11 +460,19 @@ fn mermaid_renders_every_chart_the_markdown_carries() {
         .arg(repo().join("examples/gate.toml"))
         .output()
         .unwrap();
+    let judged = shipgate()
+        .args(["judge", "--format", "markdown", "--kayenta-request"])
+        .arg(repo().join("examples/judge/kayenta-request.json"))
+        .output()
+        .unwrap();
     let mut blocks = mermaid_blocks(&String::from_utf8(eval.stdout).unwrap());
     blocks.extend(mermaid_blocks(&String::from_utf8(check.stdout).unwrap()));
+    let series = mermaid_blocks(&String::from_utf8(judged.stdout).unwrap());
+    assert_eq!(series.len(), 2, "a chart per judged metric: {series:?}");
+    blocks.extend(series);
     assert!(
-        blocks.len() >= 5,
-        "charts of four checks with a baseline, headroom, the plan"
+        blocks.len() >= 7,
+        "charts of four checks with a baseline, headroom, the plan, two judged series"
     );
 
     let dir = tempfile::tempdir().unwrap();

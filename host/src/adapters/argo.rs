@@ -27,6 +27,7 @@ pub(crate) const ADAPTER: Adapter = Adapter {
         path: "/v1/argo/{phase}",
         endpoint: Endpoint::Decide(exchange),
     }],
+    opt_in: false,
 };
 
 /// A measurement: decide its phase, answer as Argo reads it.

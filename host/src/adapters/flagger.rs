@@ -29,6 +29,7 @@ pub(crate) const ADAPTER: Adapter = Adapter {
         path: "/v1/flagger/{hook}",
         endpoint: Endpoint::Decide(exchange),
     }],
+    opt_in: false,
 };
 
 /// A webhook: decide the hook's phase and answer as Flagger reads it; an

@@ -19,6 +19,7 @@ pub(crate) const ADAPTER: Adapter = Adapter {
         path: "/v1/evaluate",
         endpoint: Endpoint::Decide(exchange),
     }],
+    opt_in: false,
 };
 
 fn exchange(call: Call) -> Result<Exchange, Answer> {

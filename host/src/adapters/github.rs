@@ -37,6 +37,7 @@ pub(crate) const ADAPTER: Adapter = Adapter {
         path: "/v1/github/deployment-protection",
         endpoint: Endpoint::Custom(Custom::GithubProtectionRule),
     }],
+    opt_in: false,
 };
 
 /// The header GitHub signs deliveries in.

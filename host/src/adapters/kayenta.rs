@@ -2,20 +2,33 @@
 //! JSON: `{canaryConfig, metricSetPairList, scoreThresholds}`) becomes the
 //! stock judge policy's config and a snapshot holding the series; the
 //! judgement the policy prints becomes Kayenta's `CanaryJudgeResult`.
-//! Pure mappings: `shipgate judge` runs the policy between them.
+//! Pure mappings: `shipgate judge` and the server's `/v1/kayenta/judge`
+//! run the policy between them.
+//!
+//! Kayenta's `RemoteJudge-v1.0` posts to its configured
+//! `kayenta.remote-judge.endpoint.baseUrl` followed by `/judge` (Retrofit 1
+//! joins the two), with no credentials of its own; so the base URL to
+//! configure is `http://HOST:PORT/v1/kayenta`.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-/// The judge names a request may carry (`canaryConfig.judge.name`).
-const KAYENTA: &str = "NetflixACAJudge-v1.0";
-/// What Kayenta's configs name when Kayenta routes them to a remote judge.
-const REMOTE: &str = "RemoteJudge-v1.0";
-const SEQUENTIAL: &str = "shipgate-sequential-v1";
+use super::{Adapter, Authentication, Custom, Endpoint, Method, Route};
+use crate::gate::judge_config;
+use crate::snapshot::MAX_SERIES_POINTS;
 
-pub(crate) use shipgate_policy::judge::JUDGEMENT_LOG_PREFIX;
+pub(crate) const ADAPTER: Adapter = Adapter {
+    name: "kayenta",
+    authentication: Authentication::Bearer,
+    routes: &[Route {
+        method: Method::Post,
+        path: "/v1/kayenta/judge",
+        endpoint: Endpoint::Custom(Custom::KayentaJudge),
+    }],
+    opt_in: true,
+};
 
 /// A request, mapped.
 #[derive(Debug)]
@@ -102,6 +115,13 @@ pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
             let points = pair.values.get(cohort).ok_or_else(|| {
                 format!("{at}.values: no `{cohort}` series (Kayenta sends control and experiment)")
             })?;
+            if points.len() > MAX_SERIES_POINTS {
+                return Err(format!(
+                    "{at}.values.{cohort}: {} points, more than the limit of \
+                     {MAX_SERIES_POINTS} per series",
+                    points.len()
+                ));
+            }
             points
                 .iter()
                 .enumerate()
@@ -174,60 +194,15 @@ fn series_key(pair: &RawPair) -> String {
     format!("{}{{{}}}", pair.name, tags.join(","))
 }
 
-/// The judge policy's config from a canary config: its judge, its metrics'
-/// analysis settings (the policy refuses unknown keys and non-boolean
-/// flags), its group weights, and the request's thresholds.
+/// The judge policy's config from a canary config, the request's
+/// thresholds deciding (Kayenta's execution request sets them).
 fn policy_config(canary_config: &Value, thresholds: &Thresholds) -> Result<Value, String> {
-    let judge = canary_config.pointer("/judge/name").and_then(Value::as_str);
-    let (judge, options) = match judge {
-        None | Some(KAYENTA) | Some(REMOTE) => (KAYENTA, None),
-        Some(SEQUENTIAL) => (
-            SEQUENTIAL,
-            canary_config.pointer("/judge/judgeConfigurations").cloned(),
-        ),
-        Some(other) => {
-            return Err(format!(
-                "canaryConfig.judge.name: `{other}` is not a judge shipgate runs; use {KAYENTA} \
-                 (or {REMOTE}, which Kayenta names when it routes here) or {SEQUENTIAL}"
-            ));
-        }
-    };
-    let metrics = canary_config
-        .get("metrics")
-        .and_then(Value::as_array)
-        .ok_or("canaryConfig.metrics: a canary config lists its metrics")?;
-    let mut rules = Vec::new();
-    for (i, metric) in metrics.iter().enumerate() {
-        let name = metric
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| format!("canaryConfig.metrics[{i}].name: missing"))?;
-        let mut rule = metric
-            .pointer("/analysisConfigurations/canary")
-            .cloned()
-            .unwrap_or_else(|| json!({}));
-        let Some(fields) = rule.as_object_mut() else {
-            return Err(format!(
-                "canaryConfig.metrics[{i}].analysisConfigurations.canary: not an object"
-            ));
-        };
-        fields.insert("name".into(), name.into());
-        fields.insert(
-            "groups".into(),
-            metric.get("groups").cloned().unwrap_or_else(|| json!([])),
-        );
-        rules.push(rule);
-    }
-    let mut config = json!({
-        "judge": judge,
-        "thresholds": {"pass": thresholds.pass, "marginal": thresholds.marginal},
-        "group_weights": canary_config.pointer("/classifier/groupWeights").cloned().unwrap_or_else(|| json!({})),
-        "metrics": rules,
-    });
-    if let Some(options) = options.filter(|o| o.as_object().is_some_and(|o| !o.is_empty())) {
-        config["sequential"] = options;
-    }
-    Ok(config)
+    let mut config = judge_config(canary_config, "canaryConfig.")?;
+    config.insert(
+        "thresholds".into(),
+        json!({"pass": thresholds.pass, "marginal": thresholds.marginal}),
+    );
+    Ok(Value::Object(config))
 }
 
 /// Kayenta's `CanaryJudgeResult` from the policy's judgement: each metric's

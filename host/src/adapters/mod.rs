@@ -33,12 +33,13 @@ pub(crate) use request::{Request, input, phase_in_path};
 use crate::service::DecisionRequest;
 
 /// Every adapter shipgate serves, in the order `--adapters` lists them.
-pub(crate) const ADAPTERS: [&Adapter; 5] = [
+pub(crate) const ADAPTERS: [&Adapter; 6] = [
     &generic::ADAPTER,
     &argo::ADAPTER,
     &spinnaker::ADAPTER,
     &flagger::ADAPTER,
     &github::ADAPTER,
+    &kayenta::ADAPTER,
 ];
 
 /// The adapter named `name`.
@@ -54,6 +55,8 @@ pub(crate) struct Adapter {
     pub(crate) name: &'static str,
     pub(crate) authentication: Authentication,
     pub(crate) routes: &'static [Route],
+    /// Served only when `--adapters` names it.
+    pub(crate) opt_in: bool,
 }
 
 /// One route: a method, an axum path (`/v1/argo/{phase}`, at most one
@@ -93,6 +96,10 @@ pub(crate) enum Custom {
     /// A GitHub deployment protection rule: acknowledged at once, reviewed
     /// through GitHub's API afterwards.
     GithubProtectionRule,
+    /// Kayenta's remote judge: a canary config and series, judged by the
+    /// stock judge policy (not the served gate), answered as Kayenta's
+    /// `CanaryJudgeResult`.
+    KayentaJudge,
 }
 
 /// What a route was called with.

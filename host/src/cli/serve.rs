@@ -62,6 +62,11 @@ pub(super) struct ServeArgs {
     /// Largest request body accepted.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, env = "SHIPGATE_MAX_BODY_BYTES")]
     max_body_bytes: usize,
+    /// Largest Kayenta remote-judge request accepted at /v1/kayenta/judge
+    /// (Kayenta sends every point of every metric: 50 metrics of a day at
+    /// one minute are about 3 MB).
+    #[arg(long, value_name = "BYTES", default_value_t = 32 << 20, env = "SHIPGATE_MAX_JUDGE_BODY_BYTES")]
+    max_judge_body_bytes: usize,
     /// Requests admitted at once; beyond this, 503 with Retry-After.
     #[arg(
         long,
@@ -73,6 +78,16 @@ pub(super) struct ServeArgs {
     /// Gate evaluations running at once (default: twice the CPUs, at least 4).
     #[arg(long, value_name = "N", env = "SHIPGATE_MAX_EVALUATING")]
     max_evaluating: Option<usize>,
+    /// Kayenta judgements admitted at once, bodies included; beyond this,
+    /// 503. Each takes an evaluation slot while it runs, so at most this
+    /// many of --max-evaluating.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 2,
+        env = "SHIPGATE_MAX_JUDGING"
+    )]
+    max_judging: usize,
     /// Base URL of status links given to Spinnaker, e.g.
     /// https://shipgate.example.com (default: from the request's Host).
     #[arg(long, value_name = "URL", env = "SHIPGATE_PUBLIC_URL")]
@@ -154,9 +169,10 @@ pub(super) struct ServeArgs {
     /// (repeatable); other environments ask for preflight.
     #[arg(long = "github-environment", value_name = "NAME=PHASE", value_parser = parse_environment, env = "SHIPGATE_GITHUB_ENVIRONMENT", value_delimiter = ',')]
     github_environments: Vec<(String, Phase)>,
-    /// Serve only these adapters' routes (comma-separated; default: all).
-    /// A Flagger-facing instance, which cannot be sent a token, serves
-    /// `flagger` alone.
+    /// Serve only these adapters' routes (comma-separated; default: all
+    /// but `kayenta`, which takes large bodies and is served only when
+    /// named). A Flagger-facing instance, which cannot be sent a token,
+    /// serves `flagger` alone.
     #[arg(
         long,
         value_parser = adapter_name,
@@ -262,6 +278,11 @@ impl ServeArgs {
         }
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         let max_evaluating = self.max_evaluating.unwrap_or((2 * cpus).max(4));
+        if self.max_judging == 0 || self.max_judging > max_evaluating {
+            return Err(Error::Usage(format!(
+                "--max-judging must be between 1 and --max-evaluating ({max_evaluating})"
+            )));
+        }
         if max_evaluating == 0 || self.max_pending == 0 {
             return Err(Error::Usage(
                 "--max-evaluating and --max-pending must be at least 1".into(),
@@ -276,7 +297,7 @@ impl ServeArgs {
         }
         let github = self.github()?;
         let adapters: Vec<&'static Adapter> = if self.adapters.is_empty() {
-            ADAPTERS.to_vec()
+            ADAPTERS.into_iter().filter(|a| !a.opt_in).collect()
         } else {
             self.adapters.clone()
         };
@@ -332,6 +353,7 @@ impl ServeArgs {
                 request_timeout: self.request_timeout,
                 max_pending: self.max_pending.max(max_evaluating),
                 max_evaluating,
+                max_judging: self.max_judging,
                 decision_log: self.decision_log.as_deref().map(LogTarget::from_arg),
                 decision_log_url,
             },

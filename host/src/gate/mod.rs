@@ -6,6 +6,7 @@
 //! `toml_error` turns parse errors into `file:line:column: what`.
 
 mod file;
+mod kayenta_config;
 pub(crate) mod toml_error;
 mod validate;
 
@@ -22,6 +23,7 @@ use crate::runtime::Limits;
 
 pub use file::Mode;
 pub(crate) use file::{DEFAULT_MAX_MODULE_MIB, GateFile, PolicyEntry};
+pub(crate) use kayenta_config::{judge_config, without_nulls};
 
 /// The gate used when no `--gate` is given.
 pub const DEFAULT_GATE: &str = include_str!("../default-gate.toml");
@@ -60,13 +62,16 @@ impl Origin {
 pub struct Gate {
     pub(crate) file: GateFile,
     pub(crate) origin: Origin,
-    /// sha256 of the gate file's bytes.
+    /// sha256 of the gate file's bytes (followed, when its policies' configs
+    /// read files, by each file's path and bytes).
     pub sha256: String,
     /// Where module paths are resolved: the gate file's directory (confined
     /// to it), or the working directory for modules named on the command line.
     pub(crate) module_base: ModuleBase,
     /// Where modules from registries are fetched from and kept.
     pub(crate) remote: Remote,
+    /// Files the policies' configs were read from (`kayenta_config`).
+    config_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,8 +106,26 @@ impl Gate {
             };
             Error::InvalidInput(format!("{at}: {}", toml_error::explain(e.message())))
         })?;
+        let mut file = file;
         validate::validate(&file)
             .map_err(|why| Error::InvalidInput(format!("{}: {why}", origin.label())))?;
+        let base = origin.base_dir().unwrap_or_else(|| PathBuf::from("."));
+        // The digest covers what decides: the gate's bytes, then each
+        // config file's path and bytes.
+        let mut digest = Sha256::new();
+        digest.update(text.as_bytes());
+        let mut config_files = Vec::new();
+        for policy in &mut file.policies {
+            let read = kayenta_config::inline(policy, &base)
+                .map_err(|why| Error::InvalidInput(format!("{}: {why}", origin.label())))?;
+            if let Some((path, bytes)) = read {
+                digest.update(b"\0");
+                digest.update(path.to_string_lossy().as_bytes());
+                digest.update(b"\0");
+                digest.update(&bytes);
+                config_files.push(path);
+            }
+        }
         let module_base = match origin.base_dir() {
             Some(dir) => ModuleBase::Confined(dir),
             None => ModuleBase::WorkingDir,
@@ -110,9 +133,10 @@ impl Gate {
         Ok(Gate {
             file,
             origin,
-            sha256: hex::encode(Sha256::digest(text.as_bytes())),
+            sha256: hex::encode(digest.finalize()),
             module_base,
             remote: Remote::from_env(),
+            config_files,
         })
     }
 
@@ -222,10 +246,10 @@ impl Gate {
     }
 
     /// The files a reload watches: module paths (not built-in or remote
-    /// ones) and `verify` keys.
+    /// ones), `verify` keys and configs read from files.
     pub(crate) fn module_files(&self) -> Vec<PathBuf> {
         let ModuleBase::Confined(dir) = &self.module_base else {
-            return Vec::new();
+            return self.config_files.clone();
         };
         let modules = self
             .file
@@ -239,6 +263,7 @@ impl Gate {
         modules
             .map(|path| dir.join(path))
             .chain(keys.map(|verify| dir.join(&verify.key)))
+            .chain(self.config_files.iter().cloned())
             .collect()
     }
 
@@ -391,6 +416,24 @@ mod tests {
             gate.module_files(),
             [PathBuf::from("/etc/shipgate/team/rules.wasm")]
         );
+    }
+
+    #[test]
+    fn the_digest_covers_the_canary_config_a_gate_reads_and_reloads_watch_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let gate = dir.path().join("gate.toml");
+        std::fs::write(
+            &gate,
+            "name = \"g\"\n[[policy]]\nname = \"judge\"\nmodule = \"builtin:judge\"\n\
+             phases = [\"abort\"]\n[policy.config]\nkayenta_config = \"canary.json\"\n",
+        )
+        .unwrap();
+        let config = dir.path().join("canary.json");
+        std::fs::write(&config, r#"{"metrics": []}"#).unwrap();
+        let first = Gate::read(&gate).unwrap();
+        assert_eq!(first.module_files(), vec![config.clone()]);
+        std::fs::write(&config, r#"{"metrics": [], "name": "edited"}"#).unwrap();
+        assert_ne!(Gate::read(&gate).unwrap().sha256, first.sha256);
     }
 
     #[test]

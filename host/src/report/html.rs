@@ -90,6 +90,7 @@ pub(crate) fn page(rollout: &Rollout) -> String {
          class=\"swatch p95\"></i>p95</span><span><i class=\"swatch p99\"></i>p99</span><span><i \
          class=\"swatch limit\"></i>limit</span></div>\n",
     );
+    out.push_str(&judged_series(rollout));
     out.push_str("<h2>Every decision</h2>\n");
     out.push_str(&decisions(rollout));
     let _ = write!(
@@ -300,6 +301,89 @@ fn metric_chart(
     }
     out.push_str(frame.close());
     out
+}
+
+/// The series the last judging decision judged: per metric, the canary's
+/// and the baseline's values over time (a gap breaks the line), under the
+/// judge's sentence for it (label, interval, bound). Nothing when no
+/// decision carried series.
+fn judged_series(rollout: &Rollout) -> String {
+    let Some(point) = rollout.points.iter().rev().find(|p| !p.series.is_empty()) else {
+        return String::new();
+    };
+    let mut out = format!(
+        "<h2>Judged series</h2>\n<p class=\"meta\">As judged at {} UTC.</p>\n",
+        escape(&clock(point.at))
+    );
+    for (index, (name, pair)) in point.series.iter().enumerate() {
+        let Some(start) = shipgate_policy::Timestamp::parse(&pair.start) else {
+            continue;
+        };
+        let start = start.unix_seconds();
+        let steps = pair.baseline.len().max(pair.canary.len()).max(1);
+        let end = start + (steps - 1) as f64 * pair.step_seconds;
+        let top = pair
+            .baseline
+            .iter()
+            .chain(&pair.canary)
+            .flatten()
+            .copied()
+            .filter(|v| v.is_finite())
+            .fold(0.0, f64::max);
+        let y_max = super::nice_ceiling(top);
+        let frame = Frame::new(WIDTH, CHART_HEIGHT, (start, end), y_max);
+        let value_ticks: Vec<(f64, String)> = (0..=4)
+            .map(|i| {
+                let v = y_max * f64::from(i) / 4.0;
+                (v, number(v))
+            })
+            .collect();
+        let time_ticks = time_ticks((start, end), 6, |t| {
+            jiff::Timestamp::from_second(t.round() as i64)
+                .map(|at| clock(at.into()))
+                .unwrap_or_default()
+        });
+        let sentence = point
+            .finding(metric_name(name))
+            .map_or_else(|| name.clone(), |f| f.message.clone());
+        let _ = writeln!(out, "<h3>{}</h3>", escape(name));
+        let _ = writeln!(out, "<p>{}</p>", escape(&sentence));
+        let id = format!("series-{index}");
+        out.push_str(&frame.open(&id, &sentence, &time_ticks, &value_ticks));
+        for (class, values) in [("baseline", &pair.baseline), ("canary", &pair.canary)] {
+            for run in runs(start, pair.step_seconds, values) {
+                out.push_str(&frame.line(class, &run));
+            }
+        }
+        out.push_str(frame.close());
+        out.push_str(
+            "<div class=\"legend\"><span><i class=\"swatch canary\"></i>canary</span><span><i \
+             class=\"swatch baseline\"></i>baseline</span></div>\n",
+        );
+    }
+    out
+}
+
+/// `latency{pod="a"}` → `latency`: the finding is the metric's.
+fn metric_name(key: &str) -> &str {
+    key.split_once('{').map_or(key, |(name, _)| name)
+}
+
+/// The points of a series on its grid, split where a step has no value.
+fn runs(start: f64, step: f64, values: &[Option<f64>]) -> Vec<Vec<(f64, f64)>> {
+    let mut runs = vec![Vec::new()];
+    for (i, value) in values.iter().enumerate() {
+        match value.filter(|v| v.is_finite()) {
+            Some(v) => runs
+                .last_mut()
+                .expect("one run at least")
+                .push((start + i as f64 * step, v)),
+            None if runs.last().is_some_and(|run| !run.is_empty()) => runs.push(Vec::new()),
+            None => {}
+        }
+    }
+    runs.retain(|run| !run.is_empty());
+    runs
 }
 
 /// One limit per time: several series name the same limit at a decision.

@@ -57,7 +57,13 @@ pub(crate) fn text(judgement: &Value, sentences: &[(String, String)], style: Sty
     out
 }
 
-pub(crate) fn markdown(judgement: &Value, sentences: &[(String, String)]) -> String {
+/// A table of the numbers, the sentences, then each metric's two series
+/// from `series` (the snapshot's `metrics.series`) as a chart.
+pub(crate) fn markdown(
+    judgement: &Value,
+    sentences: &[(String, String)],
+    series: &Value,
+) -> String {
     let mut out = format!("### {}\n\n", cell(&headline(judgement)));
     out.push_str("| metric | label | canary − baseline | interval | p | bound |\n|---|---|---:|---|---:|---:|\n");
     for metric in ordered(judgement) {
@@ -84,6 +90,30 @@ pub(crate) fn markdown(judgement: &Value, sentences: &[(String, String)]) -> Str
         for (_, sentence) in notes {
             let _ = writeln!(out, "- {}", cell(sentence));
         }
+    }
+    let mut charts = String::new();
+    for metric in ordered(judgement) {
+        let name = metric["name"].as_str().unwrap_or_default();
+        let pair = &series[name];
+        let points = |cohort: &str| -> Vec<Option<f64>> {
+            pair[cohort]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(Value::as_f64)
+                .collect()
+        };
+        let step = pair["step_seconds"].as_f64().unwrap_or(60.0);
+        charts.push_str(&super::mermaid::series_chart(
+            name,
+            step,
+            &points("baseline"),
+            &points("canary"),
+        ));
+    }
+    if !charts.is_empty() {
+        out.push('\n');
+        out.push_str(&charts);
     }
     out
 }
@@ -116,11 +146,25 @@ mod tests {
     }
 
     #[test]
-    fn markdown_is_a_table_of_the_numbers() {
-        let markdown = markdown(&judgement(), &[]);
+    fn markdown_is_a_table_of_the_numbers_and_a_chart_per_series() {
+        let series = serde_json::json!({
+            "p99": {"step_seconds": 60, "start": "2026-12-06T10:00:00Z",
+                    "baseline": [100.0, 101.0], "canary": [112.0, null]}
+        });
+        let markdown = markdown(&judgement(), &[], &series);
         assert!(
             markdown.contains("| p99 | High | 12.3000 | 8.1000 … 16.0000 | 0.0004 | 3.1000 |"),
             "{markdown}"
         );
+        assert!(
+            markdown.contains("title \"p99: baseline (bars), canary (line), 1 gap\""),
+            "{markdown}"
+        );
+        assert!(
+            markdown.contains("bar [100, 101]\n    line [112, 112]"),
+            "{markdown}"
+        );
+        // A metric without a series (`ok`) has no chart.
+        assert_eq!(markdown.matches("```mermaid").count(), 1, "{markdown}");
     }
 }

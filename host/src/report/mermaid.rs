@@ -1,6 +1,7 @@
 //! Mermaid charts (rendered natively by GitHub and GitLab) of what
 //! decisions measured and what gates plan: canary vs baseline against the
-//! limit, the headroom of every check, and a rollout plan as a gantt.
+//! limit, the headroom of every check, a judged metric's two series, and a
+//! rollout plan as a gantt.
 //!
 //! Everything a policy or a gate says is reduced to characters that cannot
 //! end a label or a code block: a chart never carries markup of its own.
@@ -131,6 +132,85 @@ pub(crate) fn finding_charts<'a>(
         );
     }
     out
+}
+
+/// The most points a series chart draws: longer series are drawn as the
+/// means of as many equal runs of steps.
+const SERIES_POINTS: usize = 60;
+
+/// A judged metric's two series as a Mermaid chart: the baseline as bars,
+/// the canary as a line over them (Mermaid's charts have no legend, so the
+/// title says which is which). Longer series are averaged over runs of
+/// steps; a run without a value (a gap, or past the end of the shorter
+/// cohort) repeats the one before it (a leading one, the first value), and
+/// the title counts the gaps. Empty when neither has a value.
+pub(crate) fn series_chart(
+    name: &str,
+    step_seconds: f64,
+    baseline: &[Option<f64>],
+    canary: &[Option<f64>],
+) -> String {
+    let steps = baseline.len().max(canary.len());
+    let per_point = steps.div_ceil(SERIES_POINTS).max(1);
+    let runs = |series: &[Option<f64>]| -> Vec<f64> {
+        let mut last = series.iter().flatten().next().copied();
+        (0..steps.div_ceil(per_point))
+            .map(|run| {
+                let values: Vec<f64> = series
+                    .iter()
+                    .skip(run * per_point)
+                    .take(per_point)
+                    .flatten()
+                    .copied()
+                    .filter(|v| v.is_finite())
+                    .collect();
+                if !values.is_empty() {
+                    last = Some(values.iter().sum::<f64>() / values.len() as f64);
+                }
+                last.unwrap_or(0.0)
+            })
+            .collect()
+    };
+    let gaps = baseline
+        .iter()
+        .chain(canary)
+        .filter(|v| v.is_none())
+        .count();
+    if baseline.iter().chain(canary).all(Option::is_none) {
+        return String::new();
+    }
+    let (base, can) = (runs(baseline), runs(canary));
+    let top = base.iter().chain(&can).copied().fold(0.0, f64::max);
+    let minutes = step_seconds * per_point as f64 / 60.0;
+    let axis: Vec<String> = (0..base.len().max(can.len()))
+        .map(|i| format!("\"{}\"", number(i as f64 * minutes)))
+        .collect();
+    let joined = |values: &[f64]| {
+        values
+            .iter()
+            .map(|v| number(*v))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let averaged = if per_point > 1 {
+        format!(", means of {per_point} steps")
+    } else {
+        String::new()
+    };
+    let gap_note = if gaps > 0 {
+        format!(", {gaps} {}", if gaps == 1 { "gap" } else { "gaps" })
+    } else {
+        String::new()
+    };
+    format!(
+        "```mermaid\nxychart-beta\n    title \"{}: baseline (bars), canary (line){averaged}{gap_note}\"\n    \
+         x-axis \"minutes\" [{}]\n    y-axis 0 --> {}\n    bar [{}]\n    line [{}]\n```\n\n",
+        label(name),
+        axis.join(", "),
+        number(nice_ceiling(top)),
+        joined(&base),
+        joined(&can),
+    )
 }
 
 /// A gate's rollout plan as a Mermaid gantt: each stage's traffic share
@@ -267,6 +347,35 @@ mod tests {
              stage 1 at 5 percent :s0, 00:00, 15m\n    stage 2 at 10 percent :s1, after s0, 15m\n    \
              stage 3 at 100 percent :milestone, s2, after s1, 0m\n```\n"
         );
+    }
+
+    #[test]
+    fn a_series_chart_averages_long_series_and_bridges_gaps() {
+        let baseline: Vec<Option<f64>> = (0..120).map(|i| Some(f64::from(i % 2))).collect();
+        let mut canary = vec![Some(3.0); 120];
+        canary[2] = None;
+        canary[3] = None;
+        let chart = series_chart("p99 \"latency\"", 60.0, &baseline, &canary);
+        assert!(
+            chart.contains(
+                "title \"p99 latency: baseline (bars), canary (line), means of 2 steps, 2 gaps\""
+            ),
+            "{chart}"
+        );
+        assert!(
+            chart.contains("x-axis \"minutes\" [\"0\", \"2\", \"4\""),
+            "{chart}"
+        );
+        // 0 and 1 alternate: every mean of two is 0.5; the gap run keeps 3.
+        assert!(
+            chart.contains(&format!("bar [{}]", vec!["0.5"; 60].join(", "))),
+            "{chart}"
+        );
+        assert!(
+            chart.contains(&format!("line [{}]", vec!["3"; 60].join(", "))),
+            "{chart}"
+        );
+        assert_eq!(series_chart("x", 60.0, &[None], &[None]), "");
     }
 
     #[test]

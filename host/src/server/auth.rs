@@ -43,21 +43,11 @@ pub(crate) async fn authenticate(
             let (parts, body) = request.into_parts();
             let limit = guard.state.settings.max_body_bytes;
             let deadline = parts.extensions.get::<super::extract::Deadline>().copied();
-            let read = super::extract::within(deadline, axum::body::to_bytes(body, limit)).await;
-            let bytes = match read {
-                Ok(Ok(bytes)) => bytes,
-                Ok(Err(e)) => {
-                    let too_large = e.into_inner().is::<http_body_util::LengthLimitError>();
-                    return refuse(if too_large {
-                        ApiError::TooLarge(
-                            "the request body is larger than the server's --max-body-bytes".into(),
-                        )
-                    } else {
-                        ApiError::BadRequest("the request body could not be read".into())
-                    });
-                }
-                Err(timeout) => return refuse(timeout),
-            };
+            let bytes =
+                match super::extract::read_body(body, limit, "--max-body-bytes", deadline).await {
+                    Ok(bytes) => bytes,
+                    Err(error) => return refuse(error),
+                };
             let signature = parts
                 .headers
                 .get(github::SIGNATURE_HEADER)

@@ -56,6 +56,29 @@ pub(crate) async fn within<T>(
     }
 }
 
+/// A request body read whole within `deadline`, at most `limit` bytes:
+/// beyond it, 413 naming `flag`, the option that sets the limit.
+pub(crate) async fn read_body(
+    body: axum::body::Body,
+    limit: usize,
+    flag: &str,
+    deadline: Option<Deadline>,
+) -> Result<Bytes, ApiError> {
+    let error = match within(deadline, axum::body::to_bytes(body, limit)).await? {
+        Ok(bytes) => return Ok(bytes),
+        Err(error) => error,
+    };
+    if error.into_inner().is::<http_body_util::LengthLimitError>() {
+        Err(ApiError::TooLarge(format!(
+            "the request body is larger than the server's {flag} ({limit})"
+        )))
+    } else {
+        Err(ApiError::BadRequest(
+            "the request body could not be read".into(),
+        ))
+    }
+}
+
 /// Admission, before the body is read: a request beyond `--max-pending` is
 /// answered 503 at once (never an unbounded queue); an admitted one runs
 /// with its [`Deadline`], `--request-timeout` from now, for its body, its

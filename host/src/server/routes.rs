@@ -13,12 +13,12 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::auth::{Guard, authenticate};
-use super::extract::{Deadline, DecisionBody, admit, observe, respond};
+use super::extract::{Deadline, DecisionBody, admit, observe, read_body, respond};
 use super::github_app;
 use super::state::AppState;
 use crate::adapters::{
     ADAPTERS, Adapter, Answer, ApiError, Authentication, Call, Custom, Endpoint, Exchange, Method,
-    github, spinnaker,
+    github, kayenta, spinnaker,
 };
 
 type Body = Result<DecisionBody, ApiError>;
@@ -121,6 +121,7 @@ fn custom_route(method: MethodFilter, custom: Custom) -> MethodRouter<Arc<AppSta
         Custom::SpinnakerStart => on(method, spinnaker_start),
         Custom::SpinnakerPoll => on(method, spinnaker_poll),
         Custom::GithubProtectionRule => on(method, github_protection_rule),
+        Custom::KayentaJudge => on(method, kayenta_judge),
     }
 }
 
@@ -235,6 +236,64 @@ async fn github_protection_rule(
         });
     }
     respond(name, answer)
+}
+
+/// Kayenta's remote judge: the body (Kayenta's `RemoteJudgeRequest`, up
+/// to `--max-judge-body-bytes`) is read only once the request has one of
+/// the judgement slots, and judged by the stock judge policy.
+async fn kayenta_judge(
+    State(state): State<Arc<AppState>>,
+    Extension(Deadline(deadline)): Extension<Deadline>,
+    request: axum::extract::Request,
+) -> Response {
+    let name = kayenta::ADAPTER.name;
+    let refused = |error: ApiError| respond(name, Answer::refused(error));
+    let _slot = match state.service.admit_judgement() {
+        Ok(slot) => slot,
+        Err(refusal) => return refused(refusal.into()),
+    };
+    let read = read_body(
+        request.into_body(),
+        state.settings.max_judge_body_bytes,
+        "--max-judge-body-bytes",
+        Some(Deadline(deadline)),
+    );
+    let body = match read.await {
+        Ok(body) => body,
+        Err(error) => return refused(error),
+    };
+    // Megabytes of JSON: parsed off the async threads.
+    let now = jiff::Timestamp::now().to_string();
+    let parsed = tokio::task::spawn_blocking(move || {
+        let parsed = kayenta::parse(&body, &now);
+        drop(body);
+        parsed
+    })
+    .await;
+    let mut request = match parsed {
+        Ok(Ok(request)) => request,
+        Ok(Err(why)) => return refused(ApiError::BadRequest(format!("the request: {why}"))),
+        Err(e) => {
+            return refused(ApiError::Internal(format!(
+                "reading the request failed: {e}"
+            )));
+        }
+    };
+    let (config, snapshot) = (
+        std::mem::take(&mut request.config),
+        std::mem::take(&mut request.snapshot),
+    );
+    let judged = state
+        .service
+        .judge(config, snapshot, "the request".into(), deadline)
+        .await;
+    match judged {
+        Ok(judged) => respond(
+            name,
+            Answer::json(200, kayenta::result(&request, &judged.judgement)),
+        ),
+        Err(refusal) => refused(refusal.into()),
+    }
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {

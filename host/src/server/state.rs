@@ -17,6 +17,8 @@ pub(crate) struct Settings {
     /// The GitHub App, when deployment protection rules are served.
     pub(crate) github: Option<github::Settings>,
     pub(crate) max_body_bytes: usize,
+    /// Largest Kayenta remote-judge request accepted (its series).
+    pub(crate) max_judge_body_bytes: usize,
     /// How long to keep serving after SIGTERM before the port closes.
     pub(crate) shutdown_delay: Duration,
     /// How often to look for changed gate or module files; `None`: never.

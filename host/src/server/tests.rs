@@ -26,6 +26,7 @@ fn state(token: Option<&str>, max_pending: usize) -> Arc<AppState> {
         },
         github: None,
         max_body_bytes: 1 << 20,
+        max_judge_body_bytes: 1 << 20,
         shutdown_delay: Duration::ZERO,
         watch_interval: None,
         adapters: ADAPTERS.to_vec(),

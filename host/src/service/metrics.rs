@@ -54,6 +54,11 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassificationLabels {
+    classification: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReviewLabels {
     state: String,
     posted: String,
@@ -75,6 +80,8 @@ pub(crate) struct Metrics {
     rejected: Family<ReasonLabels, Counter>,
     reloads: Family<ResultLabels, Counter>,
     reviews: Family<ReviewLabels, Counter>,
+    judgements: Family<ClassificationLabels, Counter>,
+    judgement_latency: Histogram,
     in_flight: Gauge,
     findings: Family<FindingLabels, Counter>,
     finding_checks: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
@@ -135,6 +142,18 @@ impl Metrics {
             "Deployment protection rule reviews, by state (approved, rejected, pending) and whether GitHub took them",
             reviews.clone(),
         );
+        let judgements = Family::<ClassificationLabels, Counter>::default();
+        registry.register(
+            "kayenta_judgements",
+            "Kayenta remote-judge requests judged, by classification (Pass, Marginal, Fail)",
+            judgements.clone(),
+        );
+        let judgement_latency = latency_histogram();
+        registry.register(
+            "kayenta_judgement_duration_seconds",
+            "Time a Kayenta remote-judge request takes from its parsed body to its judgement",
+            judgement_latency.clone(),
+        );
         let in_flight = Gauge::default();
         registry.register(
             "requests_in_flight",
@@ -188,7 +207,14 @@ impl Metrics {
                 });
             }
         }
+        for classification in ["Pass", "Marginal", "Fail"] {
+            let _ = judgements.get_or_create(&ClassificationLabels {
+                classification: classification.to_string(),
+            });
+        }
         Metrics {
+            judgements,
+            judgement_latency,
             findings,
             finding_checks: Default::default(),
             shipper,
@@ -202,6 +228,20 @@ impl Metrics {
             reloads,
             reviews,
         }
+    }
+
+    /// Counts a Kayenta judgement (`Pass`, `Marginal` or `Fail`).
+    pub(crate) fn judged(&self, classification: &str, seconds: f64) {
+        let classification = match classification {
+            "Pass" | "Marginal" => classification,
+            _ => "Fail",
+        };
+        self.judgements
+            .get_or_create(&ClassificationLabels {
+                classification: classification.to_string(),
+            })
+            .inc();
+        self.judgement_latency.observe(seconds);
     }
 
     pub(crate) fn record(&self, adapter: &str, evaluation: &Evaluation, seconds: f64) {

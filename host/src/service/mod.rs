@@ -6,6 +6,7 @@
 //! GitHub App's background reviews call it the same way.
 
 mod evidence;
+pub(crate) mod judge;
 mod metrics;
 mod request;
 #[cfg(test)]
@@ -55,6 +56,9 @@ pub(crate) struct ServiceSettings {
     pub(crate) max_pending: usize,
     /// Gate evaluations running at once.
     pub(crate) max_evaluating: usize,
+    /// Kayenta judgements admitted at once (each holds a large body and
+    /// takes one of the evaluation slots while it runs).
+    pub(crate) max_judging: usize,
     /// Where every decision is written before it is answered.
     pub(crate) decision_log: Option<LogTarget>,
     /// The collector decisions are shipped to, best effort.
@@ -76,6 +80,8 @@ pub(crate) struct Service {
     served: RwLock<Arc<PreparedGate>>,
     pending: Arc<Semaphore>,
     evaluating: Arc<Semaphore>,
+    /// Kayenta requests let in at once (see [`Service::admit_judgement`]).
+    judging: Arc<Semaphore>,
     /// Instance slots for shadow policies, which run beside the enforcing
     /// ones: none free, a shadow policy is skipped, never waited for.
     shadows: Arc<Semaphore>,
@@ -115,6 +121,7 @@ impl Service {
             shipper,
             pending: Arc::new(Semaphore::new(settings.max_pending)),
             evaluating: Arc::new(Semaphore::new(settings.max_evaluating)),
+            judging: Arc::new(Semaphore::new(settings.max_judging)),
             shadows: Arc::new(Semaphore::new(shadows)),
             metrics,
             runtime,

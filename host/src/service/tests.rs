@@ -27,6 +27,7 @@ pub(crate) fn settings(max_pending: usize) -> ServiceSettings {
         request_timeout: Duration::from_secs(30),
         max_pending,
         max_evaluating: 2,
+        max_judging: 1,
         decision_log: None,
         decision_log_url: None,
     }
