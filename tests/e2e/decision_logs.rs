@@ -257,6 +257,33 @@ fn a_decision_log_url_that_is_not_http_is_refused() {
     );
 }
 
+/// Records hold every snapshot: plain http is for loopback, or for a
+/// network the operator says they trust.
+#[test]
+fn a_plain_http_collector_beyond_loopback_needs_to_be_asked_for() {
+    let serve = |extra: &[&str]| {
+        let mut command = Server::command();
+        command
+            .args(["--listen", "127.0.0.1:0", "--gate"])
+            .arg(gate())
+            .args(["--decision-log-url", "http://collector.example:9000/ingest"])
+            .args(extra);
+        command
+    };
+    let output = serve(&[]).output().unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains(
+            "--decision-log-url: plain http:// to collector.example would carry every snapshot"
+        ),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Asked for, it starts (and, with no decision made, never calls out).
+    let server = Server::spawn(serve(&["--insecure-decision-log-url"]));
+    assert_eq!(server.get("/readyz").0, 200);
+}
+
 #[test]
 fn a_stuck_collector_does_not_hold_up_the_exit_and_what_it_never_took_is_logged() {
     let state = Arc::new(Collector::default());

@@ -36,6 +36,8 @@ struct Api {
     /// Review attempts answered 502 before accepting, per the knob below.
     failed_reviews: usize,
     fail_first_reviews: usize,
+    /// How long the review endpoint takes to answer.
+    review_delay: std::time::Duration,
     /// Why a request would be refused by GitHub; the test fails on any.
     refusals: Vec<String>,
 }
@@ -170,6 +172,8 @@ async fn review(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> StatusCode {
+    let delay = api.lock().unwrap().review_delay;
+    tokio::time::sleep(delay).await;
     let mut api = api.lock().unwrap();
     let authorized = headers.get("authorization").and_then(|v| v.to_str().ok())
         == Some(&format!("Bearer {TOKEN}"));
@@ -213,6 +217,11 @@ struct Setup {
 /// A server serving the test App, whose gate reads release facts, and
 /// the stand-in it calls.
 fn setup() -> Setup {
+    setup_with(&[])
+}
+
+/// [`setup`], the server started with `extra` arguments too.
+fn setup_with(extra: &[&str]) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let api: Shared = Arc::default();
     let api_url = stand_in(api.clone());
@@ -238,7 +247,10 @@ fn setup() -> Setup {
             secret.to_str().unwrap(),
             "--github-api-url",
             &api_url,
-        ],
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect::<Vec<_>>(),
     );
     Setup {
         facts: dir.path().join("facts/octo-org/hello-world.json"),
@@ -355,10 +367,128 @@ fn a_release_without_its_facts_is_rejected_and_says_why() {
     eventually("the review", || !reviews(&api).is_empty());
     let review = &reviews(&api)[0];
     assert_eq!(review["state"], "rejected");
-    assert!(
-        review["comment"].as_str().unwrap().contains("no such file"),
-        "{review}"
+    let comment = review["comment"].as_str().unwrap();
+    assert!(comment.contains("no such file"), "{review}");
+    // Every failing check by name, not the first and a count.
+    let failing = comment
+        .split("Failing: ")
+        .nth(1)
+        .and_then(|rest| rest.split(".\n").next())
+        .unwrap_or_else(|| panic!("the comment lists the failing checks: {comment}"));
+    for check in [
+        "preflight/ci-status",
+        "preflight/rollback-plan",
+        "preflight/on-call",
+    ] {
+        assert!(failing.contains(check), "{check} in {failing}");
+    }
+}
+
+/// GitHub delivers a webhook again, or someone replays a signed one: the
+/// run is reviewed once, on the facts as they were. A rule left pending by
+/// a failed review can still be redelivered.
+#[test]
+fn a_replayed_delivery_does_not_review_a_reviewed_run_again() {
+    let Setup {
+        _dir,
+        facts,
+        api,
+        api_url,
+        server,
+        ..
+    } = setup();
+    write_ready_facts(&facts);
+    let body = delivery(&api_url);
+    let signature = sign(&body, SECRET);
+    let (status, _) = deliver(
+        &server,
+        "deployment_protection_rule",
+        &body,
+        Some(signature.clone()),
     );
+    assert_eq!(status, 202);
+    eventually("the review", || reviews(&api).len() == 1);
+    // The facts change (CI went red) and the same delivery comes again.
+    std::fs::remove_file(&facts).unwrap();
+    for _ in 0..4 {
+        let (status, answer) = deliver(
+            &server,
+            "deployment_protection_rule",
+            &body,
+            Some(signature.clone()),
+        );
+        assert_eq!(
+            (status, answer["ignored"].as_str()),
+            (202, Some("this run is reviewed already")),
+            "{answer}"
+        );
+    }
+    let posted = "shipgate_github_reviews_total{state=\"approved\",posted=\"true\"}";
+    assert_eq!(server.metric(posted), 1.0);
+    let reviews = reviews(&api);
+    assert_eq!(reviews.len(), 1, "{reviews:?}");
+    assert_eq!(reviews[0]["state"], "approved");
+    assert_eq!(
+        api.lock().unwrap().tokens.len(),
+        1,
+        "one installation token"
+    );
+}
+
+/// A delivery answered 202 just before SIGTERM is still reviewed: the
+/// process waits for its review before it exits.
+#[test]
+fn a_review_in_flight_at_shutdown_is_finished() {
+    let Setup {
+        _dir,
+        facts,
+        api,
+        api_url,
+        mut server,
+        ..
+    } = setup_with(&["--shutdown-delay", "0s"]);
+    write_ready_facts(&facts);
+    api.lock().unwrap().review_delay = std::time::Duration::from_secs(1);
+    let body = delivery(&api_url);
+    let (status, _) = deliver(
+        &server,
+        "deployment_protection_rule",
+        &body,
+        Some(sign(&body, SECRET)),
+    );
+    assert_eq!(status, 202);
+    eventually("the review to be on its way", || {
+        !api.lock().unwrap().tokens.is_empty()
+    });
+    server.signal("TERM");
+    assert!(server.wait().success());
+    assert_eq!(reviews(&api).len(), 1, "posted before the exit");
+}
+
+/// GitHub's environment names are free text (its schema types them as a
+/// string): `Production EU` is reviewed under its own name.
+#[test]
+fn an_environment_named_in_free_text_is_reviewed_under_its_name() {
+    let Setup {
+        _dir,
+        api,
+        api_url,
+        server,
+        ..
+    } = setup();
+    let text = String::from_utf8(delivery(&api_url)).unwrap();
+    let mut payload: Value = serde_json::from_str(&text).unwrap();
+    payload["environment"] = "Production EU".into();
+    let body = payload.to_string().into_bytes();
+    let (status, answer) = deliver(
+        &server,
+        "deployment_protection_rule",
+        &body,
+        Some(sign(&body, SECRET)),
+    );
+    assert_eq!(status, 202, "{answer}");
+    eventually("the review", || !reviews(&api).is_empty());
+    assert_eq!(reviews(&api)[0]["environment_name"], "Production EU");
 }
 
 #[test]

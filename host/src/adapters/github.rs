@@ -25,8 +25,9 @@ use shipgate_policy::{Decision, Phase};
 
 use super::{Adapter, Answer, ApiError, Authentication, Custom, Endpoint, Method, Request, Route};
 use crate::decision::Evaluation;
+use crate::gate::Mode;
 use crate::service::{DecisionRequest, Input};
-use crate::sources::Target;
+use crate::sources::{Target, as_name};
 use crate::text::{Limit, clip};
 
 pub(crate) const ADAPTER: Adapter = Adapter {
@@ -230,7 +231,8 @@ pub(crate) fn request(
     let target = Target {
         service: Some(repository.name),
         namespace: repository.owner.map(|o| o.login),
-        environment: Some(environment.clone()),
+        // GitHub's names are free text; a target's are not.
+        environment: Some(as_name(&environment)),
         deployment_id: payload
             .deployment
             .and_then(|d| d.id)
@@ -270,6 +272,16 @@ pub(crate) fn acknowledge(delivery: &Delivery) -> Answer {
     Answer::json(202, body)
 }
 
+/// A delivery for a run already reviewed, or being reviewed (a replay, or
+/// GitHub delivering twice): acknowledged, and nothing more is done.
+pub(crate) fn acknowledge_duplicate(callback: &Callback) -> Answer {
+    Answer::json(
+        202,
+        json!({"accepted": true, "environment": callback.environment,
+               "ignored": "this run is reviewed already"}),
+    )
+}
+
 /// What GitHub's review endpoint takes (`environment_name` required; a
 /// `state` approves or rejects; without one the comment is a status report
 /// that leaves the rule pending).
@@ -291,11 +303,7 @@ pub(crate) fn review(callback: &Callback, result: &Result<Evaluation, ApiError>)
                 Decision::Allow => "approved",
                 Decision::Deny | Decision::Rollback => "rejected",
             };
-            let comment = format!(
-                "shipgate {}: **{}**. {} (decision `{}`)",
-                evaluation.phase, evaluation.decision, evaluation.summary, evaluation.decision_id
-            );
-            (Some(state), comment)
+            (Some(state), verdict_comment(evaluation))
         }
         Err(error) => (
             None,
@@ -310,6 +318,47 @@ pub(crate) fn review(callback: &Callback, result: &Result<Evaluation, ApiError>)
         state,
         comment: cut_chars(&comment, MAX_COMMENT_CHARS),
     }
+}
+
+/// A verdict as a review comment: the decision and its summary, then,
+/// when it is not an allow, every check that failed by name (and every
+/// policy that failed closed), then as many of their messages as fit.
+fn verdict_comment(evaluation: &Evaluation) -> String {
+    let mut comment = format!(
+        "shipgate {}: **{}**. {} (decision `{}`)",
+        evaluation.phase, evaluation.decision, evaluation.summary, evaluation.decision_id
+    );
+    let mut failing = Vec::new();
+    for policy in evaluation
+        .policies
+        .iter()
+        .filter(|p| p.mode == Mode::Enforce)
+    {
+        if let Some(error) = &policy.error {
+            failing.push((policy.name.clone(), error.clone()));
+        }
+        for finding in policy
+            .findings
+            .iter()
+            .filter(|f| f.decision != Decision::Allow)
+        {
+            let check = format!("{}/{} ({})", policy.name, finding.check, finding.decision);
+            failing.push((check, finding.message.clone()));
+        }
+    }
+    if failing.is_empty() {
+        return comment;
+    }
+    let names: Vec<&str> = failing.iter().map(|(name, _)| name.as_str()).collect();
+    comment.push_str(&format!("\n\nFailing: {}.\n", names.join(", ")));
+    for (name, message) in &failing {
+        let line = format!("\n- {name}: {message}");
+        if comment.chars().count() + line.chars().count() > MAX_COMMENT_CHARS {
+            break;
+        }
+        comment.push_str(&line);
+    }
+    comment
 }
 
 fn cut_chars(text: &str, max: usize) -> String {

@@ -107,6 +107,10 @@ pub(super) struct ServeArgs {
     /// records it cannot take are counted in /metrics).
     #[arg(long, value_name = "URL", env = "SHIPGATE_DECISION_LOG_URL")]
     decision_log_url: Option<String>,
+    /// Let --decision-log-url be plain http:// to a host beyond loopback
+    /// (records hold every snapshot; default: https required there).
+    #[arg(long, env = "SHIPGATE_INSECURE_DECISION_LOG_URL")]
+    insecure_decision_log_url: bool,
     /// The most record bytes waiting for the collector; beyond, new records
     /// are dropped (and counted).
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20, env = "SHIPGATE_DECISION_LOG_QUEUE_BYTES")]
@@ -206,6 +210,33 @@ pub(super) struct ServeArgs {
     /// to finish before they are closed.
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_delay, env = "SHIPGATE_DRAIN_TIMEOUT")]
     drain_timeout: Duration,
+}
+
+/// `--github-api-url` as a URL, not a prefix (`http://127.0.0.1:80@evil.example`
+/// is evil.example): https, or plain http to 127.0.0.1 only, without
+/// credentials, query or fragment; without its trailing slash.
+fn github_api_url(text: &str) -> Result<String, Error> {
+    let refuse = |why: &str| {
+        Err(Error::Usage(format!(
+            "--github-api-url: '{text}' {why} (https://, or plain http only on 127.0.0.1)"
+        )))
+    };
+    let Ok(url) = reqwest::Url::parse(text) else {
+        return refuse("is not a URL");
+    };
+    let loopback = url.host_str() == Some("127.0.0.1");
+    match url.scheme() {
+        "https" if url.host_str().is_some() => {}
+        "http" if loopback => {}
+        _ => return refuse("is not an https:// URL"),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return refuse("carries credentials");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return refuse("has a query or fragment");
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
 /// An adapter `--adapters` names, from the adapter table.
@@ -324,6 +355,21 @@ impl ServeArgs {
                             "--decision-log-url: not an http:// or https:// URL with a host".into(),
                         )
                     })?;
+                let host = url.host_str().unwrap_or_default();
+                let loopback = host.eq_ignore_ascii_case("localhost")
+                    || host
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback());
+                if url.scheme() == "http" && !loopback && !self.insecure_decision_log_url {
+                    return Err(Error::Usage(format!(
+                        "--decision-log-url: plain http:// to {} would carry every snapshot \
+                         unencrypted; use https://, or --insecure-decision-log-url for a collector \
+                         on a network you trust",
+                        host
+                    )));
+                }
                 // At least a request's whole snapshot must fit (a record adds
                 // its decision; larger ones are dropped as queue_full).
                 if self.decision_log_queue_bytes < self.max_body_bytes {
@@ -401,12 +447,7 @@ impl ServeArgs {
                 "--github-app-id needs the webhook secret: --github-webhook-secret-file or ${GITHUB_SECRET_ENV}"
             ))
         })?;
-        let api_url = self.github_api_url.trim_end_matches('/').to_string();
-        if !(api_url.starts_with("https://") || api_url.starts_with("http://127.0.0.1:")) {
-            return Err(Error::Usage(format!(
-                "--github-api-url: '{api_url}' is not an https:// URL (plain http only on 127.0.0.1)"
-            )));
-        }
+        let api_url = github_api_url(&self.github_api_url)?;
         Ok(Some(github::Settings {
             app_id: app_id.clone(),
             key: std::sync::Arc::new(key),
@@ -467,6 +508,27 @@ fn random_key() -> Result<Vec<u8>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_github_api_url_is_read_as_a_url() {
+        assert_eq!(
+            github_api_url("https://api.github.com/").unwrap(),
+            "https://api.github.com"
+        );
+        assert_eq!(
+            github_api_url("http://127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        for evil in [
+            "http://127.0.0.1:80@evil.example",
+            "http://evil.example",
+            "https://user:secret@ghe.example",
+            "ftp://api.github.com",
+            "api.github.com",
+        ] {
+            assert!(github_api_url(evil).is_err(), "{evil}");
+        }
+    }
 
     #[test]
     fn durations_read_as_people_write_them() {

@@ -1,6 +1,12 @@
 //! The decision log as a file: each record appended whole and fsynced
 //! before the decision is answered, in a file only its owner can read; a
 //! record torn by a crash is cut off before the next one is written.
+//!
+//! Several processes may write one log (a server and `eval --decision-log`
+//! runs): each write takes an exclusive advisory lock on the file (`flock`)
+//! for its repair, record and fsync, so no writer cuts off what another
+//! has just written. The log is never reached through a symbolic link, and
+//! a log that others may read or write is refused: records hold snapshots.
 
 use super::{WRITING, record_line};
 use crate::decision::Evaluation;
@@ -52,7 +58,30 @@ pub(super) fn append_line(path: &Path, line: &str) -> Result<(), Error> {
             .read(true)
             .append(true)
             .mode(0o600)
-            .open(path)?;
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "it is a symbolic link, which a decision log is never written through",
+                ),
+                _ => e,
+            })?;
+        let mode = {
+            use std::os::unix::fs::PermissionsExt;
+            file.metadata()?.permissions().mode() & 0o777
+        };
+        if mode & 0o077 != 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "its mode {mode:o} lets others read or write it, and records hold snapshots; \
+                     make it the owner's alone (chmod 600)"
+                ),
+            ));
+        }
+        // Other processes writing this log wait here for their turn.
+        file.lock()?;
         // A record torn by a crash was never answered: cut it off, or the
         // next record would be glued to it. A write that fails is cut back
         // the same way, so the log always ends with a whole record.
@@ -81,4 +110,68 @@ pub(super) fn append_line(path: &Path, line: &str) -> Result<(), Error> {
             anyhow::Error::new(e).context(format!("writing the decision log {}", path.display())),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[test]
+    fn a_writer_waits_for_another_process_holding_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decisions.jsonl");
+        append_line(&path, "{\"first\":1}\n").unwrap();
+        // Another process in the middle of its write (flock locks are
+        // per open file, so a second open stands in for it).
+        let other = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        other.lock().unwrap();
+        let (done, finished) = mpsc::channel();
+        let writer = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                append_line(&path, "{\"second\":2}\n").unwrap();
+                done.send(()).unwrap();
+            })
+        };
+        assert!(
+            finished.recv_timeout(Duration::from_millis(300)).is_err(),
+            "wrote while another process held the log"
+        );
+        // The other writer's record, torn at the moment, is whole by the
+        // time it lets go: nothing is cut from it.
+        (&other).write_all(b"{\"other\":3}\n").unwrap();
+        other.unlock().unwrap();
+        finished.recv_timeout(Duration::from_secs(10)).unwrap();
+        writer.join().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"first\":1}\n{\"other\":3}\n{\"second\":2}\n"
+        );
+    }
+
+    #[test]
+    fn links_and_logs_others_can_read_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere.jsonl");
+        std::fs::write(&target, "").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.path().join("decisions.jsonl");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let error = append_line(&link, "{}\n").unwrap_err().to_string();
+        assert!(error.contains("symbolic link"), "{error}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "");
+
+        let shared = dir.path().join("shared.jsonl");
+        std::fs::write(&shared, "{}\n").unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let error = format!("{:#}", append_line(&shared, "{}\n").unwrap_err());
+        assert!(error.contains("its mode 644 lets others read"), "{error}");
+        assert_eq!(std::fs::read_to_string(&shared).unwrap(), "{}\n");
+    }
 }

@@ -8,6 +8,7 @@ mod github_app;
 mod listener;
 mod log_lines;
 mod reload;
+mod reviews;
 mod routes;
 mod state;
 #[cfg(test)]
@@ -89,6 +90,7 @@ pub(crate) fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
             tokio::spawn(listener::serve(bound, routes, stopped.clone(), limits))
         });
         let app = routes::router(state.clone());
+        let reviews = state.reviews.clone();
         let shipper = state.service.shipper();
         tokio::spawn(async move {
             shutdown_signal(state, signals.terminate).await;
@@ -97,6 +99,15 @@ pub(crate) fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
         listener::serve(listener, app, stopped, limits).await;
         if let Some(side) = side {
             let _ = side.await;
+        }
+        // Deliveries answered 202 are reviewed before the process ends, or
+        // said to be lost: their rules stay pending until redelivered.
+        let dropped = reviews.finish(reviews::FINISH_AT_SHUTDOWN).await;
+        if dropped > 0 {
+            tracing::error!(
+                reviews = dropped,
+                "github reviews dropped at shutdown; their rules stay pending until the webhooks are redelivered"
+            );
         }
         // Every decision is answered: the collector gets the last records,
         // within the shipper's final flush.

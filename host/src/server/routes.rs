@@ -15,6 +15,7 @@ use serde_json::json;
 use super::auth::{Guard, authenticate};
 use super::extract::{Deadline, DecisionBody, admit, observe, read_body, respond};
 use super::github_app;
+use super::reviews;
 use super::state::AppState;
 use crate::adapters::{
     ADAPTERS, Adapter, Answer, ApiError, Authentication, Call, Custom, Endpoint, Exchange, Method,
@@ -204,8 +205,16 @@ async fn github_protection_rule(
             Ok(delivery) => delivery,
             Err(error) => return respond(name, Answer::refused(error)),
         };
-    let answer = github::acknowledge(&delivery);
-    if let github::Delivery::Review(request, callback) = delivery {
+    let (answer, ticket) = match &delivery {
+        github::Delivery::Review(_, callback) => match state.reviews.claim(&callback.url) {
+            reviews::Claim::Review(ticket) => (github::acknowledge(&delivery), Some(ticket)),
+            reviews::Claim::Duplicate => (github::acknowledge_duplicate(callback), None),
+            // GitHub marks the delivery failed; a person can redeliver it.
+            reviews::Claim::Busy => return respond(name, Answer::refused(ApiError::Overloaded)),
+        },
+        github::Delivery::Ignored(_) => (github::acknowledge(&delivery), None),
+    };
+    if let (github::Delivery::Review(request, callback), Some(ticket)) = (delivery, ticket) {
         let state = state.clone();
         tokio::spawn(async move {
             // Its own time: the request that brought it is answered already.
@@ -217,6 +226,8 @@ async fn github_protection_rule(
                 .map_err(ApiError::from);
             let review = github::review(&callback, &result);
             let outcome = github_app::report(&state.http, &settings, &callback, &review).await;
+            // Only a verdict closes the run: a status report leaves it open.
+            ticket.finish(outcome.is_ok() && review.state.is_some());
             state
                 .service
                 .metrics()

@@ -2,6 +2,7 @@
 //! settings of the HTTP edge (authentication, the adapters served, limits on
 //! bodies and connections, shutdown).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::adapters::{Adapter, github, spinnaker};
@@ -42,6 +43,8 @@ pub(crate) struct AppState {
     pub(crate) service: Service,
     /// Outbound HTTP to GitHub's API (the App's token and reviews).
     pub(crate) http: reqwest::Client,
+    /// The GitHub reviews made after their deliveries were answered.
+    pub(crate) reviews: Arc<super::reviews::Reviews>,
 }
 
 impl AppState {
@@ -50,6 +53,7 @@ impl AppState {
             settings,
             service,
             http: reqwest::Client::new(),
+            reviews: Arc::default(),
         }
     }
 }

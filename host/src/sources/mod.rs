@@ -26,7 +26,7 @@ pub(crate) use assemble::assemble;
 #[cfg(test)]
 pub(crate) use evidence::{Cohort, Measure, Quantile};
 pub(crate) use evidence::{Evidence, Field, Missing};
-pub(crate) use target::Target;
+pub(crate) use target::{Target, as_name};
 
 /// A source's evidence, being collected.
 pub(crate) type Collecting<'a> = Pin<Box<dyn Future<Output = Evidence> + Send + 'a>>;

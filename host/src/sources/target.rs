@@ -113,6 +113,24 @@ impl Target {
 /// A week: any baseline further back is not the version just replaced.
 const MAX_BASELINE_OFFSET_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
 
+/// `text` in the characters a target's names may hold, every other
+/// character written as `-` (GitHub's environment `Production EU` is the
+/// target's `Production-EU`), at most 253 bytes.
+pub(crate) fn as_name(text: &str) -> String {
+    let name: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-:/".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(253)
+        .collect();
+    if name.is_empty() { "-".into() } else { name }
+}
+
 fn is_name(value: &str) -> bool {
     (1..=253).contains(&value.len())
         && value
