@@ -465,6 +465,43 @@ fn a_review_in_flight_at_shutdown_is_finished() {
     assert_eq!(reviews(&api).len(), 1, "posted before the exit");
 }
 
+/// Anyone can reach the webhook and send a body slowly: until its
+/// signature is checked it holds none of the places decisions need. Four
+/// stalled deliveries against --max-pending 2 leave decisions answered,
+/// and are cut off within the webhook's own read deadline.
+#[test]
+fn slow_unsigned_deliveries_take_no_place_from_decisions() {
+    use std::io::{Read, Write};
+    let Setup { _dir, server, .. } = setup_with(&["--max-pending", "2"]);
+    let address = server.url("").trim_start_matches("http://").to_string();
+    let mut stalled: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&address).unwrap();
+            stream
+                .write_all(
+                    b"POST /v1/github/deployment-protection HTTP/1.1\r\nHost: shipgate\r\n\
+                      Content-Type: application/json\r\nX-GitHub-Event: deployment_protection_rule\r\n\
+                      Content-Length: 100000\r\n\r\n{\"action\"",
+                )
+                .unwrap();
+            stream
+        })
+        .collect();
+    for name in ["abort-allow", "abort-rollback"] {
+        let (status, answer) = server.evaluate(name);
+        assert_eq!(status, 200, "{answer}");
+    }
+    // Each is answered within the webhook's read deadline, not held open.
+    for stream in &mut stalled {
+        stream
+            .set_read_timeout(Some(crate::server::DEADLINE))
+            .unwrap();
+        let mut status_line = [0u8; 12];
+        stream.read_exact(&mut status_line).unwrap();
+        assert_eq!(&status_line, b"HTTP/1.1 503");
+    }
+}
+
 /// GitHub's environment names are free text (its schema types them as a
 /// string): `Production EU` is reviewed under its own name.
 #[test]

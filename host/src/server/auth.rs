@@ -9,9 +9,15 @@ use axum::middleware::Next;
 use axum::response::Response;
 use subtle::ConstantTimeEq;
 
-use super::extract::respond;
+use super::extract::{Deadline, read_body, respond};
 use super::state::AppState;
 use crate::adapters::{Adapter, Answer, ApiError, Authentication, github};
+
+/// How long a webhook's body may take to arrive before its signature is
+/// checked (GitHub sends a delivery at once, and waits 10 s in all).
+const WEBHOOK_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Webhook bodies read at once before their signatures are checked.
+pub(crate) const WEBHOOK_READS: usize = 16;
 
 /// What a route's authentication layer holds.
 #[derive(Clone)]
@@ -38,16 +44,21 @@ pub(crate) async fn authenticate(
             let Some(settings) = &guard.state.settings.github else {
                 return refuse(ApiError::NotFound("GitHub is not configured".into()));
             };
-            // The signature covers the body: read it (within the limit),
-            // check it, and hand the same bytes on.
+            // The signature covers the body: read it, check it, and hand
+            // the same bytes on. It comes from anyone until it is checked:
+            // read with a bound of its own (a few at once, briefly), never
+            // in a place of the decisions'.
+            let Ok(_reading) = guard.state.webhook_reads.clone().try_acquire_owned() else {
+                return refuse(ApiError::Overloaded);
+            };
             let (parts, body) = request.into_parts();
             let limit = guard.state.settings.max_body_bytes;
-            let deadline = parts.extensions.get::<super::extract::Deadline>().copied();
-            let bytes =
-                match super::extract::read_body(body, limit, "--max-body-bytes", deadline).await {
-                    Ok(bytes) => bytes,
-                    Err(error) => return refuse(error),
-                };
+            let deadline = Deadline(tokio::time::Instant::now() + WEBHOOK_READ_TIMEOUT);
+            let read = read_body(body, limit, "--max-body-bytes", Some(deadline)).await;
+            let bytes = match read {
+                Ok(bytes) => bytes,
+                Err(error) => return refuse(error),
+            };
             let signature = parts
                 .headers
                 .get(github::SIGNATURE_HEADER)

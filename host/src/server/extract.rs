@@ -79,8 +79,9 @@ pub(crate) async fn read_body(
     }
 }
 
-/// Admission, before the body is read: a request beyond `--max-pending` is
-/// answered 503 at once (never an unbounded queue); an admitted one runs
+/// Admission, after authentication and before the body is read: a request
+/// beyond its adapter's `--max-pending` is answered 503 at once (never an
+/// unbounded queue); an admitted one runs
 /// with its [`Deadline`], `--request-timeout` from now, for its body, its
 /// evidence and its evaluation.
 pub(crate) async fn admit(
@@ -88,7 +89,7 @@ pub(crate) async fn admit(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let admission = match state.service.admit() {
+    let admission = match state.service.admit(adapter) {
         Ok(admission) => admission,
         Err(refusal) => return respond(adapter, Answer::refused(refusal.into())),
     };

@@ -57,8 +57,9 @@ fn can_authenticate(state: &AppState, adapter: &Adapter) -> bool {
     }
 }
 
-/// One adapter's routes: admitted (or 503) before anything else, then
-/// authenticated, then handled.
+/// One adapter's routes: authenticated before anything else (a request
+/// that does not authenticate never takes a place), then admitted (or
+/// 503), then handled.
 fn adapter_routes(state: &Arc<AppState>, adapter: &'static Adapter) -> Router<Arc<AppState>> {
     let guard = Guard {
         state: state.clone(),
@@ -78,11 +79,11 @@ fn adapter_routes(state: &Arc<AppState>, adapter: &'static Adapter) -> Router<Ar
             };
             router.route(route.path, handler)
         })
-        .route_layer(middleware::from_fn_with_state(guard, authenticate))
         .route_layer(middleware::from_fn_with_state(
             (state.clone(), adapter.name),
             admit,
         ))
+        .route_layer(middleware::from_fn_with_state(guard, authenticate))
 }
 
 /// The handler of an [`Endpoint::Decide`] route: the adapter's mapping,

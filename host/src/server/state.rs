@@ -45,6 +45,8 @@ pub(crate) struct AppState {
     pub(crate) http: reqwest::Client,
     /// The GitHub reviews made after their deliveries were answered.
     pub(crate) reviews: Arc<super::reviews::Reviews>,
+    /// Webhook bodies being read before their signatures are checked.
+    pub(crate) webhook_reads: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -54,6 +56,7 @@ impl AppState {
             service,
             http: reqwest::Client::new(),
             reviews: Arc::default(),
+            webhook_reads: Arc::new(tokio::sync::Semaphore::new(super::auth::WEBHOOK_READS)),
         }
     }
 }

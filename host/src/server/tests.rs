@@ -77,11 +77,27 @@ fn rejected(state: &AppState, reason: &str) -> u64 {
 #[tokio::test]
 async fn a_full_admission_queue_refuses_at_once_before_reading_the_body() {
     let state = state(None, 1);
-    let _held = state.service.admit().expect("the only permit");
+    let _held = state.service.admit("generic").expect("the only permit");
     let body = json!({"phase": "abort", "snapshot": serde_json::from_str::<Value>(&example("abort-allow")).unwrap()});
     let (status, answer) = post(&state, "/v1/evaluate", body.to_string()).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
     assert_eq!(rejected(&state, "overloaded"), 1);
+    // Argo's places are its own: the generic endpoint's burst leaves them.
+    let argo = json!({"snapshot": serde_json::from_str::<Value>(&example("abort-allow")).unwrap()});
+    let (status, answer) = post(&state, "/v1/argo/abort", argo.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["decision"], "allow", "{answer}");
+}
+
+/// Authentication comes first: a caller without the token is refused for
+/// what it is, and never takes one of the places the CD systems need.
+#[tokio::test]
+async fn a_request_that_does_not_authenticate_never_takes_a_place() {
+    let state = state(Some("the-token"), 1);
+    let _held = state.service.admit("generic").expect("the only permit");
+    let (status, _) = post(&state, "/v1/evaluate", "{}".into()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(rejected(&state, "overloaded"), 0);
 }
 
 /// Argo answers even a body it cannot read with 200 and a decision, and

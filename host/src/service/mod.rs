@@ -52,7 +52,8 @@ pub(crate) struct ServiceSettings {
     pub(crate) require_signatures: bool,
     /// Budget of one request, from admission to answer.
     pub(crate) request_timeout: Duration,
-    /// Requests admitted at once (waiting or evaluating); beyond, refused.
+    /// Requests admitted at once from one caller (waiting or evaluating);
+    /// beyond, refused.
     pub(crate) max_pending: usize,
     /// Gate evaluations running at once.
     pub(crate) max_evaluating: usize,
@@ -78,7 +79,9 @@ pub(crate) struct Service {
     runtime: Arc<Runtime>,
     /// In-flight requests keep the gate they started with across a reload.
     served: RwLock<Arc<PreparedGate>>,
-    pending: Arc<Semaphore>,
+    /// Requests admitted, by caller (an adapter): each has `--max-pending`
+    /// of its own, which no other's traffic can take.
+    pending: std::sync::Mutex<std::collections::HashMap<&'static str, Arc<Semaphore>>>,
     evaluating: Arc<Semaphore>,
     /// Kayenta requests let in at once (see [`Service::admit_judgement`]).
     judging: Arc<Semaphore>,
@@ -119,7 +122,7 @@ impl Service {
             .map(|url| Shipper::new(url, metrics.shipper_counters()));
         Ok(Service {
             shipper,
-            pending: Arc::new(Semaphore::new(settings.max_pending)),
+            pending: std::sync::Mutex::default(),
             evaluating: Arc::new(Semaphore::new(settings.max_evaluating)),
             judging: Arc::new(Semaphore::new(settings.max_judging)),
             shadows: Arc::new(Semaphore::new(shadows)),
@@ -181,13 +184,19 @@ impl Service {
         self.shutting_down.store(true, Ordering::Relaxed);
     }
 
-    /// Admits one more request, with its deadline `--request-timeout` from
-    /// now, unless `--max-pending` are in already (never an unbounded
-    /// queue).
-    pub(crate) fn admit(&self) -> Result<Admission, Refusal> {
-        let permit = self
+    /// Admits one more request from `caller`, with its deadline
+    /// `--request-timeout` from now, unless `--max-pending` of the caller's
+    /// are in already (never an unbounded queue; one CD system's burst never
+    /// takes another's places).
+    pub(crate) fn admit(&self, caller: &'static str) -> Result<Admission, Refusal> {
+        let places = self
             .pending
-            .clone()
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(caller)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.max_pending)))
+            .clone();
+        let permit = places
             .try_acquire_owned()
             .map_err(|_| Refusal::Overloaded)?;
         Ok(Admission {

@@ -96,12 +96,14 @@ fn admission_is_bounded_and_each_admission_has_its_deadline() {
         .unwrap();
     let _time = runtime.enter();
     let service = service_on(4, settings(1));
-    let admitted = service.admit().expect("the only place");
+    let admitted = service.admit("argo").expect("the only place");
     let left = admitted.deadline - tokio::time::Instant::now();
     assert!(left > Duration::from_secs(29) && left <= Duration::from_secs(30));
-    assert_eq!(service.admit().err(), Some(Refusal::Overloaded));
+    assert_eq!(service.admit("argo").err(), Some(Refusal::Overloaded));
+    // Another CD system's places are its own.
+    assert!(service.admit("flagger").is_ok());
     drop(admitted);
-    assert!(service.admit().is_ok());
+    assert!(service.admit("argo").is_ok());
 }
 
 /// A request whose deadline has passed gets no decision, and nothing is
