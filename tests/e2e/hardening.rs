@@ -253,6 +253,9 @@ fn stalled_connections_neither_block_probes_nor_stop_a_shutdown() {
             "0s",
             "--drain-timeout",
             "2s",
+            // Every client here, the probe too, comes from 127.0.0.1.
+            "--max-connections-per-peer",
+            "4096",
         ],
     );
     let address = server.base.trim_start_matches("http://").to_string();
@@ -304,6 +307,97 @@ fn a_client_that_stops_sending_its_headers_is_disconnected() {
     let _ = stream.read_to_end(&mut rest);
     let text = String::from_utf8_lossy(&rest);
     assert!(!text.contains("200 OK"), "{text}");
+}
+
+/// One address cannot hold every connection: beyond its share, a new one is
+/// closed at once, and another address (a kubelet, a CD system) still gets in.
+#[test]
+fn one_address_cannot_take_every_connection() {
+    use std::net::TcpStream;
+    let server = Server::start(
+        &crate::support::example("gate.toml"),
+        &[
+            "--max-connections",
+            "8",
+            "--max-connections-per-peer",
+            "2",
+            "--header-timeout",
+            "60s",
+        ],
+    );
+    let address: std::net::SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+    let stall = || {
+        let mut stream = TcpStream::connect(address).unwrap();
+        let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nHo");
+        stream
+    };
+    let _held = [stall(), stall()];
+    let mut third = stall();
+    third
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let closed = match third.read_to_end(&mut answer) {
+        Ok(_) => true,
+        Err(error) => error.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    assert!(
+        closed && answer.is_empty(),
+        "the third connection from one address is closed at once, unanswered: {answer:?}"
+    );
+    // From another address (127.0.0.2 is loopback too, and another peer).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = runtime.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut stream = socket.connect(address).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: shipgate\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        String::from_utf8_lossy(&answer)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    });
+    assert_eq!(status, "HTTP/1.1 200 OK");
+}
+
+/// A kept-alive connection lives --connection-lifetime, then closes after
+/// the request it is on: nobody keeps a connection forever.
+#[test]
+fn a_kept_alive_connection_closes_after_its_lifetime() {
+    use std::net::TcpStream;
+    let server = Server::start(
+        &crate::support::example("gate.toml"),
+        &["--connection-lifetime", "1s", "--header-timeout", "60s"],
+    );
+    let address = server.base.trim_start_matches("http://").to_string();
+    let mut stream = TcpStream::connect(&address).unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: shipgate\r\n\r\n")
+        .unwrap();
+    stream
+        .set_read_timeout(Some(crate::server::DEADLINE))
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    // The answer, then the end of the stream when the lifetime is up.
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "closed after its lifetime, not after the 60 s idle timeout: {:?}",
+        started.elapsed()
+    );
 }
 
 /// Decisions are not for anyone who can reach the port: without a token a

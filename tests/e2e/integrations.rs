@@ -220,9 +220,9 @@ fn the_kubernetes_deployments_start_and_drain_within_their_grace_period() {
     ] {
         let (args, pod) = deployment(file);
         let (server, side) = start_deployment(&args, gate);
-        let probes = side.unwrap_or_else(|| server.base.clone());
-        let ready = reqwest::blocking::get(format!("{probes}/readyz")).unwrap();
-        assert_eq!(ready.status().as_u16(), 200, "{file}");
+        // Probes never queue behind decision traffic: they are on the
+        // metrics port, which --metrics-listen serves.
+        probes_on_the_metrics_port(&args, &pod, side.as_deref(), file);
         // The main instance's decision records go to the cluster's log
         // pipeline, on stdout.
         let logs_to_stdout = args.windows(2).any(|pair| pair == ["--decision-log", "-"]);
@@ -268,26 +268,7 @@ fn the_flagger_instance_serves_flaggers_hooks_only() {
     for route in ["/v1/evaluate", "/v1/argo/abort", "/v1/spinnaker/abort"] {
         assert_eq!(server.post(route, &request).0, 404, "{route}");
     }
-    let side = side.expect("probes on their own port");
-    let container = &pod["containers"][0];
-    let metrics_port = container["ports"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "metrics")
-        .unwrap()["containerPort"]
-        .as_u64()
-        .unwrap();
-    assert!(
-        args.contains(&format!("0.0.0.0:{metrics_port}")),
-        "--metrics-listen is the metrics port"
-    );
-    for probe in ["readinessProbe", "livenessProbe"] {
-        assert_eq!(container[probe]["httpGet"]["port"], "metrics", "{probe}");
-        let path = container[probe]["httpGet"]["path"].as_str().unwrap();
-        let answer = reqwest::blocking::get(format!("{side}{path}")).unwrap();
-        assert_eq!(answer.status().as_u16(), 200, "{probe} {path}");
-    }
+    probes_on_the_metrics_port(&args, &pod, side.as_deref(), "the Flagger instance");
     // The Canary calls this instance's Service.
     let service =
         documents_of("integrations/kubernetes/shipgate-flagger.yaml", "Service").remove(0);
@@ -297,6 +278,40 @@ fn the_flagger_instance_serves_flaggers_hooks_only() {
             .contains(&format!("http://{name}.shipgate.svc/v1/flagger/")),
         "the Canary's webhooks call {name}"
     );
+}
+
+/// The pod's probes are on its `metrics` port, which is the server's
+/// `--metrics-listen` (`side`, where the started server serves them), and
+/// they answer there.
+fn probes_on_the_metrics_port(
+    args: &[String],
+    pod: &serde_yaml::Value,
+    side: Option<&str>,
+    what: &str,
+) {
+    let side = side.unwrap_or_else(|| panic!("{what}: probes on their own port"));
+    let container = &pod["containers"][0];
+    let metrics_port = container["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "metrics")
+        .unwrap_or_else(|| panic!("{what}: a metrics port"))["containerPort"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        args.contains(&format!("0.0.0.0:{metrics_port}")),
+        "{what}: --metrics-listen is the metrics port"
+    );
+    for probe in ["readinessProbe", "livenessProbe"] {
+        assert_eq!(
+            container[probe]["httpGet"]["port"], "metrics",
+            "{what}: {probe}"
+        );
+        let path = container[probe]["httpGet"]["path"].as_str().unwrap();
+        let answer = reqwest::blocking::get(format!("{side}{path}")).unwrap();
+        assert_eq!(answer.status().as_u16(), 200, "{what}: {probe} {path}");
+    }
 }
 
 /// The documents of `relative` whose `kind` is `kind`.

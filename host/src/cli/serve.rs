@@ -202,6 +202,17 @@ pub(super) struct ServeArgs {
         env = "SHIPGATE_MAX_CONNECTIONS"
     )]
     max_connections: usize,
+    /// Connections open at once from one address (default: a quarter of
+    /// --max-connections); beyond, a new one is closed at once.
+    #[arg(long, value_name = "N", env = "SHIPGATE_MAX_CONNECTIONS_PER_PEER")]
+    max_connections_per_peer: Option<usize>,
+    /// Time a write of an answer may wait for the client to read it; a
+    /// client that stops reading is disconnected.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, env = "SHIPGATE_WRITE_TIMEOUT")]
+    write_timeout: Duration,
+    /// After this, a kept-alive connection finishes its request and closes.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration, env = "SHIPGATE_CONNECTION_LIFETIME")]
+    connection_lifetime: Duration,
     /// Time a connection has to send a request's headers; also how long a
     /// kept-alive connection may sit idle.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, env = "SHIPGATE_HEADER_TIMEOUT")]
@@ -390,6 +401,15 @@ impl ServeArgs {
                 "--max-connections must be between 1 and {MAX_PENDING}"
             )));
         }
+        let max_per_peer = self
+            .max_connections_per_peer
+            .unwrap_or((self.max_connections / 4).max(1));
+        if max_per_peer == 0 || max_per_peer > self.max_connections {
+            return Err(Error::Usage(format!(
+                "--max-connections-per-peer must be between 1 and --max-connections ({})",
+                self.max_connections
+            )));
+        }
         Ok(Settings {
             service: ServiceSettings {
                 gate_path: self.gate.clone(),
@@ -407,7 +427,10 @@ impl ServeArgs {
             operations_listen: self.metrics_listen,
             connections: ConnectionLimits {
                 max_connections: self.max_connections,
+                max_per_peer,
                 header_timeout: self.header_timeout,
+                write_timeout: self.write_timeout,
+                lifetime: self.connection_lifetime,
                 drain_timeout: self.drain_timeout,
             },
             github,

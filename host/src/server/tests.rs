@@ -33,7 +33,10 @@ fn state(token: Option<&str>, max_pending: usize) -> Arc<AppState> {
         operations_listen: None,
         connections: super::listener::ConnectionLimits {
             max_connections: 64,
+            max_per_peer: 16,
             header_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+            lifetime: Duration::from_secs(600),
             drain_timeout: Duration::from_secs(1),
         },
     };
