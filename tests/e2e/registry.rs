@@ -244,6 +244,8 @@ fn a_pushed_policy_is_pulled_by_digest_signed_verified_and_decides() {
             store.to_str().unwrap(),
             "--require-pins",
             "--require-signatures",
+            "--trust-key",
+            public.to_str().unwrap(),
         ],
     );
     let (status, decision) = server.evaluate("preflight-ready");
@@ -466,9 +468,33 @@ fn serve_refuses_tags_without_digests_and_unsigned_modules_when_required() {
 
     let pinned = push(dir, &tagged);
     gate(dir, &pinned, None);
+    // The keys that may sign are the server's own: without one,
+    // --require-signatures cannot start.
     let (code, stderr) = serve(&["--require-signatures"]);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(stderr.contains("--trust-key"), "{stderr}");
+    // Unsigned, the module is refused by the trusted key.
+    let (_, trusted) = key_pair(dir, "trusted");
+    let trust = [
+        "--require-signatures",
+        "--trust-key",
+        trusted.to_str().unwrap(),
+    ];
+    let (code, stderr) = serve(&trust);
     assert_eq!(code, Some(65), "{stderr}");
-    assert!(stderr.contains("--require-signatures"), "{stderr}");
+    assert!(stderr.contains("signature"), "{stderr}");
+    // Signed by a key the gate names but the server does not trust: whoever
+    // edits the gate cannot bring their own key.
+    let (intruder, intruder_public) = key_pair(dir, "intruder");
+    let (code, _, stderr) = run(dir, &["sign", "--key", intruder.to_str().unwrap(), &pinned]);
+    assert_eq!(code, Some(0), "{stderr}");
+    gate(dir, &pinned, Some(&intruder_public));
+    let (code, stderr) = serve(&trust);
+    assert_eq!(code, Some(65), "{stderr}");
+    assert!(
+        stderr.contains("is not one the server trusts (--trust-key)"),
+        "{stderr}"
+    );
     std::fs::write(
         dir.join("gate.toml"),
         "name = \"g\"\n[[policy]]\nname = \"local\"\nmodule = \"rules.wasm\"\nphases = [\"abort\"]\n",

@@ -136,9 +136,20 @@ pub(super) struct ServeArgs {
     /// `oci://…@sha256:` reference, or `sha256` for a file).
     #[arg(long, env = "SHIPGATE_REQUIRE_PINS")]
     require_pins: bool,
-    /// Refuse a gate with a module not built in that has no `verify` key.
-    #[arg(long, env = "SHIPGATE_REQUIRE_SIGNATURES")]
+    /// Run only modules from registries signed by a --trust-key key (a
+    /// gate's own `verify` key must be one of them).
+    #[arg(long, requires = "trust_keys", env = "SHIPGATE_REQUIRE_SIGNATURES")]
     require_signatures: bool,
+    /// A public key (PEM, as `cosign.pub`) modules may be signed by
+    /// (repeatable). The keys belong to the server: a gate's `verify` key
+    /// must be one of them, so whoever edits the gate cannot bring their own.
+    #[arg(
+        long = "trust-key",
+        value_name = "FILE",
+        value_delimiter = ',',
+        env = "SHIPGATE_TRUST_KEYS"
+    )]
+    trust_keys: Vec<PathBuf>,
     /// Serve GitHub deployment protection rules as this GitHub App (its App
     /// id or client id) at POST /v1/github/deployment-protection.
     #[arg(long, value_name = "ID", requires_all = ["github_private_key_file"], env = "SHIPGATE_GITHUB_APP_ID")]
@@ -221,6 +232,20 @@ pub(super) struct ServeArgs {
     /// to finish before they are closed.
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_delay, env = "SHIPGATE_DRAIN_TIMEOUT")]
     drain_timeout: Duration,
+}
+
+impl ServeArgs {
+    /// The `--trust-key` files, read and parsed; an error names the file.
+    fn trusted_keys(&self) -> Result<Vec<crate::registry::PublicKey>, Error> {
+        self.trust_keys
+            .iter()
+            .map(|path| {
+                let text = std::fs::read_to_string(path).map_err(|e| Error::reading(path, e))?;
+                crate::registry::PublicKey::from_pem(&text)
+                    .map_err(|why| Error::Usage(format!("--trust-key {}: {why}", path.display())))
+            })
+            .collect()
+    }
 }
 
 /// `--github-api-url` as a URL, not a prefix (`http://127.0.0.1:80@evil.example`
@@ -416,6 +441,7 @@ impl ServeArgs {
                 store: self.store.clone(),
                 require_pins: self.require_pins,
                 require_signatures: self.require_signatures,
+                trusted_keys: self.trusted_keys()?,
                 request_timeout: self.request_timeout,
                 max_pending: self.max_pending.max(max_evaluating),
                 max_evaluating,

@@ -192,7 +192,9 @@ impl Gate {
 
     /// What serving demands of a gate: every registry reference pinned to
     /// a digest; with `require_pins`, every module not built in pinned (a
-    /// digest or `sha256`); with `require_signatures`, every one verified.
+    /// digest or `sha256`); with `require_signatures`, every one from a
+    /// registry (only those are signed; each is verified when it loads, by
+    /// its `verify` key or the server's trusted ones).
     pub(crate) fn check_servable(
         &self,
         require_pins: bool,
@@ -218,8 +220,12 @@ impl Gate {
             if require_pins && !remote && policy.sha256.is_none() {
                 return refuse(policy, "has no sha256 pin (--require-pins)".into());
             }
-            if require_signatures && policy.verify.is_none() {
-                return refuse(policy, "has no verify key (--require-signatures)".into());
+            if require_signatures && !remote {
+                return refuse(
+                    policy,
+                    "cannot be signed: --require-signatures serves modules from registries only"
+                        .into(),
+                );
             }
         }
         Ok(())

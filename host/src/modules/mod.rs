@@ -145,22 +145,71 @@ pub(crate) fn load_module(
             pinned: pin.clone(),
         });
     }
-    if let Some(verify) = &policy.verify {
-        let signature = |detail: String| LoadError::Signature {
-            module: policy.module.to_string(),
-            detail,
-        };
+    if asks_for_signature(remote, policy) {
         // The gate refuses `verify` on anything but a registry reference.
         let reference = module
             .reference
             .as_ref()
-            .ok_or_else(|| signature("only modules from registries are signed".into()))?;
-        let key = read_key(base, &verify.key).map_err(signature)?;
-        remote
-            .verify(reference, &key)
-            .map_err(|e| signature(e.to_string()))?;
+            .ok_or_else(|| "only modules from registries are signed".to_string());
+        let key = policy.verify.as_ref().map(|v| v.key.as_str());
+        signed_by(base, remote, reference, key).map_err(|detail| LoadError::Signature {
+            module: policy.module.to_string(),
+            detail,
+        })?;
     }
     compile(runtime, policy.module.as_str(), &module)
+}
+
+/// Whether a policy's module must be signed: the gate names a `verify`
+/// key, or the server requires signatures (`--require-signatures`, by the
+/// keys it trusts).
+fn asks_for_signature(remote: &Remote, policy: &PolicyEntry) -> bool {
+    policy.verify.is_some() || remote.require_signed
+}
+
+/// Checks the module at `reference` is signed, and by whom: by `key` when
+/// the gate names one (which must be one of the server's `--trust-key`
+/// keys, when it names any: a gate may only narrow them), else by any key
+/// the server trusts. The signer's fingerprint.
+fn signed_by(
+    base: &ModuleBase,
+    remote: &Remote,
+    reference: Result<&Reference, String>,
+    key: Option<&str>,
+) -> Result<String, String> {
+    let reference = reference?;
+    let keys = match key {
+        Some(key) => {
+            let key = read_key(base, key)?;
+            let trusted = remote
+                .trusted
+                .iter()
+                .any(|t| t.fingerprint == key.fingerprint);
+            if !remote.trusted.is_empty() && !trusted {
+                return Err(format!(
+                    "key {} is not one the server trusts (--trust-key): a gate may only \
+                     narrow the server's keys",
+                    key.fingerprint
+                ));
+            }
+            vec![key]
+        }
+        None if remote.trusted.is_empty() => {
+            return Err("no key to verify with: the server trusts none (--trust-key)".into());
+        }
+        None => remote.trusted.clone(),
+    };
+    let mut why = String::new();
+    for key in &keys {
+        match remote.verify(reference, key) {
+            Ok(fingerprint) => return Ok(fingerprint),
+            Err(error) => why = error.to_string(),
+        }
+    }
+    Err(match keys.len() {
+        1 => why,
+        n => format!("signed by none of the {n} keys the server trusts ({why})"),
+    })
 }
 
 /// Fetches every module of the gate that lives in a registry or at a URL
@@ -198,15 +247,18 @@ pub(crate) fn fetch_remote(gate: &Gate) -> Result<(), Error> {
     Ok(())
 }
 
-/// Who signed a policy's module: the fingerprint of its `verify` key, once
-/// the signature verifies; `None` for a policy without `verify`.
+/// Who signed a policy's module (a key's fingerprint), once the signature
+/// verifies; `None` when no signature is asked for.
 pub(crate) fn signer(
     base: &ModuleBase,
     remote: &Remote,
     policy: &PolicyEntry,
 ) -> Option<Result<String, String>> {
-    let verify = policy.verify.as_ref()?;
-    Some(verify_reference(base, remote, &policy.module, &verify.key))
+    if !asks_for_signature(remote, policy) {
+        return None;
+    }
+    let key = policy.verify.as_ref().map(|v| v.key.as_str());
+    Some(signed_by(base, remote, pinned(&policy.module), key))
 }
 
 /// Verifies the module `module` (a pinned registry reference) with the key
@@ -217,15 +269,16 @@ pub(crate) fn verify_reference(
     module: &ModuleRef,
     key: &str,
 ) -> Result<String, String> {
-    let ModuleKind::Oci(reference) = module.kind() else {
-        return Err("only modules from registries (oci://) are signed".into());
-    };
-    if reference.digest.is_none() {
-        return Err("a reference without a digest cannot be verified".into());
+    signed_by(base, remote, pinned(module), Some(key))
+}
+
+/// The registry reference a signature is checked for: pinned to a digest.
+fn pinned(module: &ModuleRef) -> Result<&Reference, String> {
+    match module.kind() {
+        ModuleKind::Oci(reference) if reference.digest.is_some() => Ok(reference),
+        ModuleKind::Oci(_) => Err("a reference without a digest cannot be verified".into()),
+        _ => Err("only modules from registries (oci://) are signed".into()),
     }
-    remote
-        .verify(reference, &read_key(base, key)?)
-        .map_err(|e| e.to_string())
 }
 
 /// The largest key file read.

@@ -35,6 +35,12 @@ pub(crate) struct Remote {
     /// How long fetching one module or its signatures may take in all
     /// (`None`: [`MODULE_DEADLINE`]).
     pub(crate) deadline: Option<Duration>,
+    /// The keys the server trusts (`serve --trust-key`): a gate's `verify`
+    /// key must be one of them, when there are any.
+    pub(crate) trusted: Vec<PublicKey>,
+    /// Every module from a registry must be signed by a trusted key
+    /// (`serve --require-signatures`).
+    pub(crate) require_signed: bool,
 }
 
 /// A registry that accepts connections and never answers must not hold a
@@ -75,6 +81,8 @@ impl Remote {
                 .and_then(|seconds| seconds.trim().parse::<u64>().ok())
                 .filter(|&seconds| seconds > 0)
                 .map(Duration::from_secs),
+            trusted: Vec::new(),
+            require_signed: false,
         }
     }
 

@@ -77,7 +77,7 @@ pub(crate) struct Signed {
 
 /// A verification key: an ECDSA P-256 public key in PEM, as
 /// `cosign generate-key-pair` writes `cosign.pub`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PublicKey {
     point: Vec<u8>,
     /// sha256 of the key's DER, to name the signer in messages.

@@ -16,8 +16,6 @@ use crate::adapters::{Adapter, Answer, ApiError, Authentication, github};
 /// How long a webhook's body may take to arrive before its signature is
 /// checked (GitHub sends a delivery at once, and waits 10 s in all).
 const WEBHOOK_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-/// Webhook bodies read at once before their signatures are checked.
-pub(crate) const WEBHOOK_READS: usize = 16;
 
 /// What a route's authentication layer holds.
 #[derive(Clone)]

@@ -38,6 +38,9 @@ impl Settings {
     }
 }
 
+/// Webhook bodies read at once before their signatures are checked.
+const WEBHOOK_READS: usize = 16;
+
 pub(crate) struct AppState {
     pub(crate) settings: Settings,
     pub(crate) service: Service,
@@ -56,7 +59,7 @@ impl AppState {
             service,
             http: reqwest::Client::new(),
             reviews: Arc::default(),
-            webhook_reads: Arc::new(tokio::sync::Semaphore::new(super::auth::WEBHOOK_READS)),
+            webhook_reads: Arc::new(tokio::sync::Semaphore::new(WEBHOOK_READS)),
         }
     }
 }

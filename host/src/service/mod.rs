@@ -50,6 +50,9 @@ pub(crate) struct ServiceSettings {
     pub(crate) store: Option<PathBuf>,
     pub(crate) require_pins: bool,
     pub(crate) require_signatures: bool,
+    /// The keys modules may be signed by (`--trust-key`); a gate's own
+    /// `verify` key must be one of them when there are any.
+    pub(crate) trusted_keys: Vec<crate::registry::PublicKey>,
     /// Budget of one request, from admission to answer.
     pub(crate) request_timeout: Duration,
     /// Requests admitted at once from one caller (waiting or evaluating);
@@ -365,6 +368,8 @@ fn read_gate(settings: &ServiceSettings) -> Result<Gate, Error> {
     if let Some(store) = &settings.store {
         gate.remote.store = Some(store.clone());
     }
+    gate.remote.trusted = settings.trusted_keys.clone();
+    gate.remote.require_signed = settings.require_signatures;
     crate::modules::fetch_remote(&gate)?;
     Ok(gate)
 }

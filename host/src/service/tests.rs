@@ -24,6 +24,7 @@ pub(crate) fn settings(max_pending: usize) -> ServiceSettings {
         store: None,
         require_pins: false,
         require_signatures: false,
+        trusted_keys: Vec::new(),
         request_timeout: Duration::from_secs(30),
         max_pending,
         max_evaluating: 2,
