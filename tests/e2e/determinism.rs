@@ -119,6 +119,23 @@ fn the_decision_log_replays_identically_and_catches_a_changed_record() {
         stdout.ends_with("replayed 3 decision(s): 2 identical, 1 differ\n"),
         "{stdout}"
     );
+
+    // A record whose snapshot was edited is refused for what it is, even
+    // where the edit would not change the decision.
+    let deployment = "\"id\":\"d-4812\"";
+    assert!(text.contains(deployment));
+    let edited = text.replacen(deployment, "\"id\":\"d-4813\"", 1);
+    std::fs::write(&log, edited).unwrap();
+    let output = shipgate_in(dir.path())
+        .args(["replay", "decisions.jsonl"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(65));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("decisions.jsonl:1: the snapshot was edited after it was recorded"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -22,6 +22,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
 
 use crate::decision::Evaluation;
 use crate::error::Error;
@@ -41,6 +42,11 @@ struct Record<'a> {
     /// tokens as sent, so every number replays exactly.
     #[serde(borrow)]
     snapshot: &'a RawValue,
+    /// sha256 of `snapshot` as this line holds it (white space between
+    /// tokens dropped), so that `replay` sees an edited snapshot for what it
+    /// is. Absent from records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    snapshot_record_sha256: Option<String>,
 }
 
 /// Where decision records are written before a decision is answered.
@@ -104,6 +110,7 @@ pub(crate) fn record_line(evaluation: &Evaluation, snapshot: &ValidSnapshot) -> 
     let record = Record {
         evaluation: evaluation.clone(),
         snapshot: raw,
+        snapshot_record_sha256: Some(hex::encode(Sha256::digest(raw.get().as_bytes()))),
     };
     let mut line = serde_json::to_string(&record).expect("a record is JSON");
     line.push('\n');
@@ -198,6 +205,15 @@ pub(crate) fn read(
         let at = format!("{}:{number}", log.display());
         let record: Record = serde_json::from_str(line)
             .map_err(|e| Error::InvalidInput(format!("{at}: not a decision record: {e}")))?;
+        if let Some(recorded) = &record.snapshot_record_sha256 {
+            let actual = hex::encode(Sha256::digest(record.snapshot.get().as_bytes()));
+            if !actual.eq_ignore_ascii_case(recorded) {
+                return Err(Error::InvalidInput(format!(
+                    "{at}: the snapshot was edited after it was recorded: its sha256 is {actual}, \
+                     the record says {recorded}"
+                )));
+            }
+        }
         // Under the digest of the bytes received, which the record names.
         let digest = record.evaluation.snapshot_sha256.clone();
         let snapshot = snapshot::with_digest(record.snapshot.get(), digest)
