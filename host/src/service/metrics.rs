@@ -40,6 +40,10 @@ struct FindingLabels {
 /// one per decision must not grow the exposition without end. Beyond,
 /// findings count under `check="other"`.
 const MAX_FINDING_CHECKS: usize = 1000;
+/// The most check ids one policy names. Some ids carry names from the
+/// snapshot (`business-orders`): a caller making names up fills its
+/// policy's share, never the others'.
+const MAX_CHECKS_PER_POLICY: usize = 100;
 /// The longest check id used as a label value.
 const MAX_CHECK_LABEL: usize = 64;
 
@@ -84,7 +88,9 @@ pub(crate) struct Metrics {
     judgement_latency: Histogram,
     in_flight: Gauge,
     findings: Family<FindingLabels, Counter>,
-    finding_checks: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    /// The check ids named so far, by policy.
+    finding_checks:
+        std::sync::Mutex<std::collections::HashMap<String, std::collections::HashSet<String>>>,
     shipper: ShipperCounters,
 }
 
@@ -300,9 +306,10 @@ impl Metrics {
         }
     }
 
-    /// `check`, or `other` once [`MAX_FINDING_CHECKS`] pairs are named, or
-    /// when the id (a policy's own text) is not a plain, short identifier:
-    /// label values are not escaped in the exposition.
+    /// `check`, or `other` once its policy has [`MAX_CHECKS_PER_POLICY`]
+    /// ids named or all policies [`MAX_FINDING_CHECKS`], or when the id (a
+    /// policy's own text) is not a plain, short identifier: label values
+    /// are not escaped in the exposition.
     fn check_label(&self, policy: &str, check: &str) -> String {
         if check.len() > MAX_CHECK_LABEL || !check.bytes().all(plain_label_byte) {
             return "other".to_string();
@@ -311,13 +318,22 @@ impl Metrics {
             .finding_checks
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let key = (policy.to_string(), check.to_string());
-        if named.contains(&key) || named.len() < MAX_FINDING_CHECKS {
-            named.insert(key);
-            check.to_string()
-        } else {
-            "other".to_string()
+        if named
+            .get(policy)
+            .is_some_and(|checks| checks.contains(check))
+        {
+            return check.to_string();
         }
+        let total: usize = named.values().map(|checks| checks.len()).sum();
+        let of_policy = named.get(policy).map_or(0, |checks| checks.len());
+        if of_policy >= MAX_CHECKS_PER_POLICY || total >= MAX_FINDING_CHECKS {
+            return "other".to_string();
+        }
+        named
+            .entry(policy.to_string())
+            .or_default()
+            .insert(check.to_string());
+        check.to_string()
     }
 
     /// The counters a decision log shipper keeps.
@@ -402,16 +418,28 @@ mod tests {
     }
 
     #[test]
-    fn a_policy_inventing_check_ids_names_at_most_the_cap() {
+    fn a_policy_inventing_check_ids_names_at_most_its_share() {
         let metrics = Metrics::new();
-        for i in 0..MAX_FINDING_CHECKS {
-            assert_eq!(metrics.check_label("p", &format!("c{i}")), format!("c{i}"));
+        assert_eq!(metrics.check_label("canary", "error-rate"), "error-rate");
+        // Made-up business names fill the policy's share ...
+        for i in 1..MAX_CHECKS_PER_POLICY {
+            let check = format!("business-made-up-{i}");
+            assert_eq!(metrics.check_label("canary", &check), check);
         }
-        assert_eq!(metrics.check_label("p", "one-more"), "other");
+        assert_eq!(metrics.check_label("canary", "business-one-more"), "other");
         assert_eq!(
-            metrics.check_label("p", "c7"),
-            "c7",
+            metrics.check_label("canary", "error-rate"),
+            "error-rate",
             "a named pair keeps its name"
         );
+        // ... and no other policy's.
+        assert_eq!(metrics.check_label("verify", "smoke-tests"), "smoke-tests");
+        // All policies together name at most the total.
+        for p in 0..MAX_FINDING_CHECKS / MAX_CHECKS_PER_POLICY {
+            for i in 0..MAX_CHECKS_PER_POLICY {
+                metrics.check_label(&format!("p{p}"), &format!("c{i}"));
+            }
+        }
+        assert_eq!(metrics.check_label("late", "c0"), "other");
     }
 }
