@@ -238,6 +238,17 @@ impl Runtime {
         Ok(module)
     }
 
+    /// Lets go of the compiled modules nothing uses any more (no prepared
+    /// gate holds them): a reload to a new module version must not keep
+    /// every old one in memory. A module asked for again is compiled again,
+    /// or read back from the on-disk cache.
+    pub(crate) fn forget_unused(&self) -> usize {
+        let mut loaded = self.loaded.lock().expect("not poisoned");
+        let before = loaded.len();
+        loaded.retain(|_, module| Arc::strong_count(module) > 1);
+        before - loaded.len()
+    }
+
     /// Compiles on a thread of its own, waiting at most the compile
     /// timeout: a module built to take the compiler hours cannot hold a
     /// gate's loading (or a reload) that long. A compilation past its time
@@ -339,6 +350,19 @@ mod tests {
                 .contains("17 core module instances, which exceeds the configured maximum of 16"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn modules_no_gate_holds_are_let_go() {
+        let runtime = runtime(RuntimeConfig::default());
+        let canary = crate::builtins::by_name("canary").unwrap();
+        let verify = crate::builtins::by_name("verify").unwrap();
+        let held = runtime.load(canary.bytes).unwrap();
+        drop(runtime.load(verify.bytes).unwrap());
+        assert_eq!(runtime.forget_unused(), 1, "verify, which nothing holds");
+        assert_eq!(runtime.forget_unused(), 0);
+        // The one still held stays compiled: loading it again is the same.
+        assert!(Arc::ptr_eq(&held, &runtime.load(canary.bytes).unwrap()));
     }
 
     #[test]

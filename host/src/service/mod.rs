@@ -170,10 +170,23 @@ impl Service {
             .and_then(|gate| prepare_gate(&self.runtime, gate, self.settings.request_timeout));
         self.metrics.reloaded(result.is_ok());
         let gate = result?;
-        *self
-            .served
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(gate);
+        let previous = std::mem::replace(
+            &mut *self
+                .served
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            Arc::new(gate),
+        );
+        // The old gate's modules go once its last request is done; what no
+        // gate holds now goes at once.
+        drop(previous);
+        let forgotten = self.runtime.forget_unused();
+        if forgotten > 0 {
+            tracing::info!(
+                modules = forgotten,
+                "compiled modules no gate uses are let go"
+            );
+        }
         Ok(())
     }
 
