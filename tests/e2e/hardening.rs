@@ -287,6 +287,65 @@ fn stalled_connections_neither_block_probes_nor_stop_a_shutdown() {
     drop(stalled);
 }
 
+/// The load of issue 25: 1 000 clients stalled in their headers and 500
+/// sending Argo requests whose bodies never finish. Argo's places are taken
+/// up to --max-pending (the rest are turned away at once), and still the
+/// probes answer within a second and a decision on another endpoint within
+/// its deadline.
+#[test]
+fn stalled_and_slow_body_clients_leave_decisions_and_probes_answered() {
+    use std::net::TcpStream;
+    let server = Server::start(
+        &crate::support::example("gate.toml"),
+        &[
+            "--header-timeout",
+            "60s",
+            "--request-timeout",
+            "60s",
+            "--max-pending",
+            "256",
+            // Every client here, the probes too, comes from 127.0.0.1.
+            "--max-connections-per-peer",
+            "4096",
+        ],
+    );
+    let address = server.base.trim_start_matches("http://").to_string();
+    let connect = |start: &[u8]| {
+        let mut stream = TcpStream::connect(&address).unwrap();
+        let _ = stream.write_all(start);
+        stream
+    };
+    let stalled: Vec<TcpStream> = (0..1000)
+        .map(|_| connect(b"POST /v1/evaluate HTTP/1.1\r\nHost: shipgate\r\nContent-Le"))
+        .collect();
+    let slow: Vec<TcpStream> = (0..500)
+        .map(|_| {
+            connect(
+                b"POST /v1/argo/abort HTTP/1.1\r\nHost: shipgate\r\n\
+                  Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"snap",
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    let (status, _) = server.get("/readyz");
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    let (status, answer) = server.evaluate("abort-rollback");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["decision"], "rollback", "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    drop((stalled, slow));
+}
+
 /// A request's headers must come within --header-timeout: a client that
 /// stops halfway is disconnected, its connection slot freed.
 #[test]
