@@ -425,14 +425,39 @@ fn a_replayed_delivery_does_not_review_a_reviewed_run_again() {
     }
     let posted = "shipgate_github_reviews_total{state=\"approved\",posted=\"true\"}";
     assert_eq!(server.metric(posted), 1.0);
-    let reviews = reviews(&api);
-    assert_eq!(reviews.len(), 1, "{reviews:?}");
-    assert_eq!(reviews[0]["state"], "approved");
+    let reviewed = reviews(&api);
+    assert_eq!(reviewed.len(), 1, "{reviewed:?}");
+    assert_eq!(reviewed[0]["state"], "approved");
     assert_eq!(
         api.lock().unwrap().tokens.len(),
         1,
         "one installation token"
     );
+
+    // The same run deploying to another environment, and a re-run of the
+    // job (a new deployment), are reviews of their own.
+    let text = String::from_utf8(body).unwrap();
+    let mut payload: Value = serde_json::from_str(&text).unwrap();
+    payload["environment"] = "staging".into();
+    let staging = payload.to_string().into_bytes();
+    payload["environment"] = "production".into();
+    payload["deployment"]["id"] = 2.into();
+    let rerun = payload.to_string().into_bytes();
+    for body in [staging, rerun] {
+        let signature = sign(&body, SECRET);
+        let (status, answer) = deliver(
+            &server,
+            "deployment_protection_rule",
+            &body,
+            Some(signature),
+        );
+        assert_eq!(
+            (status, answer["ignored"].as_str()),
+            (202, None),
+            "{answer}"
+        );
+    }
+    eventually("two more reviews", || reviews(&api).len() == 3);
 }
 
 /// A delivery answered 202 just before SIGTERM is still reviewed: the

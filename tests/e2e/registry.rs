@@ -237,6 +237,11 @@ fn a_pushed_policy_is_pulled_by_digest_signed_verified_and_decides() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains(&module_digest), "{stdout}");
     drop(registry);
+    // Beside a stock policy, which is part of the binary and asks for no
+    // signature.
+    let mut text = std::fs::read_to_string(dir.join("gate.toml")).unwrap();
+    text.push_str("\n[[policy]]\nname = \"checklist\"\nmodule = \"builtin:preflight\"\nphases = [\"preflight\"]\n");
+    std::fs::write(dir.join("gate.toml"), text).unwrap();
     let server = Server::start(
         &dir.join("gate.toml"),
         &[
@@ -250,7 +255,17 @@ fn a_pushed_policy_is_pulled_by_digest_signed_verified_and_decides() {
     );
     let (status, decision) = server.evaluate("preflight-ready");
     assert_eq!(status, 200, "{decision:#}");
-    assert_eq!(decision["decision"], "allow", "{decision:#}");
+    // Both ran (the checklist holds for want of a plan in this bare gate,
+    // which is no fault).
+    assert_eq!(decision["policies"][0]["decision"], "allow", "{decision:#}");
+    let faults: Vec<&serde_json::Value> = decision["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| !p["error"].is_null())
+        .collect();
+    assert!(faults.is_empty(), "{decision:#}");
+    assert_eq!(decision["policies"].as_array().unwrap().len(), 2);
 
     // A reload that needs a registry no one can reach keeps the old gate.
     gate(dir, &nowhere(&"2".repeat(64)), Some(&public));
@@ -263,7 +278,12 @@ fn a_pushed_policy_is_pulled_by_digest_signed_verified_and_decides() {
         (status, &decision["policies"][0]["module"]),
         (200, &serde_json::json!(pinned))
     );
-    assert_eq!(decision["decision"], "allow", "{decision:#}");
+    assert_eq!(decision["policies"][0]["decision"], "allow", "{decision:#}");
+    assert_eq!(
+        decision["policies"].as_array().unwrap().len(),
+        2,
+        "the old gate"
+    );
 }
 
 #[test]

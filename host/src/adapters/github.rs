@@ -181,6 +181,10 @@ pub(crate) struct Callback {
     pub(crate) url: String,
     pub(crate) environment: String,
     pub(crate) installation: u64,
+    /// What one review answers: the run's callback, the environment and the
+    /// deployment (a job re-run is a new deployment), so that a delivery
+    /// replayed for it is known.
+    pub(crate) review_key: String,
 }
 
 /// What a delivery asks for.
@@ -228,15 +232,17 @@ pub(crate) fn request(
     let commit = payload
         .sha
         .or_else(|| payload.deployment.as_ref().and_then(|d| d.sha.clone()));
+    let deployment_id = payload.deployment.as_ref().and_then(|d| d.id);
+    let review_key = format!(
+        "{url}\n{environment}\n{}",
+        deployment_id.map_or_else(String::new, |id| id.to_string())
+    );
     let target = Target {
         service: Some(repository.name),
         namespace: repository.owner.map(|o| o.login),
         // GitHub's names are free text; a target's are not.
         environment: Some(as_name(&environment)),
-        deployment_id: payload
-            .deployment
-            .and_then(|d| d.id)
-            .map(|id| format!("github-{id}")),
+        deployment_id: deployment_id.map(|id| format!("github-{id}")),
         commit,
         ..Target::default()
     };
@@ -255,6 +261,7 @@ pub(crate) fn request(
         url,
         environment,
         installation,
+        review_key,
     };
     Ok(Delivery::Review(Box::new(request), callback))
 }
@@ -320,13 +327,14 @@ pub(crate) fn review(callback: &Callback, result: &Result<Evaluation, ApiError>)
     }
 }
 
-/// A verdict as a review comment: the decision and its summary, then,
-/// when it is not an allow, every check that failed by name (and every
-/// policy that failed closed), then as many of their messages as fit.
+/// A verdict as a review comment: the decision, then every check that
+/// failed by name (and every policy that failed closed) as long as the
+/// comment has room, counting those it has none for, then the summary and
+/// the failing checks' messages as they fit.
 fn verdict_comment(evaluation: &Evaluation) -> String {
-    let mut comment = format!(
-        "shipgate {}: **{}**. {} (decision `{}`)",
-        evaluation.phase, evaluation.decision, evaluation.summary, evaluation.decision_id
+    let head = format!(
+        "shipgate {}: **{}** (decision `{}`)",
+        evaluation.phase, evaluation.decision, evaluation.decision_id
     );
     let mut failing = Vec::new();
     for policy in evaluation
@@ -347,13 +355,31 @@ fn verdict_comment(evaluation: &Evaluation) -> String {
         }
     }
     if failing.is_empty() {
-        return comment;
+        return format!("{head}. {}", evaluation.summary);
     }
-    let names: Vec<&str> = failing.iter().map(|(name, _)| name.as_str()).collect();
-    comment.push_str(&format!("\n\nFailing: {}.\n", names.join(", ")));
+    let fits = |comment: &str, more: &str| {
+        comment.chars().count() + more.chars().count() <= MAX_COMMENT_CHARS
+    };
+    let mut comment = format!("{head}. Failing:");
+    // Room for the count of the names left out.
+    const COUNT_ROOM: usize = 24;
+    for (shown, (name, _)) in failing.iter().enumerate() {
+        let left = failing.len() - shown - 1;
+        let room = if left > 0 { COUNT_ROOM } else { 0 };
+        let part = format!(" {name}{}", if left > 0 { "," } else { "." });
+        if comment.chars().count() + part.chars().count() + room > MAX_COMMENT_CHARS {
+            comment.push_str(&format!(" and {} more.", failing.len() - shown));
+            break;
+        }
+        comment.push_str(&part);
+    }
+    let summary = format!("\n\n{}", evaluation.summary);
+    if fits(&comment, &summary) {
+        comment.push_str(&summary);
+    }
     for (name, message) in &failing {
         let line = format!("\n- {name}: {message}");
-        if comment.chars().count() + line.chars().count() > MAX_COMMENT_CHARS {
+        if !fits(&comment, &line) {
             break;
         }
         comment.push_str(&line);
@@ -459,6 +485,7 @@ mod tests {
             url: "u".into(),
             environment: "production".into(),
             installation: 1,
+            review_key: "u\nproduction\n1".into(),
         };
         let evaluation = |decision| Evaluation {
             record_version: crate::decision::RECORD_VERSION,
@@ -482,6 +509,50 @@ mod tests {
         assert_eq!(pending.state, None);
         let body = serde_json::to_value(&pending).unwrap();
         assert!(body.get("state").is_none(), "{body}");
+    }
+
+    #[test]
+    fn a_rejection_names_the_failing_checks_first_and_counts_those_it_cannot() {
+        let findings: Vec<shipgate_policy::Finding> = (0..200)
+            .map(|i| {
+                shipgate_policy::Finding::new(format!("check-{i:03}"), Decision::Deny, "missing")
+            })
+            .collect();
+        let outcome = crate::decision::PolicyOutcome {
+            name: "preflight".into(),
+            module: "builtin:preflight".into(),
+            module_sha256: None,
+            mode: Mode::Enforce,
+            decision: Decision::Deny,
+            summary: String::new(),
+            findings,
+            duration_us: 0,
+            error: None,
+            log: vec![],
+        };
+        let evaluation = Evaluation {
+            record_version: crate::decision::RECORD_VERSION,
+            evidence: vec![],
+            decision_id: "d1".into(),
+            phase: Phase::Preflight,
+            decision: Decision::Deny,
+            summary: "s".repeat(3000),
+            policies: vec![outcome],
+            snapshot_sha256: String::new(),
+            gate: "g".into(),
+            gate_sha256: String::new(),
+            evaluated_at: String::new(),
+        };
+        let comment = verdict_comment(&evaluation);
+        assert!(comment.chars().count() <= MAX_COMMENT_CHARS, "{comment}");
+        assert!(
+            comment.contains("Failing: preflight/check-000 (deny), preflight/check-001 (deny),")
+        );
+        let shown = comment.matches("preflight/check-").count();
+        assert!(
+            comment.contains(&format!(" and {} more.", 200 - shown)),
+            "{comment}"
+        );
     }
 
     #[test]

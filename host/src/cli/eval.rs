@@ -58,6 +58,9 @@ impl EvalArgs {
                     .into(),
             ));
         }
+        if let Some(log) = &self.decision_log {
+            decision_log::check(log)?;
+        }
         // Inputs first: a bad snapshot or gate is reported before any module loads.
         let snapshot = read_snapshot(&self.snapshot)?;
         let mut gate = load_gate(self.gate.as_deref())?;

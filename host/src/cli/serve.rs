@@ -67,7 +67,8 @@ pub(super) struct ServeArgs {
     /// one minute are about 3 MB).
     #[arg(long, value_name = "BYTES", default_value_t = 32 << 20, env = "SHIPGATE_MAX_JUDGE_BODY_BYTES")]
     max_judge_body_bytes: usize,
-    /// Requests admitted at once; beyond this, 503 with Retry-After.
+    /// Requests admitted at once from one adapter (each has its own
+    /// places); beyond this, 503 with Retry-After.
     #[arg(
         long,
         value_name = "N",
@@ -80,14 +81,9 @@ pub(super) struct ServeArgs {
     max_evaluating: Option<usize>,
     /// Kayenta judgements admitted at once, bodies included; beyond this,
     /// 503. Each takes an evaluation slot while it runs, so at most this
-    /// many of --max-evaluating.
-    #[arg(
-        long,
-        value_name = "N",
-        default_value_t = 2,
-        env = "SHIPGATE_MAX_JUDGING"
-    )]
-    max_judging: usize,
+    /// many of --max-evaluating (default: 2, or --max-evaluating when lower).
+    #[arg(long, value_name = "N", env = "SHIPGATE_MAX_JUDGING")]
+    max_judging: Option<usize>,
     /// Base URL of status links given to Spinnaker, e.g.
     /// https://shipgate.example.com (default: from the request's Host).
     #[arg(long, value_name = "URL", env = "SHIPGATE_PUBLIC_URL")]
@@ -147,7 +143,7 @@ pub(super) struct ServeArgs {
         long = "trust-key",
         value_name = "FILE",
         value_delimiter = ',',
-        env = "SHIPGATE_TRUST_KEYS"
+        env = "SHIPGATE_TRUST_KEY"
     )]
     trust_keys: Vec<PathBuf>,
     /// Serve GitHub deployment protection rules as this GitHub App (its App
@@ -345,7 +341,8 @@ impl ServeArgs {
         }
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         let max_evaluating = self.max_evaluating.unwrap_or((2 * cpus).max(4));
-        if self.max_judging == 0 || self.max_judging > max_evaluating {
+        let max_judging = self.max_judging.unwrap_or(max_evaluating.min(2));
+        if max_judging == 0 || max_judging > max_evaluating {
             return Err(Error::Usage(format!(
                 "--max-judging must be between 1 and --max-evaluating ({max_evaluating})"
             )));
@@ -445,7 +442,7 @@ impl ServeArgs {
                 request_timeout: self.request_timeout,
                 max_pending: self.max_pending.max(max_evaluating),
                 max_evaluating,
-                max_judging: self.max_judging,
+                max_judging,
                 decision_log: self.decision_log.as_deref().map(LogTarget::from_arg),
                 decision_log_url,
             },

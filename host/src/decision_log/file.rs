@@ -48,40 +48,13 @@ pub(crate) fn append(
 /// flushed too, so the file itself survives a crash.
 pub(super) fn append_line(path: &Path, line: &str) -> Result<(), Error> {
     let write = || -> std::io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
         let _turn = WRITING
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let created = !path.exists();
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::ELOOP) => std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "it is a symbolic link, which a decision log is never written through",
-                ),
-                _ => e,
-            })?;
-        let mode = {
-            use std::os::unix::fs::PermissionsExt;
-            file.metadata()?.permissions().mode() & 0o777
-        };
-        if mode & 0o077 != 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                format!(
-                    "its mode {mode:o} lets others read or write it, and records hold snapshots; \
-                     make it the owner's alone (chmod 600)"
-                ),
-            ));
-        }
+        let mut file = open(path)?;
         // Other processes writing this log wait here for their turn.
-        file.lock()?;
+        lock_within(&file, LOCK_WAIT)?;
         // A record torn by a crash was never answered: cut it off, or the
         // next record would be glued to it. A write that fails is cut back
         // the same way, so the log always ends with a whole record.
@@ -105,11 +78,90 @@ pub(super) fn append_line(path: &Path, line: &str) -> Result<(), Error> {
         }
         Ok(())
     };
-    write().map_err(|e| {
-        Error::Internal(
-            anyhow::Error::new(e).context(format!("writing the decision log {}", path.display())),
-        )
-    })
+    write().map_err(|e| log_error(path, e))
+}
+
+/// Checks, before anything is decided, that the log can be written: the
+/// server and `eval` refuse to start on a log they would refuse to write.
+pub(crate) fn check(path: &Path) -> Result<(), Error> {
+    open(path).map(drop).map_err(|e| log_error(path, e))
+}
+
+/// How long a write waits for another process's turn on the log.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The log opened for appending (created mode 0600): never through a
+/// symbolic link, and refused when others may read or write it.
+fn open(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "it is a symbolic link, which a decision log is never written through",
+            ),
+            _ => e,
+        })?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "it is not a regular file",
+        ));
+    }
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        metadata.permissions().mode() & 0o777
+    };
+    if mode & 0o077 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "its mode {mode:o} lets others read or write it, and records hold snapshots; \
+                 make it the owner's alone (chmod 600)"
+            ),
+        ));
+    }
+    Ok(file)
+}
+
+/// Takes the log's exclusive lock, waiting at most `wait` for another
+/// process to let go of it (one stopped mid-write must not stall every
+/// decision).
+fn lock_within(file: &std::fs::File, wait: std::time::Duration) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("another process has held its lock for {} s", wait.as_secs()),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+}
+
+/// A log that cannot be written: the user's to fix (a link, a mode, a
+/// directory), or the host's.
+fn log_error(path: &Path, e: std::io::Error) -> Error {
+    let at = format!("the decision log {}", path.display());
+    match e.kind() {
+        std::io::ErrorKind::InvalidInput => Error::InvalidInput(format!("{at}: {e}")),
+        std::io::ErrorKind::PermissionDenied => Error::NoPermission(format!("{at}: {e}")),
+        _ => Error::Internal(anyhow::Error::new(e).context(format!("writing {at}"))),
+    }
 }
 
 #[cfg(test)]
@@ -156,6 +208,26 @@ mod tests {
     }
 
     #[test]
+    fn a_lock_held_too_long_is_an_error_not_a_stall() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decisions.jsonl");
+        append_line(&path, "{}\n").unwrap();
+        let other = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        other.lock().unwrap();
+        let mine = open(&path).unwrap();
+        let error = lock_within(&mine, Duration::from_millis(50)).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("another process has held its lock"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn links_and_logs_others_can_read_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("elsewhere.jsonl");
@@ -164,6 +236,9 @@ mod tests {
         let link = dir.path().join("decisions.jsonl");
         std::os::unix::fs::symlink(&target, &link).unwrap();
         let error = append_line(&link, "{}\n").unwrap_err().to_string();
+        assert!(error.contains("symbolic link"), "{error}");
+        // Said before anything is decided.
+        let error = check(&link).unwrap_err().to_string();
         assert!(error.contains("symbolic link"), "{error}");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "");
 

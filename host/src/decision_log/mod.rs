@@ -28,7 +28,7 @@ use crate::decision::Evaluation;
 use crate::error::Error;
 use crate::snapshot::{self, ValidSnapshot};
 
-pub(crate) use file::append;
+pub(crate) use file::{append, check};
 
 /// Writers of this process take turns, so that lines stay whole.
 static WRITING: Mutex<()> = Mutex::new(());

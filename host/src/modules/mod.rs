@@ -161,10 +161,12 @@ pub(crate) fn load_module(
 }
 
 /// Whether a policy's module must be signed: the gate names a `verify`
-/// key, or the server requires signatures (`--require-signatures`, by the
-/// keys it trusts).
+/// key, or the server requires signatures of modules from registries
+/// (`--require-signatures`, by the keys it trusts). The stock policies are
+/// part of the binary, and signed with it.
 fn asks_for_signature(remote: &Remote, policy: &PolicyEntry) -> bool {
-    policy.verify.is_some() || remote.require_signed
+    let from_registry = matches!(policy.module.kind(), ModuleKind::Oci(_));
+    policy.verify.is_some() || (remote.require_signed && from_registry)
 }
 
 /// Checks the module at `reference` is signed, and by whom: by `key` when
@@ -199,17 +201,12 @@ fn signed_by(
         }
         None => remote.trusted.clone(),
     };
-    let mut why = String::new();
-    for key in &keys {
-        match remote.verify(reference, key) {
-            Ok(fingerprint) => return Ok(fingerprint),
-            Err(error) => why = error.to_string(),
-        }
-    }
-    Err(match keys.len() {
-        1 => why,
-        n => format!("signed by none of the {n} keys the server trusts ({why})"),
-    })
+    remote
+        .verify(reference, &keys)
+        .map_err(|error| match keys.len() {
+            1 => error.to_string(),
+            n => format!("signed by none of the {n} keys the server trusts ({error})"),
+        })
 }
 
 /// Fetches every module of the gate that lives in a registry or at a URL

@@ -168,21 +168,32 @@ impl Remote {
         Ok(bytes)
     }
 
-    /// Checks that the module `reference` (pinned) is signed by `key`: with
-    /// the signatures in the store, else with the registry's (stored for next
-    /// time). Returns the key's fingerprint.
+    /// Checks that the module `reference` (pinned) is signed by one of
+    /// `keys`: with the signatures in the store, else with the registry's,
+    /// asked once (and stored for next time). Returns the signer's
+    /// fingerprint.
     pub(crate) fn verify(
         &self,
         reference: &Reference,
-        key: &PublicKey,
+        keys: &[PublicKey],
     ) -> Result<String, RegistryError> {
         let hex = reference
             .digest
             .as_deref()
             .ok_or_else(|| RegistryError::from("the reference has no digest".to_string()))?;
+        let by_any = |signatures: &[Signed]| -> Result<String, String> {
+            let mut why = "no key to verify with".to_string();
+            for key in keys {
+                match signature::verify(signatures, key, hex) {
+                    Ok(fingerprint) => return Ok(fingerprint),
+                    Err(error) => why = error,
+                }
+            }
+            Err(why)
+        };
         let store = self.store()?;
         let stored = stored_signatures(&store, hex);
-        let verified = signature::verify(&stored, key, hex);
+        let verified = by_any(&stored);
         if let Ok(fingerprint) = verified {
             return Ok(fingerprint);
         }
@@ -191,7 +202,7 @@ impl Remote {
             fetch_signatures(&self.client, &store, reference),
         );
         match fetched {
-            Ok(pulled) => Ok(signature::verify(&pulled, key, hex)?),
+            Ok(pulled) => Ok(by_any(&pulled)?),
             Err(unreachable) => Err(RegistryError::new(
                 unreachable.kind,
                 format!(

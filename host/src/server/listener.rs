@@ -69,8 +69,9 @@ pub(crate) async fn serve(
             () = stopped(&mut stop) => break,
         };
         let Some(from_peer) = peers.clone().admit(peer, limits.max_per_peer) else {
-            // Closed at once: one address cannot hold every connection.
-            drop(stream);
+            // One address cannot hold every connection: a 503 the client
+            // can retry on, and the connection closed.
+            tokio::spawn(turn_away(stream));
             continue;
         };
         let connection = http1::Builder::new()
@@ -84,15 +85,20 @@ pub(crate) async fn serve(
         tokio::spawn(async move {
             let _open = (permit, from_peer);
             let mut connection = std::pin::pin!(connection);
-            tokio::select! {
+            let stopping = tokio::select! {
                 _ = connection.as_mut() => return,
-                () = stopped(&mut stop) => {}
-                () = tokio::time::sleep(limits.lifetime) => {}
-            }
-            // Finish the request in hand (or none), then close; a client
-            // that holds it longer is cut off.
+                () = stopped(&mut stop) => true,
+                () = tokio::time::sleep(limits.lifetime) => false,
+            };
+            // Finish the request in hand (or none), then close: at the end
+            // of its lifetime within the request's own deadlines, at a stop
+            // within the drain.
             connection.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(limits.drain_timeout, connection).await;
+            if stopping {
+                let _ = tokio::time::timeout(limits.drain_timeout, connection).await;
+            } else {
+                let _ = connection.await;
+            }
         });
     }
     drop(listener);
@@ -106,6 +112,17 @@ pub(crate) async fn serve(
             "connections still open after the drain timeout are closed"
         );
     }
+}
+
+/// Answers a connection over its address's share with a 503 and closes it;
+/// a client that does not take the answer within a second is just closed.
+async fn turn_away(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    const ANSWER: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
+        Content-Type: application/json\r\nContent-Length: 63\r\nConnection: close\r\n\r\n\
+        {\"error\":\"too many connections from this address; retry later\"}";
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(ANSWER)).await;
+    let _ = stream.shutdown().await;
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).
@@ -131,7 +148,15 @@ impl Peers {
     }
 
     /// Counts one more connection from `peer`, unless it has `max` open.
+    /// An IPv6 address counts with its /64 (one host's usual share).
     fn admit(self: Arc<Self>, peer: IpAddr, max: usize) -> Option<FromPeer> {
+        let peer = match peer {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+            },
+            v4 => v4,
+        };
         let mut open = self.open();
         let count = open.entry(peer).or_default();
         if *count >= max {
@@ -270,5 +295,10 @@ mod tests {
         drop(held);
         assert!(peers.clone().admit(one, 3).is_some());
         assert!(peers.open().is_empty(), "closed connections are forgotten");
+        // One /64 is one peer.
+        let a: IpAddr = "2001:db8::1".parse().unwrap();
+        let b: IpAddr = "2001:db8::ffff:2".parse().unwrap();
+        let _first = peers.clone().admit(a, 1).unwrap();
+        assert!(peers.clone().admit(b, 1).is_none());
     }
 }

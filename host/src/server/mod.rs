@@ -96,13 +96,19 @@ pub(crate) fn run(settings: Settings, listen: SocketAddr) -> Result<(), Error> {
             shutdown_signal(state, signals.terminate).await;
             let _ = stop.send(true);
         });
-        listener::serve(listener, app, stopped, limits).await;
+        // Deliveries answered 202 are reviewed while the connections drain,
+        // or said to be lost: their rules stay pending until redelivered.
+        let mut stopping = stopped.clone();
+        let reviewed = async move {
+            let _ = stopping.wait_for(|stopped| *stopped).await;
+            let budget = reviews::FINISH_AT_SHUTDOWN.min(limits.drain_timeout);
+            reviews.finish(budget).await
+        };
+        let ((), dropped) =
+            tokio::join!(listener::serve(listener, app, stopped, limits), reviewed);
         if let Some(side) = side {
             let _ = side.await;
         }
-        // Deliveries answered 202 are reviewed before the process ends, or
-        // said to be lost: their rules stay pending until redelivered.
-        let dropped = reviews.finish(reviews::FINISH_AT_SHUTDOWN).await;
         if dropped > 0 {
             tracing::error!(
                 reviews = dropped,

@@ -17,11 +17,12 @@ pub(crate) const MAX_IN_FLIGHT: usize = 64;
 /// Runs remembered as reviewed; the oldest are forgotten first (GitHub
 /// gives up on a rule after 30 days, replays come within hours).
 const REMEMBERED: usize = 10_000;
-/// How long reviews in flight may take to finish once the port closed.
+/// How long reviews in flight may take to finish once the port closes
+/// (alongside the connections' drain, and no longer than it).
 pub(crate) const FINISH_AT_SHUTDOWN: Duration = Duration::from_secs(10);
 
-/// Where each run's review stands, by its callback URL (one per run and
-/// environment).
+/// Where each review stands, by what it answers (a run's callback, its
+/// environment and deployment: [`crate::adapters::github::Callback`]).
 #[derive(Default)]
 struct Runs {
     /// `true` once reviewed, `false` while a review is being made.
@@ -70,7 +71,7 @@ impl Reviews {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Claims the review of the run whose callback is `url`.
+    /// Claims the review `key` names.
     pub(crate) fn claim(self: &Arc<Self>, url: &str) -> Claim {
         let mut runs = self.runs();
         if runs.state.contains_key(url) {

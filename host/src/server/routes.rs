@@ -1,5 +1,5 @@
 //! The HTTP routes, made from the adapter table: every route of every
-//! adapter served, each admitted, authenticated and handled; health,
+//! adapter served, each authenticated, admitted and handled; health,
 //! readiness and metrics.
 
 use std::sync::Arc;
@@ -207,7 +207,7 @@ async fn github_protection_rule(
             Err(error) => return respond(name, Answer::refused(error)),
         };
     let (answer, ticket) = match &delivery {
-        github::Delivery::Review(_, callback) => match state.reviews.claim(&callback.url) {
+        github::Delivery::Review(_, callback) => match state.reviews.claim(&callback.review_key) {
             reviews::Claim::Review(ticket) => (github::acknowledge(&delivery), Some(ticket)),
             reviews::Claim::Duplicate => (github::acknowledge_duplicate(callback), None),
             // GitHub marks the delivery failed; a person can redeliver it.

@@ -101,6 +101,9 @@ impl Service {
     /// Loads the gate (every policy checked) and sizes the runtime for the
     /// settings: a gate that does not load never serves.
     pub(crate) fn start(settings: ServiceSettings) -> Result<Service, Error> {
+        if let Some(LogTarget::File(path)) = &settings.decision_log {
+            decision_log::check(path)?;
+        }
         let gate = read_gate(&settings)?;
         let shadows = shadow_slots(&gate, settings.max_evaluating);
         // Each evaluation holds one instance for its enforcing policies and
