@@ -527,6 +527,81 @@ fn slow_unsigned_deliveries_take_no_place_from_decisions() {
     }
 }
 
+/// An outsider holding webhook reads from one address gets its share (2),
+/// not GitHub's: a delivery from another address is read and reviewed.
+#[test]
+fn one_address_cannot_hold_every_webhook_read() {
+    use std::io::{Read, Write};
+    let Setup {
+        _dir,
+        api,
+        api_url,
+        server,
+        ..
+    } = setup();
+    let address: std::net::SocketAddr = server
+        .url("")
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let slow = || {
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        stream
+            .write_all(
+                b"POST /v1/github/deployment-protection HTTP/1.1\r\nHost: shipgate\r\n\
+                  Content-Type: application/json\r\nX-GitHub-Event: deployment_protection_rule\r\n\
+                  Content-Length: 100000\r\n\r\n{\"action\"",
+            )
+            .unwrap();
+        stream
+    };
+    let _held = [slow(), slow()];
+    // Wait until the server reads them: a third is then over the share.
+    let mut third = slow();
+    eventually("the third to be turned away", || {
+        let mut status = [0u8; 12];
+        third
+            .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+            .unwrap();
+        if third.read_exact(&mut status).is_ok() {
+            assert_eq!(&status, b"HTTP/1.1 503");
+            return true;
+        }
+        third = slow();
+        false
+    });
+    // GitHub, from another address (127.0.0.2 is loopback too).
+    let body = delivery(&api_url);
+    let signature = sign(&body, SECRET);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = runtime.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut stream = socket.connect(address).await.unwrap();
+        let head = format!(
+            "POST /v1/github/deployment-protection HTTP/1.1\r\nHost: shipgate\r\n\
+             Content-Type: application/json\r\nX-GitHub-Event: deployment_protection_rule\r\n\
+             X-Hub-Signature-256: {signature}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&body).await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        String::from_utf8_lossy(&answer)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    });
+    assert_eq!(status, "HTTP/1.1 202 Accepted");
+    eventually("the review", || !reviews(&api).is_empty());
+}
+
 /// GitHub's environment names are free text (its schema types them as a
 /// string): `Production EU` is reviewed under its own name.
 #[test]

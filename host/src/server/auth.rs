@@ -10,6 +10,7 @@ use axum::response::Response;
 use subtle::ConstantTimeEq;
 
 use super::extract::{Deadline, read_body, respond};
+use super::listener::Peer;
 use super::state::AppState;
 use crate::adapters::{Adapter, Answer, ApiError, Authentication, github};
 
@@ -46,13 +47,25 @@ pub(crate) async fn authenticate(
             // the same bytes on. It comes from anyone until it is checked:
             // read with a bound of its own (a few at once, briefly), never
             // in a place of the decisions'.
-            let Ok(_reading) = guard.state.webhook_reads.clone().try_acquire_owned() else {
+            let state = &guard.state;
+            let from_peer = match request.extensions().get::<Peer>() {
+                Some(Peer(address)) => {
+                    let share = super::state::WEBHOOK_READS_PER_PEER;
+                    match state.webhook_readers.clone().admit(*address, share) {
+                        Some(counted) => Some(counted),
+                        None => return refuse(ApiError::Overloaded),
+                    }
+                }
+                None => None,
+            };
+            let Ok(reading) = state.webhook_reads.clone().try_acquire_owned() else {
                 return refuse(ApiError::Overloaded);
             };
             let (parts, body) = request.into_parts();
             let limit = guard.state.settings.max_body_bytes;
             let deadline = Deadline(tokio::time::Instant::now() + WEBHOOK_READ_TIMEOUT);
             let read = read_body(body, limit, "--max-body-bytes", Some(deadline)).await;
+            drop((reading, from_peer));
             let bytes = match read {
                 Ok(bytes) => bytes,
                 Err(error) => return refuse(error),

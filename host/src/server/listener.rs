@@ -79,7 +79,10 @@ pub(crate) async fn serve(
             .header_read_timeout(limits.header_timeout)
             .serve_connection(
                 TokioIo::new(WriteDeadline::new(stream, limits.write_timeout)),
-                TowerToHyperService::new(router.clone()),
+                TowerToHyperService::new(WithPeer {
+                    router: router.clone(),
+                    peer,
+                }),
             );
         let mut stop = stop.clone();
         tokio::spawn(async move {
@@ -130,12 +133,41 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await.map(|_| ());
 }
 
-/// Connections open per address.
-#[derive(Default)]
-struct Peers(Mutex<HashMap<IpAddr, usize>>);
+/// The address a request came from, in its extensions.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer(pub(crate) IpAddr);
 
-/// One connection counted against its address until dropped.
-struct FromPeer {
+/// The router, with each request's [`Peer`] put in its extensions.
+#[derive(Clone)]
+struct WithPeer {
+    router: Router,
+    peer: IpAddr,
+}
+
+impl<B> tower::Service<axum::http::Request<B>> for WithPeer
+where
+    Router: tower::Service<axum::http::Request<B>>,
+{
+    type Response = <Router as tower::Service<axum::http::Request<B>>>::Response;
+    type Error = <Router as tower::Service<axum::http::Request<B>>>::Error;
+    type Future = <Router as tower::Service<axum::http::Request<B>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower::Service::<axum::http::Request<B>>::poll_ready(&mut self.router, cx)
+    }
+
+    fn call(&mut self, mut request: axum::http::Request<B>) -> Self::Future {
+        request.extensions_mut().insert(Peer(self.peer));
+        self.router.call(request)
+    }
+}
+
+/// Things open per address (connections, webhook bodies being read).
+#[derive(Default)]
+pub(crate) struct Peers(Mutex<HashMap<IpAddr, usize>>);
+
+/// One thing counted against its address until dropped.
+pub(crate) struct FromPeer {
     peers: Arc<Peers>,
     peer: IpAddr,
 }
@@ -147,9 +179,9 @@ impl Peers {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Counts one more connection from `peer`, unless it has `max` open.
-    /// An IPv6 address counts with its /64 (one host's usual share).
-    fn admit(self: Arc<Self>, peer: IpAddr, max: usize) -> Option<FromPeer> {
+    /// Counts one more from `peer`, unless it has `max` open. An IPv6
+    /// address counts with its /64 (one host's usual share).
+    pub(crate) fn admit(self: Arc<Self>, peer: IpAddr, max: usize) -> Option<FromPeer> {
         let peer = match peer {
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
                 Some(v4) => IpAddr::V4(v4),

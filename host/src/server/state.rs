@@ -40,6 +40,8 @@ impl Settings {
 
 /// Webhook bodies read at once before their signatures are checked.
 const WEBHOOK_READS: usize = 16;
+/// Of those, how many one address may have (an outsider's share).
+pub(crate) const WEBHOOK_READS_PER_PEER: usize = 2;
 
 pub(crate) struct AppState {
     pub(crate) settings: Settings,
@@ -50,6 +52,8 @@ pub(crate) struct AppState {
     pub(crate) reviews: Arc<super::reviews::Reviews>,
     /// Webhook bodies being read before their signatures are checked.
     pub(crate) webhook_reads: Arc<tokio::sync::Semaphore>,
+    /// The same, by address: no one address holds more than its share.
+    pub(crate) webhook_readers: Arc<super::listener::Peers>,
 }
 
 impl AppState {
@@ -60,6 +64,7 @@ impl AppState {
             http: reqwest::Client::new(),
             reviews: Arc::default(),
             webhook_reads: Arc::new(tokio::sync::Semaphore::new(WEBHOOK_READS)),
+            webhook_readers: Arc::default(),
         }
     }
 }
