@@ -302,6 +302,17 @@ fn deliver(server: &Server, event: &str, body: &[u8], signature: Option<String>)
     (status, response.json().unwrap_or(Value::Null))
 }
 
+/// A deployment protection rule delivery signed with the App's secret,
+/// as GitHub sends it.
+fn deliver_signed(server: &Server, body: &[u8]) -> (u16, Value) {
+    deliver(
+        server,
+        "deployment_protection_rule",
+        body,
+        Some(sign(body, SECRET)),
+    )
+}
+
 fn reviews(api: &Shared) -> Vec<Value> {
     let api = api.lock().unwrap();
     assert!(
@@ -324,12 +335,7 @@ fn a_ready_release_is_approved_through_the_callback() {
     } = setup();
     write_ready_facts(&facts);
     let body = delivery(&api_url);
-    let (status, answer) = deliver(
-        &server,
-        "deployment_protection_rule",
-        &body,
-        Some(sign(&body, SECRET)),
-    );
+    let (status, answer) = deliver_signed(&server, &body);
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["phase"], "preflight");
     eventually("the review", || !reviews(&api).is_empty());
@@ -357,12 +363,7 @@ fn a_release_without_its_facts_is_rejected_and_says_why() {
         ..
     } = setup();
     let body = delivery(&api_url);
-    let (status, _) = deliver(
-        &server,
-        "deployment_protection_rule",
-        &body,
-        Some(sign(&body, SECRET)),
-    );
+    let (status, _) = deliver_signed(&server, &body);
     assert_eq!(status, 202);
     eventually("the review", || !reviews(&api).is_empty());
     let review = &reviews(&api)[0];
@@ -475,12 +476,7 @@ fn a_review_in_flight_at_shutdown_is_finished() {
     write_ready_facts(&facts);
     api.lock().unwrap().review_delay = std::time::Duration::from_secs(1);
     let body = delivery(&api_url);
-    let (status, _) = deliver(
-        &server,
-        "deployment_protection_rule",
-        &body,
-        Some(sign(&body, SECRET)),
-    );
+    let (status, _) = deliver_signed(&server, &body);
     assert_eq!(status, 202);
     eventually("the review to be on its way", || {
         !api.lock().unwrap().tokens.is_empty()
@@ -573,31 +569,14 @@ fn one_address_cannot_hold_every_webhook_read() {
     // GitHub, from another address (127.0.0.2 is loopback too).
     let body = delivery(&api_url);
     let signature = sign(&body, SECRET);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let status = runtime.block_on(async {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
-        let mut stream = socket.connect(address).await.unwrap();
-        let head = format!(
-            "POST /v1/github/deployment-protection HTTP/1.1\r\nHost: shipgate\r\n\
-             Content-Type: application/json\r\nX-GitHub-Event: deployment_protection_rule\r\n\
-             X-Hub-Signature-256: {signature}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).await.unwrap();
-        stream.write_all(&body).await.unwrap();
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).await.unwrap();
-        String::from_utf8_lossy(&answer)
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string()
-    });
+    let head = format!(
+        "POST /v1/github/deployment-protection HTTP/1.1\r\nHost: shipgate\r\n\
+         Content-Type: application/json\r\nX-GitHub-Event: deployment_protection_rule\r\n\
+         X-Hub-Signature-256: {signature}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let request = [head.as_bytes(), &body].concat();
+    let status = crate::server::status_from_another_address(address, &request);
     assert_eq!(status, "HTTP/1.1 202 Accepted");
     eventually("the review", || !reviews(&api).is_empty());
 }
@@ -617,12 +596,7 @@ fn an_environment_named_in_free_text_is_reviewed_under_its_name() {
     let mut payload: Value = serde_json::from_str(&text).unwrap();
     payload["environment"] = "Production EU".into();
     let body = payload.to_string().into_bytes();
-    let (status, answer) = deliver(
-        &server,
-        "deployment_protection_rule",
-        &body,
-        Some(sign(&body, SECRET)),
-    );
+    let (status, answer) = deliver_signed(&server, &body);
     assert_eq!(status, 202, "{answer}");
     eventually("the review", || !reviews(&api).is_empty());
     assert_eq!(reviews(&api)[0]["environment_name"], "Production EU");
@@ -674,12 +648,7 @@ fn github_errors_are_retried_and_other_events_ignored() {
     write_ready_facts(&facts);
     api.lock().unwrap().fail_first_reviews = 1;
     let body = delivery(&api_url);
-    let (status, _) = deliver(
-        &server,
-        "deployment_protection_rule",
-        &body,
-        Some(sign(&body, SECRET)),
-    );
+    let (status, _) = deliver_signed(&server, &body);
     assert_eq!(status, 202);
     eventually("the review, after a retry", || !reviews(&api).is_empty());
     assert_eq!(api.lock().unwrap().failed_reviews, 1);

@@ -406,27 +406,10 @@ fn one_address_cannot_take_every_connection() {
     );
     assert!(answer.ends_with("retry later\"}"), "{answer}");
     // From another address (127.0.0.2 is loopback too, and another peer).
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let status = runtime.block_on(async {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
-        let mut stream = socket.connect(address).await.unwrap();
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: shipgate\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).await.unwrap();
-        String::from_utf8_lossy(&answer)
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string()
-    });
+    let status = crate::server::status_from_another_address(
+        address,
+        b"GET /healthz HTTP/1.1\r\nHost: shipgate\r\nConnection: close\r\n\r\n",
+    );
     assert_eq!(status, "HTTP/1.1 200 OK");
 }
 

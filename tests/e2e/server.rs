@@ -261,6 +261,30 @@ pub(crate) fn serve_on_loopback(app: axum::Router) -> std::net::SocketAddr {
     address
 }
 
+/// Sends `request` (a whole HTTP request asking `Connection: close`) to
+/// `address` from 127.0.0.2, loopback too but another peer to the server,
+/// and returns the answer's status line.
+pub(crate) fn status_from_another_address(address: std::net::SocketAddr, request: &[u8]) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut stream = socket.connect(address).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        String::from_utf8_lossy(&answer)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    })
+}
+
 /// Polls `condition` until it holds; panics after the deadline.
 pub(crate) fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     let started = Instant::now();
