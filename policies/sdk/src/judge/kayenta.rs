@@ -11,6 +11,7 @@ use super::result::{Figures, Label, MetricResult};
 use super::stats::describe::{self, Summary, mean_ratio, sorted};
 use super::stats::{Estimate, rank_sum};
 
+/// The judge's name, as Kayenta's canary configs write it.
 pub const NAME: &str = "NetflixACAJudge-v1.0";
 
 /// The classifier's two constants. The judge fixes them
@@ -30,16 +31,46 @@ pub const JUDGE: Settings = Settings {
 };
 
 /// Judges one metric as Kayenta's judge would.
+///
+/// ```
+/// use shipgate_policy::judge::{Label, MetricPair, MetricRule, kayenta};
+///
+/// let rule: MetricRule = serde_json::from_str(r#"{"name": "latency_p99_ms", "direction": "increase"}"#).unwrap();
+/// // Thirty steps of p99 latency: the canary runs about 20% slower.
+/// let steps = |level: f64| -> Vec<f64> { (0..30).map(|i| level * (1.0 + f64::from(i % 5) / 100.0)).collect() };
+/// let pair = MetricPair { name: "latency_p99_ms".into(), canary: steps(372.0), baseline: steps(310.0) };
+/// let result = kayenta::classify(&rule, &pair);
+/// assert_eq!(result.label, Label::High);
+/// assert_eq!(result.reason.as_deref(), Some("latency_p99_ms was classified as High"));
+/// assert!(result.figures.ci_lower.unwrap() > 0.0);
+/// ```
 pub fn classify(rule: &MetricRule, pair: &MetricPair) -> MetricResult {
     classify_with(rule, pair, JUDGE)
 }
 
 /// Judges one metric as Kayenta's `MannWhitneyClassifier` with these
 /// settings would.
+///
+/// ```
+/// use shipgate_policy::judge::{Label, MetricPair, MetricRule, kayenta};
+///
+/// let rule: MetricRule = serde_json::from_str(r#"{"name": "latency_p99_ms"}"#).unwrap();
+/// // Four steps each: too few for the judge's 98% confidence.
+/// let pair = MetricPair {
+///     name: "latency_p99_ms".into(),
+///     canary: vec![410.0, 430.0, 395.0, 445.0],
+///     baseline: vec![310.0, 305.0, 320.0, 298.0],
+/// };
+/// let judge = kayenta::classify_with(&rule, &pair, kayenta::JUDGE);
+/// assert!(judge.note.unwrap().contains("cannot reach 98 % confidence"));
+/// let looser = kayenta::Settings { confidence: 0.9, ..kayenta::JUDGE };
+/// let result = kayenta::classify_with(&rule, &pair, looser);
+/// assert_eq!((result.label, result.note), (Label::High, None));
+/// ```
 pub fn classify_with(rule: &MetricRule, pair: &MetricPair, settings: Settings) -> MetricResult {
     let analysis = &rule.analysis;
-    let canary = prepare(&pair.canary, analysis);
-    let baseline = prepare(&pair.baseline, analysis);
+    let (canary, canary_sorted) = prepare(&pair.canary, analysis);
+    let (baseline, baseline_sorted) = prepare(&pair.baseline, analysis);
     let mut result = MetricResult {
         name: pair.name.clone(),
         groups: rule.groups.clone(),
@@ -66,7 +97,7 @@ pub fn classify_with(rule: &MetricRule, pair: &MetricPair, settings: Settings) -
         }
         return result;
     }
-    if sorted(&canary) == sorted(&baseline) {
+    if canary_sorted == baseline_sorted {
         result.reason = Some("The Canary and Baseline data are identical".into());
         return result;
     }
@@ -88,7 +119,9 @@ pub fn classify_with(rule: &MetricRule, pair: &MetricPair, settings: Settings) -
         EffectMeasure::MeanRatio => result.ratio,
         EffectMeasure::Cles => cles(&canary, &baseline),
     };
-    let test = match shift_interval(&canary, &baseline, settings.confidence) {
+    // The rank-sum test does not depend on the order: it gets the sorted
+    // cohorts and need not sort them again.
+    let test = match shift_interval(&canary_sorted, &baseline_sorted, settings.confidence) {
         Ok(test) => test,
         Err(error) => {
             result.label = Label::Error;
@@ -142,8 +175,9 @@ pub fn classify_with(rule: &MetricRule, pair: &MetricPair, settings: Settings) -
     result
 }
 
-/// Gaps as the metric asks, then outliers removed if it asks.
-fn prepare(values: &[f64], analysis: &Analysis) -> Vec<f64> {
+/// Gaps as the metric asks, then outliers removed if it asks: the values in
+/// their order (means are summed in it), and sorted.
+fn prepare(values: &[f64], analysis: &Analysis) -> (Vec<f64>, Vec<f64>) {
     let values: Vec<f64> = match analysis.nan_strategy {
         NanStrategy::Remove => values.iter().copied().filter(|v| !v.is_nan()).collect(),
         NanStrategy::Replace => values
@@ -151,14 +185,16 @@ fn prepare(values: &[f64], analysis: &Analysis) -> Vec<f64> {
             .map(|&v| if v.is_nan() { 0.0 } else { v })
             .collect(),
     };
+    let ascending = sorted(&values);
     if analysis.outliers.strategy == OutlierStrategy::Keep {
-        return values;
+        return (values, ascending);
     }
-    let (lower, upper) = fences(&sorted(&values), analysis.outliers.outlier_factor);
-    values
-        .into_iter()
-        .filter(|&v| !(v > upper || v < lower))
-        .collect()
+    let (lower, upper) = fences(&ascending, analysis.outliers.outlier_factor);
+    let kept = |v: &f64| !(*v > upper || *v < lower);
+    (
+        values.into_iter().filter(kept).collect(),
+        ascending.into_iter().filter(kept).collect(),
+    )
 }
 
 /// Kayenta's IQR fences with reduced sensitivity: never inside the 1st and
@@ -173,6 +209,14 @@ fn fences(sorted: &[f64], factor: f64) -> (f64, f64) {
 }
 
 /// The common-language effect size: P(canary > baseline) + ½ P(tie).
+///
+/// ```
+/// use shipgate_policy::judge::kayenta::cles;
+///
+/// // Of the nine pairs of a canary and a baseline latency, the canary is
+/// // slower in seven and ties in one.
+/// assert_eq!(cles(&[120.0, 130.0, 125.0], &[100.0, 110.0, 125.0]), 7.5 / 9.0);
+/// ```
 pub fn cles(canary: &[f64], baseline: &[f64]) -> f64 {
     let m = canary.len() as f64;
     let n = baseline.len() as f64;
@@ -355,8 +399,9 @@ mod tests {
         .unwrap();
         let mut values: Vec<f64> = (1..=20).map(f64::from).collect();
         values.push(1000.0);
-        let kept = prepare(&values, &analysis);
+        let (kept, kept_sorted) = prepare(&values, &analysis);
         assert_eq!(kept.len(), 20);
+        assert_eq!(kept_sorted, kept);
         assert_eq!(cles(&[2.0], &[1.0, 2.0]), 0.75);
     }
 }

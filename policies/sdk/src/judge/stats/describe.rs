@@ -6,15 +6,29 @@ use serde::Serialize;
 /// One cohort's summary; 0 for every field of an empty cohort, as Kayenta.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Summary {
+    /// The smallest value.
     pub min: f64,
+    /// The largest value.
     pub max: f64,
+    /// The mean.
     pub mean: f64,
     /// Sample standard deviation (n − 1); 0 for one value.
     pub std: f64,
+    /// How many values.
     pub count: usize,
 }
 
 impl Summary {
+    /// Summarizes `values` (gaps already removed).
+    ///
+    /// ```
+    /// use shipgate_policy::judge::stats::describe::Summary;
+    ///
+    /// let p99_ms = Summary::of(&[310.0, 305.0, 320.0, 298.0, 312.0]);
+    /// assert_eq!((p99_ms.min, p99_ms.max, p99_ms.count), (298.0, 320.0, 5));
+    /// assert_eq!(p99_ms.mean, 309.0);
+    /// assert_eq!(Summary::of(&[]).count, 0);
+    /// ```
     pub fn of(values: &[f64]) -> Summary {
         if values.is_empty() {
             return Summary {
@@ -37,6 +51,13 @@ impl Summary {
 
 /// The mean with a second pass that corrects the first's rounding; NaN for
 /// no values.
+///
+/// ```
+/// use shipgate_policy::judge::stats::describe::mean;
+///
+/// assert_eq!(mean(&[0.004, 0.006, 0.005]), 0.005);
+/// assert!(mean(&[]).is_nan());
+/// ```
 pub fn mean(values: &[f64]) -> f64 {
     let n = values.len() as f64;
     let first = values.iter().sum::<f64>() / n;
@@ -45,6 +66,13 @@ pub fn mean(values: &[f64]) -> f64 {
 }
 
 /// The sample variance (n − 1), 0 for one value, NaN for none.
+///
+/// ```
+/// use shipgate_policy::judge::stats::describe::variance;
+///
+/// assert_eq!(variance(&[300.0, 310.0, 320.0]), 100.0);
+/// assert_eq!(variance(&[310.0]), 0.0);
+/// ```
 pub fn variance(values: &[f64]) -> f64 {
     match values.len() {
         0 => f64::NAN,
@@ -62,6 +90,14 @@ pub fn variance(values: &[f64]) -> f64 {
 }
 
 /// mean(canary) / mean(baseline); NaN when either mean is 0.
+///
+/// ```
+/// use shipgate_policy::judge::stats::describe::mean_ratio;
+///
+/// assert_eq!(mean_ratio(&[372.0, 378.0], &[310.0, 315.0]), 1.2);
+/// // A baseline without errors: no ratio.
+/// assert!(mean_ratio(&[0.002, 0.004], &[0.0, 0.0]).is_nan());
+/// ```
 pub fn mean_ratio(canary: &[f64], baseline: &[f64]) -> f64 {
     let (c, b) = (mean(canary), mean(baseline));
     if c == 0.0 || b == 0.0 {
@@ -71,15 +107,25 @@ pub fn mean_ratio(canary: &[f64], baseline: &[f64]) -> f64 {
     }
 }
 
-/// The values in ascending order.
+/// The values in ascending order (by `total_cmp`, under which equal values
+/// are the same bits, so an unstable sort gives the one stable answer).
 pub(crate) fn sorted(values: &[f64]) -> Vec<f64> {
     let mut values = values.to_vec();
-    values.sort_by(f64::total_cmp);
+    if !values.is_sorted_by(|a, b| a.total_cmp(b).is_le()) {
+        values.sort_unstable_by(f64::total_cmp);
+    }
     values
 }
 
 /// The `p`-th percentile (0 < p ≤ 100) of `sorted` by R's type 7 (linear
 /// between order statistics); NaN for no values.
+///
+/// ```
+/// use shipgate_policy::judge::stats::describe::percentile_r7;
+///
+/// // `quantile(c(298, 305, 310, 312, 320), 0.75)` in R.
+/// assert_eq!(percentile_r7(&[298.0, 305.0, 310.0, 312.0, 320.0], 75.0), 312.0);
+/// ```
 pub fn percentile_r7(sorted: &[f64], p: f64) -> f64 {
     match sorted.len() {
         0 => f64::NAN,

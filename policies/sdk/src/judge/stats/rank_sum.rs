@@ -18,7 +18,9 @@ const MAX_ITERATIONS: u32 = 1000;
 /// correction, Kayenta keeps it (and so reports another number).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Estimate {
+    /// Kayenta's estimate, with the continuity correction.
     Kayenta,
+    /// R's `$estimate`, without it.
     R,
 }
 
@@ -27,7 +29,9 @@ pub enum Estimate {
 pub struct RankSum {
     /// The interval for `canary − baseline` at the requested level.
     pub lower: f64,
+    /// Its upper end.
     pub upper: f64,
+    /// The point estimate of the shift.
     pub estimate: f64,
     /// Two-sided p-value of "no shift" (R's `$p.value`).
     pub p_value: f64,
@@ -41,7 +45,9 @@ pub struct RankSum {
 /// Why there is no interval.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RankSumError {
+    /// A cohort has no values.
     EmptyCohort,
+    /// A value, or a difference of two, is infinite or NaN.
     NotFinite,
     /// Every value ties with every other (R and Kayenta stop here).
     AllTied,
@@ -61,6 +67,18 @@ impl std::fmt::Display for RankSumError {
 
 /// The rank-sum test of `canary` against `baseline` at confidence `level`
 /// (two-sided, e.g. 0.98 as Kayenta).
+///
+/// ```
+/// use shipgate_policy::judge::stats::{Estimate, RankSumError, rank_sum};
+///
+/// let canary: Vec<f64> = (0..30).map(|i| 372.0 + f64::from(i % 7)).collect();
+/// let baseline: Vec<f64> = (0..30).map(|i| 310.0 + f64::from(i % 5)).collect();
+/// let test = rank_sum(&canary, &baseline, 0.98, Estimate::R).unwrap();
+/// // The canary is some 60 ms slower, and the interval says so.
+/// assert!(test.lower > 55.0 && test.upper < 70.0, "{test:?}");
+/// assert!(test.p_value < 1e-9 && test.level_reached && test.converged);
+/// assert_eq!(rank_sum(&[], &baseline, 0.98, Estimate::R), Err(RankSumError::EmptyCohort));
+/// ```
 pub fn rank_sum(
     canary: &[f64],
     baseline: &[f64],
@@ -74,7 +92,7 @@ pub fn rank_sum(
         return Err(RankSumError::NotFinite);
     }
     let statistic = Statistic::new(canary, baseline);
-    let p_value = normal::two_sided_p(statistic.at(0.0, 0.0, true)?);
+    let p_value = normal::two_sided_p(statistic.standardized(statistic.ranks(0.0), 0.0, true)?);
     let alpha = 1.0 - level;
     let z = normal::quantile(alpha / 2.0);
     let (min_shift, max_shift) = statistic.shift_range();
@@ -82,11 +100,13 @@ pub fn rank_sum(
         // Finite values whose differences overflow.
         return Err(RankSumError::NotFinite);
     }
+    // Every root is sought between the same two ends: rank there once.
+    let (at_min, at_max) = (statistic.ranks(min_shift), statistic.ranks(max_shift));
     let mut converged = true;
     let mut level_reached = true;
     let mut root = |zq: f64| -> Result<f64, RankSumError> {
-        let f_lower = statistic.at(min_shift, zq, true)?;
-        let f_upper = statistic.at(max_shift, zq, true)?;
+        let f_lower = statistic.standardized(at_min, zq, true)?;
+        let f_upper = statistic.standardized(at_max, zq, true)?;
         if f_lower <= 0.0 {
             level_reached = false;
             return Ok(min_shift);
@@ -109,8 +129,8 @@ pub fn rank_sum(
     let upper = root(z)?;
     let correct = estimate == Estimate::Kayenta;
     let ends = (
-        statistic.at(min_shift, 0.0, correct)?,
-        statistic.at(max_shift, 0.0, correct)?,
+        statistic.standardized(at_min, 0.0, correct)?,
+        statistic.standardized(at_max, 0.0, correct)?,
     );
     let found = solve(&statistic, (min_shift, max_shift), 0.0, correct, ends)?;
     Ok(RankSum {
@@ -177,6 +197,8 @@ struct Statistic {
 struct Runs {
     values: Vec<f64>,
     counts: Vec<u64>,
+    /// Σ counts, asked for at every shift.
+    total: u64,
 }
 
 impl Runs {
@@ -184,6 +206,7 @@ impl Runs {
     fn of(sorted: impl IntoIterator<Item = f64>) -> Runs {
         let mut runs = Runs::default();
         for value in sorted {
+            runs.total += 1;
             match runs.values.last() {
                 Some(&last) if last == value => *runs.counts.last_mut().expect("a run") += 1,
                 _ => {
@@ -196,7 +219,7 @@ impl Runs {
     }
 
     fn len(&self) -> u64 {
-        self.counts.iter().sum()
+        self.total
     }
 
     /// Σ (t³ − t) over the runs.
@@ -238,7 +261,16 @@ impl Statistic {
     /// `(dz − correction) / σ − zq`, with R's and Kayenta's operations in
     /// their order.
     fn at(&self, d: f64, zq: f64, correct: bool) -> Result<f64, RankSumError> {
-        let (canary_rank_sum, ties) = self.ranks(d);
+        self.standardized(self.ranks(d), zq, correct)
+    }
+
+    /// [`Statistic::at`] from the shift's [`Statistic::ranks`].
+    fn standardized(
+        &self,
+        (canary_rank_sum, ties): (f64, f64),
+        zq: f64,
+        correct: bool,
+    ) -> Result<f64, RankSumError> {
         let nx = self.canary.len() as f64;
         let ny = self.baseline.len() as f64;
         let dz = canary_rank_sum - nx * (nx + 1.0) / 2.0 - nx * ny / 2.0;
@@ -256,63 +288,104 @@ impl Statistic {
     /// computed in integers (twice the rank sum, which is a multiple of ½),
     /// so they are the exact numbers a rank-by-rank sum gives.
     fn ranks(&self, d: f64) -> (f64, f64) {
-        let (values, counts) = (&self.baseline.values, &self.baseline.counts);
+        let values = &self.baseline.values;
         let mut cache = self.places.borrow_mut();
         let (places, last_shift) = &mut *cache;
-        let canary = &self.canary.values;
+        let canary = self.canary.values.iter().zip(&self.canary.counts);
+        let mut tally = Tally::new(self);
         if d <= *last_shift {
             // The shifted values grew (or stayed): places move right, and
             // no place is left of the one before it.
             let mut floor = 0;
-            for (place, &value) in places.iter_mut().zip(canary) {
-                floor = place_of(values, value - d, (*place).max(floor));
+            for (place, (&value, &count)) in places.iter_mut().zip(canary) {
+                let shifted = value - d;
+                floor = place_of(values, shifted, (*place).max(floor));
                 *place = floor;
+                tally.add(shifted, count, floor);
             }
         } else {
             // They shrank: places move left, none right of the one after.
             let mut ceiling = values.len();
-            for (place, &value) in places.iter_mut().zip(canary).rev() {
-                ceiling = place_of(values, value - d, (*place).min(ceiling));
+            for (place, (&value, &count)) in places.iter_mut().zip(canary).rev() {
+                let shifted = value - d;
+                ceiling = place_of(values, shifted, (*place).min(ceiling));
                 *place = ceiling;
+                tally.add(shifted, count, ceiling);
             }
         }
         *last_shift = d;
-        // Twice the canary's rank sum beyond its own ranks 1..=nx: each
-        // canary value counts the baseline values below it twice and those
-        // equal to it once.
-        let mut twice_above_own = 0u64;
-        // Ties across the samples, and canary values that the subtraction
-        // made equal (rounding keeps the order but may merge neighbours),
-        // beyond the groups' own t³ − t.
-        let mut extra_ties = 0u128;
-        let (mut group, mut group_value, mut group_equal) = (0u64, f64::NAN, 0u64);
-        for ((&value, &count), &place) in canary.iter().zip(&self.canary.counts).zip(places.iter())
-        {
-            let shifted = value - d;
-            let equal = match values.get(place) {
-                Some(&v) if v == shifted => counts[place],
-                _ => 0,
-            };
-            twice_above_own += count * (2 * self.below[place] + equal);
-            if shifted == group_value {
-                extra_ties += shared_ties(group, count);
-                group += count;
-            } else {
-                extra_ties += shared_ties(group, group_equal);
-                (group, group_value, group_equal) = (count, shifted, equal);
-            }
+        tally.finish()
+    }
+}
+
+/// The rank sum and ties of one shift, tallied canary run by canary run in
+/// either direction (a group of tied runs is the same from either end).
+struct Tally<'a> {
+    statistic: &'a Statistic,
+    /// Twice the canary's rank sum beyond its own ranks 1..=nx: each canary
+    /// value counts the baseline values below it twice and those equal to
+    /// it once.
+    twice_above_own: u64,
+    /// Ties across the samples, and canary values that the subtraction made
+    /// equal (rounding keeps the order but may merge neighbours), beyond
+    /// the groups' own t³ − t.
+    extra_ties: u128,
+    /// The group of canary runs that shift to one value: its size, value,
+    /// and how many baseline values equal it.
+    group: u64,
+    group_value: f64,
+    group_equal: u64,
+}
+
+impl<'a> Tally<'a> {
+    fn new(statistic: &'a Statistic) -> Tally<'a> {
+        Tally {
+            statistic,
+            twice_above_own: 0,
+            extra_ties: 0,
+            group: 0,
+            group_value: f64::NAN,
+            group_equal: 0,
         }
-        extra_ties += shared_ties(group, group_equal);
-        let nx = self.canary.len();
-        let rank_sum = (nx * (nx + 1) + twice_above_own) as f64 / 2.0;
-        let ties = self.canary_ties + self.baseline_ties + extra_ties;
+    }
+
+    /// A canary run of `count` values, shifted to `shifted`, with `place`
+    /// baseline runs below it.
+    #[inline(always)]
+    fn add(&mut self, shifted: f64, count: u64, place: usize) {
+        let baseline = &self.statistic.baseline;
+        let equal = match baseline.values.get(place) {
+            Some(&v) if v == shifted => baseline.counts[place],
+            _ => 0,
+        };
+        self.twice_above_own += count * (2 * self.statistic.below[place] + equal);
+        if shifted == self.group_value {
+            self.extra_ties += shared_ties(self.group, count);
+            self.group += count;
+        } else {
+            self.extra_ties += shared_ties(self.group, self.group_equal);
+            (self.group, self.group_value, self.group_equal) = (count, shifted, equal);
+        }
+    }
+
+    fn finish(self) -> (f64, f64) {
+        let statistic = self.statistic;
+        let extra_ties = self.extra_ties + shared_ties(self.group, self.group_equal);
+        let nx = statistic.canary.len();
+        let rank_sum = (nx * (nx + 1) + self.twice_above_own) as f64 / 2.0;
+        let ties = statistic.canary_ties + statistic.baseline_ties + extra_ties;
         (rank_sum, ties as f64)
     }
 }
 
 /// (a + b)³ − (a + b) − (a³ − a) − (b³ − b) = 3ab(a + b): what joining
 /// groups of a and b tied values adds to Σ (t³ − t).
+#[inline(always)]
 fn shared_ties(a: u64, b: u64) -> u128 {
+    if a == 0 || b == 0 {
+        // The usual case, and in wasm a 128-bit product is a call.
+        return 0;
+    }
     let (a, b) = (u128::from(a), u128::from(b));
     3 * a * b * (a + b)
 }
@@ -320,6 +393,7 @@ fn shared_ties(a: u64, b: u64) -> u128 {
 /// How many of the ascending `values` are below `x`, searched for from
 /// `start` outwards in doubling steps, then by halving: one comparison or
 /// two when `x` has not moved past a value, O(log distance) when it has.
+#[inline(always)]
 fn place_of(values: &[f64], x: f64, start: usize) -> usize {
     let start = start.min(values.len());
     if start < values.len() && values[start] < x {
