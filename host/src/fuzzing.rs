@@ -167,7 +167,7 @@ pub fn adapter_request(data: &[u8]) {
 fn kayenta_request(body: &[u8]) -> Result<Option<DecisionRequest>, ApiError> {
     let request =
         kayenta::parse(body, &fuzzing_clock().to_string()).map_err(ApiError::BadRequest)?;
-    if let Err(error) = snapshot::parse(request.snapshot.to_string().as_bytes()) {
+    if let Err(error) = snapshot::from_typed(request.snapshot, request.sha256) {
         assert!(!error.to_string().is_empty());
     }
     Ok(None)

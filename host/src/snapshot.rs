@@ -20,8 +20,10 @@ use shipgate_policy::{Snapshot, Timestamp};
 /// records and digests) and its typed form (for policies).
 #[derive(Debug, Clone)]
 pub struct ValidSnapshot {
-    /// The snapshot as sent (a JSON object), without the host's `gate`.
-    text: String,
+    /// The snapshot as sent (a JSON object), without the host's `gate`; for
+    /// a snapshot the host built ([`from_typed`]), its serialization, made
+    /// when first asked for.
+    text: std::sync::OnceLock<String>,
     typed: Snapshot,
     /// sha256 of the bytes as received.
     pub sha256: String,
@@ -33,7 +35,7 @@ impl ValidSnapshot {
     /// The snapshot as a JSON value (tests; not on the hot path).
     #[cfg(test)]
     pub(crate) fn to_value(&self) -> Value {
-        serde_json::from_str(&self.text).expect("validated JSON")
+        serde_json::from_str(self.text()).expect("validated JSON")
     }
 
     /// The typed form policies receive.
@@ -41,9 +43,11 @@ impl ValidSnapshot {
         &self.typed
     }
 
-    /// The snapshot's JSON text, exactly as received.
+    /// The snapshot's JSON text, exactly as received (or, built by the
+    /// host, as serialized).
     pub(crate) fn text(&self) -> &str {
-        &self.text
+        self.text
+            .get_or_init(|| serde_json::to_string(&self.typed).expect("a snapshot serializes"))
     }
 
     /// The snapshot with the gate's `gate` object added, as policies
@@ -130,6 +134,22 @@ fn parse_text(text: String, sha256: String) -> Result<ValidSnapshot, SnapshotErr
         ));
     }
     typed.drop_fields_of_later_schemas();
+    validated(typed, std::sync::OnceLock::from(text), sha256)
+}
+
+/// Validates a snapshot the host built from another format (a Kayenta
+/// request's series), under the digest of what it was built from; its text
+/// is written only if a record asks for it.
+pub(crate) fn from_typed(typed: Snapshot, sha256: String) -> Result<ValidSnapshot, SnapshotError> {
+    validated(typed, std::sync::OnceLock::new(), sha256)
+}
+
+/// The checks a typed snapshot must pass beyond its types.
+fn validated(
+    typed: Snapshot,
+    text: std::sync::OnceLock<String>,
+    sha256: String,
+) -> Result<ValidSnapshot, SnapshotError> {
     let now = check_timestamps(&typed)?;
     check_counts(&typed)?;
     check_series(&typed)?;

@@ -13,7 +13,10 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use shipgate_policy::Snapshot;
+use shipgate_policy::snapshot::{Metrics, SeriesPair};
 
 use super::{Adapter, Authentication, Custom, Endpoint, Method, Route};
 use crate::gate::judge_config;
@@ -35,8 +38,13 @@ pub(crate) const ADAPTER: Adapter = Adapter {
 pub(crate) struct JudgeRequest {
     /// The judge policy's config (`builtin:judge`).
     pub(crate) config: Value,
-    /// A snapshot with one series per metric set pair.
-    pub(crate) snapshot: Value,
+    /// A snapshot with one series per metric set pair, built typed (a
+    /// day of points for each of dozens of metrics is megabytes of JSON:
+    /// it is not written out and parsed again).
+    pub(crate) snapshot: Snapshot,
+    /// sha256 of the request's `now` and body, which the snapshot is a
+    /// function of: its digest.
+    pub(crate) sha256: String,
     /// Each pair's series key, id and tags, in the request's order.
     pub(crate) pairs: Vec<PairInfo>,
 }
@@ -70,7 +78,7 @@ struct RawPair {
     id: String,
     #[serde(default)]
     tags: BTreeMap<String, String>,
-    values: BTreeMap<String, Vec<Value>>,
+    values: BTreeMap<String, Vec<Point>>,
     #[serde(default)]
     scopes: BTreeMap<String, Scope>,
 }
@@ -101,7 +109,7 @@ pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
         .flatten()
         .filter_map(|rule| rule["name"].as_str())
         .collect();
-    let mut series = Map::new();
+    let mut series = BTreeMap::new();
     let mut pairs = Vec::new();
     for (i, pair) in raw.metric_set_pair_list.iter().enumerate() {
         let at = format!("metricSetPairList[{i}]");
@@ -111,7 +119,7 @@ pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
                 "{at}: a second pair for `{key}` with the same tags"
             ));
         }
-        let values = |cohort: &str| -> Result<Vec<Value>, String> {
+        let values = |cohort: &str| -> Result<Vec<Option<f64>>, String> {
             let points = pair.values.get(cohort).ok_or_else(|| {
                 format!("{at}.values: no `{cohort}` series (Kayenta sends control and experiment)")
             })?;
@@ -122,11 +130,7 @@ pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
                     points.len()
                 ));
             }
-            points
-                .iter()
-                .enumerate()
-                .map(|(j, v)| point(v).map_err(|e| format!("{at}.values.{cohort}[{j}]: {e}")))
-                .collect()
+            Ok(points.iter().map(|point| point.0).collect())
         };
         if !configured.contains(&pair.name.as_str()) {
             return Err(format!(
@@ -151,7 +155,12 @@ pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
             .unwrap_or_else(|| now.to_string());
         series.insert(
             key.clone(),
-            json!({"step_seconds": step, "start": start, "baseline": baseline, "canary": canary}),
+            SeriesPair {
+                step_seconds: step,
+                start,
+                baseline,
+                canary,
+            },
         );
         pairs.push(PairInfo {
             key,
@@ -159,24 +168,72 @@ pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
             tags: pair.tags.clone(),
         });
     }
-    let snapshot = json!({"schema_version": 2, "now": now, "metrics": {"series": series}});
+    let snapshot = Snapshot {
+        schema_version: 2,
+        now: now.to_string(),
+        metrics: Some(Metrics {
+            series: Some(series),
+            ..Metrics::default()
+        }),
+        ..Snapshot::default()
+    };
+    let sha256 = hex::encode(
+        Sha256::new()
+            .chain_update(now)
+            .chain_update(body)
+            .finalize(),
+    );
     Ok(JudgeRequest {
         config,
         snapshot,
+        sha256,
         pairs,
     })
 }
 
-/// A value Kayenta sent: a number, `null`, or Jackson's `"NaN"`; an
+/// A value Kayenta sent: a number, `null`, or Jackson's `"NaN"` (a gap); an
 /// infinity is refused (no judge can rank it).
-fn point(value: &Value) -> Result<Value, String> {
-    match value {
-        Value::Number(_) | Value::Null => Ok(value.clone()),
-        Value::String(s) if s == "NaN" => Ok(Value::Null),
-        Value::String(s) if s.ends_with("Infinity") => Err(format!(
-            "{s} is not a measurement; drop or cap it at the source"
-        )),
-        other => Err(format!("{other} is not a number")),
+struct Point(Option<f64>);
+
+impl<'de> Deserialize<'de> for Point {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Point, D::Error> {
+        deserializer.deserialize_any(PointVisitor)
+    }
+}
+
+struct PointVisitor;
+
+impl serde::de::Visitor<'_> for PointVisitor {
+    type Value = Point;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a number, null or \"NaN\"")
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Point, E> {
+        Ok(Point(Some(v)))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Point, E> {
+        Ok(Point(Some(v as f64)))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Point, E> {
+        Ok(Point(Some(v as f64)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Point, E> {
+        Ok(Point(None))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Point, E> {
+        match s {
+            "NaN" => Ok(Point(None)),
+            s if s.ends_with("Infinity") => Err(E::custom(format!(
+                "{s} is not a measurement; drop or cap it at the source"
+            ))),
+            s => Err(E::custom(format!("{s:?} is not a number"))),
+        }
     }
 }
 

@@ -46,7 +46,7 @@ impl JudgeArgs {
         let now = jiff::Timestamp::now().to_string();
         let request = kayenta::parse(&body, &now)
             .map_err(|e| Error::InvalidInput(format!("{label}: {e}")))?;
-        let snapshot = snapshot::parse(request.snapshot.to_string().as_bytes())
+        let snapshot = snapshot::from_typed(request.snapshot.clone(), request.sha256.clone())
             .map_err(|e| Error::InvalidInput(format!("{label}: {e}")))?;
         let judged = judge::judge(
             &Arc::new(runtime()?),
@@ -64,7 +64,12 @@ impl JudgeArgs {
             JudgeFormat::Markdown => report::judgement_markdown(
                 &judgement,
                 &sentences,
-                &request.snapshot["metrics"]["series"],
+                request
+                    .snapshot
+                    .metrics
+                    .as_ref()
+                    .and_then(|metrics| metrics.series.as_ref())
+                    .unwrap_or(&Default::default()),
             ),
         });
         Ok(match judgement["classification"].as_str() {

@@ -1,9 +1,11 @@
 //! A canary judgement (`shipgate judge`) for people: one line per metric,
 //! failing ones first, then the score; or a Markdown table.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde_json::Value;
+use shipgate_policy::snapshot::SeriesPair;
 
 use super::{Style, cell};
 
@@ -62,7 +64,7 @@ pub(crate) fn text(judgement: &Value, sentences: &[(String, String)], style: Sty
 pub(crate) fn markdown(
     judgement: &Value,
     sentences: &[(String, String)],
-    series: &Value,
+    series: &BTreeMap<String, SeriesPair>,
 ) -> String {
     let mut out = format!("### {}\n\n", cell(&headline(judgement)));
     out.push_str("| metric | label | canary − baseline | interval | p | bound |\n|---|---|---:|---|---:|---:|\n");
@@ -94,21 +96,14 @@ pub(crate) fn markdown(
     let mut charts = String::new();
     for metric in ordered(judgement) {
         let name = metric["name"].as_str().unwrap_or_default();
-        let pair = &series[name];
-        let points = |cohort: &str| -> Vec<Option<f64>> {
-            pair[cohort]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(Value::as_f64)
-                .collect()
+        let Some(pair) = series.get(name) else {
+            continue;
         };
-        let step = pair["step_seconds"].as_f64().unwrap_or(60.0);
         charts.push_str(&super::mermaid::series_chart(
             name,
-            step,
-            &points("baseline"),
-            &points("canary"),
+            pair.step_seconds,
+            &pair.baseline,
+            &pair.canary,
         ));
     }
     if !charts.is_empty() {
@@ -151,6 +146,7 @@ mod tests {
             "p99": {"step_seconds": 60, "start": "2026-12-06T10:00:00Z",
                     "baseline": [100.0, 101.0], "canary": [112.0, null]}
         });
+        let series = serde_json::from_value(series).unwrap();
         let markdown = markdown(&judgement(), &[], &series);
         assert!(
             markdown.contains("| p99 | High | 12.3000 | 8.1000 … 16.0000 | 0.0004 | 3.1000 |"),

@@ -291,13 +291,14 @@ async fn kayenta_judge(
             )));
         }
     };
-    let (config, snapshot) = (
+    let (config, snapshot, sha256) = (
         std::mem::take(&mut request.config),
         std::mem::take(&mut request.snapshot),
+        std::mem::take(&mut request.sha256),
     );
     let judged = state
         .service
-        .judge(config, snapshot, "the request".into(), deadline)
+        .judge(config, snapshot, sha256, "the request".into(), deadline)
         .await;
     match judged {
         Ok(judged) => respond(

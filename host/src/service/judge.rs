@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use serde_json::Value;
-use shipgate_policy::Phase;
 use shipgate_policy::judge::JUDGEMENT_LOG_PREFIX;
+use shipgate_policy::{Phase, Snapshot};
 
 use crate::error::Error;
 use crate::evaluate::{Budget, PreparedGate};
@@ -151,13 +151,14 @@ impl super::Service {
     }
 
     /// One Kayenta judgement before `deadline`: the snapshot of series
-    /// parsed and checked, the judge run with an evaluation slot on the
+    /// checked, the judge run with an evaluation slot on the
     /// blocking pool (it is seconds of work at Kayenta's largest), and
     /// stopped when the deadline passes.
     pub(crate) async fn judge(
         &self,
         config: Value,
-        snapshot: Value,
+        snapshot: Snapshot,
+        sha256: String,
         label: String,
         deadline: tokio::time::Instant,
     ) -> Result<Judged, Refusal> {
@@ -173,7 +174,7 @@ impl super::Service {
         let stop = cancel.clone();
         let work = tokio::task::spawn_blocking(move || {
             let _permit = evaluating;
-            let snapshot = crate::snapshot::parse(snapshot.to_string().as_bytes())
+            let snapshot = crate::snapshot::from_typed(snapshot, sha256)
                 .map_err(|e| Refusal::BadSnapshot(format!("{label}: {e}")))?;
             judge(&runtime, &config, &snapshot, &label, Some(stop)).map_err(|e| match e {
                 JudgeError::Invalid(why) => Refusal::BadSnapshot(why),
