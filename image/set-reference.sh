@@ -4,8 +4,9 @@
 #   image/set-reference.sh ghcr.io/shipgate/shipgate:0.2.0
 #
 # image/REFERENCE is the one place the reference is kept; this rewrites it
-# and every file in integrations/, docs/ and README.md that names the old
-# one (a test checks that no file names another).
+# and every file in integrations/, docs/, templates/ (the GitLab CI/CD
+# component), action.yml (the GitHub Action) and README.md that names the
+# old one (a test checks that no file names another).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +17,7 @@ if [[ ! "$new" =~ ^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+:[A-Za-z0-9_.-]+$ ]]; then
 fi
 old=$(cat image/REFERENCE)
 # grep: 0 found, 1 none, more is an error.
-found=$(grep -rlF -- "$old" integrations docs README.md) || [ $? = 1 ] || exit 1
+found=$(grep -rlF -- "$old" integrations docs templates action.yml README.md) || [ $? = 1 ] || exit 1
 files=()
 while IFS= read -r file; do
     [ -n "$file" ] && files+=("$file")

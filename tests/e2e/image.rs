@@ -299,7 +299,8 @@ fn the_shell_variant_runs_the_gitlab_jobs_script() {
     let image = Mounted::new(&tag);
     assert!(image.root.join("bin/sh").exists());
 
-    let jobs = crate::support::yaml_documents("integrations/gitlab/.gitlab-ci.yml").remove(0);
+    // The CI/CD component's job, as the example pipeline includes it.
+    let jobs = crate::ci_integrations::gitlab_pipeline();
     let job = &jobs["preflight:shipgate"];
     assert!(job["image"]["name"].as_str().unwrap().ends_with("-shell"));
     let lines: Vec<&str> = job["script"]

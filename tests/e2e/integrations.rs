@@ -646,72 +646,6 @@ fn the_tekton_task_writes_the_results_the_pipeline_reads() {
     assert_eq!(deploy["when"][0]["values"][0], "allow");
 }
 
-#[test]
-fn the_gitlab_job_leaves_a_junit_report_of_every_check() {
-    let jobs = yaml_documents("integrations/gitlab/.gitlab-ci.yml").remove(0);
-    let job = &jobs["preflight:shipgate"];
-    assert_eq!(job["artifacts"]["reports"]["junit"], "shipgate-junit.xml");
-    let line = job["script"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|l| l.as_str().unwrap())
-        .find(|l| l.starts_with("shipgate eval"))
-        .unwrap();
-    let command = line.split(" > ").next().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        repo().join("integrations/gate.toml"),
-        dir.path().join("gate.toml"),
-    )
-    .unwrap();
-    std::fs::copy(
-        crate::support::snapshot("preflight-blocked"),
-        dir.path().join("snapshot.json"),
-    )
-    .unwrap();
-    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
-    let output = crate::support::shipgate_in(dir.path())
-        .args(&args)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let xml = std::fs::read_to_string(dir.path().join("shipgate-junit.xml")).unwrap();
-    let report = quick_junit::Report::deserialize_from_str(&xml).expect("JUnit XML GitLab parses");
-    let suite = &report.test_suites[0];
-    let record = crate::support::json_output(&output);
-    let failing = record["policies"][0]["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["decision"] != "allow")
-        .count();
-    assert_eq!(suite.failures, failing);
-    assert_eq!(
-        suite.tests,
-        record["policies"][0]["findings"].as_array().unwrap().len()
-    );
-}
-
-/// The preflight job runs when tests failed (so shipgate says why it
-/// blocks), but not in a cancelled run, and passes the exit code on.
-#[test]
-fn the_github_workflow_runs_preflight_unless_cancelled() {
-    let workflow = yaml_documents("integrations/github/workflow.yml").remove(0);
-    let preflight = &workflow["jobs"]["preflight"];
-    assert_eq!(preflight["if"], "${{ !cancelled() }}");
-    assert_eq!(workflow["jobs"]["deploy"]["needs"], "preflight");
-    let step = preflight["steps"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == "shipgate")
-        .unwrap();
-    let script = step["run"].as_str().unwrap();
-    assert!(script.contains("--format github"), "{script}");
-    assert!(script.contains("exit \"$code\""), "{script}");
-}
-
 /// The metric families a running server exports, with their types, from
 /// the `# TYPE` lines of its `/metrics`, once it has seen what each counts:
 /// decisions, a rollback's findings, a policy fault, evidence a source
@@ -862,8 +796,17 @@ fn the_grafana_dashboard_queries_what_the_server_exports_in_valid_promql() {
     );
 }
 
+/// Where the image is named: what `image/set-reference.sh` rewrites.
+const IMAGE_NAMED_IN: [&str; 5] = [
+    "integrations",
+    "docs",
+    "templates",
+    "action.yml",
+    "README.md",
+];
+
 /// Every image reference in the files under `root` (integrations/, docs/,
-/// README.md), as (file, reference).
+/// templates/, action.yml, README.md), as (file, reference).
 fn image_references(root: &std::path::Path) -> Vec<(String, String)> {
     fn walk(path: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
         if path.is_dir() {
@@ -875,7 +818,7 @@ fn image_references(root: &std::path::Path) -> Vec<(String, String)> {
         }
     }
     let mut files = Vec::new();
-    for top in ["integrations", "docs", "README.md"] {
+    for top in IMAGE_NAMED_IN {
         walk(&root.join(top), &mut files);
     }
     let mut found = Vec::new();
@@ -907,9 +850,15 @@ fn every_file_runs_the_one_image_reference_and_a_release_changes_it_once() {
     );
     let found = image_references(&repo());
     assert!(found.len() >= 8, "{found:?}");
+    for file in ["action.yml", "templates/shipgate.yml"] {
+        assert!(
+            found.iter().any(|(named_in, _)| named_in == file),
+            "{file} runs the image by its reference: {found:?}"
+        );
+    }
     for (file, named) in &found {
         // GitLab runs scripts: its job needs the variant with a shell.
-        let expected = if file.ends_with(".gitlab-ci.yml") {
+        let expected = if file.ends_with(".gitlab-ci.yml") || file.starts_with("templates/") {
             format!("{reference}-shell")
         } else {
             reference.clone()
@@ -920,7 +869,9 @@ fn every_file_runs_the_one_image_reference_and_a_release_changes_it_once() {
     // The release step, on a copy: every reference moves, none is left.
     let copy = tempfile::tempdir().unwrap();
     let status = std::process::Command::new("cp")
-        .args(["-r", "integrations", "docs", "README.md", "image"])
+        .arg("-r")
+        .args(IMAGE_NAMED_IN)
+        .arg("image")
         .arg(copy.path())
         .current_dir(repo())
         .status()
