@@ -25,6 +25,8 @@ NEEDED=(
     "chromium chromium"       # a real browser renders the rollout report
     "npm npm"                 # fetches Mermaid, which draws the Markdown charts
     "Rscript r-base-core"     # R checks the judge's statistics (wilcox.test)
+    "shellcheck shellcheck"   # checks every script the action and the CI files run
+    "python3 python3-venv"    # a venv for check-jsonschema (below)
 )
 
 missing=()
@@ -63,6 +65,25 @@ MERMAID=11.17.2
 if ! grep -qs "\"version\": \"$MERMAID\"" target/mermaid/node_modules/mermaid/package.json; then
     echo "test.sh: installing mermaid@$MERMAID into target/mermaid" >&2
     npm install --silent --no-audit --no-fund --prefix target/mermaid "mermaid@$MERMAID" >/dev/null
+fi
+
+# taplo, the TOML toolkit behind editors' TOML support (VS Code's Even Better
+# TOML): a test validates every gate file against schemas/gate.schema.json
+# with it, as an editor does. One exact release.
+TAPLO=0.7.0
+if ! grep -qs "\"version\": \"$TAPLO\"" target/taplo/node_modules/@taplo/cli/package.json; then
+    echo "test.sh: installing @taplo/cli@$TAPLO into target/taplo" >&2
+    npm install --silent --no-audit --no-fund --prefix target/taplo "@taplo/cli@$TAPLO" >/dev/null
+fi
+
+# check-jsonschema, for the schemas of GitHub workflows and actions and of
+# GitLab CI it bundles: a test validates the action, the component and the
+# example pipelines with them. One exact release, in a venv under target/.
+CHECK_JSONSCHEMA=0.39.0
+if ! target/check-jsonschema/bin/check-jsonschema --version 2>/dev/null | grep -qx "check-jsonschema, version $CHECK_JSONSCHEMA"; then
+    echo "test.sh: installing check-jsonschema==$CHECK_JSONSCHEMA into target/check-jsonschema" >&2
+    python3 -m venv --clear target/check-jsonschema
+    target/check-jsonschema/bin/pip install --quiet --disable-pip-version-check "check-jsonschema==$CHECK_JSONSCHEMA"
 fi
 
 if (($#)); then

@@ -98,11 +98,11 @@ pub(crate) struct PolicyEntry {
     /// Pin: the module's hex sha256. A module whose digest differs is refused.
     pub(crate) sha256: Option<String>,
     /// The phases this policy evaluates.
-    #[schemars(with = "Vec<String>")]
+    #[schemars(schema_with = "phases_schema")]
     pub(crate) phases: Vec<Phase>,
     /// The decision when the policy faults. Default: deny, in the abort phase
     /// rollback.
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<OnError>")]
     pub(crate) on_error: Option<Decision>,
     #[serde(default)]
     pub(crate) mode: Mode,
@@ -112,6 +112,35 @@ pub(crate) struct PolicyEntry {
     /// Require a cosign signature by this key (modules from registries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) verify: Option<Verify>,
+}
+
+/// `phases`: the names of [`Phase::ALL`], so an editor completes them and
+/// flags a misspelt one as shipgate does.
+fn phases_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let names: Vec<&str> = Phase::ALL.iter().map(|phase| phase.as_str()).collect();
+    schemars::json_schema!({
+        "type": "array",
+        "items": { "type": "string", "enum": names },
+    })
+}
+
+/// The schema of `on_error`: the decisions a gate may name there. `allow`
+/// is refused (a broken policy must not pass), so the schema leaves it out.
+struct OnError;
+
+impl JsonSchema for OnError {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OnError".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names = [Decision::Deny, Decision::Rollback].map(Decision::as_str);
+        schemars::json_schema!({ "type": "string", "enum": names })
+    }
 }
 
 /// `verify = { key = "cosign.pub" }`.
