@@ -1,11 +1,15 @@
 //! Builds the stock policies (`policies/{preflight,canary,verify,judge}`) for
 //! wasm32-wasip2 with a nested cargo and its own target directory, so the
-//! `shipgate` binary embeds them and evaluates with no policy files.
+//! `shipgate` binary embeds them and evaluates with no policy files; embeds
+//! the SDK's source for `shipgate new --sdk vendored`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest, Sha256};
+
+#[path = "build/vendored_sdk.rs"]
+mod vendored_sdk;
 
 const POLICIES: [&str; 4] = ["preflight", "canary", "verify", "judge"];
 include!("policy-rustflags.rs");
@@ -34,6 +38,8 @@ fn main() {
         "cargo:rustc-env=SHIPGATE_WASMTIME_VERSION={}",
         locked_version(&workspace.join("Cargo.lock"), "wasmtime")
     );
+
+    vendored_sdk::embed(workspace, &out_dir);
 
     ensure_wasm_target();
     let target_dir = shared_target_dir(&out_dir).join("policy-wasm");

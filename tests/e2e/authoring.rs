@@ -1,11 +1,9 @@
 //! The policy author's workflow as the README gives it: `shipgate new`,
 //! `cargo test`, `shipgate build`, `shipgate test`, `shipgate check`, on the
-//! SDK as `cargo package` packages it; fixtures, their formats and their
-//! mistakes.
+//! SDK the binary carries; fixtures, their formats and their mistakes.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use crate::support::{json_output, repo, sha256_hex, shipgate_in};
 
@@ -33,43 +31,9 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()))
 }
 
-/// `cargo package -p shipgate-policy`, once per test process: the SDK as a
-/// stranger would download it.
-fn packaged_sdk() -> &'static Path {
-    static PACKAGED: OnceLock<PathBuf> = OnceLock::new();
-    PACKAGED.get_or_init(|| {
-        let target = repo().join("target/sdk-package");
-        let output = cargo()
-            .current_dir(repo())
-            // A dirty working tree is the checkout under test, not a release.
-            .args([
-                "package",
-                "-p",
-                "shipgate-policy",
-                "--allow-dirty",
-                "--target-dir",
-            ])
-            .arg(&target)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "cargo package failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let unpacked = target.join(format!(
-            "package/shipgate-policy-{}",
-            env!("CARGO_PKG_VERSION")
-        ));
-        assert!(
-            unpacked.join("wit/policy.wit").is_file(),
-            "the package carries the contract"
-        );
-        unpacked
-    })
-}
-
-/// Runs one README line in `dir` (a `cd` moves it) and returns its output.
+/// Runs one README line in `dir` (a `cd` moves it) and returns its output,
+/// with cargo offline: only what cargo has already fetched, as on a machine
+/// where the registry cannot serve the SDK.
 fn run_line(dir: &mut PathBuf, line: &str) -> std::process::Output {
     let words: Vec<&str> = line.split_whitespace().collect();
     match words[..] {
@@ -77,20 +41,27 @@ fn run_line(dir: &mut PathBuf, line: &str) -> std::process::Output {
             *dir = dir.join(to);
             Command::new("true").output().unwrap()
         }
-        ["shipgate", ref args @ ..] => shipgate_in(dir).args(args).output().unwrap(),
-        ["cargo", ref args @ ..] => cargo().current_dir(&*dir).args(args).output().unwrap(),
+        ["shipgate", ref args @ ..] => shipgate_in(dir)
+            .args(args)
+            .env("CARGO_NET_OFFLINE", "true")
+            .output()
+            .unwrap(),
+        ["cargo", ref args @ ..] => cargo()
+            .current_dir(&*dir)
+            .args(args)
+            .env("CARGO_NET_OFFLINE", "true")
+            .output()
+            .unwrap(),
         _ => panic!("a README line this test cannot run: {line}"),
     }
 }
 
 /// From nothing to a tested policy in a gate, each README line as written,
-/// in a scratch directory whose `policies/sdk` is the SDK `cargo package`
-/// made: so the packaged crate builds a wasm policy, too.
+/// in a scratch directory outside any checkout and offline: the crate
+/// builds on the SDK the binary carries.
 #[test]
-fn the_first_policy_commands_work_as_written_with_the_packaged_sdk() {
+fn the_first_policy_commands_work_as_written_offline_outside_a_checkout() {
     let scratch = tempfile::tempdir().unwrap();
-    std::fs::create_dir(scratch.path().join("policies")).unwrap();
-    std::os::unix::fs::symlink(packaged_sdk(), scratch.path().join("policies/sdk")).unwrap();
     let lines = readme_block("### Write your first policy");
     assert_eq!(lines.len(), 6, "{lines:?}");
     let mut dir = scratch.path().to_path_buf();
@@ -111,6 +82,17 @@ fn the_first_policy_commands_work_as_written_with_the_packaged_sdk() {
     };
     let shown = readme_output("`shipgate new` prints what it made and what to run next:");
     assert_eq!(new, &shown, "the README shows the output as it is");
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains("shipgate-policy = { path = \"vendor/shipgate-policy\" }"),
+        "{manifest}"
+    );
+    let vendored = dir.join("vendor/shipgate-policy");
+    assert_eq!(
+        std::fs::read(vendored.join("wit/policy.wit")).unwrap(),
+        std::fs::read(repo().join("policies/sdk/wit/policy.wit")).unwrap(),
+        "the crate carries the contract this binary runs"
+    );
     assert!(tests.contains("test result: ok. 3 passed"), "{tests}");
     assert!(
         build.contains("policy  team-rules 0.1.0 (phases: promotion, abort)"),
@@ -245,6 +227,78 @@ fn new_refuses_to_overwrite_and_bad_names() {
             .count(),
         0
     );
+}
+
+/// `--sdk auto` asks the registry through cargo (the user's cargo, with
+/// its settings) and depends on the release when the registry has it; a
+/// source that cannot be used is refused before anything is written.
+#[test]
+fn new_chooses_the_sdk_as_asked() {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = tempfile::tempdir().unwrap();
+    let calls = scratch.path().join("calls");
+    let registry_has_it = scratch.path().join("cargo");
+    std::fs::write(
+        &registry_has_it,
+        format!("#!/bin/sh\necho \"$*\" >> {}\n", calls.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&registry_has_it, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let output = shipgate_in(scratch.path())
+        .args(["new", "released"])
+        .env("CARGO", &registry_has_it)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        stdout.contains(&format!(
+            "sdk: shipgate-policy {version} from crates.io (the registry has it)"
+        )),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap(),
+        format!("info shipgate-policy@{version}\n")
+    );
+    let manifest = std::fs::read_to_string(scratch.path().join("released/Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains(&format!("shipgate-policy = \"{version}\"")),
+        "{manifest}"
+    );
+    assert!(!scratch.path().join("released/vendor").exists());
+
+    let not_sdk = scratch.path().join("not-sdk");
+    std::fs::create_dir(&not_sdk).unwrap();
+    std::fs::write(not_sdk.join("Cargo.toml"), "[package]\nname = \"serde\"\n").unwrap();
+    let not_sdk = format!("path:{}", not_sdk.display());
+    for (sdk, code, message) in [
+        (
+            "crates",
+            64,
+            "'crates' is not an SDK source: use auto, crates-io, vendored or path:DIR",
+        ),
+        ("path:", 64, "path: needs a directory"),
+        ("path:missing", 66, "missing/Cargo.toml"),
+        (
+            not_sdk.as_str(),
+            65,
+            "is not the shipgate-policy crate's manifest",
+        ),
+    ] {
+        let output = shipgate_in(scratch.path())
+            .args(["new", "refused", "--sdk", sdk])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{sdk}: {stderr}");
+        assert!(stderr.contains(message), "{sdk}: {stderr}");
+        assert!(
+            !scratch.path().join("refused").exists(),
+            "{sdk}: nothing written"
+        );
+    }
 }
 
 /// The stock policies' fixtures, as the README runs them, in every format.
@@ -390,10 +444,8 @@ fn build_installs_the_wasm_target_with_rustup_or_says_why_it_cannot() {
     // A target libdir that does not exist: the target is not installed.
     stand_in("rustc", "echo /nonexistent/lib/rustlib/wasm32-wasip2/lib");
     stand_in("rustup", "exit 1");
-    let sdk = repo().join("policies/sdk");
     let new = shipgate_in(scratch.path())
-        .args(["new", "rules", "--sdk-path"])
-        .arg(&sdk)
+        .args(["new", "rules", "--sdk", "vendored"])
         .output()
         .unwrap();
     assert!(new.status.success());

@@ -12,6 +12,9 @@ mod authoring;
 mod bad_input;
 /// docs/PERFORMANCE.md's benchmark commands, as written.
 mod benchmark;
+/// The GitHub Action and the GitLab CI/CD component: their ecosystems'
+/// schemas, shellcheck, and their scripts run as a runner runs them.
+mod ci_integrations;
 /// `policies`, `inspect`, `schema`.
 mod commands;
 /// `--version`, completions, the man page, environment options, plain output.
@@ -30,6 +33,9 @@ mod flagger;
 mod formats;
 /// Every fuzz target, briefly (long runs: `fuzz/`).
 mod fuzz;
+/// Gate files in editors: the committed schema, taplo's `#:schema`
+/// directive in every gate file, validated with taplo.
+mod gate_schema;
 /// GitHub deployment protection rules, against a stand-in for GitHub's API.
 mod github;
 /// No false rollback, no lost decision: host limits, timeouts, shadows.
@@ -52,3 +58,6 @@ mod registry;
 /// Rollout reports (HTML, in a real browser), the incident report, and the
 /// Mermaid charts of Markdown output.
 mod report;
+/// The policy SDK as `cargo package` makes it: no warning, the contract in,
+/// the test fixtures out.
+mod sdk_package;

@@ -6,11 +6,13 @@ mod builder;
 mod fixture;
 mod new;
 mod runner;
+mod sdk;
 
 pub(crate) use builder::{Built, Outcome as BuildOutcome, build};
 #[cfg(feature = "fuzzing")]
 pub(crate) use fixture::parse as parse_fixture;
-pub(crate) use new::{NewPolicy, create};
+pub(crate) use new::{Created, NewPolicy, create};
 pub(crate) use runner::{
     CaseResult, PolicyCoverage, Setup as TestSetup, TestRun, run as run_tests,
 };
+pub(crate) use sdk::SdkSource;

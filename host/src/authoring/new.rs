@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use shipgate_policy::Phase;
 
+use super::sdk::{self, SdkSource};
 use crate::error::Error;
 
 /// What `shipgate new` is asked for.
@@ -15,15 +16,23 @@ pub(crate) struct NewPolicy<'a> {
     pub(crate) path: Option<&'a Path>,
     /// The phases the policy evaluates.
     pub(crate) phases: &'a [Phase],
-    /// A local SDK crate to depend on instead of the released one.
-    pub(crate) sdk_path: Option<&'a Path>,
+    /// Where the SDK comes from.
+    pub(crate) sdk: &'a SdkSource,
+}
+
+/// What `shipgate new` made.
+pub(crate) struct Created {
+    pub(crate) dir: PathBuf,
+    /// The crate's own files, relative to `dir` (not the vendored SDK's).
+    pub(crate) files: Vec<&'static str>,
+    /// Which SDK the crate depends on, in words.
+    pub(crate) sdk: String,
 }
 
 const DESCRIPTION: &str = "holds or rolls back a canary whose error rate exceeds its budget";
 
-/// Creates the crate and returns its directory and the files written
-/// (relative to it).
-pub(crate) fn create(request: &NewPolicy<'_>) -> Result<(PathBuf, Vec<&'static str>), Error> {
+/// Creates the crate.
+pub(crate) fn create(request: &NewPolicy<'_>) -> Result<Created, Error> {
     check_name(request.name)?;
     if request.phases.is_empty() {
         return Err(Error::Usage("--phases: name at least one phase".into()));
@@ -31,7 +40,6 @@ pub(crate) fn create(request: &NewPolicy<'_>) -> Result<(PathBuf, Vec<&'static s
     let dir = request
         .path
         .map_or_else(|| PathBuf::from(request.name), Path::to_path_buf);
-    let sdk_dependency = sdk_dependency(request.sdk_path)?;
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| {
             Error::Internal(anyhow::Error::new(e).context(format!("creating {}", parent.display())))
@@ -45,8 +53,13 @@ pub(crate) fn create(request: &NewPolicy<'_>) -> Result<(PathBuf, Vec<&'static s
         )),
         _ => Error::Internal(anyhow::Error::new(e).context(format!("creating {}", dir.display()))),
     })?;
-    let files = render(request.name, request.phases, &sdk_dependency);
-    let written = files.iter().try_for_each(|(relative, text)| {
+    let sdk = sdk::resolve(request.sdk).inspect_err(|_| {
+        let _ = std::fs::remove_dir(&dir);
+    })?;
+    let files = render(request.name, request.phases, &sdk.dependency);
+    let vendored = sdk.files.iter().map(|(path, text)| (*path, *text));
+    let all = files.iter().map(|(path, text)| (*path, text.as_str()));
+    let written = all.chain(vendored).try_for_each(|(relative, text)| {
         let path = dir.join(relative);
         let parent = path.parent().expect("a template path has a directory");
         std::fs::create_dir_all(parent)
@@ -62,7 +75,11 @@ pub(crate) fn create(request: &NewPolicy<'_>) -> Result<(PathBuf, Vec<&'static s
         let _ = std::fs::remove_dir_all(&dir);
         return Err(error);
     }
-    Ok((dir, files.into_iter().map(|(path, _)| path).collect()))
+    Ok(Created {
+        dir,
+        files: files.into_iter().map(|(path, _)| path).collect(),
+        sdk: sdk.described,
+    })
 }
 
 /// Names the generated crate cannot take: Rust keywords and crates cargo
@@ -101,28 +118,6 @@ fn check_name(name: &str) -> Result<(), Error> {
              starting with a letter (at most 64 characters)"
         )))
     }
-}
-
-/// The SDK as a dependency line: the released crate of this binary's
-/// version, or a local checkout (absolute, so the crate can move).
-fn sdk_dependency(sdk_path: Option<&Path>) -> Result<String, Error> {
-    let Some(path) = sdk_path else {
-        return Ok(format!(
-            "shipgate-policy = \"{}\"",
-            env!("CARGO_PKG_VERSION")
-        ));
-    };
-    let manifest = path.join("Cargo.toml");
-    let text = std::fs::read_to_string(&manifest).map_err(|e| Error::reading(&manifest, e))?;
-    if !text.contains("name = \"shipgate-policy\"") {
-        return Err(Error::InvalidInput(format!(
-            "--sdk-path {}: Cargo.toml is not the shipgate-policy crate's",
-            path.display()
-        )));
-    }
-    let absolute = std::fs::canonicalize(path).map_err(|e| Error::reading(path, e))?;
-    let quoted = toml::Value::String(absolute.display().to_string()).to_string();
-    Ok(format!("shipgate-policy = {{ path = {quoted} }}"))
 }
 
 /// Every file of the crate, relative path and text.
@@ -172,6 +167,9 @@ fn render(name: &str, phases: &[Phase], sdk_dependency: &str) -> Vec<(&'static s
         ),
         ("README.md", fill(include_str!("template/README.md.in"))),
         ("gate.toml", fill(include_str!("template/gate.toml.in"))),
+        // Beside the gate, which names it in its first line: editors
+        // complete and check the gate offline, with this binary's schema.
+        ("gate.schema.json", gate_schema()),
         ("src/lib.rs", fill(include_str!("template/lib.rs.in"))),
         (
             "tests/snapshots/healthy.json",
@@ -182,6 +180,13 @@ fn render(name: &str, phases: &[Phase], sdk_dependency: &str) -> Vec<(&'static s
             fill(include_str!("template/fixtures.toml.in")),
         ),
     ]
+}
+
+/// `gate.schema.json`: what `shipgate schema gate` prints.
+fn gate_schema() -> String {
+    let mut text = serde_json::to_string_pretty(&crate::gate::schema()).expect("a schema is JSON");
+    text.push('\n');
+    text
 }
 
 /// Replaces every `{{key}}` of `vars` in `template`.

@@ -21,29 +21,24 @@ pub(super) struct NewArgs {
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = parse_phase,
           default_value = "promotion,abort")]
     phases: Vec<Phase>,
-    /// Depend on the SDK crate in this directory (e.g. `policies/sdk` of a
-    /// shipgate checkout) instead of the released `shipgate-policy`.
-    #[arg(long, value_name = "DIR")]
-    sdk_path: Option<PathBuf>,
+    /// Where the SDK comes from: crates-io (the release of this version),
+    /// vendored (the copy this binary carries, written into
+    /// vendor/shipgate-policy), path:DIR (an SDK crate on disk, e.g.
+    /// path:policies/sdk of a checkout), or auto: crates.io when the registry
+    /// has this version, else vendored.
+    #[arg(long, value_name = "SOURCE", default_value = "auto")]
+    sdk: authoring::SdkSource,
 }
 
 impl NewArgs {
     pub(super) fn execute(&self) -> Result<i32, Error> {
-        let (dir, files) = authoring::create(&authoring::NewPolicy {
+        let created = authoring::create(&authoring::NewPolicy {
             name: &self.name,
             path: self.path.as_deref(),
             phases: &self.phases,
-            sdk_path: self.sdk_path.as_deref(),
+            sdk: &self.sdk,
         })?;
-        if self.sdk_path.is_none() {
-            eprintln!(
-                "shipgate: note: the crate depends on shipgate-policy {} from crates.io; where \
-                 that is not reachable or not published yet, create it again with --sdk-path DIR \
-                 (policies/sdk of a shipgate checkout)",
-                env!("CARGO_PKG_VERSION")
-            );
-        }
-        print(&report::created(&self.name, &dir, &files));
+        print(&report::created(&self.name, &created));
         Ok(exit::ALLOW)
     }
 }

@@ -1,18 +1,17 @@
 //! What the policy author's commands print: `new`'s crate and next steps,
 //! `build`'s module and the gate lines to paste.
 
-use std::path::Path;
-
-use crate::authoring::Built;
+use crate::authoring::{Built, Created};
 
 /// What `shipgate new` made, and what to run next.
-pub(crate) fn created(name: &str, dir: &Path, files: &[&str]) -> String {
-    let dir = dir.display();
+pub(crate) fn created(name: &str, created: &Created) -> String {
+    let dir = created.dir.display();
     format!(
-        "created policy '{name}' in {dir}: {}\n\nnext:\n  cd {dir}\n  cargo test       \
+        "created policy '{name}' in {dir}: {}\nsdk: {}\n\nnext:\n  cd {dir}\n  cargo test       \
          # unit tests, natively\n  shipgate build   # the wasm component, pinned in gate.toml\n  \
          shipgate test    # tests/policy/*.toml through the real runtime\n",
-        files.join(", ")
+        created.files.join(", "),
+        created.sdk
     )
 }
 

@@ -14,6 +14,35 @@ use crate::verdict::Decision;
 /// A breach rolls back. With fewer canary requests than `min_requests` a
 /// breach only denies (inconclusive): a handful of requests is not evidence
 /// enough to roll back on, nor to go ahead on.
+///
+/// ```
+/// use shipgate_policy::checks::canary_health;
+/// use shipgate_policy::snapshot::{AbortThresholds, Cohort, Metrics};
+/// use shipgate_policy::{Decision, Findings};
+///
+/// let cohort = |requests: f64, errors: f64| Cohort {
+///     requests: Some(requests),
+///     errors: Some(errors),
+///     ..Default::default()
+/// };
+/// let metrics = Metrics {
+///     baseline: Some(cohort(120_000.0, 96.0)),
+///     canary: Some(cohort(13_000.0, 533.0)),
+///     ..Default::default()
+/// };
+/// let limits = AbortThresholds {
+///     max_error_rate: Some(0.01),
+///     min_requests: Some(500.0),
+///     ..Default::default()
+/// };
+/// let mut findings = Findings::new();
+/// canary_health(&mut findings, Some(&metrics), &limits);
+/// let verdict = findings.verdict();
+/// assert_eq!(verdict.decision, Decision::Rollback);
+/// let error_rate = verdict.finding("error-rate").unwrap();
+/// assert_eq!(error_rate.message, "canary error rate 4.1% exceeds 1.0%");
+/// assert_eq!(error_rate.baseline_value, Some(0.0008));
+/// ```
 pub fn canary_health(findings: &mut Findings, metrics: Option<&Metrics>, limits: &AbortThresholds) {
     let Some(canary) = metrics.and_then(|m| m.canary.as_ref()) else {
         findings.missing("canary-metrics", "metrics.canary");
@@ -285,7 +314,32 @@ fn business(
 }
 
 /// A check that waits: at least `min_seconds` must have passed between a
-/// timestamp in the snapshot and its `now`.
+/// timestamp in the snapshot and its `now`. [`time_elapsed`] runs it.
+///
+/// ```
+/// use shipgate_policy::checks::{Waiting, time_elapsed};
+/// use shipgate_policy::{Decision, Findings, Snapshot};
+///
+/// // Verify: the deployment must have run half an hour before it counts.
+/// let snapshot = Snapshot::from_json(r#"{
+///     "schema_version": 2,
+///     "now": "2026-11-26T14:25:00Z",
+///     "deployment": {"deployed_at": "2026-11-26T13:40:00Z"}
+/// }"#).unwrap();
+/// let soak = Waiting {
+///     check: "soak-time",
+///     since_field: "deployment.deployed_at",
+///     since: snapshot.deployment.as_ref().and_then(|d| d.deployed_at.as_deref()),
+///     min_seconds: 30.0 * 60.0,
+///     waiting: "not verified yet",
+///     measured: "since the deployment",
+/// };
+/// let mut findings = Findings::new();
+/// time_elapsed(&mut findings, snapshot.now(), soak);
+/// let verdict = findings.verdict();
+/// assert_eq!(verdict.decision, Decision::Allow);
+/// assert_eq!(verdict.summary, "time since the deployment 45m 0s reaches 30m 0s");
+/// ```
 pub struct Waiting<'a> {
     /// The check id, e.g. "stage-duration".
     pub check: &'a str,
@@ -293,6 +347,7 @@ pub struct Waiting<'a> {
     pub since_field: &'a str,
     /// Its value, when the snapshot has it.
     pub since: Option<&'a str>,
+    /// How long must have passed, in seconds.
     pub min_seconds: f64,
     /// What a deny means here, e.g. "hold" or "not verified yet".
     pub waiting: &'a str,
@@ -302,6 +357,29 @@ pub struct Waiting<'a> {
 
 /// Allows once enough time has passed; otherwise denies, saying how long is
 /// left: "hold: 6m 0s of 15m 0s observed in this stage, 9m 0s left".
+/// A missing or unreadable timestamp denies as missing evidence.
+///
+/// ```
+/// use shipgate_policy::checks::{Waiting, time_elapsed};
+/// use shipgate_policy::{Decision, Findings, Timestamp};
+///
+/// let mut findings = Findings::new();
+/// time_elapsed(
+///     &mut findings,
+///     Timestamp::parse("2026-11-26T14:00:00Z"),
+///     Waiting {
+///         check: "stage-duration",
+///         since_field: "rollout.stage_started_at",
+///         since: Some("2026-11-26T13:54:00Z"),
+///         min_seconds: 15.0 * 60.0,
+///         waiting: "hold",
+///         measured: "observed in this stage",
+///     },
+/// );
+/// let verdict = findings.verdict();
+/// assert_eq!(verdict.decision, Decision::Deny);
+/// assert_eq!(verdict.summary, "hold: 6m 0s of 15m 0s observed in this stage, 9m 0s left");
+/// ```
 pub fn time_elapsed(findings: &mut Findings, now: Option<Timestamp>, spec: Waiting<'_>) {
     let since = spec.since.and_then(Timestamp::parse);
     let (Some(now), Some(since)) = (now, since) else {

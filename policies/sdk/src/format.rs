@@ -21,6 +21,20 @@ pub enum Unit {
 }
 
 impl Unit {
+    /// `value` as a finding shows it: at most a few decimals, trailing
+    /// zeros dropped, "n/a" for NaN and "∞" for an infinity.
+    ///
+    /// ```
+    /// use shipgate_policy::Unit;
+    ///
+    /// assert_eq!(Unit::Percent.format(0.041), "4.1%");
+    /// assert_eq!(Unit::Percent.format(0.01), "1.0%");
+    /// assert_eq!(Unit::Millis.format(1240.0), "1240 ms");
+    /// assert_eq!(Unit::Ratio.format(1.32), "1.32x");
+    /// assert_eq!(Unit::Count.format(13000.0), "13000");
+    /// assert_eq!(Unit::Seconds.format(540.0), "9m 0s");
+    /// assert_eq!(Unit::PerRequest.format(0.0312), "0.0312/req");
+    /// ```
     pub fn format(self, value: f64) -> String {
         let with_suffix = |mut text: String, suffix: &str| {
             text.push_str(suffix);
@@ -101,6 +115,15 @@ fn push_digits(text: &mut String, mut n: u64, width: usize) {
 }
 
 /// A duration in whole seconds for people: "1h 5m", "9m 30s", "42s".
+///
+/// ```
+/// use shipgate_policy::duration;
+///
+/// // A 15-minute stage, 6 minutes in.
+/// assert_eq!(duration(15.0 * 60.0 - 360.0), "9m 0s");
+/// assert_eq!(duration(3900.0), "1h 5m");
+/// assert_eq!(duration(42.4), "42s");
+/// ```
 pub fn duration(seconds: f64) -> String {
     if !seconds.is_finite() {
         return trim(seconds, 0, false);
@@ -119,6 +142,15 @@ pub fn duration(seconds: f64) -> String {
 }
 
 /// `part / whole`, or `None` when `whole` is zero.
+///
+/// ```
+/// use shipgate_policy::ratio;
+///
+/// // 533 errors in 13 000 canary requests.
+/// assert_eq!(ratio(533.0, 13000.0), Some(0.041));
+/// // No traffic yet: no rate, rather than NaN.
+/// assert_eq!(ratio(0.0, 0.0), None);
+/// ```
 pub fn ratio(part: f64, whole: f64) -> Option<f64> {
     if whole == 0.0 {
         None
@@ -130,6 +162,15 @@ pub fn ratio(part: f64, whole: f64) -> Option<f64> {
 /// The `q`-th percentile (0–100) of `samples`, interpolating linearly
 /// between the closest ranks; `None` for no samples or a `q` outside 0–100.
 /// For policies that receive raw samples rather than precomputed quantiles.
+///
+/// ```
+/// use shipgate_policy::percentile;
+///
+/// let latencies_ms = [41.0, 44.0, 39.0, 52.0, 310.0, 47.0, 43.0, 45.0, 40.0, 48.0];
+/// assert_eq!(percentile(&latencies_ms, 50.0), Some(44.5));
+/// assert_eq!(percentile(&latencies_ms, 0.0), Some(39.0));
+/// assert_eq!(percentile(&[], 99.0), None);
+/// ```
 pub fn percentile(samples: &[f64], q: f64) -> Option<f64> {
     if samples.is_empty() || !(0.0..=100.0).contains(&q) {
         return None;

@@ -27,6 +27,16 @@ impl Timestamp {
     /// like. Returns `None` for anything that is not RFC 3339: an offset is
     /// required, written `Z` or `±HH:MM`. A leap second (`:60`) reads as
     /// `:59`, as jiff reads it.
+    ///
+    /// ```
+    /// use shipgate_policy::Timestamp;
+    ///
+    /// let utc = Timestamp::parse("2026-11-26T14:00:00Z").unwrap();
+    /// let berlin = Timestamp::parse("2026-11-26T15:00:00+01:00").unwrap();
+    /// assert_eq!(utc, berlin);
+    /// // No offset: which 14:00 would it be?
+    /// assert_eq!(Timestamp::parse("2026-11-26T14:00:00"), None);
+    /// ```
     pub fn parse(text: &str) -> Option<Timestamp> {
         let fields = Rfc3339::read(text)?;
         let datetime = jiff::civil::DateTime::new(
@@ -44,22 +54,57 @@ impl Timestamp {
     }
 
     /// Seconds from `earlier` to `self` (negative when `earlier` is later).
+    ///
+    /// ```
+    /// use shipgate_policy::Timestamp;
+    ///
+    /// let stage_started = Timestamp::parse("2026-11-26T13:44:00Z").unwrap();
+    /// let now = Timestamp::parse("2026-11-26T14:00:00Z").unwrap();
+    /// assert_eq!(now.seconds_since(stage_started), 16.0 * 60.0);
+    /// ```
     pub fn seconds_since(self, earlier: Timestamp) -> f64 {
         self.0.duration_since(earlier.0).as_secs_f64()
     }
 
     /// Seconds since the Unix epoch.
+    ///
+    /// ```
+    /// use shipgate_policy::Timestamp;
+    ///
+    /// let now = Timestamp::parse("2026-11-26T14:00:00.250Z").unwrap();
+    /// assert_eq!(now.unix_seconds(), 1_795_701_600.25);
+    /// ```
     pub fn unix_seconds(self) -> f64 {
         self.0.as_second() as f64 + f64::from(self.0.subsec_nanosecond()) / 1e9
     }
 
     /// The jiff timestamp, for anything else jiff does.
+    ///
+    /// ```
+    /// use shipgate_policy::Timestamp;
+    /// use shipgate_policy::jiff::Unit;
+    ///
+    /// let deployed = Timestamp::parse("2026-11-26T13:40:00Z").unwrap();
+    /// let now = Timestamp::parse("2026-11-26T14:00:00Z").unwrap();
+    /// let soaked = now.as_jiff().since((Unit::Minute, deployed.as_jiff())).unwrap();
+    /// assert_eq!(soaked.get_minutes(), 20);
+    /// ```
     pub fn as_jiff(self) -> jiff::Timestamp {
         self.0
     }
 
     /// This instant in a time zone: an IANA name (`Europe/Berlin`), `UTC`, or
     /// a fixed offset (`+05:30`).
+    ///
+    /// ```
+    /// use shipgate_policy::Timestamp;
+    ///
+    /// let now = Timestamp::parse("2026-07-01T07:30:00Z").unwrap();
+    /// // Berlin keeps summer time in July: UTC+2.
+    /// assert_eq!(now.in_zone("Europe/Berlin").unwrap().hour(), 9);
+    /// assert_eq!(now.in_zone("+05:30").unwrap().minute(), 0);
+    /// assert!(now.in_zone("Mars/Olympus").is_err());
+    /// ```
     pub fn in_zone(self, zone: &str) -> Result<jiff::Zoned, String> {
         Ok(self.0.to_zoned(time_zone(zone)?))
     }
@@ -152,6 +197,16 @@ impl Rfc3339 {
 
 /// A time zone: an IANA name from the tz database built into the policy,
 /// `UTC`, or a fixed offset such as `+05:30`.
+///
+/// ```
+/// use shipgate_policy::{Timestamp, time_zone};
+///
+/// let tokyo = time_zone("Asia/Tokyo").unwrap();
+/// let now = Timestamp::parse("2026-11-26T14:00:00Z").unwrap();
+/// assert_eq!(now.as_jiff().to_zoned(tokyo).hour(), 23);
+/// let error = time_zone("+5").unwrap_err();
+/// assert_eq!(error, "time zone '+5': a fixed offset is written ±HH:MM");
+/// ```
 pub fn time_zone(name: &str) -> Result<TimeZone, String> {
     if let Some(sign) = name.strip_prefix(['+', '-']).map(|_| &name[..1]) {
         let invalid = || format!("time zone '{name}': a fixed offset is written ±HH:MM");
@@ -224,6 +279,15 @@ impl TryFrom<LocalWindowConfig> for LocalWindow {
 
 impl LocalWindow {
     /// Checks the zone, the days and the times of day.
+    ///
+    /// ```
+    /// use shipgate_policy::LocalWindow;
+    ///
+    /// let office = LocalWindow::new("Europe/Berlin", &["mon", "tue", "wed", "thu"], "09:00", "16:00");
+    /// assert_eq!(office.check(), Ok(()));
+    /// let typo = LocalWindow::new("Europe/Berlin", &["mon", "thurs"], "09:00", "16:00");
+    /// assert_eq!(typo.check(), Err("'thurs' is not a day of the week".to_string()));
+    /// ```
     pub fn check(&self) -> Result<(), String> {
         time_zone(&self.zone)?;
         self.parts().map(drop)
@@ -242,6 +306,19 @@ impl LocalWindow {
         Ok((time_of_day(&self.from)?, time_of_day(&self.until)?, days))
     }
 
+    /// A window from its parts, unchecked: [`LocalWindow::check`] or
+    /// [`LocalWindow::contains`] reports a bad zone, day or time. An empty
+    /// `days` opens every day.
+    ///
+    /// ```
+    /// use shipgate_policy::{LocalWindow, Timestamp};
+    ///
+    /// // Weekend nights, 22:00 to 06:00 in New York.
+    /// let maintenance = LocalWindow::new("America/New_York", &["sat", "sun"], "22:00", "06:00");
+    /// // Saturday 23:30 in New York.
+    /// let saturday_night = Timestamp::parse("2026-11-29T04:30:00Z").unwrap();
+    /// assert_eq!(maintenance.contains(saturday_night), Ok(true));
+    /// ```
     pub fn new(zone: &str, days: &[&str], from: &str, until: &str) -> LocalWindow {
         LocalWindow {
             zone: zone.to_string(),
@@ -253,6 +330,17 @@ impl LocalWindow {
 
     /// Whether `at` falls inside the window. An unknown zone, day or time of
     /// day is an error (a policy reports it as a config error).
+    ///
+    /// ```
+    /// use shipgate_policy::{LocalWindow, Timestamp};
+    ///
+    /// // No deployments on Friday afternoons in London.
+    /// let freeze = LocalWindow::new("Europe/London", &["friday"], "12:00", "23:59");
+    /// let friday_afternoon = Timestamp::parse("2026-11-27T15:00:00Z").unwrap();
+    /// let thursday_afternoon = Timestamp::parse("2026-11-26T15:00:00Z").unwrap();
+    /// assert_eq!(freeze.contains(friday_afternoon), Ok(true));
+    /// assert_eq!(freeze.contains(thursday_afternoon), Ok(false));
+    /// ```
     pub fn contains(&self, at: Timestamp) -> Result<bool, String> {
         let local = at.in_zone(&self.zone)?;
         let (from, until, days) = self.parts()?;
@@ -270,6 +358,15 @@ impl LocalWindow {
 }
 
 /// `mon`, `Monday`, `monday`... as a weekday.
+///
+/// ```
+/// use shipgate_policy::jiff::civil::Weekday;
+/// use shipgate_policy::weekday;
+///
+/// assert_eq!(weekday("Fri"), Ok(Weekday::Friday));
+/// assert_eq!(weekday("saturday"), Ok(Weekday::Saturday));
+/// assert!(weekday("weekend").is_err());
+/// ```
 pub fn weekday(name: &str) -> Result<Weekday, String> {
     let lower = name.to_ascii_lowercase();
     const DAYS: [(&str, Weekday); 7] = [

@@ -43,6 +43,20 @@ pub const VERSION_1: u8 = 1;
 const ENCODES: &str = "a snapshot encodes into a Vec";
 
 /// Encodes a snapshot (with its `gate`, if any).
+///
+/// ```
+/// use shipgate_policy::{Snapshot, wire};
+///
+/// let snapshot = Snapshot::from_json(r#"{
+///     "schema_version": 2,
+///     "now": "2026-11-26T14:00:00Z",
+///     "deployment": {"service": "checkout", "commit": "9f8d111"}
+/// }"#).unwrap();
+/// let encoded = wire::encode(&snapshot);
+/// assert_eq!(encoded[0], wire::VERSION);
+/// let decoded = wire::decode(&encoded).unwrap();
+/// assert_eq!(decoded.deployment.unwrap().commit.as_deref(), Some("9f8d111"));
+/// ```
 pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
     // Room for a typical snapshot and its gate: one allocation.
     let mut out = Vec::with_capacity(1024);
@@ -55,6 +69,18 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
 pub struct EncodedGate(Vec<u8>);
 
 impl EncodedGate {
+    /// Encodes `gate`, for [`encode_with_gate`] and the older layouts.
+    ///
+    /// ```
+    /// use shipgate_policy::snapshot::Gate;
+    /// use shipgate_policy::wire::{self, EncodedGate};
+    /// use shipgate_policy::Snapshot;
+    ///
+    /// let gate = EncodedGate::new(&Gate { name: Some("checkout-production".into()), ..Default::default() });
+    /// let snapshot = Snapshot { schema_version: 2, now: "2026-11-26T14:00:00Z".into(), ..Default::default() };
+    /// let decoded = wire::decode(&wire::encode_with_gate(&snapshot, &gate)).unwrap();
+    /// assert_eq!(decoded.gate.unwrap().name.as_deref(), Some("checkout-production"));
+    /// ```
     pub fn new(gate: &Gate) -> Self {
         EncodedGate(postcard::to_allocvec(gate).expect(ENCODES))
     }
@@ -65,6 +91,25 @@ impl EncodedGate {
 /// one (what the host holds) is encoded as it is, and its `None` tag replaced
 /// by `Some` and the gate's bytes, without copying the snapshot; one that has
 /// a gate is copied without it first.
+///
+/// ```
+/// use shipgate_policy::snapshot::{Gate, RolloutPlan};
+/// use shipgate_policy::wire::{self, EncodedGate};
+/// use shipgate_policy::Snapshot;
+///
+/// let gate = EncodedGate::new(&Gate {
+///     name: Some("checkout-production".into()),
+///     rollout: Some(RolloutPlan { stages: vec![5.0, 10.0, 25.0, 50.0, 100.0], ..Default::default() }),
+///     ..Default::default()
+/// });
+/// // One gate, the snapshots of successive decisions.
+/// for now in ["2026-11-26T14:00:00Z", "2026-11-26T14:05:00Z"] {
+///     let snapshot = Snapshot { schema_version: 2, now: now.into(), ..Default::default() };
+///     let decoded = wire::decode(&wire::encode_with_gate(&snapshot, &gate)).unwrap();
+///     assert_eq!(decoded.now, now);
+///     assert_eq!(decoded.plan().stages, [5.0, 10.0, 25.0, 50.0, 100.0]);
+/// }
+/// ```
 pub fn encode_with_gate(snapshot: &Snapshot, gate: &EncodedGate) -> Vec<u8> {
     if snapshot.gate.is_some() {
         let without = Snapshot {
@@ -80,6 +125,26 @@ pub fn encode_with_gate(snapshot: &Snapshot, gate: &EncodedGate) -> Vec<u8> {
 /// policies built for contract 0.3.0: the time series and counts version 3
 /// added are left out, everything else is byte for byte what that
 /// contract's SDK reads.
+///
+/// ```
+/// use shipgate_policy::snapshot::Gate;
+/// use shipgate_policy::wire::{self, EncodedGate};
+/// use shipgate_policy::Snapshot;
+///
+/// let snapshot = Snapshot::from_json(r#"{
+///     "schema_version": 2,
+///     "now": "2026-11-26T14:00:00Z",
+///     "metrics": {"counts": {"errors": {
+///         "baseline": {"events": 96, "exposures": 120000},
+///         "canary": {"events": 533, "exposures": 13000}
+///     }}}
+/// }"#).unwrap();
+/// let gate = EncodedGate::new(&Gate::default());
+/// let v2 = wire::encode_v2_with_gate(&snapshot, &gate);
+/// assert_eq!(v2[0], wire::VERSION_2);
+/// // Without the counts, which version 2 cannot carry.
+/// assert!(v2.len() < wire::encode_with_gate(&snapshot, &gate).len());
+/// ```
 pub fn encode_v2_with_gate(snapshot: &Snapshot, gate: &EncodedGate) -> Vec<u8> {
     let v2 = SnapshotV2 {
         schema_version: snapshot.schema_version,
@@ -108,6 +173,23 @@ pub fn encode_v2_with_gate(snapshot: &Snapshot, gate: &EncodedGate) -> Vec<u8> {
 /// What [`encode_with_gate`] writes, in the layout of [`VERSION_1`], for
 /// policies built for contract 0.2.0: the fields version 2 added are left
 /// out, everything else is byte for byte what that contract's SDK reads.
+///
+/// ```
+/// use shipgate_policy::snapshot::Gate;
+/// use shipgate_policy::wire::{self, EncodedGate};
+/// use shipgate_policy::Snapshot;
+///
+/// let snapshot = Snapshot::from_json(r#"{
+///     "schema_version": 2,
+///     "now": "2026-11-26T14:00:00Z",
+///     "integration_tests": [{"name": "payments", "status": "passed"}]
+/// }"#).unwrap();
+/// let gate = EncodedGate::new(&Gate::default());
+/// let v1 = wire::encode_v1_with_gate(&snapshot, &gate);
+/// assert_eq!(v1[0], wire::VERSION_1);
+/// // Without the integration tests, which schema version 1 does not have.
+/// assert!(v1.len() < wire::encode_v2_with_gate(&snapshot, &gate).len());
+/// ```
 pub fn encode_v1_with_gate(snapshot: &Snapshot, gate: &EncodedGate) -> Vec<u8> {
     let v1 = SnapshotV1 {
         // What is left once version 2's fields are gone is a v1 snapshot.
@@ -207,6 +289,16 @@ struct SnapshotV1<'a> {
 
 /// Decodes what [`encode`] wrote. The error says what is wrong, for the
 /// host to report as the policy's fault.
+///
+/// ```
+/// use shipgate_policy::{Snapshot, wire};
+///
+/// let snapshot = Snapshot { schema_version: 2, now: "2026-11-26T14:00:00Z".into(), ..Default::default() };
+/// assert_eq!(wire::decode(&wire::encode(&snapshot)).unwrap().now, "2026-11-26T14:00:00Z");
+/// // A host that sends another encoding version: the policy must be rebuilt.
+/// let error = wire::decode(&[wire::VERSION_2, 0]).unwrap_err();
+/// assert!(error.contains("rebuild it with the shipgate-policy SDK that matches the host"), "{error}");
+/// ```
 pub fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
     match bytes.split_first() {
         Some((&VERSION, body)) => {

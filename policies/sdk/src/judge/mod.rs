@@ -32,10 +32,40 @@ use std::collections::BTreeMap;
 
 pub use config::{Analysis, CanaryConfig, Direction, MetricRule, Thresholds};
 /// One metric's two series, in step order; NaN marks a gap.
+///
+/// ```
+/// use shipgate_policy::judge::MetricPair;
+/// use shipgate_policy::Snapshot;
+///
+/// // A snapshot's series mark a gap with `null`; a pair marks it with NaN.
+/// let snapshot = Snapshot::from_json(r#"{
+///     "schema_version": 2,
+///     "now": "2026-11-26T14:00:00Z",
+///     "metrics": {"series": {"latency_p99_ms": {
+///         "step_seconds": 60, "start": "2026-11-26T13:57:00Z",
+///         "baseline": [310, 305, 298], "canary": [1240, null, 1190]
+///     }}}
+/// }"#).unwrap();
+/// let series = snapshot.metrics.as_ref().and_then(|m| m.series.as_ref()).unwrap();
+/// let gaps_as_nan = |values: &[Option<f64>]| values.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
+/// let pairs: Vec<MetricPair> = series
+///     .iter()
+///     .map(|(name, pair)| MetricPair {
+///         name: name.clone(),
+///         canary: gaps_as_nan(&pair.canary),
+///         baseline: gaps_as_nan(&pair.baseline),
+///     })
+///     .collect();
+/// assert_eq!(pairs[0].name, "latency_p99_ms");
+/// assert!(pairs[0].canary[1].is_nan());
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricPair {
+    /// The metric's name: the rule that judges it has the same.
     pub name: String,
+    /// The canary's value at each step.
     pub canary: Vec<f64>,
+    /// The baseline's value at each step.
     pub baseline: Vec<f64>,
 }
 
@@ -47,6 +77,29 @@ pub use result::{Classification, Judgement, Label, MetricResult};
 /// Judges every metric that has a rule with Kayenta's judge and scores the
 /// canary. A pair without a rule is an error in Kayenta; here it is skipped
 /// by the caller, which knows where the pairs came from.
+///
+/// ```
+/// use std::collections::BTreeMap;
+///
+/// use shipgate_policy::judge::{self, Classification, MetricPair, MetricRule, Thresholds};
+///
+/// let rules: Vec<MetricRule> = serde_json::from_value(serde_json::json!([
+///     {"name": "error_rate", "groups": ["errors"], "direction": "increase"},
+///     {"name": "latency_p99_ms", "groups": ["latency"], "direction": "increase"},
+/// ]))
+/// .unwrap();
+/// // Both cohorts alike on errors; the canary's p99 latency 40% higher.
+/// let steps = |level: f64| -> Vec<f64> { (0..30).map(|i| level * (1.0 + f64::from(i % 5) / 100.0)).collect() };
+/// let pairs = [
+///     MetricPair { name: "error_rate".into(), canary: steps(0.004), baseline: steps(0.004) },
+///     MetricPair { name: "latency_p99_ms".into(), canary: steps(434.0), baseline: steps(310.0) },
+/// ];
+/// // Errors weigh 70 of the 100 points, latency the other 30.
+/// let weights = BTreeMap::from([("errors".to_string(), 70.0), ("latency".to_string(), 30.0)]);
+/// let judgement = judge::judge_kayenta(&rules, &pairs, &weights, Thresholds::default());
+/// assert_eq!(judgement.score, 70.0);
+/// assert_eq!(judgement.classification, Classification::Marginal);
+/// ```
 pub fn judge_kayenta(
     rules: &[MetricRule],
     pairs: &[MetricPair],

@@ -7,11 +7,15 @@ use super::stats::describe::Summary;
 /// A metric's classification, Kayenta's labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Label {
+    /// No regression.
     Pass,
+    /// The canary is significantly higher than the baseline.
     High,
+    /// The canary is significantly lower than the baseline.
     Low,
     /// No data for a metric that must have it: counts as a failure.
     NodataFailMetric,
+    /// No data: the metric is not scored.
     Nodata,
     /// The test could not be run (e.g. every value tied).
     Error,
@@ -20,6 +24,13 @@ pub enum Label {
 }
 
 impl Label {
+    /// The label as Kayenta writes it.
+    ///
+    /// ```
+    /// use shipgate_policy::judge::Label;
+    ///
+    /// assert_eq!(Label::NodataFailMetric.as_str(), "NodataFailMetric");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             Label::Pass => "Pass",
@@ -33,6 +44,14 @@ impl Label {
     }
 
     /// Counts against the canary's score.
+    ///
+    /// ```
+    /// use shipgate_policy::judge::Label;
+    ///
+    /// assert!(Label::High.is_failure());
+    /// // Not decided yet is not a failure: the sequential judge keeps observing.
+    /// assert!(!Label::Inconclusive.is_failure());
+    /// ```
     pub fn is_failure(self) -> bool {
         matches!(self, Label::High | Label::Low | Label::NodataFailMetric)
     }
@@ -42,14 +61,17 @@ impl Label {
 /// get that far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Figures {
-    /// The interval for `canary − baseline`.
+    /// The interval for `canary − baseline`: its lower end.
     pub ci_lower: Option<f64>,
+    /// Its upper end.
     pub ci_upper: Option<f64>,
+    /// The point estimate of `canary − baseline`.
     pub estimate: Option<f64>,
     /// The interval must clear this (Kayenta: 0.25 × |estimate|).
     pub bound: Option<f64>,
     /// The configured effect size (mean ratio or CLES); NaN when undefined.
     pub effect_size: Option<f64>,
+    /// The p-value of "no difference".
     pub p_value: Option<f64>,
     /// The confidence level of the interval (0.98 for Kayenta).
     pub level: Option<f64>,
@@ -58,19 +80,26 @@ pub struct Figures {
 /// One metric's judgement.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MetricResult {
+    /// The metric's name.
     pub name: String,
+    /// The groups it is scored in.
     pub groups: Vec<String>,
+    /// Its classification.
     pub label: Label,
     /// Kayenta's `classificationReason` (none for most passes).
     pub reason: Option<String>,
     /// A critical metric's failure fails the canary.
     pub critical: bool,
+    /// Judged and shown, never scored.
     pub muted: bool,
+    /// The canary's values, summarized.
     pub canary: Summary,
+    /// The baseline's values, summarized.
     pub baseline: Summary,
     /// mean(canary) / mean(baseline), Kayenta's `ratio`; NaN when a mean
     /// is 0.
     pub ratio: f64,
+    /// The numbers behind the label.
     pub figures: Figures,
     /// Where shipgate decides deterministically or says more than Kayenta
     /// (constant cohorts, an unreachable level, a solver that stopped).
@@ -80,12 +109,22 @@ pub struct MetricResult {
 /// The canary's classification from its score.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Classification {
+    /// At least the pass threshold: promote.
     Pass,
+    /// Between the thresholds: keep observing, or a person decides.
     Marginal,
+    /// Below the marginal threshold, or a critical failure: roll back.
     Fail,
 }
 
 impl Classification {
+    /// The classification as Kayenta writes it.
+    ///
+    /// ```
+    /// use shipgate_policy::judge::Classification;
+    ///
+    /// assert_eq!(Classification::Marginal.as_str(), "Marginal");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             Classification::Pass => "Pass",
@@ -95,8 +134,10 @@ impl Classification {
     }
 }
 
+/// One group's score.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GroupScore {
+    /// The group's name.
     pub name: String,
     /// 100 × passing / scored metrics; 0 for a group with none scored.
     pub score: f64,
@@ -107,11 +148,17 @@ pub struct GroupScore {
 /// A judge's answer for a whole canary.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Judgement {
+    /// The judge's name, e.g. "NetflixACAJudge-v1.0".
     pub judge: String,
     /// 0 … 100, rounded half up to two decimals.
     pub score: f64,
+    /// The classification of the score.
     pub classification: Classification,
+    /// Why the canary failed outright, or (sequential judge) why it is not
+    /// decided yet.
     pub reason: Option<String>,
+    /// Each group's score, in the order their first metric appears.
     pub groups: Vec<GroupScore>,
+    /// Each metric's judgement, in the order judged.
     pub metrics: Vec<MetricResult>,
 }

@@ -12,6 +12,29 @@ use super::result::{Classification, GroupScore, Judgement, Label, MetricResult};
 const NODATA_THRESHOLD: f64 = 50.0;
 
 /// Scores judged metrics into the canary's judgement.
+///
+/// ```
+/// use std::collections::BTreeMap;
+///
+/// use serde_json::json;
+/// use shipgate_policy::judge::{Classification, MetricPair, MetricRule, Thresholds, kayenta, score};
+///
+/// let rule = |json: serde_json::Value| -> MetricRule { serde_json::from_value(json).unwrap() };
+/// let steps = |level: f64| -> Vec<f64> { (0..30).map(|i| level * (1.0 + f64::from(i % 5) / 100.0)).collect() };
+/// let errors = MetricPair { name: "error_rate".into(), canary: steps(0.041), baseline: steps(0.0008) };
+/// let latency = MetricPair { name: "latency_p99_ms".into(), canary: steps(310.0), baseline: steps(310.0) };
+/// let results = vec![
+///     kayenta::classify(&rule(json!({"name": "error_rate", "direction": "increase", "critical": true})), &errors),
+///     kayenta::classify(&rule(json!({"name": "latency_p99_ms", "direction": "increase"})), &latency),
+/// ];
+/// // Half the groups pass, but a critical metric failed: the canary fails.
+/// let judgement = score::score(kayenta::NAME, results, &BTreeMap::new(), Thresholds::default());
+/// assert_eq!((judgement.score, judgement.classification), (0.0, Classification::Fail));
+/// assert_eq!(
+///     judgement.reason.as_deref(),
+///     Some("Canary Failed: The metric error_rate was classified as High (Critical)")
+/// );
+/// ```
 pub fn score(
     judge: &str,
     metrics: Vec<MetricResult>,
@@ -115,6 +138,14 @@ fn weighted_sum(groups: &[GroupScore], weights: &BTreeMap<String, f64>) -> f64 {
 /// Rounds the decimal the number prints as (Java's `BigDecimal` of
 /// `Double.toString`, as Commons Math's `Precision.round`), half up: on
 /// digits, so 1.005 is 1.01 as in Kayenta, not 1.00 as binary rounding.
+///
+/// ```
+/// use shipgate_policy::judge::score::round_half_up;
+///
+/// // Two of three metrics of a group passed.
+/// assert_eq!(round_half_up(200.0 / 3.0, 2), 66.67);
+/// assert_eq!(round_half_up(1.005, 2), 1.01);
+/// ```
 pub fn round_half_up(value: f64, places: usize) -> f64 {
     if !value.is_finite() {
         return value;

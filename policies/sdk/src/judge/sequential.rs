@@ -38,9 +38,19 @@ use super::config::{Direction, MetricRule};
 use super::result::{Classification, Figures, Judgement, Label, MetricResult};
 use super::stats::describe::{self, Summary, mean_ratio};
 
+/// The judge's name, as a canary config or a gate names it.
 pub const NAME: &str = "shipgate-sequential-v1";
 
 /// The judge's options (`judgeConfigurations` in a Kayenta request).
+///
+/// ```
+/// use shipgate_policy::judge::sequential::Options;
+///
+/// // A stricter false-rollback rate; the other options keep their defaults.
+/// let options: Options = serde_json::from_str(r#"{"alpha": 0.001}"#).unwrap();
+/// assert_eq!(options.alpha, 0.001);
+/// assert_eq!((options.margin, options.min_pairs), (0.1, 5));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
@@ -86,6 +96,15 @@ impl Default for Options {
 
 impl Options {
     /// Refuses options that cannot give a meaningful test.
+    ///
+    /// ```
+    /// use shipgate_policy::judge::sequential::Options;
+    ///
+    /// assert_eq!(Options::default().validate(), Ok(()));
+    /// // Alpha is a rate, not a percentage.
+    /// let percent = Options { alpha: 5.0, ..Options::default() };
+    /// assert_eq!(percent.validate(), Err("alpha must be in (0, 1), got 5".to_string()));
+    /// ```
     pub fn validate(&self) -> Result<(), String> {
         if !(self.alpha > 0.0 && self.alpha < 1.0) {
             return Err(format!("alpha must be in (0, 1), got {}", self.alpha));
@@ -113,12 +132,28 @@ impl Options {
 /// began (errors out of requests).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Counts {
+    /// How many events (errors) happened.
     pub events: f64,
+    /// Out of how many exposures (requests).
     pub exposures: f64,
 }
 
 /// Judges series metrics (aligned by step: `canary[i]` and `baseline[i]`
 /// are the same step; NaN is a gap).
+///
+/// ```
+/// use shipgate_policy::judge::sequential::{self, Options};
+/// use shipgate_policy::judge::{Label, MetricPair, MetricRule};
+///
+/// let rule: MetricRule = serde_json::from_str(r#"{"name": "latency_p99_ms", "direction": "increase"}"#).unwrap();
+/// // Twenty minutes, a step a minute: the canary's p99 runs 60-odd ms over the baseline's.
+/// let baseline: Vec<f64> = (0..20).map(|i| 310.0 + f64::from(i % 7)).collect();
+/// let canary: Vec<f64> = baseline.iter().enumerate().map(|(i, b)| b + 60.0 + (i % 4) as f64).collect();
+/// let pair = MetricPair { name: "latency_p99_ms".into(), canary, baseline };
+/// let result = sequential::classify_series(&rule, &pair, &Options::default());
+/// assert_eq!(result.label, Label::High);
+/// assert_eq!(result.reason.as_deref(), Some("latency_p99_ms was classified as High"));
+/// ```
 pub fn classify_series(rule: &MetricRule, pair: &MetricPair, options: &Options) -> MetricResult {
     let steps: Vec<f64> = pair
         .canary
@@ -195,6 +230,19 @@ pub fn classify_series(rule: &MetricRule, pair: &MetricPair, options: &Options) 
 
 /// Judges a count metric: the canary's events against the baseline's,
 /// given each cohort's exposures.
+///
+/// ```
+/// use shipgate_policy::judge::sequential::{self, Counts, Options};
+/// use shipgate_policy::judge::{Label, MetricRule};
+///
+/// let rule: MetricRule = serde_json::from_str(r#"{"name": "errors", "direction": "increase"}"#).unwrap();
+/// // 3 errors in the canary's first 200 requests, none in the baseline's 20 000.
+/// let canary = Counts { events: 3.0, exposures: 200.0 };
+/// let baseline = Counts { events: 0.0, exposures: 20_000.0 };
+/// let result = sequential::classify_counts(&rule, "errors", canary, baseline, &Options::default());
+/// assert_eq!(result.label, Label::High);
+/// assert!(result.figures.p_value.unwrap() < 0.01);
+/// ```
 pub fn classify_counts(
     rule: &MetricRule,
     name: &str,
@@ -278,6 +326,25 @@ pub fn classify_counts(
 /// Scores sequential results: any regression fails, all passes pass,
 /// anything else is Marginal with a score between the two thresholds, so
 /// Spinnaker's stage and Argo's provider keep observing.
+///
+/// ```
+/// use shipgate_policy::judge::sequential::{self, Options};
+/// use shipgate_policy::judge::{Classification, Label, MetricPair, MetricRule, Thresholds};
+///
+/// let rule = |name: &str| -> MetricRule { serde_json::from_value(serde_json::json!({"name": name})).unwrap() };
+/// let steps = |n: i32| -> Vec<f64> { (0..n).map(|i| 310.0 + f64::from(i % 7)).collect() };
+/// // An hour of equal latency; only three steps of errors yet.
+/// let latency = MetricPair { name: "latency_p99_ms".into(), canary: steps(60), baseline: steps(60) };
+/// let errors = MetricPair { name: "error_rate".into(), canary: vec![0.004; 3], baseline: vec![0.004; 3] };
+/// let results = vec![
+///     sequential::classify_series(&rule("latency_p99_ms"), &latency, &Options::default()),
+///     sequential::classify_series(&rule("error_rate"), &errors, &Options::default()),
+/// ];
+/// assert_eq!((results[0].label, results[1].label), (Label::Pass, Label::Inconclusive));
+/// let judgement = sequential::score(results, Thresholds::default());
+/// assert_eq!((judgement.score, judgement.classification), (62.5, Classification::Marginal));
+/// assert_eq!(judgement.reason.as_deref(), Some("1 of 2 metric(s) not yet decided: keep observing"));
+/// ```
 pub fn score(metrics: Vec<MetricResult>, thresholds: super::Thresholds) -> Judgement {
     let scored: Vec<&MetricResult> = metrics.iter().filter(|m| !m.muted).collect();
     let failed = scored.iter().find(|m| m.label.is_failure());

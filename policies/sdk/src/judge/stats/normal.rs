@@ -8,6 +8,14 @@
 
 /// The `p` quantile of the standard normal distribution (lower tail):
 /// `qnorm(p)` in R. `p` outside (0, 1) gives ±∞ at the ends and NaN beyond.
+///
+/// ```
+/// use shipgate_policy::judge::stats::normal::quantile;
+///
+/// // The z of a two-sided 98% interval, Kayenta's level.
+/// assert!((quantile(0.99) - 2.326347874040841).abs() < 1e-15);
+/// assert_eq!(quantile(0.5), 0.0);
+/// ```
 pub fn quantile(p: f64) -> f64 {
     if p.is_nan() || !(0.0..=1.0).contains(&p) {
         return f64::NAN;
@@ -107,6 +115,13 @@ pub fn quantile(p: f64) -> f64 {
 
 /// P(Z > x) for a standard normal Z, accurate to about 1e-14 relative over
 /// the range p-values are read in.
+///
+/// ```
+/// use shipgate_policy::judge::stats::normal::upper_tail;
+///
+/// assert_eq!(upper_tail(0.0), 0.5);
+/// assert!((upper_tail(1.959963984540054) - 0.025).abs() < 1e-15);
+/// ```
 pub fn upper_tail(x: f64) -> f64 {
     if x.is_nan() {
         return f64::NAN;
@@ -137,6 +152,13 @@ pub fn upper_tail(x: f64) -> f64 {
 }
 
 /// Two-sided p-value of a standard normal statistic.
+///
+/// ```
+/// use shipgate_policy::judge::stats::normal::two_sided_p;
+///
+/// assert!((two_sided_p(-1.959963984540054) - 0.05).abs() < 1e-15);
+/// assert_eq!(two_sided_p(0.0), 1.0);
+/// ```
 pub fn two_sided_p(z: f64) -> f64 {
     (2.0 * upper_tail(z.abs())).min(1.0)
 }

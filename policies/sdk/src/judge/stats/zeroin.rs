@@ -6,12 +6,25 @@
 /// the last iterate either way; shipgate says when it did not converge).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Root {
+    /// The root (the last iterate when the solver did not converge).
     pub x: f64,
+    /// Whether the solver met its tolerance.
     pub converged: bool,
 }
 
 /// The root of `f` in `[a, b]`, given `fa = f(a)` and `fb = f(b)` of
 /// opposite signs, to within `tol`, in at most `max_iter` steps.
+///
+/// ```
+/// use shipgate_policy::judge::stats::normal::upper_tail;
+/// use shipgate_policy::judge::stats::zeroin::zeroin;
+///
+/// // The z beyond which 1% of a standard normal lies.
+/// let f = |z: f64| upper_tail(z) - 0.01;
+/// let root = zeroin(f, (0.0, 5.0), (f(0.0), f(5.0)), 1e-10, 1000);
+/// assert!(root.converged);
+/// assert!((root.x - 2.326347874).abs() < 1e-9);
+/// ```
 pub fn zeroin(
     mut f: impl FnMut(f64) -> f64,
     (ax, bx): (f64, f64),
