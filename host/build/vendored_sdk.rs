@@ -8,11 +8,8 @@ use std::path::Path;
 
 use toml::{Table, Value};
 
-/// Where the files go inside the new crate.
-const VENDOR_DIR: &str = "vendor/shipgate-policy";
-
-/// Writes `OUT_DIR/vendored_sdk.rs`: `VENDORED_SDK`, each file's path in
-/// the new crate and its text.
+/// Writes `OUT_DIR/vendored_sdk.rs`: each file's path in the SDK crate and
+/// its text; the license travels with the copy.
 pub(crate) fn embed(workspace: &Path, out_dir: &Path) {
     let sdk = workspace.join("policies/sdk");
     let manifest = standalone_manifest(
@@ -22,15 +19,17 @@ pub(crate) fn embed(workspace: &Path, out_dir: &Path) {
     let manifest_path = out_dir.join("vendored-sdk-Cargo.toml");
     std::fs::write(&manifest_path, manifest).expect("writing the vendored SDK's manifest");
 
-    let mut files = vec![("Cargo.toml".to_string(), manifest_path)];
+    let mut files = vec![
+        ("Cargo.toml".to_string(), manifest_path),
+        ("LICENSE".to_string(), workspace.join("LICENSE")),
+    ];
     for dir in ["src", "wit"] {
         collect(&sdk, &sdk.join(dir), &mut files);
     }
     let mut code = String::from("&[\n");
     for (relative, path) in &files {
-        let target = format!("{VENDOR_DIR}/{relative}");
         let source = path.display().to_string();
-        writeln!(code, "    ({target:?}, include_str!({source:?})),").expect("a String");
+        writeln!(code, "    ({relative:?}, include_str!({source:?})),").expect("a String");
     }
     code.push(']');
     std::fs::write(out_dir.join("vendored_sdk.rs"), code).expect("writing vendored_sdk.rs");
@@ -45,6 +44,13 @@ fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, std::path::PathBuf)
         .collect();
     entries.sort();
     for path in entries {
+        // Editors' and the OS's hidden files are not the SDK.
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        {
+            continue;
+        }
         if path.is_dir() {
             collect(root, &path, files);
         } else {
@@ -103,6 +109,7 @@ fn standalone_manifest(sdk: &str, workspace: &str) -> String {
             let Some(target) = target.as_table_mut() else {
                 continue;
             };
+            target.remove("dev-dependencies");
             resolve_dependencies(target, &dependencies);
         }
     }

@@ -231,22 +231,20 @@ fn new_refuses_to_overwrite_and_bad_names() {
 
 /// `--sdk auto` asks the registry through cargo (the user's cargo, with
 /// its settings) and depends on the release when the registry has it; a
-/// source that cannot be used is refused before anything is written.
+/// source that cannot be used is refused and leaves no directory.
 #[test]
 fn new_chooses_the_sdk_as_asked() {
-    use std::os::unix::fs::PermissionsExt;
     let scratch = tempfile::tempdir().unwrap();
     let calls = scratch.path().join("calls");
-    let registry_has_it = scratch.path().join("cargo");
-    std::fs::write(
-        &registry_has_it,
-        format!("#!/bin/sh\necho \"$*\" >> {}\n", calls.display()),
-    )
-    .unwrap();
-    std::fs::set_permissions(&registry_has_it, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A cargo whose registry has the release: `info` succeeds.
+    let cargo_stand_in = crate::support::install_executable(
+        scratch.path(),
+        "cargo",
+        &format!("#!/bin/sh\necho \"$*\" >> {}\n", calls.display()),
+    );
     let output = shipgate_in(scratch.path())
         .args(["new", "released"])
-        .env("CARGO", &registry_has_it)
+        .env("CARGO", &cargo_stand_in)
         .output()
         .unwrap();
     assert!(output.status.success(), "{output:?}");
@@ -424,22 +422,16 @@ fn the_contract_has_one_home() {
 /// stand-ins that record how they were called.
 #[test]
 fn build_installs_the_wasm_target_with_rustup_or_says_why_it_cannot() {
-    use std::os::unix::fs::PermissionsExt;
     let scratch = tempfile::tempdir().unwrap();
     let bin = scratch.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
     let calls = scratch.path().join("calls");
     let stand_in = |name: &str, body: &str| {
-        let path = bin.join(name);
-        std::fs::write(
-            &path,
-            format!(
-                "#!/bin/sh\necho \"{name} $*\" >> {}\n{body}\n",
-                calls.display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let text = format!(
+            "#!/bin/sh\necho \"{name} $*\" >> {}\n{body}\n",
+            calls.display()
+        );
+        crate::support::install_executable(&bin, name, &text);
     };
     // A target libdir that does not exist: the target is not installed.
     stand_in("rustc", "echo /nonexistent/lib/rustlib/wasm32-wasip2/lib");

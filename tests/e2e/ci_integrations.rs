@@ -139,26 +139,15 @@ fn workflow_inputs(more: &[(&str, &str)]) -> Mapping {
 fn input_values(with: &Mapping) -> BTreeMap<String, String> {
     let action = action();
     let declared = action["inputs"].as_mapping().unwrap();
-    for name in with.keys() {
-        assert!(
-            declared.contains_key(name),
-            "the action takes no input {name:?}"
-        );
-    }
     let scalar = |value: &Yaml| match value {
         Yaml::String(text) => text.clone(),
         Yaml::Bool(b) => b.to_string(),
         Yaml::Number(n) => n.to_string(),
         other => panic!("an input is a scalar, not {other:?}"),
     };
-    declared
-        .iter()
+    declared_inputs("the action", declared, with)
+        .into_iter()
         .map(|(name, input)| {
-            let name = name.as_str().unwrap().to_string();
-            assert!(
-                !input["description"].as_str().unwrap_or("").is_empty(),
-                "input {name} has a description"
-            );
             let value = match with.get(name.as_str()) {
                 Some(value) => scalar(value),
                 None => {
@@ -167,6 +156,32 @@ fn input_values(with: &Mapping) -> BTreeMap<String, String> {
                 }
             };
             (name, value)
+        })
+        .collect()
+}
+
+/// Every input `declared`, by name, once each input `given` is found
+/// declared and each declared one described: what `what` takes.
+fn declared_inputs<'a>(
+    what: &str,
+    declared: &'a Mapping,
+    given: &Mapping,
+) -> Vec<(String, &'a Yaml)> {
+    for name in given.keys() {
+        assert!(
+            declared.contains_key(name),
+            "{what} takes no input {name:?}"
+        );
+    }
+    declared
+        .iter()
+        .map(|(name, input)| {
+            let name = name.as_str().unwrap().to_string();
+            assert!(
+                !input["description"].as_str().unwrap_or("").is_empty(),
+                "input {name} of {what} has a description"
+            );
+            (name, input)
         })
         .collect()
 }
@@ -602,23 +617,6 @@ exec env -i PATH=/usr/bin:/bin LANG=C.UTF-8 \
     "${variables[@]}" "$STAND_IN_SHIPGATE" "${args[@]}"
 "#;
 
-/// An executable file written by another process: a file this test
-/// process held open for writing could be inherited by a process another
-/// test forks, and executing it would then fail (ETXTBSY).
-fn install_executable(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let source = dir.join(format!("{name}.source"));
-    std::fs::write(&source, text).unwrap();
-    let path = dir.join(name);
-    let status = Command::new("install")
-        .args(["-m", "755"])
-        .arg(&source)
-        .arg(&path)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    path
-}
-
 /// Without `binary` the action runs the image with docker: the workspace,
 /// the step summary's directory and the results directory mounted, the
 /// runner's user, shipgate as the entrypoint. A stand-in for docker checks
@@ -626,7 +624,7 @@ fn install_executable(dir: &Path, name: &str, text: &str) -> PathBuf {
 #[test]
 fn the_action_runs_the_image_with_what_shipgate_reads_and_writes_mounted() {
     let tools = tempfile::tempdir().unwrap();
-    install_executable(tools.path(), "docker", DOCKER_STAND_IN);
+    crate::support::install_executable(tools.path(), "docker", DOCKER_STAND_IN);
     let log = tools.path().join("images");
     for (snapshot_name, code, decision) in [
         ("preflight-blocked", 1, "deny"),
@@ -680,20 +678,9 @@ fn component_include() -> Yaml {
 fn component_inputs(given: &Mapping) -> BTreeMap<String, Yaml> {
     let (header, _) = component_documents();
     let declared = header["spec"]["inputs"].as_mapping().unwrap();
-    for name in given.keys() {
-        assert!(
-            declared.contains_key(name),
-            "the component takes no input {name:?}"
-        );
-    }
-    declared
-        .iter()
+    declared_inputs("the component", declared, given)
+        .into_iter()
         .map(|(name, input)| {
-            let name = name.as_str().unwrap().to_string();
-            assert!(
-                !input["description"].as_str().unwrap_or("").is_empty(),
-                "input {name} has a description"
-            );
             let value = given
                 .get(name.as_str())
                 .or(input.get("default"))
@@ -865,6 +852,17 @@ fn the_gitlab_pipeline_includes_the_component_with_the_inputs_it_declares() {
     assert_eq!(shown["include"][0], include);
 }
 
+/// A GitLab job's `script` lines, one shell text.
+pub(crate) fn job_script(job: &Yaml) -> String {
+    let lines: Vec<&str> = job["script"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|line| line.as_str().unwrap())
+        .collect();
+    lines.join("\n")
+}
+
 /// The component job's script run as a GitLab runner runs it in the
 /// `-shell` image: with `sh` (busybox's, as in that image) under `set -e`,
 /// in the checkout, with the job's variables; `shipgate` is the test's.
@@ -875,13 +873,7 @@ fn run_gitlab_job(job: &Yaml, checkout: &Path) -> Output {
     if !link.exists() {
         std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_shipgate"), &link).unwrap();
     }
-    let lines: Vec<&str> = job["script"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|line| line.as_str().unwrap())
-        .collect();
-    let script = format!("set -e\n{}\n", lines.join("\n"));
+    let script = format!("set -e\n{}\n", job_script(job));
     let mut command = Command::new("busybox");
     command
         .args(["sh", "-c", &script])

@@ -303,12 +303,6 @@ fn the_shell_variant_runs_the_gitlab_jobs_script() {
     let jobs = crate::ci_integrations::gitlab_pipeline();
     let job = &jobs["preflight:shipgate"];
     assert!(job["image"]["name"].as_str().unwrap().ends_with("-shell"));
-    let lines: Vec<&str> = job["script"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|line| line.as_str().unwrap())
-        .collect();
     // The checkout, where GitLab starts the script.
     let checkout = image.root.join("tmp/checkout");
     std::fs::create_dir_all(&checkout).unwrap();
@@ -324,7 +318,10 @@ fn the_shell_variant_runs_the_gitlab_jobs_script() {
         checkout.join("snapshot.json"),
     )
     .unwrap();
-    let script = format!("cd /tmp/checkout\n{}\n", lines.join("\n"));
+    let script = format!(
+        "cd /tmp/checkout\n{}\n",
+        crate::ci_integrations::job_script(job)
+    );
     let mut shell = in_image(&image.root, &config, &["/bin/sh", "-c", &script]);
     for (name, value) in job["variables"].as_mapping().unwrap() {
         shell.env(name.as_str().unwrap(), value.as_str().unwrap());

@@ -239,3 +239,20 @@ fn cargo_sets_for_a_crate(name: &str) -> bool {
         ]
         .contains(&name)
 }
+
+/// An executable file written by another process: a file this test
+/// process held open for writing could be inherited by a process another
+/// test forks, and executing it would then fail (ETXTBSY).
+pub(crate) fn install_executable(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let source = dir.join(format!("{name}.source"));
+    std::fs::write(&source, text).unwrap();
+    let path = dir.join(name);
+    let status = Command::new("install")
+        .args(["-m", "755"])
+        .arg(&source)
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    path
+}

@@ -40,6 +40,17 @@ pub(crate) fn create(request: &NewPolicy<'_>) -> Result<Created, Error> {
     let dir = request
         .path
         .map_or_else(|| PathBuf::from(request.name), Path::to_path_buf);
+    let taken = || {
+        Error::Usage(format!(
+            "{}: already exists; shipgate new never overwrites (choose another --path)",
+            dir.display()
+        ))
+    };
+    // Asked before the registry is (up to 20 s); create_dir below decides.
+    if dir.exists() {
+        return Err(taken());
+    }
+    let sdk = sdk::resolve(request.sdk)?;
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| {
             Error::Internal(anyhow::Error::new(e).context(format!("creating {}", parent.display())))
@@ -47,19 +58,16 @@ pub(crate) fn create(request: &NewPolicy<'_>) -> Result<Created, Error> {
     }
     // Created here, atomically: an existing directory is never written into.
     std::fs::create_dir(&dir).map_err(|e| match e.kind() {
-        std::io::ErrorKind::AlreadyExists => Error::Usage(format!(
-            "{}: already exists; shipgate new never overwrites (choose another --path)",
-            dir.display()
-        )),
+        std::io::ErrorKind::AlreadyExists => taken(),
         _ => Error::Internal(anyhow::Error::new(e).context(format!("creating {}", dir.display()))),
     })?;
-    let sdk = sdk::resolve(request.sdk).inspect_err(|_| {
-        let _ = std::fs::remove_dir(&dir);
-    })?;
     let files = render(request.name, request.phases, &sdk.dependency);
-    let vendored = sdk.files.iter().map(|(path, text)| (*path, *text));
-    let all = files.iter().map(|(path, text)| (*path, text.as_str()));
-    let written = all.chain(vendored).try_for_each(|(relative, text)| {
+    let mut all: Vec<(PathBuf, &str)> = files
+        .iter()
+        .map(|(path, text)| (PathBuf::from(path), text.as_str()))
+        .collect();
+    all.extend(sdk.files());
+    let written = all.into_iter().try_for_each(|(relative, text)| {
         let path = dir.join(relative);
         let parent = path.parent().expect("a template path has a directory");
         std::fs::create_dir_all(parent)

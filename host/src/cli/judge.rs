@@ -44,9 +44,11 @@ impl JudgeArgs {
         };
         let body = super::read_input(&self.kayenta_request)?;
         let now = jiff::Timestamp::now().to_string();
-        let request = kayenta::parse(&body, &now)
+        let mut request = kayenta::parse(&body, &now)
             .map_err(|e| Error::InvalidInput(format!("{label}: {e}")))?;
-        let snapshot = snapshot::from_typed(request.snapshot.clone(), request.sha256.clone())
+        // Megabytes of series: moved into the snapshot, not copied.
+        let typed = std::mem::take(&mut request.snapshot);
+        let snapshot = snapshot::from_typed(typed, std::mem::take(&mut request.sha256))
             .map_err(|e| Error::InvalidInput(format!("{label}: {e}")))?;
         let judged = judge::judge(
             &Arc::new(runtime()?),
@@ -64,8 +66,8 @@ impl JudgeArgs {
             JudgeFormat::Markdown => report::judgement_markdown(
                 &judgement,
                 &sentences,
-                request
-                    .snapshot
+                snapshot
+                    .typed()
                     .metrics
                     .as_ref()
                     .and_then(|metrics| metrics.series.as_ref())
