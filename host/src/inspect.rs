@@ -22,6 +22,8 @@ pub(crate) struct Inspection {
     /// The interfaces the component imports (all WASI; linked with an empty
     /// context, so they grant nothing).
     pub(crate) imports: Vec<String>,
+    /// What it exports (the contract's functions).
+    pub(crate) exports: Vec<String>,
     /// The fingerprint of the key whose signature verified (`--key`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) signed_by: Option<String>,
@@ -64,6 +66,7 @@ pub(crate) fn inspect(runtime: &Runtime, reference: &ModuleRef) -> Result<Inspec
         sha256: loaded.sha256.clone(),
         size: loaded.size,
         imports: loaded.imports(runtime),
+        exports: loaded.exports(runtime),
         signed_by: None,
     })
 }

@@ -286,6 +286,113 @@ fn a_pushed_policy_is_pulled_by_digest_signed_verified_and_decides() {
     );
 }
 
+/// The Wasm ecosystem's own crate both ways, on the same registry:
+/// oci-wasm (what `wkg` pulls and pushes with) reads what `shipgate push`
+/// wrote as its `WasmConfig`, and a component oci-wasm pushed is pulled by
+/// digest, checked and run by shipgate.
+#[test]
+fn oci_wasm_reads_what_shipgate_pushes_and_shipgate_runs_what_oci_wasm_pushes() {
+    use oci_client::client::{ClientConfig, ClientProtocol};
+    use oci_client::secrets::RegistryAuth;
+
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let module = std::fs::read(custom_policy()).unwrap();
+    push(dir, &registry.reference("team/change-freeze:0.1.0"));
+
+    let client = oci_wasm::WasmClient::new(oci_client::Client::new(ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..Default::default()
+    }));
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pushed: oci_client::Reference = format!("{}/team/change-freeze:0.1.0", registry.address)
+        .parse()
+        .unwrap();
+    let (manifest, config, _) = tokio
+        .block_on(client.pull_manifest_and_config(&pushed, &RegistryAuth::Anonymous))
+        .expect("oci-wasm reads shipgate's artifact");
+    assert_eq!(
+        (config.architecture.as_str(), config.os.as_str()),
+        ("wasm", "wasip2")
+    );
+    assert_eq!(
+        config.layer_digests,
+        vec![manifest.layers[0].digest.clone()]
+    );
+    assert_eq!(
+        config.created.timestamp(),
+        0,
+        "reproducible: the epoch unless SOURCE_DATE_EPOCH"
+    );
+    let component = config
+        .component
+        .expect("os wasip2 calls for the component section");
+    // The names oci-wasm derives from the component's own world: the same
+    // exports, and every interface it imports (oci-wasm also lists the
+    // world's type names, `phase` and the like, which are not interfaces).
+    let derived = oci_wasm::Component::from_raw_component(&module).unwrap();
+    assert_eq!(component.exports, derived.exports);
+    let interfaces: Vec<&String> = derived.imports.iter().filter(|i| i.contains('/')).collect();
+    assert_eq!(component.imports.iter().collect::<Vec<_>>(), interfaces);
+    assert_eq!(
+        component.exports,
+        ["describe", "validate-config", "evaluate"]
+    );
+    assert!(
+        component
+            .imports
+            .iter()
+            .any(|i| i.starts_with("shipgate:policy/types@")),
+        "{:?}",
+        component.imports
+    );
+    let image = tokio
+        .block_on(client.pull(&pushed, &RegistryAuth::Anonymous))
+        .unwrap();
+    assert_eq!(image.layers[0].data.as_ref(), module.as_slice());
+
+    // Pushed by oci-wasm, as `wkg oci push` does; shipgate pins, pulls, runs.
+    let (config, layer) = oci_wasm::WasmConfig::from_raw_component(module.clone(), None).unwrap();
+    let theirs: oci_client::Reference =
+        format!("{}/ecosystem/change-freeze:1.0.0", registry.address)
+            .parse()
+            .unwrap();
+    let response = tokio
+        .block_on(client.push(&theirs, &RegistryAuth::Anonymous, layer, config, None))
+        .unwrap();
+    let digest = response
+        .manifest_url
+        .rsplit('/')
+        .next()
+        .and_then(|last| last.strip_prefix("sha256:"))
+        .unwrap_or_else(|| {
+            panic!(
+                "a manifest URL ending in its digest: {}",
+                response.manifest_url
+            )
+        })
+        .to_string();
+    let pinned = format!(
+        "{}@sha256:{digest}",
+        registry.reference("ecosystem/change-freeze")
+    );
+    let (code, stdout, stderr) = run(dir, &["pull", &pinned]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains(&sha256_hex(&module)), "{stdout}");
+    gate(dir, &pinned, None);
+    let (code, json) = eval(dir);
+    assert_eq!(code, Some(0), "{json:#}");
+    assert_eq!(json["policies"][0]["module"], pinned.as_str());
+    assert_eq!(
+        json["policies"][0]["module_sha256"],
+        sha256_hex(&module).as_str()
+    );
+}
+
 #[test]
 fn unsigned_wrongly_signed_tampered_oversized_and_unreachable_modules_fail_closed() {
     let registry = Registry::start();

@@ -84,7 +84,11 @@ impl PushArgs {
             || "policy.wasm".to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        let pinned = registry::push(&self.registry.options()?, &bytes, &title, &target)?;
+        let world = registry::ComponentWorld {
+            imports: inspection.imports.clone(),
+            exports: inspection.exports.clone(),
+        };
+        let pinned = registry::push(&self.registry.options()?, &bytes, &title, &world, &target)?;
         print(&format!(
             "pushed {} {} ({} bytes, sha256 {})\n{pinned}\n",
             inspection.name, inspection.version, inspection.size, inspection.sha256

@@ -57,14 +57,36 @@ impl Descriptor {
     }
 }
 
+/// What the artifact's config says of the component, in oci-wasm's
+/// `component` section (which `os = "wasip2"` calls for): what it imports
+/// and exports, as the runtime links them (oci-wasm's own push also lists
+/// the world's type names among the imports).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ComponentWorld {
+    pub(crate) imports: Vec<String>,
+    pub(crate) exports: Vec<String>,
+}
+
 /// A module as a Wasm artifact: the config blob and the manifest, with the
-/// module as its one layer. The same module always makes the same bytes.
-pub(crate) fn wasm_artifact(module: &[u8], title: &str) -> (Vec<u8>, Vec<u8>) {
+/// module as its one layer. The config is the CNCF layout's, as oci-wasm's
+/// `WasmConfig` reads it: `created` is `created` (the caller's choice, so
+/// that the same module and time make the same bytes).
+pub(crate) fn wasm_artifact(
+    module: &[u8],
+    title: &str,
+    world: &ComponentWorld,
+    created: jiff::Timestamp,
+) -> (Vec<u8>, Vec<u8>) {
     let layer = Descriptor::of(WASM_LAYER_MEDIA_TYPE, module);
     let config = serde_json::to_vec(&json!({
+        "created": created.to_string(),
         "architecture": "wasm",
         "os": "wasip2",
         "layerDigests": [layer.digest],
+        "component": {
+            "exports": world.exports,
+            "imports": world.imports,
+        },
     }))
     .expect("JSON");
     let manifest = Manifest {
@@ -112,9 +134,17 @@ pub(crate) fn module_layer(manifest: &[u8]) -> Result<Descriptor, String> {
 mod tests {
     use super::*;
 
+    fn artifact() -> (Vec<u8>, Vec<u8>) {
+        let world = ComponentWorld {
+            imports: vec!["shipgate:policy/types@0.4.0".into()],
+            exports: vec!["evaluate".into()],
+        };
+        wasm_artifact(b"\0asm", "rules.wasm", &world, jiff::Timestamp::UNIX_EPOCH)
+    }
+
     #[test]
     fn an_artifact_names_its_module_as_its_one_layer() {
-        let (config, manifest) = wasm_artifact(b"\0asm", "rules.wasm");
+        let (config, manifest) = artifact();
         let layer = module_layer(&manifest).unwrap();
         assert_eq!(
             layer.digest,
@@ -123,11 +153,10 @@ mod tests {
         assert_eq!(layer.size, 4);
         let config: serde_json::Value = serde_json::from_slice(&config).unwrap();
         assert_eq!(config["layerDigests"][0], layer.digest.as_str());
-        assert_eq!(
-            wasm_artifact(b"\0asm", "rules.wasm").1,
-            manifest,
-            "deterministic"
-        );
+        assert_eq!(config["created"], "1970-01-01T00:00:00Z");
+        assert_eq!(config["os"], "wasip2");
+        assert_eq!(config["component"]["exports"], json!(["evaluate"]));
+        assert_eq!(artifact().1, manifest, "deterministic");
     }
 
     #[test]

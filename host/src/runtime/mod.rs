@@ -121,6 +121,16 @@ impl LoadedModule {
             .collect()
     }
 
+    /// The component's exports, by name (the contract's `describe`,
+    /// `validate-config` and `evaluate`).
+    pub(crate) fn exports(&self, runtime: &Runtime) -> Vec<String> {
+        self.component
+            .component_type()
+            .exports(&runtime.engine)
+            .map(|(name, _)| name.to_string())
+            .collect()
+    }
+
     /// The snapshot encoding this module reads
     /// ([`shipgate_policy::wire::VERSION`], or version 1 for a module built
     /// for contract 0.2.0).
