@@ -19,8 +19,8 @@ pub(crate) struct Inspection {
     pub(crate) phases: Vec<Phase>,
     pub(crate) sha256: String,
     pub(crate) size: usize,
-    /// The interfaces the component imports (all WASI; linked with an empty
-    /// context, so they grant nothing).
+    /// The interfaces the component imports (the contract's types, and WASI
+    /// linked with an empty context, so it grants nothing).
     pub(crate) imports: Vec<String>,
     /// What it exports (the contract's functions).
     pub(crate) exports: Vec<String>,

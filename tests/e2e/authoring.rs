@@ -266,6 +266,18 @@ fn new_chooses_the_sdk_as_asked() {
         "{manifest}"
     );
     assert!(!scratch.path().join("released/vendor").exists());
+    // A directory that exists is refused before the registry is asked.
+    let again = shipgate_in(scratch.path())
+        .args(["new", "released"])
+        .env("CARGO", &cargo_stand_in)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(64), "{again:?}");
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap().lines().count(),
+        1,
+        "cargo was asked once, for the first crate"
+    );
 
     let not_sdk = scratch.path().join("not-sdk");
     std::fs::create_dir(&not_sdk).unwrap();

@@ -299,7 +299,39 @@ fn oci_wasm_reads_what_shipgate_pushes_and_shipgate_runs_what_oci_wasm_pushes() 
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let module = std::fs::read(custom_policy()).unwrap();
-    push(dir, &registry.reference("team/change-freeze:0.1.0"));
+    let first = push(dir, &registry.reference("team/change-freeze:0.1.0"));
+    // The same file under the same name: the same digest under another tag.
+    let again = push(dir, &registry.reference("team/change-freeze:latest"));
+    let digest_of = |pinned: &str| pinned.rsplit('@').next().unwrap().to_string();
+    assert_eq!(digest_of(&first), digest_of(&again));
+    // SOURCE_DATE_EPOCH sets `created`, or is refused before anything is sent.
+    let module_path = custom_policy();
+    let module_arg = module_path.to_str().unwrap();
+    let dated = registry.reference("team/change-freeze:dated");
+    let output = shipgate_in(dir)
+        .env("SHIPGATE_STORE", dir.join("store"))
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .args(["push", module_arg, &dated])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    for bad in ["-1", "1e9", "253402300800"] {
+        let output = shipgate_in(dir)
+            .env("SOURCE_DATE_EPOCH", bad)
+            .args([
+                "push",
+                module_arg,
+                &registry.reference("team/change-freeze:bad"),
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{bad}: {stderr}");
+        assert!(
+            stderr.contains(&format!("SOURCE_DATE_EPOCH=\"{bad}\" is not a time")),
+            "{stderr}"
+        );
+    }
 
     let client = oci_wasm::WasmClient::new(oci_client::Client::new(ClientConfig {
         protocol: ClientProtocol::Http,
@@ -328,6 +360,13 @@ fn oci_wasm_reads_what_shipgate_pushes_and_shipgate_runs_what_oci_wasm_pushes() 
         0,
         "reproducible: the epoch unless SOURCE_DATE_EPOCH"
     );
+    let dated: oci_client::Reference = format!("{}/team/change-freeze:dated", registry.address)
+        .parse()
+        .unwrap();
+    let (_, dated, _) = tokio
+        .block_on(client.pull_manifest_and_config(&dated, &RegistryAuth::Anonymous))
+        .unwrap();
+    assert_eq!(dated.created.timestamp(), 1_700_000_000);
     let component = config
         .component
         .expect("os wasip2 calls for the component section");

@@ -39,6 +39,8 @@ pub(crate) fn shipgate_in(dir: &Path) -> assert_cmd::Command {
         .env("SHIPGATE_CACHE_DIR", cache_dir())
         .env("SHIPGATE_CACHE_KEY_FILE", cache_key_file())
         .env_remove("GITHUB_STEP_SUMMARY")
+        // Reproducible-build environments export it; push reads it.
+        .env_remove("SOURCE_DATE_EPOCH")
         // A UTF-8 terminal that asks for nothing plain, whatever the
         // environment the tests run in: the text output's marks depend on it.
         .env("LANG", "C.UTF-8")

@@ -47,8 +47,10 @@ pub(crate) fn create(request: &NewPolicy<'_>) -> Result<Created, Error> {
         ))
     };
     // Asked before the registry is (up to 20 s); create_dir below decides.
-    if dir.exists() {
-        return Err(taken());
+    match dir.try_exists() {
+        Ok(true) => return Err(taken()),
+        Ok(false) => {}
+        Err(e) => return Err(Error::reading(&dir, e)),
     }
     let sdk = sdk::resolve(request.sdk)?;
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {

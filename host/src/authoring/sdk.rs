@@ -130,15 +130,26 @@ fn local(dir: &Path) -> Result<Sdk, Error> {
     })
 }
 
-/// `cargo info shipgate-policy@VERSION`, run in the temporary directory,
+/// Where `cargo info` runs: cargo's home (`CARGO_HOME`, else `~/.cargo`),
 /// outside any workspace, so only the registry answers (a checkout's own
-/// `policies/sdk` would answer otherwise); it reads the user's cargo
-/// configuration, not a project's. `Err` says why the release is not usable.
+/// `policies/sdk` would answer otherwise), and a directory the user owns, so
+/// the configuration cargo reads there is the user's (`~/.cargo/config.toml`
+/// and its parents), not a project's or a shared temporary directory's.
+fn outside_any_workspace() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
+        .filter(|dir| dir.is_dir())
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+/// `cargo info shipgate-policy@VERSION` outside any workspace; `Err` says
+/// why the release is not usable.
 fn registry_has_release() -> Result<(), String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut child = Command::new(cargo)
         .args(["info", &format!("shipgate-policy@{VERSION}")])
-        .current_dir(std::env::temp_dir())
+        .current_dir(outside_any_workspace())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

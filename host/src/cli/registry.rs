@@ -71,6 +71,7 @@ impl PushArgs {
             )));
         }
         let label = self.module.display().to_string();
+        let created = source_date_epoch()?;
         // Only a policy of this contract is published.
         let inspection = inspect::inspect(&runtime()?, &ModuleRef::file(self.module.clone()))?;
         let bytes = std::fs::read(&self.module).map_err(|e| Error::reading(&self.module, e))?;
@@ -88,13 +89,36 @@ impl PushArgs {
             imports: inspection.imports.clone(),
             exports: inspection.exports.clone(),
         };
-        let pinned = registry::push(&self.registry.options()?, &bytes, &title, &world, &target)?;
+        let options = self.registry.options()?;
+        let pinned = registry::push(&options, &bytes, &title, &world, created, &target)?;
         print(&format!(
             "pushed {} {} ({} bytes, sha256 {})\n{pinned}\n",
             inspection.name, inspection.version, inspection.size, inspection.sha256
         ));
         Ok(exit::ALLOW)
     }
+}
+
+/// The artifact config's `created`: `SOURCE_DATE_EPOCH` when set and not
+/// empty (the reproducible-builds convention: seconds since the epoch, up
+/// to the year 9999 that RFC 3339 can write), else the epoch itself, so the
+/// same file under the same name pushes to the same digest.
+fn source_date_epoch() -> Result<jiff::Timestamp, Error> {
+    let text = std::env::var("SOURCE_DATE_EPOCH").unwrap_or_default();
+    if text.trim().is_empty() {
+        return Ok(jiff::Timestamp::UNIX_EPOCH);
+    }
+    text.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|seconds| (0..=253_402_300_799).contains(seconds))
+        .and_then(|seconds| jiff::Timestamp::from_second(seconds).ok())
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "SOURCE_DATE_EPOCH={text:?} is not a time: give whole seconds since \
+                 1970-01-01T00:00:00Z, at most 253402300799 (9999-12-31)"
+            ))
+        })
 }
 
 #[derive(Debug, clap::Args)]

@@ -215,45 +215,28 @@ impl Remote {
     }
 }
 
-/// Publishes `module` (a component of `world`) at `reference` (which names
-/// a tag) and returns the reference pinned to the manifest's digest.
+/// Publishes `module` (a component of `world`, its config `created` at
+/// that time) at `reference` (which names a tag) and returns the reference
+/// pinned to the manifest's digest.
 pub(crate) fn push(
     options: &ClientOptions,
     module: &[u8],
     title: &str,
     world: &ComponentWorld,
+    created: jiff::Timestamp,
     reference: &Reference,
 ) -> Result<Reference, RegistryError> {
     let tag = reference.tag.clone().ok_or_else(|| {
         RegistryError::from("push needs a tag: oci://REGISTRY/REPOSITORY:TAG".to_string())
     })?;
     let client = Client::new(options.clone())?;
-    let (config, manifest) = artifact::wasm_artifact(module, title, world, created()?);
+    let (config, manifest) = artifact::wasm_artifact(module, title, world, created);
     run(async {
         client.push_blob(reference, module).await?;
         client.push_blob(reference, &config).await?;
         let hex = client.push_manifest(reference, &tag, &manifest).await?;
         Ok(reference.pinned(&hex))
     })?
-}
-
-/// The config's `created`: `SOURCE_DATE_EPOCH` when set (the reproducible
-/// builds convention), else the Unix epoch, so that pushing the same module
-/// twice makes the same manifest and digest.
-fn created() -> Result<jiff::Timestamp, RegistryError> {
-    let Some(text) = std::env::var_os("SOURCE_DATE_EPOCH") else {
-        return Ok(jiff::Timestamp::UNIX_EPOCH);
-    };
-    let text = text.to_string_lossy();
-    text.trim()
-        .parse::<i64>()
-        .ok()
-        .and_then(|seconds| jiff::Timestamp::from_second(seconds).ok())
-        .ok_or_else(|| {
-            RegistryError::from(format!(
-                "SOURCE_DATE_EPOCH={text:?} is not a time: give seconds since 1970-01-01T00:00:00Z"
-            ))
-        })
 }
 
 /// Fetches a module and its signatures into the store (`shipgate pull`).
