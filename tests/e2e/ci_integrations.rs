@@ -649,6 +649,34 @@ fn the_action_runs_the_image_with_what_shipgate_reads_and_writes_mounted() {
         format!("{0}\n{0}\n", read("image/REFERENCE").trim()),
         "the action runs the release's image"
     );
+
+    // An image input docker would read as an option is refused with exit
+    // 64, without echoing it into a workflow command and without docker.
+    let runner = runner_with("preflight-ready");
+    let step = runner.run_action(
+        &workflow_inputs(&[("image", "-v/:/host")]),
+        &[tools.path()],
+        &[
+            ("STAND_IN_LOG", &log),
+            (
+                "STAND_IN_SHIPGATE",
+                Path::new(env!("CARGO_BIN_EXE_shipgate")),
+            ),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&step.output.stdout);
+    assert_eq!(step.output.status.code(), Some(64), "{stdout}");
+    assert!(
+        stdout.contains("::error title=shipgate::the image input is not an image reference"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("-v/:/host"), "{stdout}");
+    assert_eq!(step.outputs["exit-code"], "64");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap().lines().count(),
+        2,
+        "docker was not run"
+    );
 }
 
 // The GitLab CI/CD component.
