@@ -57,6 +57,7 @@ pub(crate) fn inspect(runtime: &Runtime, reference: &ModuleRef) -> Result<Inspec
         .describe(&loaded, Limits::default())
         .result
         .map_err(|fault| Error::InvalidInput(format!("{module}: describe failed: {fault}")))?;
+    let (imports, exports) = loaded.imports_and_exports(runtime);
     Ok(Inspection {
         module: module.to_string(),
         name: info.name,
@@ -65,8 +66,8 @@ pub(crate) fn inspect(runtime: &Runtime, reference: &ModuleRef) -> Result<Inspec
         phases: info.phases,
         sha256: loaded.sha256.clone(),
         size: loaded.size,
-        imports: loaded.imports(runtime),
-        exports: loaded.exports(runtime),
+        imports,
+        exports,
         signed_by: None,
     })
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{json_output, repo, sha256_hex, shipgate_in};
+use crate::support::{cargo, json_output, repo, sha256_hex, shipgate_in};
 
 /// The lines of the README's ```sh block under `heading`.
 pub(crate) fn readme_block(heading: &str) -> Vec<String> {
@@ -25,10 +25,6 @@ fn readme_output(intro: &str) -> String {
         .and_then(|rest| rest.split("```").next())
         .unwrap_or_else(|| panic!("the README shows output after {intro:?}"))
         .to_string()
-}
-
-fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()))
 }
 
 /// Runs one README line in `dir` (a `cd` moves it) and returns its output,

@@ -5,9 +5,9 @@
 //! the same sources and WIT, with a manifest that stands alone).
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use crate::support::{as_a_user, repo};
+use crate::support::{as_a_user, cargo, repo};
 
 /// What `exclude` in policies/sdk/Cargo.toml leaves out of the package.
 const EXCLUDED: [&str; 1] = ["tests/fixtures/"];
@@ -15,8 +15,7 @@ const EXCLUDED: [&str; 1] = ["tests/fixtures/"];
 /// `cargo package -p shipgate-policy` with `extra` arguments, into
 /// `target_dir`, from the repository root.
 fn cargo_package(target_dir: &Path, extra: &[&str]) -> Output {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    as_a_user(&mut Command::new(cargo))
+    as_a_user(&mut cargo())
         .current_dir(repo())
         // A dirty working tree is the checkout under test, not a release.
         .args([

@@ -258,3 +258,8 @@ pub(crate) fn install_executable(dir: &Path, name: &str, text: &str) -> PathBuf 
     assert!(status.success());
     path
 }
+
+/// The cargo that runs the tests (`CARGO`), else the one on `PATH`.
+pub(crate) fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()))
+}

@@ -112,23 +112,24 @@ pub struct LoadedModule {
 }
 
 impl LoadedModule {
-    /// The component's imports, by name (`wasi:cli/environment@0.2.x`, ...).
-    pub(crate) fn imports(&self, runtime: &Runtime) -> Vec<String> {
-        self.component
-            .component_type()
-            .imports(&runtime.engine)
-            .map(|(name, _)| name.to_string())
-            .collect()
-    }
-
-    /// The component's exports, by name (the contract's `describe`,
+    /// The component's imports and exports, by name
+    /// (`wasi:cli/environment@0.2.x`, ...; the contract's `describe`,
     /// `validate-config` and `evaluate`).
-    pub(crate) fn exports(&self, runtime: &Runtime) -> Vec<String> {
-        self.component
-            .component_type()
-            .exports(&runtime.engine)
-            .map(|(name, _)| name.to_string())
-            .collect()
+    pub(crate) fn imports_and_exports(&self, runtime: &Runtime) -> (Vec<String>, Vec<String>) {
+        let component_type = self.component.component_type();
+        let names = |items: &mut dyn Iterator<Item = &str>| items.map(str::to_string).collect();
+        (
+            names(
+                &mut component_type
+                    .imports(&runtime.engine)
+                    .map(|(name, _)| name),
+            ),
+            names(
+                &mut component_type
+                    .exports(&runtime.engine)
+                    .map(|(name, _)| name),
+            ),
+        )
     }
 
     /// The snapshot encoding this module reads
