@@ -344,7 +344,7 @@ fn judged_series(rollout: &Rollout) -> String {
                 .unwrap_or_default()
         });
         let sentence = point
-            .finding(metric_name(name))
+            .finding(shipgate_policy::judge::metric_of(name))
             .map_or_else(|| name.clone(), |f| f.message.clone());
         let _ = writeln!(out, "<h3>{}</h3>", escape(name));
         let _ = writeln!(out, "<p>{}</p>", escape(&sentence));
@@ -362,11 +362,6 @@ fn judged_series(rollout: &Rollout) -> String {
         );
     }
     out
-}
-
-/// `latency{pod="a"}` → `latency`: the finding is the metric's.
-fn metric_name(key: &str) -> &str {
-    key.split_once('{').map_or(key, |(name, _)| name)
 }
 
 /// The points of a series on its grid, split where a step has no value.

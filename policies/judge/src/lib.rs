@@ -24,10 +24,6 @@ use shipgate_policy::judge::{
 use shipgate_policy::snapshot::{CountPair, SeriesPair};
 use shipgate_policy::{Decision, Findings, Phase, Policy, PolicyInfo, Snapshot, Verdict};
 
-/// What a policy may print at most is 64 KiB (the host's limit); the
-/// judgement must leave room below it.
-const MAX_JUDGEMENT_BYTES: usize = 60 * 1024;
-
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub enum JudgeName {
     #[default]
@@ -87,17 +83,7 @@ impl Policy for Judge {
     fn evaluate(_: Phase, snapshot: &Snapshot, config: &Config) -> Result<Verdict, String> {
         let judgement = judge_snapshot(snapshot, config);
         if config.log_judgement {
-            let json = serde_json::to_string(&judgement).map_err(|e| e.to_string())?;
-            if json.len() > MAX_JUDGEMENT_BYTES {
-                return Err(format!(
-                    "the judgement of {} metrics is {} KiB, more than the {} KiB a policy may \
-                     print: judge fewer metrics at once",
-                    judgement.metrics.len(),
-                    json.len() >> 10,
-                    MAX_JUDGEMENT_BYTES >> 10
-                ));
-            }
-            println!("{JUDGEMENT_LOG_PREFIX}{json}");
+            println!("{JUDGEMENT_LOG_PREFIX}{}", judge::printable(&judgement)?);
         }
         Ok(verdict(&judgement, config.thresholds))
     }
@@ -174,8 +160,7 @@ fn validate(config: &Config) -> Result<(), String> {
 }
 
 /// Judges every configured metric from the snapshot's series and counts.
-/// A series key may carry tags after the name (`latency{pod="a"}`), as
-/// Kayenta judges each tag set of a metric on its own.
+/// A series key may carry tags after the name ([`judge::metric_of`]).
 pub fn judge_snapshot(snapshot: &Snapshot, config: &Config) -> Judgement {
     let metrics = snapshot.metrics.as_ref();
     let series = metrics.and_then(|m| m.series.as_ref());
@@ -185,7 +170,7 @@ pub fn judge_snapshot(snapshot: &Snapshot, config: &Config) -> Judgement {
         let keys: Vec<(&String, &SeriesPair)> = series
             .into_iter()
             .flatten()
-            .filter(|(key, _)| metric_name(key) == rule.name)
+            .filter(|(key, _)| judge::metric_of(key) == rule.name)
             .collect();
         let count = counts.and_then(|c| c.get(&rule.name));
         match (config.judge, count) {
@@ -209,10 +194,6 @@ pub fn judge_snapshot(snapshot: &Snapshot, config: &Config) -> Judgement {
         ),
         JudgeName::Sequential => sequential::score(results, config.thresholds),
     }
-}
-
-fn metric_name(key: &str) -> &str {
-    key.split_once('{').map_or(key, |(name, _)| name)
 }
 
 fn pair(key: &str, series: Option<&SeriesPair>) -> MetricPair {

@@ -72,6 +72,107 @@ pub struct MetricPair {
 /// The prefix of the log line in which the stock judge policy prints its
 /// whole judgement as JSON, when its config asks (`shipgate judge` reads it).
 pub const JUDGEMENT_LOG_PREFIX: &str = "shipgate-judgement ";
+
+/// The most a judgement's JSON may take: a policy prints at most 64 KiB
+/// (the host's limit), and its line must fit with room to spare.
+pub const MAX_JUDGEMENT_BYTES: usize = 60 * 1024;
+
+/// The judgement as the JSON the stock judge prints, or why it is too
+/// large to print ([`MAX_JUDGEMENT_BYTES`]).
+///
+/// ```
+/// use shipgate_policy::judge::{self, MetricPair, MetricRule, Thresholds};
+///
+/// let rules: Vec<MetricRule> =
+///     serde_json::from_str(r#"[{"name": "latency", "direction": "increase"}]"#).unwrap();
+/// let pairs = [MetricPair { name: "latency".into(), canary: vec![1.0; 10], baseline: vec![1.0; 10] }];
+/// let judgement = judge::judge_kayenta(&rules, &pairs, &Default::default(), Thresholds::default());
+/// assert!(judge::printable(&judgement).unwrap().starts_with(r#"{"judge":"NetflixACAJudge-v1.0""#));
+/// ```
+pub fn printable(judgement: &Judgement) -> Result<String, String> {
+    let json = serde_json::to_string(judgement).map_err(|e| e.to_string())?;
+    if json.len() > MAX_JUDGEMENT_BYTES {
+        return Err(format!(
+            "the judgement of {} metrics is {} KiB, more than the {} KiB a policy may \
+             print: judge fewer metrics at once",
+            judgement.metrics.len(),
+            json.len() >> 10,
+            MAX_JUDGEMENT_BYTES >> 10
+        ));
+    }
+    Ok(json)
+}
+
+/// The metric a series key names: the key without the tags a key may carry
+/// after the name (`latency{pod="a"}`), as Kayenta judges each tag set of
+/// a metric on its own.
+///
+/// ```
+/// use shipgate_policy::judge::metric_of;
+///
+/// assert_eq!(metric_of(r#"latency{pod="a"}"#), "latency");
+/// assert_eq!(metric_of("error_rate"), "error_rate");
+/// ```
+pub fn metric_of(series_key: &str) -> &str {
+    series_key
+        .split_once('{')
+        .map_or(series_key, |(name, _)| name)
+}
+
+/// One judgement of a canary from the judgements of parts of its metrics,
+/// each part judged on its own (the host judges a large request in several
+/// instances at once): the metrics in the parts' order, scored again as
+/// their judge scores them. Parts that split the metrics of one config in
+/// its order give exactly the judgement of the whole.
+///
+/// ```
+/// use shipgate_policy::judge::{self, MetricPair, MetricRule, Thresholds};
+///
+/// let rules: Vec<MetricRule> = serde_json::from_str(r#"[
+///     {"name": "errors", "direction": "increase"},
+///     {"name": "latency", "direction": "increase"}
+/// ]"#).unwrap();
+/// let steps = |level: f64| -> Vec<f64> { (0..30).map(|i| level + f64::from(i % 5)).collect() };
+/// let pairs = [
+///     MetricPair { name: "errors".into(), canary: steps(10.0), baseline: steps(10.0) },
+///     MetricPair { name: "latency".into(), canary: steps(400.0), baseline: steps(300.0) },
+/// ];
+/// let weights = Default::default();
+/// let whole = judge::judge_kayenta(&rules, &pairs, &weights, Thresholds::default());
+/// let parts = vec![
+///     judge::judge_kayenta(&rules, &pairs[..1], &weights, Thresholds::default()),
+///     judge::judge_kayenta(&rules, &pairs[1..], &weights, Thresholds::default()),
+/// ];
+/// assert_eq!(parts[0].score, 100.0);
+/// assert_eq!(judge::join(parts, &weights, Thresholds::default()), Ok(whole));
+/// ```
+pub fn join(
+    parts: Vec<Judgement>,
+    group_weights: &BTreeMap<String, f64>,
+    thresholds: Thresholds,
+) -> Result<Judgement, String> {
+    let judge = match parts.first() {
+        Some(first) => first.judge.clone(),
+        None => return Err("no judgement to join".into()),
+    };
+    if let Some(other) = parts.iter().find(|part| part.judge != judge) {
+        return Err(format!(
+            "judgements of two judges cannot be joined: {judge} and {}",
+            other.judge
+        ));
+    }
+    let metrics = parts.into_iter().flat_map(|part| part.metrics).collect();
+    match judge.as_str() {
+        kayenta::NAME => Ok(score::score(
+            kayenta::NAME,
+            metrics,
+            group_weights,
+            thresholds,
+        )),
+        sequential::NAME => Ok(sequential::score(metrics, thresholds)),
+        other => Err(format!("no judge is named {other}")),
+    }
+}
 pub use result::{Classification, Judgement, Label, MetricResult};
 
 /// Judges every metric that has a rule with Kayenta's judge and scores the

@@ -1,11 +1,11 @@
 //! What a judge says about each metric and about the canary as a whole.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::stats::describe::Summary;
+use super::stats::describe::{Summary, number_or_nan};
 
 /// A metric's classification, Kayenta's labels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Label {
     /// No regression.
     Pass,
@@ -59,7 +59,7 @@ impl Label {
 
 /// The numbers behind a tested metric, each `None` where the test did not
 /// get that far.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Figures {
     /// The interval for `canary − baseline`: its lower end.
     pub ci_lower: Option<f64>,
@@ -78,7 +78,7 @@ pub struct Figures {
 }
 
 /// One metric's judgement.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricResult {
     /// The metric's name.
     pub name: String,
@@ -98,6 +98,7 @@ pub struct MetricResult {
     pub baseline: Summary,
     /// mean(canary) / mean(baseline), Kayenta's `ratio`; NaN when a mean
     /// is 0.
+    #[serde(deserialize_with = "number_or_nan")]
     pub ratio: f64,
     /// The numbers behind the label.
     pub figures: Figures,
@@ -107,7 +108,7 @@ pub struct MetricResult {
 }
 
 /// The canary's classification from its score.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Classification {
     /// At least the pass threshold: promote.
     Pass,
@@ -135,22 +136,24 @@ impl Classification {
 }
 
 /// One group's score.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupScore {
     /// The group's name.
     pub name: String,
     /// 100 × passing / scored metrics; 0 for a group with none scored.
+    #[serde(deserialize_with = "number_or_nan")]
     pub score: f64,
     /// No metric of the group was scored (it counts as 100 in the sum).
     pub no_data: bool,
 }
 
 /// A judge's answer for a whole canary.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Judgement {
     /// The judge's name, e.g. "NetflixACAJudge-v1.0".
     pub judge: String,
     /// 0 … 100, rounded half up to two decimals.
+    #[serde(deserialize_with = "number_or_nan")]
     pub score: f64,
     /// The classification of the score.
     pub classification: Classification,
@@ -161,4 +164,48 @@ pub struct Judgement {
     pub groups: Vec<GroupScore>,
     /// Each metric's judgement, in the order judged.
     pub metrics: Vec<MetricResult>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::judge::{self, MetricPair, MetricRule, Thresholds};
+
+    #[test]
+    fn a_judgement_read_back_writes_the_same_json() {
+        let rules: Vec<MetricRule> = serde_json::from_str(
+            r#"[{"name": "zeros", "direction": "increase"},
+                {"name": "empty", "direction": "increase"},
+                {"name": "huge", "direction": "either", "effect_size": {"measure": "cles"}}]"#,
+        )
+        .unwrap();
+        let pairs = [
+            // mean(baseline) = 0: the ratio is NaN, written as null.
+            MetricPair {
+                name: "zeros".into(),
+                canary: vec![0.0, 1.0, 2.0],
+                baseline: vec![0.0; 3],
+            },
+            MetricPair {
+                name: "empty".into(),
+                canary: Vec::new(),
+                baseline: Vec::new(),
+            },
+            // Values at f64's edge: a NaN deviation, an infinite estimate.
+            MetricPair {
+                name: "huge".into(),
+                canary: vec![1e308, -1e308, 1e308],
+                baseline: vec![1.0, 2.0, 3.0],
+            },
+        ];
+        let judgement =
+            judge::judge_kayenta(&rules, &pairs, &Default::default(), Thresholds::default());
+        assert!(judgement.metrics[0].ratio.is_nan());
+        assert!(judgement.metrics[2].canary.std.is_nan());
+        assert_eq!(judgement.metrics[2].figures.estimate, Some(f64::INFINITY));
+        let json = judge::printable(&judgement).unwrap();
+        let read: Judgement = serde_json::from_str(&json).unwrap();
+        assert_eq!(judge::printable(&read).unwrap(), json);
+        assert_eq!(read.metrics[1].label, Label::Nodata);
+    }
 }

@@ -1,18 +1,22 @@
 //! Descriptive statistics as Kayenta reports them (Apache Commons Math:
 //! corrected two-pass mean, sample variance, R-7 percentiles).
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// One cohort's summary; 0 for every field of an empty cohort, as Kayenta.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// The smallest value.
+    #[serde(deserialize_with = "number_or_nan")]
     pub min: f64,
     /// The largest value.
+    #[serde(deserialize_with = "number_or_nan")]
     pub max: f64,
     /// The mean.
+    #[serde(deserialize_with = "number_or_nan")]
     pub mean: f64,
     /// Sample standard deviation (n − 1); 0 for one value.
+    #[serde(deserialize_with = "number_or_nan")]
     pub std: f64,
     /// How many values.
     pub count: usize,
@@ -145,6 +149,13 @@ pub fn percentile_r7(sorted: &[f64], p: f64) -> f64 {
             lower + fraction * (upper - lower)
         }
     }
+}
+
+/// Reads back a number JSON wrote as `null` (JSON has no NaN or infinity,
+/// so serde_json writes them as `null`) as NaN: a judgement read back
+/// writes the same JSON.
+pub(crate) fn number_or_nan<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
 }
 
 #[cfg(test)]
