@@ -447,12 +447,7 @@ mod tests {
     use shipgate_policy::Decision;
 
     fn runtime() -> Arc<Runtime> {
-        let config = crate::runtime::RuntimeConfig {
-            cache_dir: None,
-            max_concurrent_instances: 4,
-            ..Default::default()
-        };
-        Arc::new(Runtime::new(&config).unwrap())
+        crate::runtime::test_runtime(4)
     }
 
     fn gate(policies: &str) -> Gate {

@@ -110,16 +110,10 @@ fn difference(recorded: &Evaluation, again: &Evaluation) -> Option<String> {
 mod tests {
     use super::*;
     use crate::decision_log::{append, record_line};
-    use crate::runtime::RuntimeConfig;
     use crate::snapshot;
 
     fn runtime() -> Arc<Runtime> {
-        let config = RuntimeConfig {
-            cache_dir: None,
-            max_concurrent_instances: 2,
-            ..Default::default()
-        };
-        Arc::new(Runtime::new(&config).unwrap())
+        crate::runtime::test_runtime(2)
     }
 
     /// The built-in gate, ready for the abort phase.

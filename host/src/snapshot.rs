@@ -65,6 +65,49 @@ impl ValidSnapshot {
         wire::encode_with_gate(&self.typed, gate)
     }
 
+    /// The snapshot cut into `parts` snapshots by metric: each series and
+    /// count goes to the part `part_of` names for its key (to none for
+    /// `None`), everything else is in every part. The series move, they are
+    /// not copied. Each part keeps the whole's digest and `now`: a part is
+    /// judged on its own (a large canary in several instances at once),
+    /// never recorded on its own.
+    pub(crate) fn split_metrics(
+        mut self,
+        parts: usize,
+        part_of: impl Fn(&str) -> Option<usize>,
+    ) -> Vec<ValidSnapshot> {
+        let metrics = self.typed.metrics.as_mut();
+        let (series, counts) = metrics.map_or((None, None), |m| (m.series.take(), m.counts.take()));
+        let mut split: Vec<ValidSnapshot> = (0..parts)
+            .map(|_| {
+                let mut part = ValidSnapshot {
+                    text: std::sync::OnceLock::new(),
+                    typed: self.typed.clone(),
+                    sha256: self.sha256.clone(),
+                    now: self.now,
+                };
+                if let Some(metrics) = part.typed.metrics.as_mut() {
+                    metrics.series = series.as_ref().map(|_| Default::default());
+                    metrics.counts = counts.as_ref().map(|_| Default::default());
+                }
+                part
+            })
+            .collect();
+        for (key, pair) in series.into_iter().flatten() {
+            let part = part_of(&key).and_then(|part| split.get_mut(part));
+            if let Some(series) = part.and_then(|p| p.typed.metrics.as_mut()?.series.as_mut()) {
+                series.insert(key, pair);
+            }
+        }
+        for (key, pair) in counts.into_iter().flatten() {
+            let part = part_of(&key).and_then(|part| split.get_mut(part));
+            if let Some(counts) = part.and_then(|p| p.typed.metrics.as_mut()?.counts.as_mut()) {
+                counts.insert(key, pair);
+            }
+        }
+        split
+    }
+
     /// [`Self::encode_with_gate`] in encoding version 2, for policies
     /// built for contract 0.3.0.
     pub(crate) fn encode_v2_with_gate(&self, gate: &EncodedGate) -> Vec<u8> {

@@ -15,6 +15,9 @@ use crate::report::{self, Style};
 use crate::service::judge;
 use crate::snapshot;
 
+/// Instances judging one request at once: the runtime's slots (`runtime()`).
+const JUDGE_INSTANCES: usize = 2;
+
 #[derive(Debug, clap::Args)]
 pub(super) struct JudgeArgs {
     /// Kayenta's `RemoteJudgeRequest` (`{canaryConfig, metricSetPairList,
@@ -50,12 +53,18 @@ impl JudgeArgs {
         let typed = std::mem::take(&mut request.snapshot);
         let snapshot = snapshot::from_typed(typed, std::mem::take(&mut request.sha256))
             .map_err(|e| Error::InvalidInput(format!("{label}: {e}")))?;
+        // The Markdown report draws the series the judge consumes.
+        let series = (self.format == JudgeFormat::Markdown)
+            .then(|| snapshot.typed().metrics.as_ref()?.series.clone())
+            .flatten()
+            .unwrap_or_default();
         let judged = judge::judge(
             &Arc::new(runtime()?),
             &request.config,
-            &snapshot,
+            snapshot,
             &label,
             None,
+            JUDGE_INSTANCES,
         )?;
         let (judgement, sentences) = (judged.judgement, judged.sentences);
         print(&match self.format {
@@ -63,16 +72,7 @@ impl JudgeArgs {
             JudgeFormat::Text => {
                 report::judgement_text(&judgement, &sentences, Style::from_env(false))
             }
-            JudgeFormat::Markdown => report::judgement_markdown(
-                &judgement,
-                &sentences,
-                snapshot
-                    .typed()
-                    .metrics
-                    .as_ref()
-                    .and_then(|metrics| metrics.series.as_ref())
-                    .unwrap_or(&Default::default()),
-            ),
+            JudgeFormat::Markdown => report::judgement_markdown(&judgement, &sentences, &series),
         });
         Ok(match judgement["classification"].as_str() {
             Some("Pass") => exit::ALLOW,

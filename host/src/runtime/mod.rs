@@ -324,6 +324,18 @@ impl Runtime {
     }
 }
 
+/// A runtime for the crate's tests: `slots` instances at once, no module
+/// cache on disk.
+#[cfg(test)]
+pub(crate) fn test_runtime(slots: u32) -> Arc<Runtime> {
+    let config = RuntimeConfig {
+        cache_dir: None,
+        max_concurrent_instances: slots,
+        ..Default::default()
+    };
+    Arc::new(Runtime::new(&config).unwrap())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

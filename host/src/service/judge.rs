@@ -3,10 +3,11 @@
 //! go through `builtin:judge` in the runtime, the same code a gate runs. Used
 //! by `shipgate judge` and by the server's `/v1/kayenta/judge`.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde_json::Value;
-use shipgate_policy::judge::JUDGEMENT_LOG_PREFIX;
+use shipgate_policy::judge::{self, JUDGEMENT_LOG_PREFIX, Judgement, Thresholds};
 use shipgate_policy::{Phase, Snapshot};
 
 use crate::error::Error;
@@ -53,16 +54,95 @@ impl From<JudgeError> for Error {
     }
 }
 
+/// Below this many points a request is judged in one instance: a second
+/// costs a thread and its own check of the config, about a millisecond.
+const MIN_POINTS_TO_SPLIT: usize = 16_384;
+
 /// Judges `snapshot`'s series with the judge policy configured by
 /// `config`; `label` names the request in errors (`<stdin>`, a file, an
 /// HTTP request). `cancel` lets a caller that stops waiting stop the work.
+/// A large request is judged in up to `instances` guest instances at once
+/// (no more than the cores), each judging a share of the metrics (the guest
+/// has one thread); their judgements are joined into exactly the one a
+/// single instance gives.
 pub(crate) fn judge(
+    runtime: &Arc<Runtime>,
+    config: &Value,
+    snapshot: ValidSnapshot,
+    label: &str,
+    cancel: Option<Cancel>,
+    instances: usize,
+) -> Result<Judged, JudgeError> {
+    let instances = instances.min(cores());
+    let parts: Vec<(Value, ValidSnapshot)> = match plan(config, snapshot.typed(), instances) {
+        None => vec![(config.clone(), snapshot)],
+        Some(plan) => {
+            let snapshots = snapshot.split_metrics(plan.parts, |key| plan.part_of(key));
+            plan.configs(config).into_iter().zip(snapshots).collect()
+        }
+    };
+    let judged: Vec<Result<Part, JudgeError>> = std::thread::scope(|scope| {
+        let mut parts = parts.into_iter();
+        let first = parts.next();
+        let others: Vec<_> = parts
+            .map(|(config, snapshot)| {
+                let cancel = cancel.clone();
+                scope.spawn(move || judge_part(runtime, &config, &snapshot, label, cancel))
+            })
+            .collect();
+        let first = first.map(|(config, snapshot)| {
+            judge_part(runtime, &config, &snapshot, label, cancel.clone())
+        });
+        first
+            .into_iter()
+            .chain(others.into_iter().map(|part| {
+                part.join().unwrap_or_else(|_| {
+                    Err(JudgeError::Internal(
+                        "a part of the judgement panicked".into(),
+                    ))
+                })
+            }))
+            .collect()
+    });
+    let mut judgements = Vec::new();
+    let mut sentences = Vec::new();
+    for part in judged {
+        let part = part?;
+        judgements.push(part.judgement);
+        sentences.extend(part.sentences);
+    }
+    let (weights, thresholds) = scoring(config)?;
+    let joined = judge::join(judgements, &weights, thresholds).map_err(JudgeError::Internal)?;
+    let json =
+        judge::printable(&joined).map_err(|e| JudgeError::Invalid(format!("{label}: {e}")))?;
+    let judgement = serde_json::from_str(&json)
+        .map_err(|e| JudgeError::Internal(format!("the joined judgement: {e}")))?;
+    Ok(Judged {
+        judgement,
+        sentences,
+    })
+}
+
+/// The cores this process may run on: more instances than that would only
+/// take turns.
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// One instance's judgement of a share of the metrics.
+struct Part {
+    judgement: Judgement,
+    sentences: Vec<(String, String)>,
+}
+
+fn judge_part(
     runtime: &Arc<Runtime>,
     config: &Value,
     snapshot: &ValidSnapshot,
     label: &str,
     cancel: Option<Cancel>,
-) -> Result<Judged, JudgeError> {
+) -> Result<Part, JudgeError> {
     // Errors in the config name the request, as a gate file's name it.
     let origin = Origin::File(format!("{label}: canaryConfig").into());
     let gate =
@@ -83,11 +163,16 @@ pub(crate) fn judge(
         .policies
         .first()
         .ok_or_else(|| JudgeError::Internal("the judge policy did not run".into()))?;
-    let judgement = outcome
+    let printed = outcome
         .log
         .iter()
-        .find_map(|line| line.strip_prefix(JUDGEMENT_LOG_PREFIX))
-        .and_then(|json| serde_json::from_str::<Value>(json).ok())
+        .find_map(|line| line.strip_prefix(JUDGEMENT_LOG_PREFIX));
+    let judgement = printed
+        .map(|json| {
+            serde_json::from_str::<Judgement>(json)
+                .map_err(|e| JudgeError::Internal(format!("the judge's judgement: {e}")))
+        })
+        .transpose()?
         .ok_or_else(|| match outcome.error.as_deref() {
             // The request's size, not a fault of shipgate's.
             Some(error)
@@ -106,9 +191,120 @@ pub(crate) fn judge(
         .filter(|f| f.check != "score")
         .map(|f| (f.check.clone(), f.message.clone()))
         .collect();
-    Ok(Judged {
+    Ok(Part {
         judgement,
         sentences,
+    })
+}
+
+/// The config's group weights and thresholds, for scoring the joined
+/// metrics as the policy scores them (it has checked them: a config it
+/// refused gave no judgement to join).
+fn scoring(config: &Value) -> Result<(BTreeMap<String, f64>, Thresholds), JudgeError> {
+    Ok((
+        field(config, "group_weights")?,
+        field(config, "thresholds")?,
+    ))
+}
+
+/// A key of the config, its default when absent or null.
+fn field<T: serde::de::DeserializeOwned + Default>(
+    config: &Value,
+    key: &str,
+) -> Result<T, JudgeError> {
+    match config.get(key) {
+        None | Some(Value::Null) => Ok(T::default()),
+        Some(value) => serde_json::from_value(without_nulls(value.clone()))
+            .map_err(|e| JudgeError::Invalid(format!("canaryConfig: {key}: {e}"))),
+    }
+}
+
+/// How a request's metrics are shared among instances: contiguous runs of
+/// the config's metrics, of about equal points, so the joined metrics keep
+/// the config's order.
+struct Plan {
+    parts: usize,
+    /// Each configured metric's part, by name.
+    part_by_metric: HashMap<String, usize>,
+    /// Each part's metrics (indices into the config's `metrics`).
+    rules: Vec<Vec<usize>>,
+}
+
+impl Plan {
+    fn part_of(&self, key: &str) -> Option<usize> {
+        self.part_by_metric.get(judge::metric_of(key)).copied()
+    }
+
+    /// The config of each part: the whole config with its share of the
+    /// metrics.
+    fn configs(&self, config: &Value) -> Vec<Value> {
+        let metrics = config["metrics"].as_array().cloned().unwrap_or_default();
+        self.rules
+            .iter()
+            .map(|rules| {
+                let mut part = config.clone();
+                part["metrics"] = rules.iter().map(|&i| metrics[i].clone()).collect();
+                part
+            })
+            .collect()
+    }
+}
+
+/// A plan for judging in up to `instances` instances, or `None` to judge in
+/// one: one instance asked for, too few points to be worth it, or a config
+/// the policy will refuse (it then says why).
+fn plan(config: &Value, snapshot: &Snapshot, instances: usize) -> Option<Plan> {
+    if instances < 2 {
+        return None;
+    }
+    let names: Vec<&str> = config
+        .get("metrics")?
+        .as_array()?
+        .iter()
+        .map(|rule| rule.get("name")?.as_str())
+        .collect::<Option<_>>()?;
+    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    if index.len() != names.len() || names.len() < 2 {
+        return None;
+    }
+    // Each metric's work: its points, and one for the metric itself.
+    let mut points = vec![1usize; names.len()];
+    let metrics = snapshot.metrics.as_ref();
+    for (key, pair) in metrics
+        .and_then(|m| m.series.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        if let Some(&i) = index.get(judge::metric_of(key)) {
+            points[i] += pair.baseline.len() + pair.canary.len();
+        }
+    }
+    let total: usize = points.iter().sum();
+    if total < MIN_POINTS_TO_SPLIT {
+        return None;
+    }
+    // A metric goes to the part its middle point falls in.
+    let mut rules: Vec<Vec<usize>> = vec![Vec::new(); instances];
+    let mut before = 0;
+    for (i, &work) in points.iter().enumerate() {
+        let part = ((2 * before + work) * instances / (2 * total)).min(instances - 1);
+        rules[part].push(i);
+        before += work;
+    }
+    rules.retain(|part| !part.is_empty());
+    if rules.len() < 2 {
+        return None;
+    }
+    let names = &names;
+    let part_by_metric = rules
+        .iter()
+        .enumerate()
+        .flat_map(|(part, members)| members.iter().map(move |&i| (names[i].to_string(), part)))
+        .collect();
+    Some(Plan {
+        parts: rules.len(),
+        part_by_metric,
+        rules,
     })
 }
 
@@ -151,9 +347,9 @@ impl super::Service {
     }
 
     /// One Kayenta judgement before `deadline`: the snapshot of series
-    /// checked, the judge run with an evaluation slot on the
-    /// blocking pool (it is seconds of work at Kayenta's largest), and
-    /// stopped when the deadline passes.
+    /// checked, the judge run with an evaluation slot (two when a second is
+    /// free) on the blocking pool (it is seconds of work at Kayenta's
+    /// largest), and stopped when the deadline passes.
     pub(crate) async fn judge(
         &self,
         config: Value,
@@ -168,15 +364,22 @@ impl super::Service {
             .await
             .map_err(|_| Refusal::Timeout)?
             .map_err(|_| Refusal::Internal("the server is shutting down".into()))?;
+        // A second slot, if one is free now, judges half the metrics on the
+        // other core; waiting for one would only delay the answer, and the
+        // last free slot is left to the gate's decisions.
+        let second = (self.evaluating.available_permits() > 1)
+            .then(|| self.evaluating.clone().try_acquire_owned().ok())
+            .flatten();
+        let instances = 1 + usize::from(second.is_some());
         let runtime = self.runtime.clone();
         let cancel = Cancel::default();
         let _stop_if_dropped = super::CancelOnDrop(cancel.clone());
         let stop = cancel.clone();
         let work = tokio::task::spawn_blocking(move || {
-            let _permit = evaluating;
+            let _permits = (evaluating, second);
             let snapshot = crate::snapshot::from_typed(snapshot, sha256)
                 .map_err(|e| Refusal::BadSnapshot(format!("{label}: {e}")))?;
-            judge(&runtime, &config, &snapshot, &label, Some(stop)).map_err(|e| match e {
+            judge(&runtime, &config, snapshot, &label, Some(stop), instances).map_err(|e| match e {
                 JudgeError::Invalid(why) => Refusal::BadSnapshot(why),
                 JudgeError::Host(fault) => super::host_fault(fault),
                 JudgeError::Internal(why) => Refusal::Internal(why),
@@ -192,5 +395,118 @@ impl super::Service {
         self.metrics
             .judged(classification, started.elapsed().as_secs_f64());
         Ok(judged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    // Five series of two cohorts: just over `MIN_POINTS_TO_SPLIT`.
+    const POINTS: usize = 1700;
+
+    fn runtime() -> Arc<Runtime> {
+        crate::runtime::test_runtime(2)
+    }
+
+    /// `POINTS` values around `level`, deterministic, every one distinct.
+    fn series(level: f64, seed: u64) -> Vec<f64> {
+        let mut state = seed;
+        (0..POINTS)
+            .map(|i| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                level * (1.0 + (state >> 40) as f64 / (1u64 << 24) as f64 / 10.0) + i as f64 * 1e-9
+            })
+            .collect()
+    }
+
+    /// Metrics that pass, regress, have no data, carry tags, are constant
+    /// and critical: every kind of result a join must keep.
+    fn request(judge: &str) -> (Value, ValidSnapshot) {
+        let pair = |canary: Vec<f64>, baseline: Vec<f64>| json!({"step_seconds": 60, "start": "2026-12-06T00:00:00Z", "canary": canary, "baseline": baseline});
+        let snapshot = json!({
+            "schema_version": 2,
+            "now": "2026-12-07T02:00:00Z",
+            "metrics": {
+                "series": {
+                    "errors": pair(series(1.0, 1), series(1.0, 2)),
+                    "latency{pod=\"a\"}": pair(series(300.0, 3), series(300.0, 4)),
+                    "latency{pod=\"b\"}": pair(series(420.0, 5), series(300.0, 6)),
+                    "cpu": pair(vec![0.5; POINTS], vec![0.5; POINTS]),
+                    "orders": pair(series(90.0, 7), series(100.0, 8)),
+                },
+                "counts": {
+                    "errors": {"canary": {"events": 3, "exposures": 200},
+                               "baseline": {"events": 0, "exposures": 20000}}
+                }
+            }
+        });
+        let config = json!({
+            "judge": judge,
+            "thresholds": {"pass": 80.0, "marginal": 40.0},
+            "group_weights": {"errors": 40.0, "latency": 40.0},
+            "metrics": [
+                {"name": "errors", "groups": ["errors"], "direction": "increase", "critical": true},
+                {"name": "latency", "groups": ["latency"], "direction": "increase"},
+                {"name": "missing", "groups": ["latency"], "direction": "increase"},
+                {"name": "cpu", "groups": ["saturation"], "direction": "either"},
+                {"name": "orders", "groups": ["business"], "direction": "decrease"},
+            ],
+        });
+        let snapshot = crate::snapshot::parse(snapshot.to_string().as_bytes()).unwrap();
+        (config, snapshot)
+    }
+
+    #[test]
+    fn a_request_judged_in_two_instances_gets_the_judgement_of_one() {
+        let runtime = runtime();
+        for name in ["NetflixACAJudge-v1.0", "shipgate-sequential-v1"] {
+            let (config, snapshot) = request(name);
+            let plan = plan(&config, snapshot.typed(), 2).expect("worth splitting");
+            assert_eq!(plan.parts, 2, "{name}");
+            let one = judge(&runtime, &config, snapshot.clone(), "test", None, 1).unwrap();
+            let two = judge(&runtime, &config, snapshot, "test", None, 2).unwrap();
+            assert_eq!(one.judgement, two.judgement, "{name}");
+            assert_eq!(one.sentences, two.sentences, "{name}");
+            let labels: Vec<&str> = one.judgement["metrics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["label"].as_str().unwrap())
+                .collect();
+            // Both tag sets of latency, in the config's order.
+            assert_eq!(labels.len(), 6, "{name}: {labels:?}");
+            assert_eq!(labels[2], "High", "{name}: {labels:?}");
+            assert_eq!(labels[5], "Low", "{name}: {labels:?}");
+        }
+        // Kayenta's score joins groups from both parts: errors 100 × 0.4,
+        // latency (one of two tag sets passed; no data is not scored)
+        // 50 × 0.4, and the two groups without a weight share the 20 left:
+        // saturation 100 × 0.1, business 0 × 0.1.
+        let (config, snapshot) = request("NetflixACAJudge-v1.0");
+        let two = judge(&runtime, &config, snapshot, "test", None, 2).unwrap();
+        assert_eq!(two.judgement["score"], 70.0);
+        assert_eq!(two.judgement["classification"], "Marginal");
+    }
+
+    #[test]
+    fn metrics_are_shared_in_config_order_by_their_points() {
+        let (config, snapshot) = request("NetflixACAJudge-v1.0");
+        let shared = plan(&config, snapshot.typed(), 2).unwrap();
+        // errors and latency's two tag sets hold 3 of the 5 series.
+        assert_eq!(shared.rules, vec![vec![0, 1], vec![2, 3, 4]]);
+        assert_eq!(shared.part_of("latency{pod=\"b\"}"), Some(0));
+        assert_eq!(shared.part_of("orders"), Some(1));
+        assert_eq!(shared.part_of("not-configured"), None);
+        assert!(plan(&config, snapshot.typed(), 1).is_none());
+        // A small request is judged in one instance.
+        let small =
+            crate::snapshot::parse(br#"{"schema_version": 2, "now": "2026-12-07T02:00:00Z"}"#)
+                .unwrap();
+        assert!(plan(&config, small.typed(), 2).is_none());
     }
 }

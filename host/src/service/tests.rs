@@ -8,12 +8,7 @@ use shipgate_policy::{Decision, Phase};
 use super::*;
 
 fn runtime(slots: u32) -> Arc<Runtime> {
-    let config = RuntimeConfig {
-        cache_dir: None,
-        max_concurrent_instances: slots,
-        ..Default::default()
-    };
-    Arc::new(Runtime::new(&config).unwrap())
+    crate::runtime::test_runtime(slots)
 }
 
 /// Settings serving the example gate.
