@@ -909,3 +909,144 @@ fn credentials_from_the_command_line_or_the_docker_config_get_a_token() {
     let (code, stderr) = pull(&[], "", &docker);
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+/// A registry that misbehaves with credentials at stake: a loopback
+/// stand-in that asks for Basic credentials, then answers a manifest larger
+/// than any module's, redirects a pull to another origin, and sends an
+/// upload to another origin. Nothing is read past the cap, and the other
+/// origin never sees the credentials.
+#[test]
+fn an_oversized_manifest_a_redirect_and_an_upload_elsewhere_keep_the_credentials_home() {
+    use std::sync::{Arc, Mutex};
+
+    use axum::http::{HeaderMap, StatusCode, header};
+    use axum::response::IntoResponse;
+
+    // The other origin records every request it gets and whether it carried
+    // credentials.
+    let seen: Arc<Mutex<Vec<(String, bool)>>> = Arc::default();
+    let record = seen.clone();
+    let elsewhere = crate::server::serve_on_loopback(axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: HeaderMap| {
+            let record = record.clone();
+            async move {
+                let credentials = headers.contains_key(header::AUTHORIZATION);
+                record
+                    .lock()
+                    .unwrap()
+                    .push((uri.path().to_string(), credentials));
+                StatusCode::NOT_FOUND
+            }
+        },
+    ));
+    let signed_in = |headers: &HeaderMap| {
+        let basic = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "ci:s3cret");
+        headers
+            .get(header::AUTHORIZATION)
+            .is_some_and(|v| *v == *format!("Basic {basic}"))
+    };
+    let ask = || {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, r#"Basic realm="stand-in""#)],
+        )
+            .into_response()
+    };
+    let registry = crate::server::serve_on_loopback(
+        axum::Router::new()
+            .route(
+                "/v2/team/big/manifests/v1",
+                axum::routing::get(move |headers: HeaderMap| async move {
+                    if !signed_in(&headers) {
+                        return ask();
+                    }
+                    // One byte over the 4 MiB a manifest may have.
+                    let body = vec![b' '; (4 << 20) + 1];
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/vnd.oci.image.manifest.v1+json",
+                        )],
+                        body,
+                    )
+                        .into_response()
+                }),
+            )
+            .route(
+                "/v2/team/moved/manifests/v1",
+                axum::routing::get(move |headers: HeaderMap| async move {
+                    if !signed_in(&headers) {
+                        return ask();
+                    }
+                    let to = format!("http://{elsewhere}/v2/team/moved/manifests/v1");
+                    (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, to)]).into_response()
+                }),
+            )
+            .route(
+                "/v2/team/push/blobs/{digest}",
+                axum::routing::head(move |headers: HeaderMap| async move {
+                    if !signed_in(&headers) {
+                        return ask();
+                    }
+                    StatusCode::NOT_FOUND.into_response()
+                }),
+            )
+            .route(
+                "/v2/team/push/blobs/uploads/",
+                axum::routing::post(move |headers: HeaderMap| async move {
+                    if !signed_in(&headers) {
+                        return ask();
+                    }
+                    let to = format!("http://{elsewhere}/upload/1");
+                    (StatusCode::ACCEPTED, [(header::LOCATION, to)]).into_response()
+                }),
+            ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let shipgate = |args: &[&str]| {
+        let output = shipgate_in(dir.path())
+            .env("SHIPGATE_STORE", dir.path().join("store"))
+            .env("DOCKER_CONFIG", dir.path().join("no-docker-config"))
+            .args(args)
+            .args(["--username", "ci", "--password-stdin"])
+            .write_stdin("s3cret\n")
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+
+    let (code, stderr) = shipgate(&["pull", &format!("oci://{registry}/team/big:v1")]);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("the answer is larger than 4194304 bytes"),
+        "{stderr}"
+    );
+
+    let (code, stderr) = shipgate(&["pull", &format!("oci://{registry}/team/moved:v1")]);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [("/v2/team/moved/manifests/v1".to_string(), false)],
+        "the redirect is followed without the registry's credentials"
+    );
+
+    let module = custom_policy();
+    let (code, stderr) = shipgate(&[
+        "push",
+        module.to_str().unwrap(),
+        &format!("oci://{registry}/team/push:v1"),
+    ]);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("the registry sends the upload elsewhere"),
+        "{stderr}"
+    );
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "nothing is uploaded to the other origin"
+    );
+}

@@ -243,20 +243,10 @@ impl Client {
         max_bytes: u64,
     ) -> Result<Vec<u8>, RegistryError> {
         let parsed = reqwest::Url::parse(url).map_err(|e| format!("'{url}' is not a URL: {e}"))?;
-        let host = parsed.host_str().unwrap_or("");
-        let authority = match parsed.port() {
-            Some(port) => format!("{host}:{port}"),
-            None => host.to_string(),
-        };
-        let loopback = host == "localhost"
-            || host == "[::1]"
-            || host
-                .parse::<std::net::Ipv4Addr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        let plain_ok = loopback || self.options.insecure_registries.contains(&authority);
+        let authority = authority(&parsed);
         match parsed.scheme() {
             "https" => {}
-            "http" if plain_ok => {}
+            "http" if self.plain_http_allowed(&parsed) => {}
             _ => {
                 return Err(format!(
                     "{url}: modules are fetched over https (plain http only from loopback)"
@@ -348,12 +338,9 @@ impl Client {
             .ok_or_else(|| format!("{}: a bearer challenge without a realm", reference.registry))?;
         let mut url =
             reqwest::Url::parse(realm).map_err(|e| format!("token realm '{realm}': {e}"))?;
-        let plain_ok = reference.is_loopback()
-            || self
-                .options
-                .insecure_registries
-                .contains(&reference.registry);
-        if url.scheme() != "https" && !(url.scheme() == "http" && plain_ok) {
+        // The realm's own host decides: a registry reached on loopback (a
+        // port-forward) may name a token service far away.
+        if url.scheme() != "https" && !(url.scheme() == "http" && self.plain_http_allowed(&url)) {
             return Err(format!(
                 "{}: the token realm '{realm}' is not https; credentials are not sent there",
                 reference.registry
@@ -381,6 +368,18 @@ impl Client {
             .or(token["access_token"].as_str())
             .ok_or_else(|| format!("{url}: the token answer has no token"))?;
         Ok(format!("Bearer {token}"))
+    }
+
+    /// Whether plain http may carry a request to `url`: its host is
+    /// loopback, or named insecure (`SHIPGATE_INSECURE_REGISTRIES`).
+    fn plain_http_allowed(&self, url: &reqwest::Url) -> bool {
+        let host = url.host_str().unwrap_or("");
+        let loopback = host == "localhost"
+            || host == "[::1]"
+            || host
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        loopback || self.options.insecure_registries.contains(&authority(url))
     }
 
     /// `--username`/`--password-stdin`, else the Docker config's entry for
@@ -442,6 +441,15 @@ impl Client {
             (Some(user), Some(password)) => Ok(Some((user.to_string(), password.to_string()))),
             _ => Ok(None),
         }
+    }
+}
+
+/// `host` or `host:port`, as registries are named.
+fn authority(url: &reqwest::Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
     }
 }
 
@@ -588,6 +596,39 @@ mod tests {
         assert_eq!(
             base("oci://ghcr.io/acme/rules:v1"),
             "https://ghcr.io/v2/acme/rules"
+        );
+    }
+
+    #[test]
+    fn credentials_go_to_a_plain_http_realm_only_on_loopback_or_when_named() {
+        let client = Client::new(ClientOptions {
+            insecure_registries: vec!["registry.lan:5000".into()],
+            username: Some("ci".into()),
+            password: Some("s3cret".into()),
+            ..ClientOptions::default()
+        })
+        .unwrap();
+        let allowed = |url: &str| client.plain_http_allowed(&reqwest::Url::parse(url).unwrap());
+        assert!(allowed("http://127.0.0.1:5000/token"));
+        assert!(allowed("http://localhost/token"));
+        assert!(allowed("http://registry.lan:5000/token"));
+        assert!(!allowed("http://registry.lan/token"));
+        assert!(!allowed("http://auth.example/token"));
+        // A registry on loopback (a port-forward) naming a token service
+        // far away over plain http: refused before anything is sent.
+        let registry = Reference::parse("oci://127.0.0.1:5000/rules:v1").unwrap();
+        let challenge = r#"Bearer realm="http://auth.example/token",service="registry""#;
+        let refused = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(client.authorize(&registry, challenge, "repository:rules:pull"))
+            .unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("is not https; credentials are not sent there"),
+            "{refused}"
         );
     }
 }
