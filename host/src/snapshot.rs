@@ -10,9 +10,11 @@
 //! typed form in the contract's binary encoding ([`shipgate_policy::wire`]),
 //! never JSON to parse again.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use shipgate_policy::snapshot::{SCHEMA_VERSION, SCHEMA_VERSIONS};
+use shipgate_policy::snapshot::{Metrics, SCHEMA_VERSION, SCHEMA_VERSIONS};
 use shipgate_policy::wire::{self, EncodedGate};
 use shipgate_policy::{Snapshot, Timestamp};
 
@@ -65,16 +67,17 @@ impl ValidSnapshot {
         wire::encode_with_gate(&self.typed, gate)
     }
 
-    /// The snapshot cut into `parts` snapshots by metric: each series and
-    /// count goes to the part `part_of` names for its key (to none for
-    /// `None`), everything else is in every part. The series move, they are
-    /// not copied. Each part keeps the whole's digest and `now`: a part is
-    /// judged on its own (a large canary in several instances at once),
-    /// never recorded on its own.
+    /// The snapshot cut into `parts` snapshots by metric: each series goes
+    /// to the part `series_part` names for its key, each count to the part
+    /// `count_part` names (to none for `None`); everything else is in every
+    /// part. The series move, they are not copied. Each part keeps the
+    /// whole's digest and `now`: a part is judged on its own (a large canary
+    /// in several instances at once), never recorded on its own.
     pub(crate) fn split_metrics(
         mut self,
         parts: usize,
-        part_of: impl Fn(&str) -> Option<usize>,
+        series_part: impl Fn(&str) -> Option<usize>,
+        count_part: impl Fn(&str) -> Option<usize>,
     ) -> Vec<ValidSnapshot> {
         let metrics = self.typed.metrics.as_mut();
         let (series, counts) = metrics.map_or((None, None), |m| (m.series.take(), m.counts.take()));
@@ -93,18 +96,8 @@ impl ValidSnapshot {
                 part
             })
             .collect();
-        for (key, pair) in series.into_iter().flatten() {
-            let part = part_of(&key).and_then(|part| split.get_mut(part));
-            if let Some(series) = part.and_then(|p| p.typed.metrics.as_mut()?.series.as_mut()) {
-                series.insert(key, pair);
-            }
-        }
-        for (key, pair) in counts.into_iter().flatten() {
-            let part = part_of(&key).and_then(|part| split.get_mut(part));
-            if let Some(counts) = part.and_then(|p| p.typed.metrics.as_mut()?.counts.as_mut()) {
-                counts.insert(key, pair);
-            }
-        }
+        distribute(series, &mut split, series_part, |m| m.series.as_mut());
+        distribute(counts, &mut split, count_part, |m| m.counts.as_mut());
         split
     }
 
@@ -135,6 +128,22 @@ impl SnapshotError {
         SnapshotError {
             path: path.into(),
             message: message.into(),
+        }
+    }
+}
+
+/// Moves each entry into the map `select` picks in the part `part_of`
+/// names for its key; an entry of no part is dropped.
+fn distribute<T>(
+    entries: Option<BTreeMap<String, T>>,
+    split: &mut [ValidSnapshot],
+    part_of: impl Fn(&str) -> Option<usize>,
+    select: impl Fn(&mut Metrics) -> Option<&mut BTreeMap<String, T>>,
+) {
+    for (key, value) in entries.into_iter().flatten() {
+        let part = part_of(&key).and_then(|part| split.get_mut(part));
+        if let Some(map) = part.and_then(|p| select(p.typed.metrics.as_mut()?)) {
+            map.insert(key, value);
         }
     }
 }

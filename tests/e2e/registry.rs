@@ -912,8 +912,9 @@ fn credentials_from_the_command_line_or_the_docker_config_get_a_token() {
 
 /// A registry that misbehaves with credentials at stake: a loopback
 /// stand-in that asks for Basic credentials, then answers a manifest larger
-/// than any module's, redirects a pull to another origin, and sends an
-/// upload to another origin. Nothing is read past the cap, and the other
+/// than any module's (with its length announced, and streamed without),
+/// redirects a pull to another origin, and sends an upload to another
+/// origin. Nothing is read past the cap, and the other
 /// origin never sees the credentials.
 #[test]
 fn an_oversized_manifest_a_redirect_and_an_upload_elsewhere_keep_the_credentials_home() {
@@ -939,66 +940,63 @@ fn an_oversized_manifest_a_redirect_and_an_upload_elsewhere_keep_the_credentials
             }
         },
     ));
-    let signed_in = |headers: &HeaderMap| {
+    // Every route asks for Basic credentials first, as a private registry
+    // does, so there are credentials to keep home.
+    let signed_in = |headers: &HeaderMap, answer: axum::response::Response| {
         let basic = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "ci:s3cret");
-        headers
-            .get(header::AUTHORIZATION)
-            .is_some_and(|v| *v == *format!("Basic {basic}"))
+        let authorization = headers.get(header::AUTHORIZATION);
+        if authorization.is_some_and(|v| *v == *format!("Basic {basic}")) {
+            return answer;
+        }
+        let challenge = [(header::WWW_AUTHENTICATE, r#"Basic realm="stand-in""#)];
+        (StatusCode::UNAUTHORIZED, challenge).into_response()
     };
-    let ask = || {
-        (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, r#"Basic realm="stand-in""#)],
-        )
-            .into_response()
+    let manifest = |body: axum::body::Body| {
+        let media_type = "application/vnd.oci.image.manifest.v1+json";
+        ([(header::CONTENT_TYPE, media_type)], body).into_response()
+    };
+    let redirect =
+        |status: StatusCode, to: String| (status, [(header::LOCATION, to)]).into_response();
+    // One byte over the 4 MiB a manifest may have, its length announced.
+    let big = || axum::body::Body::from(vec![b' '; (4 << 20) + 1]);
+    // Past 4 MiB in chunks, with no length announced: the cap must hold
+    // while reading.
+    let streamed = || {
+        let chunks = (0..65).map(|_| Ok::<_, std::io::Error>(vec![b' '; 64 << 10]));
+        axum::body::Body::from_stream(futures_util::stream::iter(chunks))
     };
     let registry = crate::server::serve_on_loopback(
         axum::Router::new()
             .route(
                 "/v2/team/big/manifests/v1",
                 axum::routing::get(move |headers: HeaderMap| async move {
-                    if !signed_in(&headers) {
-                        return ask();
-                    }
-                    // One byte over the 4 MiB a manifest may have.
-                    let body = vec![b' '; (4 << 20) + 1];
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "application/vnd.oci.image.manifest.v1+json",
-                        )],
-                        body,
-                    )
-                        .into_response()
+                    signed_in(&headers, manifest(big()))
+                }),
+            )
+            .route(
+                "/v2/team/streamed/manifests/v1",
+                axum::routing::get(move |headers: HeaderMap| async move {
+                    signed_in(&headers, manifest(streamed()))
                 }),
             )
             .route(
                 "/v2/team/moved/manifests/v1",
                 axum::routing::get(move |headers: HeaderMap| async move {
-                    if !signed_in(&headers) {
-                        return ask();
-                    }
                     let to = format!("http://{elsewhere}/v2/team/moved/manifests/v1");
-                    (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, to)]).into_response()
+                    signed_in(&headers, redirect(StatusCode::TEMPORARY_REDIRECT, to))
                 }),
             )
             .route(
                 "/v2/team/push/blobs/{digest}",
                 axum::routing::head(move |headers: HeaderMap| async move {
-                    if !signed_in(&headers) {
-                        return ask();
-                    }
-                    StatusCode::NOT_FOUND.into_response()
+                    signed_in(&headers, StatusCode::NOT_FOUND.into_response())
                 }),
             )
             .route(
                 "/v2/team/push/blobs/uploads/",
                 axum::routing::post(move |headers: HeaderMap| async move {
-                    if !signed_in(&headers) {
-                        return ask();
-                    }
                     let to = format!("http://{elsewhere}/upload/1");
-                    (StatusCode::ACCEPTED, [(header::LOCATION, to)]).into_response()
+                    signed_in(&headers, redirect(StatusCode::ACCEPTED, to))
                 }),
             ),
     );
@@ -1019,6 +1017,13 @@ fn an_oversized_manifest_a_redirect_and_an_upload_elsewhere_keep_the_credentials
     };
 
     let (code, stderr) = shipgate(&["pull", &format!("oci://{registry}/team/big:v1")]);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("the answer is larger than 4194304 bytes"),
+        "{stderr}"
+    );
+
+    let (code, stderr) = shipgate(&["pull", &format!("oci://{registry}/team/streamed:v1")]);
     assert_ne!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains("the answer is larger than 4194304 bytes"),

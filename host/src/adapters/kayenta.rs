@@ -276,7 +276,7 @@ pub(crate) fn result(request: &JudgeRequest, judgement: &Value) -> Value {
             let figures = &m["figures"];
             let stats = |cohort: &str| json!({"stats": m[cohort].clone()});
             json!({
-                "name": name.split_once('{').map_or(name, |(n, _)| n),
+                "name": shipgate_policy::judge::metric_of(name),
                 "tags": pair.map(|p| json!(p.tags)).unwrap_or_else(|| json!({})),
                 "id": pair.map_or("", |p| p.id.as_str()),
                 "classification": m["label"],

@@ -15,9 +15,6 @@ use crate::report::{self, Style};
 use crate::service::judge;
 use crate::snapshot;
 
-/// Instances judging one request at once: the runtime's slots (`runtime()`).
-const JUDGE_INSTANCES: usize = 2;
-
 #[derive(Debug, clap::Args)]
 pub(super) struct JudgeArgs {
     /// Kayenta's `RemoteJudgeRequest` (`{canaryConfig, metricSetPairList,
@@ -58,13 +55,15 @@ impl JudgeArgs {
             .then(|| snapshot.typed().metrics.as_ref()?.series.clone())
             .flatten()
             .unwrap_or_default();
+        let instances =
+            judge::instances_for(&request.config, snapshot.typed(), super::COMMAND_INSTANCES);
         let judged = judge::judge(
             &Arc::new(runtime()?),
             &request.config,
             snapshot,
             &label,
             None,
-            JUDGE_INSTANCES,
+            instances,
         )?;
         let (judgement, sentences) = (judged.judgement, judged.sentences);
         print(&match self.format {

@@ -163,11 +163,14 @@ fn run(command: Command) -> Result<i32, Error> {
     }
 }
 
-/// A command evaluates one policy at a time: a small instance pool keeps
-/// start-up short (every pool slot costs set-up system calls).
+/// Instances a command's runtime holds at once: a command evaluates one
+/// policy at a time (a shadow beside it, or a judgement in two parts), and
+/// a small pool keeps start-up short (every slot costs set-up system calls).
+const COMMAND_INSTANCES: u32 = 2;
+
 fn runtime() -> Result<Runtime, Error> {
     let config = RuntimeConfig {
-        max_concurrent_instances: 2,
+        max_concurrent_instances: COMMAND_INSTANCES,
         ..RuntimeConfig::default()
     };
     Ok(Runtime::new(&config)?)

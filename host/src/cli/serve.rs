@@ -80,8 +80,9 @@ pub(super) struct ServeArgs {
     #[arg(long, value_name = "N", env = "SHIPGATE_MAX_EVALUATING")]
     max_evaluating: Option<usize>,
     /// Kayenta judgements admitted at once, bodies included; beyond this,
-    /// 503. Each takes an evaluation slot while it runs, so at most this
-    /// many of --max-evaluating (default: 2, or --max-evaluating when lower).
+    /// 503. Each takes an evaluation slot while it runs (a large one a
+    /// second when two are free), so at most twice this many of
+    /// --max-evaluating (default: 2, or --max-evaluating when lower).
     #[arg(long, value_name = "N", env = "SHIPGATE_MAX_JUDGING")]
     max_judging: Option<usize>,
     /// Base URL of status links given to Spinnaker, e.g.

@@ -195,8 +195,10 @@ impl Client {
             .url()
             .join(location)
             .map_err(|e| format!("{start}: a bad upload Location '{location}': {e}"))?;
-        // The registry's credentials go to the registry only.
-        if location.origin() != response.url().origin() {
+        // The registry's credentials go to the registry only: the origin
+        // asked, not one a redirect of the POST led to.
+        let registry = reqwest::Url::parse(&start).map_err(|e| format!("{start}: {e}"))?;
+        if location.origin() != registry.origin() {
             return Err(format!(
                 "{start}: the registry sends the upload elsewhere ({}); credentials are not sent there",
                 location.origin().ascii_serialization()
@@ -342,7 +344,8 @@ impl Client {
         // port-forward) may name a token service far away.
         if url.scheme() != "https" && !(url.scheme() == "http" && self.plain_http_allowed(&url)) {
             return Err(format!(
-                "{}: the token realm '{realm}' is not https; credentials are not sent there",
+                "{}: the token realm '{realm}' is not https; credentials are not sent there \
+                 (name its host:port with --insecure-registry if plain http is meant)",
                 reference.registry
             )
             .into());
@@ -373,13 +376,8 @@ impl Client {
     /// Whether plain http may carry a request to `url`: its host is
     /// loopback, or named insecure (`SHIPGATE_INSECURE_REGISTRIES`).
     fn plain_http_allowed(&self, url: &reqwest::Url) -> bool {
-        let host = url.host_str().unwrap_or("");
-        let loopback = host == "localhost"
-            || host == "[::1]"
-            || host
-                .parse::<std::net::Ipv4Addr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        loopback || self.options.insecure_registries.contains(&authority(url))
+        super::reference::is_loopback_host(url.host_str().unwrap_or(""))
+            || self.options.insecure_registries.contains(&authority(url))
     }
 
     /// `--username`/`--password-stdin`, else the Docker config's entry for

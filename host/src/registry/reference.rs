@@ -92,12 +92,17 @@ impl Reference {
             Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
             _ => self.registry.as_str(),
         };
-        host == "localhost"
-            || host == "[::1]"
-            || host
-                .parse::<std::net::Ipv4Addr>()
-                .is_ok_and(|ip| ip.is_loopback())
+        is_loopback_host(host)
     }
+}
+
+/// `localhost`, `[::1]` or an IPv4 loopback address.
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host == "[::1]"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl fmt::Display for Reference {

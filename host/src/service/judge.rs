@@ -62,9 +62,9 @@ const MIN_POINTS_TO_SPLIT: usize = 16_384;
 /// `config`; `label` names the request in errors (`<stdin>`, a file, an
 /// HTTP request). `cancel` lets a caller that stops waiting stop the work.
 /// A large request is judged in up to `instances` guest instances at once
-/// (no more than the cores), each judging a share of the metrics (the guest
-/// has one thread); their judgements are joined into exactly the one a
-/// single instance gives.
+/// ([`instances_for`]), each judging a share of the metrics (the guest has
+/// one thread); their judgements are joined into exactly the one a single
+/// instance gives.
 pub(crate) fn judge(
     runtime: &Arc<Runtime>,
     config: &Value,
@@ -73,26 +73,36 @@ pub(crate) fn judge(
     cancel: Option<Cancel>,
     instances: usize,
 ) -> Result<Judged, JudgeError> {
-    let instances = instances.min(cores());
     let parts: Vec<(Value, ValidSnapshot)> = match plan(config, snapshot.typed(), instances) {
         None => vec![(config.clone(), snapshot)],
         Some(plan) => {
-            let snapshots = snapshot.split_metrics(plan.parts, |key| plan.part_of(key));
+            let snapshots = snapshot.split_metrics(
+                plan.parts,
+                |key| plan.part_of_series(key),
+                |key| plan.part_of_count(key),
+            );
             plan.configs(config).into_iter().zip(snapshots).collect()
         }
     };
+    let mut parts = parts.into_iter();
+    // The first part is prepared before the others start, so the judge's
+    // module is loaded (compiled, on a cold cache) once, not by each.
+    let first = match parts.next() {
+        Some((config, snapshot)) => Some((prepare_part(runtime, &config, label)?, snapshot)),
+        None => None,
+    };
     let judged: Vec<Result<Part, JudgeError>> = std::thread::scope(|scope| {
-        let mut parts = parts.into_iter();
-        let first = parts.next();
         let others: Vec<_> = parts
             .map(|(config, snapshot)| {
                 let cancel = cancel.clone();
-                scope.spawn(move || judge_part(runtime, &config, &snapshot, label, cancel))
+                scope.spawn(move || {
+                    let prepared = prepare_part(runtime, &config, label)?;
+                    run_part(&prepared, &snapshot, label, cancel)
+                })
             })
             .collect();
-        let first = first.map(|(config, snapshot)| {
-            judge_part(runtime, &config, &snapshot, label, cancel.clone())
-        });
+        let first =
+            first.map(|(prepared, snapshot)| run_part(&prepared, &snapshot, label, cancel.clone()));
         first
             .into_iter()
             .chain(others.into_iter().map(|part| {
@@ -111,7 +121,8 @@ pub(crate) fn judge(
         judgements.push(part.judgement);
         sentences.extend(part.sentences);
     }
-    let (weights, thresholds) = scoring(config)?;
+    let (weights, thresholds) =
+        scoring(config).map_err(|e| JudgeError::Invalid(format!("{label}: {e}")))?;
     let joined = judge::join(judgements, &weights, thresholds).map_err(JudgeError::Internal)?;
     let json =
         judge::printable(&joined).map_err(|e| JudgeError::Invalid(format!("{label}: {e}")))?;
@@ -123,11 +134,14 @@ pub(crate) fn judge(
     })
 }
 
-/// The cores this process may run on: more instances than that would only
-/// take turns.
-fn cores() -> usize {
+/// How many instances to judge a request in when `available` could run
+/// it: two when it is worth splitting and this process has two cores (more
+/// instances than cores would only take turns), else one.
+pub(crate) fn instances_for(config: &Value, snapshot: &Snapshot, available: u32) -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let split = available >= 2 && cores >= 2 && plan(config, snapshot, 2).is_some();
+    if split { 2 } else { 1 }
 }
 
 /// One instance's judgement of a share of the metrics.
@@ -136,22 +150,28 @@ struct Part {
     sentences: Vec<(String, String)>,
 }
 
-fn judge_part(
+/// The judge policy with `config`, ready to judge.
+fn prepare_part(
     runtime: &Arc<Runtime>,
     config: &Value,
-    snapshot: &ValidSnapshot,
     label: &str,
-    cancel: Option<Cancel>,
-) -> Result<Part, JudgeError> {
+) -> Result<PreparedGate, JudgeError> {
     // Errors in the config name the request, as a gate file's name it.
     let origin = Origin::File(format!("{label}: canaryConfig").into());
     let gate =
         Gate::parse(&gate_text(config)?, origin).map_err(|e| JudgeError::Invalid(e.to_string()))?;
-    let prepared =
-        PreparedGate::prepare(runtime.clone(), gate, &[Phase::Promotion]).map_err(|e| match e {
-            Error::Internal(_) => JudgeError::Internal(e.to_string()),
-            other => JudgeError::Invalid(other.to_string()),
-        })?;
+    PreparedGate::prepare(runtime.clone(), gate, &[Phase::Promotion]).map_err(|e| match e {
+        Error::Internal(_) => JudgeError::Internal(e.to_string()),
+        other => JudgeError::Invalid(other.to_string()),
+    })
+}
+
+fn run_part(
+    prepared: &PreparedGate,
+    snapshot: &ValidSnapshot,
+    label: &str,
+    cancel: Option<Cancel>,
+) -> Result<Part, JudgeError> {
     let budget = Budget {
         cancel,
         beside: None,
@@ -200,7 +220,7 @@ fn judge_part(
 /// The config's group weights and thresholds, for scoring the joined
 /// metrics as the policy scores them (it has checked them: a config it
 /// refused gave no judgement to join).
-fn scoring(config: &Value) -> Result<(BTreeMap<String, f64>, Thresholds), JudgeError> {
+fn scoring(config: &Value) -> Result<(BTreeMap<String, f64>, Thresholds), String> {
     Ok((
         field(config, "group_weights")?,
         field(config, "thresholds")?,
@@ -208,14 +228,11 @@ fn scoring(config: &Value) -> Result<(BTreeMap<String, f64>, Thresholds), JudgeE
 }
 
 /// A key of the config, its default when absent or null.
-fn field<T: serde::de::DeserializeOwned + Default>(
-    config: &Value,
-    key: &str,
-) -> Result<T, JudgeError> {
+fn field<T: serde::de::DeserializeOwned + Default>(config: &Value, key: &str) -> Result<T, String> {
     match config.get(key) {
         None | Some(Value::Null) => Ok(T::default()),
         Some(value) => serde_json::from_value(without_nulls(value.clone()))
-            .map_err(|e| JudgeError::Invalid(format!("canaryConfig: {key}: {e}"))),
+            .map_err(|e| format!("canaryConfig: {key}: {e}")),
     }
 }
 
@@ -231,8 +248,15 @@ struct Plan {
 }
 
 impl Plan {
-    fn part_of(&self, key: &str) -> Option<usize> {
+    /// A series key's part: its metric's (keys carry tag sets).
+    fn part_of_series(&self, key: &str) -> Option<usize> {
         self.part_by_metric.get(judge::metric_of(key)).copied()
+    }
+
+    /// A count's part: the metric of its exact name, as the policy looks
+    /// counts up.
+    fn part_of_count(&self, key: &str) -> Option<usize> {
+        self.part_by_metric.get(key).copied()
     }
 
     /// The config of each part: the whole config with its share of the
@@ -338,7 +362,8 @@ impl super::Service {
     /// `--max-judging` are in: each holds a body of up to
     /// `--max-judge-body-bytes` and a guest's memory, so they are bounded
     /// far below the `--max-pending` every request also counts in, and
-    /// take no more than that many of the evaluation slots.
+    /// take at most twice that many of the evaluation slots (a large one
+    /// may take two, [`Self::judge`]).
     pub(crate) fn admit_judgement(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Refusal> {
         self.judging
             .clone()
@@ -364,12 +389,14 @@ impl super::Service {
             .await
             .map_err(|_| Refusal::Timeout)?
             .map_err(|_| Refusal::Internal("the server is shutting down".into()))?;
-        // A second slot, if one is free now, judges half the metrics on the
-        // other core; waiting for one would only delay the answer, and the
-        // last free slot is left to the gate's decisions.
-        let second = (self.evaluating.available_permits() > 1)
-            .then(|| self.evaluating.clone().try_acquire_owned().ok())
-            .flatten();
+        // A request worth splitting takes a second slot if two are free now
+        // (taken at once, one given back: the last free slot is left to the
+        // gate's decisions) and judges half its metrics on the other core;
+        // waiting for one would only delay the answer.
+        let second = (instances_for(&config, &snapshot, 2) == 2)
+            .then(|| self.evaluating.clone().try_acquire_many_owned(2).ok())
+            .flatten()
+            .and_then(|mut two| two.split(1));
         let instances = 1 + usize::from(second.is_some());
         let runtime = self.runtime.clone();
         let cancel = Cancel::default();
@@ -499,9 +526,12 @@ mod tests {
         let shared = plan(&config, snapshot.typed(), 2).unwrap();
         // errors and latency's two tag sets hold 3 of the 5 series.
         assert_eq!(shared.rules, vec![vec![0, 1], vec![2, 3, 4]]);
-        assert_eq!(shared.part_of("latency{pod=\"b\"}"), Some(0));
-        assert_eq!(shared.part_of("orders"), Some(1));
-        assert_eq!(shared.part_of("not-configured"), None);
+        assert_eq!(shared.part_of_series("latency{pod=\"b\"}"), Some(0));
+        assert_eq!(shared.part_of_series("orders"), Some(1));
+        assert_eq!(shared.part_of_series("not-configured"), None);
+        // Counts are looked up by the metric's exact name.
+        assert_eq!(shared.part_of_count("errors"), Some(0));
+        assert_eq!(shared.part_of_count("latency{pod=\"b\"}"), None);
         assert!(plan(&config, snapshot.typed(), 1).is_none());
         // A small request is judged in one instance.
         let small =

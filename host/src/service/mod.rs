@@ -61,7 +61,8 @@ pub(crate) struct ServiceSettings {
     /// Gate evaluations running at once.
     pub(crate) max_evaluating: usize,
     /// Kayenta judgements admitted at once (each holds a large body and
-    /// takes one of the evaluation slots while it runs).
+    /// takes one of the evaluation slots while it runs, a large one a
+    /// second when two are free).
     pub(crate) max_judging: usize,
     /// Where every decision is written before it is answered.
     pub(crate) decision_log: Option<LogTarget>,

@@ -31,6 +31,8 @@ pub mod stats;
 use std::collections::BTreeMap;
 
 pub use config::{Analysis, CanaryConfig, Direction, MetricRule, Thresholds};
+pub use result::{Classification, Judgement, Label, MetricResult};
+
 /// One metric's two series, in step order; NaN marks a gap.
 ///
 /// ```
@@ -173,7 +175,6 @@ pub fn join(
         other => Err(format!("no judge is named {other}")),
     }
 }
-pub use result::{Classification, Judgement, Label, MetricResult};
 
 /// Judges every metric that has a rule with Kayenta's judge and scores the
 /// canary. A pair without a rule is an error in Kayenta; here it is skipped

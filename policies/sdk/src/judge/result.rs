@@ -148,6 +148,12 @@ pub struct GroupScore {
 }
 
 /// A judge's answer for a whole canary.
+///
+/// It reads back from its JSON (to join judgements made apart,
+/// [`crate::judge::join`]) into what writes the same JSON, not always the
+/// same value: JSON has no NaN or infinity, so a plain number that was one
+/// reads back as NaN, and an optional figure that was one reads back as
+/// `None`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Judgement {
     /// The judge's name, e.g. "NetflixACAJudge-v1.0".
