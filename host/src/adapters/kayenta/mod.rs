@@ -10,9 +10,12 @@
 //! joins the two), with no credentials of its own; so the base URL to
 //! configure is `http://HOST:PORT/v1/kayenta`.
 
+mod values;
+
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use shipgate_policy::Snapshot;
@@ -58,10 +61,11 @@ pub(crate) struct PairInfo {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RawRequest {
+struct RawRequest<'a> {
     canary_config: Value,
     score_thresholds: Thresholds,
-    metric_set_pair_list: Vec<RawPair>,
+    #[serde(borrow)]
+    metric_set_pair_list: Vec<RawPair<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -72,13 +76,15 @@ struct Thresholds {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RawPair {
+struct RawPair<'a> {
     name: String,
     #[serde(default)]
     id: String,
     #[serde(default)]
     tags: BTreeMap<String, String>,
-    values: BTreeMap<String, Vec<Point>>,
+    /// Each cohort's values, read by [`values::read`].
+    #[serde(borrow)]
+    values: BTreeMap<String, &'a RawValue>,
     #[serde(default)]
     scopes: BTreeMap<String, Scope>,
 }
@@ -92,6 +98,9 @@ struct Scope {
     step_millis: Option<f64>,
 }
 
+/// The cohorts of a metric set pair, Kayenta's names for baseline and canary.
+const COHORTS: [&str; 2] = ["control", "experiment"];
+
 /// Maps a request; the error names the field (`metricSetPairList[2].values.experiment[7]`).
 pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
@@ -102,6 +111,37 @@ pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
                 path => format!("{path}: {}", e.inner()),
             }
         })?;
+    // The cohorts' values, in document order (the first error found is the
+    // first in the request), read while the body is hashed.
+    let mut cohorts: Vec<values::Cohort> = raw
+        .metric_set_pair_list
+        .iter()
+        .enumerate()
+        .flat_map(|(i, pair)| {
+            COHORTS.iter().filter_map(move |&cohort| {
+                pair.values.get(cohort).map(|&raw| values::Cohort {
+                    at: format!("metricSetPairList[{i}].values.{cohort}"),
+                    raw,
+                })
+            })
+        })
+        .collect();
+    cohorts.sort_by_key(|cohort| cohort.raw.get().as_ptr() as usize);
+    let digest = || {
+        hex::encode(
+            Sha256::new()
+                .chain_update(now)
+                .chain_update(body)
+                .finalize(),
+        )
+    };
+    // Hashing a byte costs about a fifth of reading one.
+    let (read, sha256) = values::read(body, &cohorts, digest, body.len() / 5);
+    let mut read: BTreeMap<String, values::Values> = cohorts
+        .into_iter()
+        .map(|cohort| cohort.at)
+        .zip(read?)
+        .collect();
     let config = policy_config(&raw.canary_config, &raw.score_thresholds)?;
     let configured: Vec<&str> = config["metrics"]
         .as_array()
@@ -119,8 +159,9 @@ pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
                 "{at}: a second pair for `{key}` with the same tags"
             ));
         }
-        let values = |cohort: &str| -> Result<Vec<Option<f64>>, String> {
-            let points = pair.values.get(cohort).ok_or_else(|| {
+        let mut values = |cohort: &str| -> Result<values::Values, String> {
+            let points = read.remove(&format!("{at}.values.{cohort}"));
+            let points = points.ok_or_else(|| {
                 format!("{at}.values: no `{cohort}` series (Kayenta sends control and experiment)")
             })?;
             if points.len() > MAX_SERIES_POINTS {
@@ -130,7 +171,7 @@ pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
                     points.len()
                 ));
             }
-            Ok(points.iter().map(|point| point.0).collect())
+            Ok(points)
         };
         if !configured.contains(&pair.name.as_str()) {
             return Err(format!(
@@ -177,12 +218,6 @@ pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
         }),
         ..Snapshot::default()
     };
-    let sha256 = hex::encode(
-        Sha256::new()
-            .chain_update(now)
-            .chain_update(body)
-            .finalize(),
-    );
     Ok(JudgeRequest {
         config,
         snapshot,
@@ -191,55 +226,9 @@ pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
     })
 }
 
-/// A value Kayenta sent: a number, `null`, or Jackson's `"NaN"` (a gap); an
-/// infinity is refused (no judge can rank it).
-struct Point(Option<f64>);
-
-impl<'de> Deserialize<'de> for Point {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Point, D::Error> {
-        deserializer.deserialize_any(PointVisitor)
-    }
-}
-
-struct PointVisitor;
-
-impl serde::de::Visitor<'_> for PointVisitor {
-    type Value = Point;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a number, null or \"NaN\"")
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Point, E> {
-        Ok(Point(Some(v)))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Point, E> {
-        Ok(Point(Some(v as f64)))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Point, E> {
-        Ok(Point(Some(v as f64)))
-    }
-
-    fn visit_unit<E>(self) -> Result<Point, E> {
-        Ok(Point(None))
-    }
-
-    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Point, E> {
-        match s {
-            "NaN" => Ok(Point(None)),
-            s if s.ends_with("Infinity") => Err(E::custom(format!(
-                "{s} is not a measurement; drop or cap it at the source"
-            ))),
-            s => Err(E::custom(format!("{s:?} is not a number"))),
-        }
-    }
-}
-
 /// `name`, or `name{tag="value",…}` when the pair has tags: Kayenta judges
 /// each tag set of a metric on its own.
-fn series_key(pair: &RawPair) -> String {
+fn series_key(pair: &RawPair<'_>) -> String {
     if pair.tags.is_empty() {
         return pair.name.clone();
     }
