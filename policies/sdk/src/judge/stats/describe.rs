@@ -116,7 +116,7 @@ pub fn mean_ratio(canary: &[f64], baseline: &[f64]) -> f64 {
 pub(crate) fn sorted(values: &[f64]) -> Vec<f64> {
     let mut values = values.to_vec();
     if !values.is_sorted_by(|a, b| a.total_cmp(b).is_le()) {
-        values.sort_unstable_by(f64::total_cmp);
+        super::sort::sort_total(&mut values);
     }
     values
 }

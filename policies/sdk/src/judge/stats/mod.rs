@@ -4,6 +4,7 @@
 pub mod describe;
 pub mod normal;
 pub mod rank_sum;
+mod sort;
 pub mod zeroin;
 
 pub use rank_sum::{Estimate, RankSum, RankSumError, rank_sum};
