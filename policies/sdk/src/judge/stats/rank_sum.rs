@@ -171,7 +171,7 @@ fn solve(
 
 /// The standardized rank-sum statistic of `canary − d` against `baseline`,
 /// as a function of the shift `d`, which the root finder asks for some
-/// thirty times per metric. Both samples are kept sorted and run-length
+/// twenty-five times per metric. Both samples are kept sorted and run-length
 /// encoded (each distinct value with its count). Shifting the canary keeps
 /// its order, so when the shift falls each canary value's place among the
 /// baseline's is at least where the previous shift put it and at least its
@@ -318,6 +318,11 @@ impl Statistic {
             }
         }
         *last_shift = d;
+        if d.is_nan() {
+            // No order to keep: the next shift starts from bounds that hold.
+            places.fill(0);
+            *last_shift = f64::INFINITY;
+        }
         tally.finish()
     }
 }
@@ -524,9 +529,14 @@ mod tests {
             ((state >> 33) % levels) as f64 * 0.5
         };
         for round in 0..200u64 {
-            let levels = 2 + round % 40;
-            // Now and then long samples, where the search takes long strides.
+            // Now and then long samples, where the search takes long
+            // strides, half of them of distinct values as measurements are.
             let long = if round % 25 == 0 { 300 } else { 0 };
+            let levels = if round % 50 == 25 {
+                1 << 30
+            } else {
+                2 + round % 40
+            };
             let canary: Vec<f64> = (0..(1 + round % 23 + long)).map(|_| next(levels)).collect();
             let baseline: Vec<f64> = (0..(1 + round % 17 + long)).map(|_| next(levels)).collect();
             let statistic = Statistic::new(&canary, &baseline);
@@ -542,12 +552,49 @@ mod tests {
                 -9.5,
                 4.0,
                 0.0,
+                // Then closing in on one shift from both sides, as its last
+                // steps do, after a shift that is no number at all.
+                f64::NAN,
+                0.3,
+                0.3 + 1e-3,
+                0.3 - 1e-4,
+                0.3 + 1e-5,
+                0.3 - 1e-6,
+                0.3,
             ] {
+                if d.is_nan() {
+                    statistic.ranks(d);
+                    continue;
+                }
                 assert_eq!(
                     statistic.ranks(d),
                     naive_ranks(&canary, &baseline, d),
                     "{canary:?} {baseline:?} shifted by {d}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn the_search_from_a_bound_finds_the_place_from_every_bound() {
+        for len in 0..10i32 {
+            let values: Vec<f64> = (0..len).map(f64::from).collect();
+            for x in (-1..=2 * len + 1).map(|half| f64::from(half) / 2.0) {
+                let place = values.partition_point(|&v| v < x);
+                for start in 0..=place {
+                    assert_eq!(
+                        place_at_or_after(&values, x, start),
+                        place,
+                        "{len} {x} {start}"
+                    );
+                }
+                for start in place..=len as usize {
+                    assert_eq!(
+                        place_at_or_before(&values, x, start),
+                        place,
+                        "{len} {x} {start}"
+                    );
+                }
             }
         }
     }
