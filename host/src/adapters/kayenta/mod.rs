@@ -15,11 +15,11 @@ mod values;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use shipgate_policy::Snapshot;
 use shipgate_policy::snapshot::{Metrics, SeriesPair};
+use values::{Point, RawCohorts};
 
 use super::{Adapter, Authentication, Custom, Endpoint, Method, Route};
 use crate::gate::judge_config;
@@ -59,13 +59,15 @@ pub(crate) struct PairInfo {
     pub(crate) tags: BTreeMap<String, String>,
 }
 
+/// A request as parsed; `V` is how a pair's `values` is read: as raw
+/// arrays, read afterwards ([`RawCohorts`]), or into points at once (to
+/// name a refused request's first bad value, [`refusal`]).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RawRequest<'a> {
+struct RawRequest<V> {
     canary_config: Value,
     score_thresholds: Thresholds,
-    #[serde(borrow)]
-    metric_set_pair_list: Vec<RawPair<'a>>,
+    metric_set_pair_list: Vec<RawPair<V>>,
 }
 
 #[derive(Deserialize)]
@@ -76,15 +78,13 @@ struct Thresholds {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RawPair<'a> {
+struct RawPair<V> {
     name: String,
     #[serde(default)]
     id: String,
     #[serde(default)]
     tags: BTreeMap<String, String>,
-    /// Each cohort's values, read by [`values::read`].
-    #[serde(borrow)]
-    values: BTreeMap<String, &'a RawValue>,
+    values: V,
     #[serde(default)]
     scopes: BTreeMap<String, Scope>,
 }
@@ -98,35 +98,24 @@ struct Scope {
     step_millis: Option<f64>,
 }
 
-/// The cohorts of a metric set pair, Kayenta's names for baseline and canary.
-const COHORTS: [&str; 2] = ["control", "experiment"];
-
 /// Maps a request; the error names the field (`metricSetPairList[2].values.experiment[7]`).
 pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let raw: RawRequest =
-        serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-            match e.path().to_string().as_str() {
-                "." => e.inner().to_string(),
-                path => format!("{path}: {}", e.inner()),
-            }
-        })?;
-    // The cohorts' values, in document order (the first error found is the
-    // first in the request), read while the body is hashed.
-    let mut cohorts: Vec<values::Cohort> = raw
+    let raw: RawRequest<RawCohorts> = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|error| refusal(body, path_error(error)))?;
+    // Every cohort's values, in the request's order, read while the body
+    // is hashed.
+    let (cohorts, arrays): (Vec<(usize, &str)>, Vec<values::RawArray>) = raw
         .metric_set_pair_list
         .iter()
         .enumerate()
         .flat_map(|(i, pair)| {
-            COHORTS.iter().filter_map(move |&cohort| {
-                pair.values.get(cohort).map(|&raw| values::Cohort {
-                    at: format!("metricSetPairList[{i}].values.{cohort}"),
-                    raw,
-                })
+            pair.values.0.iter().map(move |(cohort, raw)| {
+                let at = format!("metricSetPairList[{i}].values.{cohort}");
+                ((i, cohort.as_str()), (at, *raw))
             })
         })
-        .collect();
-    cohorts.sort_by_key(|cohort| cohort.raw.get().as_ptr() as usize);
+        .unzip();
     let digest = || {
         hex::encode(
             Sha256::new()
@@ -136,12 +125,17 @@ pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
         )
     };
     // Hashing a byte costs about a fifth of reading one.
-    let (read, sha256) = values::read(body, &cohorts, digest, body.len() / 5);
-    let mut read: BTreeMap<String, values::Values> = cohorts
-        .into_iter()
-        .map(|cohort| cohort.at)
-        .zip(read?)
+    let (read, sha256) = values::read(&arrays, digest, body.len() / 5);
+    let read = read.map_err(|found| refusal(body, found))?;
+    // Each pair's cohorts by name; of a repeated one, the last copy.
+    let mut read_by_pair: Vec<BTreeMap<&str, values::Values>> = raw
+        .metric_set_pair_list
+        .iter()
+        .map(|_| BTreeMap::new())
         .collect();
+    for ((i, cohort), values) in cohorts.into_iter().zip(read) {
+        read_by_pair[i].insert(cohort, values);
+    }
     let config = policy_config(&raw.canary_config, &raw.score_thresholds)?;
     let configured: Vec<&str> = config["metrics"]
         .as_array()
@@ -153,15 +147,15 @@ pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
     let mut pairs = Vec::new();
     for (i, pair) in raw.metric_set_pair_list.iter().enumerate() {
         let at = format!("metricSetPairList[{i}]");
+        let mut read = std::mem::take(&mut read_by_pair[i]);
         let key = series_key(pair);
         if series.contains_key(&key) {
             return Err(format!(
                 "{at}: a second pair for `{key}` with the same tags"
             ));
         }
-        let mut values = |cohort: &str| -> Result<values::Values, String> {
-            let points = read.remove(&format!("{at}.values.{cohort}"));
-            let points = points.ok_or_else(|| {
+        let mut cohort_values = |cohort: &str| -> Result<values::Values, String> {
+            let points = read.remove(cohort).ok_or_else(|| {
                 format!("{at}.values: no `{cohort}` series (Kayenta sends control and experiment)")
             })?;
             if points.len() > MAX_SERIES_POINTS {
@@ -182,7 +176,7 @@ pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
         // As Kayenta sent them: a cohort may be shorter (Kayenta pads a
         // missing one with NaN itself), and padding here would turn into
         // zeros under nan_strategy "replace".
-        let (baseline, canary) = (values("control")?, values("experiment")?);
+        let (baseline, canary) = (cohort_values("control")?, cohort_values("experiment")?);
         let scope = pair
             .scopes
             .get("control")
@@ -226,9 +220,30 @@ pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
     })
 }
 
+/// The message for a request that does not read: the request read again,
+/// every value at once and its path tracked (slower: only for a request
+/// that is refused), so the first problem in the document is named, a
+/// value's index too, with its line and column, whichever step found it.
+/// `found` is what that step said, for a request that reads this way.
+fn refusal(body: &[u8], found: String) -> String {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let typed = serde_path_to_error::deserialize::<_, RawRequest<BTreeMap<String, Vec<Point>>>>(
+        &mut deserializer,
+    );
+    typed.err().map_or(found, path_error)
+}
+
+/// `path: message`, or the message for the document itself.
+fn path_error(error: serde_path_to_error::Error<serde_json::Error>) -> String {
+    match error.path().to_string().as_str() {
+        "." => error.inner().to_string(),
+        path => format!("{path}: {}", error.inner()),
+    }
+}
+
 /// `name`, or `name{tag="value",…}` when the pair has tags: Kayenta judges
 /// each tag set of a metric on its own.
-fn series_key(pair: &RawPair<'_>) -> String {
+fn series_key<V>(pair: &RawPair<V>) -> String {
     if pair.tags.is_empty() {
         return pair.name.clone();
     }
@@ -306,4 +321,52 @@ pub(crate) fn result(request: &JudgeRequest, judgement: &Value) -> Value {
             "classificationReason": judgement["reason"].as_str().unwrap_or(""),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the previous parser (every value read with the structure)
+    /// said for each broken request: reading the values afterwards, on two
+    /// threads, must not change a word.
+    #[test]
+    fn a_broken_request_is_refused_as_one_typed_parse_refuses_it() {
+        let cases = [
+            // a bad value before a bad name further on
+            (
+                r#"{"canaryConfig":{"metrics":[{"name":"a"}]},"scoreThresholds":{"pass":75,"marginal":50},"metricSetPairList":[{"name":"a","values":{"control":[1,"x"],"experiment":[1,2]}},{"name":5,"values":{}}]}"#,
+                r#"metricSetPairList[0].values.control[1]: "x" is not a number at line 1 column 146"#,
+            ),
+            // a key besides control and experiment
+            (
+                r#"{"canaryConfig":{"metrics":[{"name":"a"}]},"scoreThresholds":{"pass":75,"marginal":50},"metricSetPairList":[{"name":"a","values":{"control":[1,2],"experiment":[1,2],"extra":[true]}}]}"#,
+                r#"metricSetPairList[0].values.extra[0]: invalid type: boolean `true`, expected a number, null or "NaN" at line 1 column 178"#,
+            ),
+            // the first copy of a repeated key
+            (
+                r#"{"canaryConfig":{"metrics":[{"name":"a"}]},"scoreThresholds":{"pass":75,"marginal":50},"metricSetPairList":[{"name":"a","values":{"control":["y"],"control":[1,2],"experiment":[1,2]}}]}"#,
+                r#"metricSetPairList[0].values.control[0]: "y" is not a number at line 1 column 144"#,
+            ),
+            // a map for an array
+            (
+                r#"{"canaryConfig":{"metrics":[{"name":"a"}]},"scoreThresholds":{"pass":75,"marginal":50},"metricSetPairList":[{"name":"a","values":{"control":{},"experiment":[1,2]}}]}"#,
+                r#"metricSetPairList[0].values.control: invalid type: map, expected a sequence at line 1 column 140"#,
+            ),
+            // a broken literal inside an array
+            (
+                r#"{"canaryConfig":{"metrics":[{"name":"a"}]},"scoreThresholds":{"pass":75,"marginal":50},"metricSetPairList":[{"name":"a","values":{"control":[1,tru],"experiment":[1,2]}}]}"#,
+                r#"metricSetPairList[0].values.control[1]: expected ident at line 1 column 147"#,
+            ),
+            // a trailing comma, after a multi-byte character
+            (
+                r#"{"canaryConfig":{"metrics":[{"name":"é"}]},"scoreThresholds":{"pass":75,"marginal":50},"metricSetPairList":[{"name":"a","values":{"control":[1,2,],"experiment":[1,2]}}]}"#,
+                r#"metricSetPairList[0].values.control: trailing comma at line 1 column 147"#,
+            ),
+        ];
+        for (request, expected) in cases {
+            let error = parse(request.as_bytes(), "2026-12-07T00:00:00Z").unwrap_err();
+            assert_eq!(error, expected, "{request}");
+        }
+    }
 }
