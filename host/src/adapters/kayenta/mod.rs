@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use shipgate_policy::Snapshot;
 use shipgate_policy::snapshot::{Metrics, SeriesPair};
-use values::{Point, RawCohorts};
+use values::{COHORTS, Point, RawCohorts};
 
 use super::{Adapter, Authentication, Custom, Endpoint, Method, Route};
 use crate::gate::judge_config;
@@ -103,16 +103,15 @@ pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let raw: RawRequest<RawCohorts> = serde_path_to_error::deserialize(&mut deserializer)
         .map_err(|error| refusal(body, path_error(error)))?;
-    // Every cohort's values, in the request's order, read while the body
-    // is hashed.
-    let (cohorts, arrays): (Vec<(usize, &str)>, Vec<values::RawArray>) = raw
+    // Every pair's cohorts, read while the body is hashed.
+    let (cohorts, arrays): (Vec<(usize, usize)>, Vec<values::RawArray>) = raw
         .metric_set_pair_list
         .iter()
         .enumerate()
         .flat_map(|(i, pair)| {
-            pair.values.0.iter().map(move |(cohort, raw)| {
+            COHORTS.iter().enumerate().filter_map(move |(c, cohort)| {
                 let at = format!("metricSetPairList[{i}].values.{cohort}");
-                ((i, cohort.as_str()), (at, *raw))
+                pair.values.0[c].map(|raw| ((i, c), (at, raw)))
             })
         })
         .unzip();
@@ -126,15 +125,21 @@ pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
     };
     // Hashing a byte costs about a fifth of reading one.
     let (read, sha256) = values::read(&arrays, digest, body.len() / 5);
-    let read = read.map_err(|found| refusal(body, found))?;
-    // Each pair's cohorts by name; of a repeated one, the last copy.
-    let mut read_by_pair: Vec<BTreeMap<&str, values::Values>> = raw
+    let read = match read {
+        Ok(read) => read,
+        Err(found) => {
+            // What was read is let go before the body is read again.
+            drop((arrays, raw));
+            return Err(refusal(body, found));
+        }
+    };
+    let mut read_by_pair: Vec<[Option<values::Values>; 2]> = raw
         .metric_set_pair_list
         .iter()
-        .map(|_| BTreeMap::new())
+        .map(|_| [None, None])
         .collect();
-    for ((i, cohort), values) in cohorts.into_iter().zip(read) {
-        read_by_pair[i].insert(cohort, values);
+    for ((i, c), values) in cohorts.into_iter().zip(read) {
+        read_by_pair[i][c] = Some(values);
     }
     let config = policy_config(&raw.canary_config, &raw.score_thresholds)?;
     let configured: Vec<&str> = config["metrics"]
@@ -154,8 +159,9 @@ pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
                 "{at}: a second pair for `{key}` with the same tags"
             ));
         }
-        let mut cohort_values = |cohort: &str| -> Result<values::Values, String> {
-            let points = read.remove(cohort).ok_or_else(|| {
+        let mut cohort_values = |c: usize| -> Result<values::Values, String> {
+            let cohort = COHORTS[c];
+            let points = read[c].take().ok_or_else(|| {
                 format!("{at}.values: no `{cohort}` series (Kayenta sends control and experiment)")
             })?;
             if points.len() > MAX_SERIES_POINTS {
@@ -176,7 +182,7 @@ pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
         // As Kayenta sent them: a cohort may be shorter (Kayenta pads a
         // missing one with NaN itself), and padding here would turn into
         // zeros under nan_strategy "replace".
-        let (baseline, canary) = (cohort_values("control")?, cohort_values("experiment")?);
+        let (baseline, canary) = (cohort_values(0)?, cohort_values(1)?);
         let scope = pair
             .scopes
             .get("control")
@@ -224,7 +230,8 @@ pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
 /// every value at once and its path tracked (slower: only for a request
 /// that is refused), so the first problem in the document is named, a
 /// value's index too, with its line and column, whichever step found it.
-/// `found` is what that step said, for a request that reads this way.
+/// `found` is what that step said: the words if the typed parse took the
+/// request, which the two parses' same grammar should never let happen.
 fn refusal(body: &[u8], found: String) -> String {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let typed = serde_path_to_error::deserialize::<_, RawRequest<BTreeMap<String, Vec<Point>>>>(
@@ -365,8 +372,70 @@ mod tests {
             ),
         ];
         for (request, expected) in cases {
-            let error = parse(request.as_bytes(), "2026-12-07T00:00:00Z").unwrap_err();
+            let error = parse(request.as_bytes(), NOW).unwrap_err();
             assert_eq!(error, expected, "{request}");
         }
+    }
+
+    const NOW: &str = "2026-12-07T00:00:00Z";
+
+    #[test]
+    fn the_last_copy_of_a_cohort_is_judged_and_other_keys_only_checked() {
+        let request = r#"{"canaryConfig":{"metrics":[{"name":"a"}]},"scoreThresholds":{"pass":75,"marginal":50},
+            "metricSetPairList":[{"name":"a","values":{"control":[9],"extra":[1,null],"control":[1,2],"experiment":[3,"NaN"]}}]}"#;
+        let parsed = parse(request.as_bytes(), NOW).unwrap();
+        let series = &parsed.snapshot.metrics.unwrap().series.unwrap()["a"];
+        assert_eq!(series.baseline, [Some(1.0), Some(2.0)]);
+        assert_eq!(series.canary, [Some(3.0), None]);
+    }
+
+    #[test]
+    fn a_bad_value_read_on_the_second_thread_is_named_by_its_place_in_the_body() {
+        // 40 pairs of 1 000 values a cohort, one value a line: read in two
+        // shares, the bad value in the last pair's canary.
+        let cohort = |bad: bool| -> String {
+            let values: Vec<String> = (0..1000)
+                .map(|v| match bad && v == 700 {
+                    true => "\"x\"".to_string(),
+                    false => format!("{}.25", v % 7),
+                })
+                .collect();
+            format!("[\n{}\n]", values.join(",\n"))
+        };
+        let pairs: Vec<String> = (0..40)
+            .map(|i| {
+                format!(
+                    "{{\"name\":\"m\",\"tags\":{{\"i\":\"{i}\"}},\"values\":{{\"control\":{},\"experiment\":{}}}}}",
+                    cohort(false),
+                    cohort(i == 39)
+                )
+            })
+            .collect();
+        let request = format!(
+            "{{\"canaryConfig\":{{\"metrics\":[{{\"name\":\"m\"}}]}},\"scoreThresholds\":{{\"pass\":75,\"marginal\":50}},\n\"metricSetPairList\":[{}]}}",
+            pairs.join(",\n")
+        );
+        assert!(request.len() > 256 * 1024, "the request must be split");
+        let line = 1 + request
+            .lines()
+            .position(|l| l.starts_with("\"x\""))
+            .unwrap();
+        assert_eq!(
+            parse(request.as_bytes(), NOW).unwrap_err(),
+            format!(
+                "metricSetPairList[39].values.experiment[700]: \"x\" is not a number \
+                 at line {line} column 3"
+            )
+        );
+        // Without the bad value, every value is read.
+        let good = request.replace("\"x\"", "1.5");
+        let parsed = parse(good.as_bytes(), NOW).unwrap();
+        let series = parsed.snapshot.metrics.unwrap().series.unwrap();
+        assert_eq!(series.len(), 40);
+        assert!(
+            series
+                .values()
+                .all(|s| s.baseline.len() == 1000 && s.canary.len() == 1000)
+        );
     }
 }

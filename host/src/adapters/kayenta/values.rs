@@ -6,10 +6,15 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// A pair's `values`: each cohort's array as raw JSON, every key in the
-/// request's order (a repeated key too: each copy is read and checked,
-/// the last one counts, as a map keeps it).
-pub(super) struct RawCohorts<'a>(pub(super) Vec<(String, &'a RawValue)>);
+/// The cohorts Kayenta sends in a pair's `values`: baseline and canary.
+pub(super) const COHORTS: [&str; 2] = ["control", "experiment"];
+
+/// A pair's `values`: the last copy of each of [`COHORTS`] as raw JSON,
+/// read afterwards. Every other entry (another key, or a copy that a
+/// later one replaces) is checked as it is met, stored nowhere, so a
+/// request is refused for a bad value anywhere, as a map of arrays of
+/// points refuses it, without holding what it will not judge.
+pub(super) struct RawCohorts<'a>(pub(super) [Option<&'a RawValue>; 2]);
 
 impl<'de: 'a, 'a> Deserialize<'de> for RawCohorts<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -23,16 +28,55 @@ impl<'de: 'a, 'a> serde::de::Visitor<'de> for RawCohortsVisitor<'a> {
     type Value = RawCohorts<'a>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a map of cohorts to their values")
+        // A map's own word: the typed parse names a refusal in its words.
+        f.write_str("a map")
     }
 
     fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-        let mut cohorts = Vec::new();
-        while let Some(entry) = map.next_entry::<String, &'a RawValue>()? {
-            cohorts.push(entry);
+        let mut cohorts = [None; 2];
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match COHORTS.iter().position(|cohort| *cohort == key) {
+                Some(i) => {
+                    let raw: &'a RawValue = map.next_value()?;
+                    if let Some(replaced) = cohorts[i].replace(raw) {
+                        check(replaced).map_err(serde::de::Error::custom)?;
+                    }
+                }
+                None => {
+                    map.next_value::<Checked>()?;
+                }
+            }
         }
         Ok(RawCohorts(cohorts))
     }
+}
+
+/// An array of points, checked and dropped.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_seq(CheckedVisitor)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CheckedVisitor {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a sequence")
+    }
+
+    fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<Checked, S::Error> {
+        while seq.next_element::<Point>()?.is_some() {}
+        Ok(Checked)
+    }
+}
+
+fn check(raw: &RawValue) -> Result<(), serde_json::Error> {
+    serde_json::from_str::<Checked>(raw.get()).map(|_| ())
 }
 
 /// One cohort's array, as raw JSON, and its path in the request
@@ -50,8 +94,9 @@ const MIN_BYTES_TO_SPLIT: usize = 256 * 1024;
 /// Reads `arrays` in order, and runs `beside` meanwhile: when they are
 /// large, in two shares on two threads, `beside` with the second, counted
 /// as the reading of `beside_bytes` bytes (and all on this thread if no
-/// thread can be started). `Err` when a value is not one; the caller says
-/// which (the message here names only the array).
+/// thread can be started). `Err` when an array does not read as points:
+/// the message names the array, with serde_json's words and a position
+/// within it; the caller names the problem in the request's terms.
 pub(super) fn read<T: Send>(
     arrays: &[RawArray<'_>],
     beside: impl Fn() -> T + Sync,
@@ -178,8 +223,12 @@ mod tests {
     }
 
     fn read_text(text: &str) -> (Result<Vec<Values>, String>, usize) {
-        let cohorts: RawCohorts = serde_json::from_str(text).unwrap();
-        read(&cohorts.0, || 7, 0)
+        let map: std::collections::BTreeMap<String, &RawValue> =
+            serde_json::from_str(text).unwrap();
+        let arrays: Vec<RawArray> = map.into_iter().collect();
+        let mut arrays = arrays;
+        arrays.sort_by_key(|(at, _)| at[1..].parse::<usize>().unwrap());
+        read(&arrays, || 7, 0)
     }
 
     #[test]
@@ -221,10 +270,22 @@ mod tests {
     }
 
     #[test]
-    fn every_copy_of_a_repeated_key_is_kept_in_order() {
-        let cohorts: RawCohorts =
-            serde_json::from_str(r#"{"control": ["x"], "extra": 5, "control": [1]}"#).unwrap();
-        let keys: Vec<&str> = cohorts.0.iter().map(|(key, _)| key.as_str()).collect();
-        assert_eq!(keys, ["control", "extra", "control"]);
+    fn the_last_copy_of_a_cohort_is_kept_and_every_other_entry_checked() {
+        let cohorts: RawCohorts = serde_json::from_str(
+            r#"{"control": [0], "extra": [1, null, "NaN"], "experiment": [2], "control": [3]}"#,
+        )
+        .unwrap();
+        let raw = cohorts.0.map(|raw| raw.map(RawValue::get));
+        assert_eq!(raw, [Some("[3]"), Some("[2]")]);
+        for refused in [
+            r#"{"control": ["x"], "control": [1]}"#,
+            r#"{"control": [1], "extra": [true]}"#,
+            r#"{"extra": 5}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<RawCohorts>(refused).is_err(),
+                "{refused}"
+            );
+        }
     }
 }

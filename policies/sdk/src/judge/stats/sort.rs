@@ -4,8 +4,8 @@
 //! none, and gives the same order: under `total_cmp` equal values are the
 //! same bits, so every correct sort gives the one answer.
 
-/// Below this many values the radix sort's fixed work (eight 256-entry
-/// histograms) costs more than comparing.
+/// Short cohorts keep the comparison sort: the radix sort's fixed work
+/// (eight 256-entry histograms, a pass per byte) does not shrink with them.
 const RADIX_FROM: usize = 256;
 
 /// Sorts `values` ascending by [`f64::total_cmp`].
