@@ -106,8 +106,12 @@ fn infinite_loop_is_stopped_at_its_deadline() {
 
 #[test]
 fn memory_bomb_hits_its_memory_limit() {
+    // Filling 64 MiB of fresh pages takes milliseconds, but on a machine
+    // busy with a release build it has taken more than the 250 ms the other
+    // behaviours get: the memory limit, not the deadline, is what this
+    // test is about, so the deadline is far away.
     assert_eq!(
-        fails_closed("memory-bomb"),
+        fails_closed_within("memory-bomb", 5_000),
         "policy tried to use more than its memory limit of 64 MiB"
     );
 }
