@@ -104,17 +104,19 @@ pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
     let raw: RawRequest<RawCohorts> = serde_path_to_error::deserialize(&mut deserializer)
         .map_err(|error| refusal(body, path_error(error)))?;
     // Every pair's cohorts, read while the body is hashed.
-    let (cohorts, arrays): (Vec<(usize, usize)>, Vec<values::RawArray>) = raw
+    let arrays: Vec<values::RawArray> = raw
         .metric_set_pair_list
         .iter()
         .enumerate()
         .flat_map(|(i, pair)| {
-            COHORTS.iter().enumerate().filter_map(move |(c, cohort)| {
-                let at = format!("metricSetPairList[{i}].values.{cohort}");
-                pair.values.0[c].map(|raw| ((i, c), (at, raw)))
-            })
+            COHORTS
+                .iter()
+                .zip(pair.values.0)
+                .filter_map(move |(cohort, raw)| {
+                    raw.map(|raw| (format!("metricSetPairList[{i}].values.{cohort}"), raw))
+                })
         })
-        .unzip();
+        .collect();
     let digest = || {
         hex::encode(
             Sha256::new()
@@ -133,14 +135,13 @@ pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
             return Err(refusal(body, found));
         }
     };
-    let mut read_by_pair: Vec<[Option<values::Values>; 2]> = raw
+    // Back to their pairs, in the order they were listed.
+    let mut read = read.into_iter();
+    let read_by_pair: Vec<[Option<values::Values>; 2]> = raw
         .metric_set_pair_list
         .iter()
-        .map(|_| [None, None])
+        .map(|pair| pair.values.0.map(|raw| raw.and_then(|_| read.next())))
         .collect();
-    for ((i, c), values) in cohorts.into_iter().zip(read) {
-        read_by_pair[i][c] = Some(values);
-    }
     let config = policy_config(&raw.canary_config, &raw.score_thresholds)?;
     let configured: Vec<&str> = config["metrics"]
         .as_array()
@@ -150,9 +151,9 @@ pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
         .collect();
     let mut series = BTreeMap::new();
     let mut pairs = Vec::new();
-    for (i, pair) in raw.metric_set_pair_list.iter().enumerate() {
+    let listed = raw.metric_set_pair_list.iter().zip(read_by_pair);
+    for (i, (pair, mut read)) in listed.enumerate() {
         let at = format!("metricSetPairList[{i}]");
-        let mut read = std::mem::take(&mut read_by_pair[i]);
         let key = series_key(pair);
         if series.contains_key(&key) {
             return Err(format!(
