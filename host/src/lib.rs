@@ -26,6 +26,7 @@ pub mod evaluate;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gate;
+mod helpers;
 mod history;
 mod inspect;
 mod modules;

@@ -13,6 +13,7 @@ use shipgate_policy::{Phase, Snapshot};
 use crate::error::Error;
 use crate::evaluate::{Budget, PreparedGate};
 use crate::gate::{Gate, Origin, without_nulls};
+use crate::helpers;
 use crate::runtime::{Cancel, HostFault, Runtime};
 use crate::snapshot::ValidSnapshot;
 
@@ -91,29 +92,36 @@ pub(crate) fn judge(
         Some((config, snapshot)) => Some((prepare_part(runtime, &config, label)?, snapshot)),
         None => None,
     };
-    let judged: Vec<Result<Part, JudgeError>> = std::thread::scope(|scope| {
-        let others: Vec<_> = parts
-            .map(|(config, snapshot)| {
-                let cancel = cancel.clone();
-                scope.spawn(move || {
-                    let prepared = prepare_part(runtime, &config, label)?;
-                    run_part(&prepared, &snapshot, label, cancel)
-                })
+    // The other parts go to helper threads already waiting: a thread
+    // started now would wait milliseconds for a core (crate::helpers).
+    let others: Vec<helpers::Offered<Result<Part, JudgeError>>> = parts
+        .map(|(config, snapshot)| {
+            let (runtime, label, cancel) = (runtime.clone(), label.to_string(), cancel.clone());
+            helpers::offer(move || {
+                let prepared = prepare_part(&runtime, &config, &label)?;
+                run_part(&prepared, &snapshot, &label, cancel)
             })
-            .collect();
-        let first =
-            first.map(|(prepared, snapshot)| run_part(&prepared, &snapshot, label, cancel.clone()));
-        first
-            .into_iter()
-            .chain(others.into_iter().map(|part| {
-                part.join().unwrap_or_else(|_| {
+        })
+        .collect();
+    let first =
+        first.map(|(prepared, snapshot)| run_part(&prepared, &snapshot, label, cancel.clone()));
+    if let Some(Err(error)) = first {
+        // No judgement without this part: the others' work is dropped if
+        // no helper has it yet, not done here for nothing.
+        return Err(error);
+    }
+    let judged: Vec<Result<Part, JudgeError>> = first
+        .into_iter()
+        .chain(others.into_iter().map(|other| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| other.join())).unwrap_or_else(
+                |_| {
                     Err(JudgeError::Internal(
                         "a part of the judgement panicked".into(),
                     ))
-                })
-            }))
-            .collect()
-    });
+                },
+            )
+        }))
+        .collect();
     let mut judgements = Vec::new();
     let mut sentences = Vec::new();
     for part in judged {
