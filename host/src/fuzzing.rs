@@ -165,8 +165,8 @@ pub fn adapter_request(data: &[u8]) {
 /// config and a snapshot of series that the host's validation takes or
 /// refuses with a reason (never a panic).
 fn kayenta_request(body: &[u8]) -> Result<Option<DecisionRequest>, ApiError> {
-    let request =
-        kayenta::parse(body, &fuzzing_clock().to_string()).map_err(ApiError::BadRequest)?;
+    let request = kayenta::parse(Arc::<[u8]>::from(body), &fuzzing_clock().to_string())
+        .map_err(ApiError::BadRequest)?;
     if let Err(error) = snapshot::from_typed(request.snapshot, request.sha256) {
         assert!(!error.to_string().is_empty());
     }

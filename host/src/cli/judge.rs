@@ -44,7 +44,7 @@ impl JudgeArgs {
         };
         let body = super::read_input(&self.kayenta_request)?;
         let now = jiff::Timestamp::now().to_string();
-        let mut request = kayenta::parse(&body, &now)
+        let mut request = kayenta::parse(Arc::<[u8]>::from(body), &now)
             .map_err(|e| Error::InvalidInput(format!("{label}: {e}")))?;
         // Megabytes of series: moved into the snapshot, not copied.
         let typed = std::mem::take(&mut request.snapshot);

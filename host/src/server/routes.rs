@@ -276,12 +276,7 @@ async fn kayenta_judge(
     };
     // Megabytes of JSON: parsed off the async threads.
     let now = jiff::Timestamp::now().to_string();
-    let parsed = tokio::task::spawn_blocking(move || {
-        let parsed = kayenta::parse(&body, &now);
-        drop(body);
-        parsed
-    })
-    .await;
+    let parsed = tokio::task::spawn_blocking(move || kayenta::parse(body, &now)).await;
     let mut request = match parsed {
         Ok(Ok(request)) => request,
         Ok(Err(why)) => return refused(ApiError::BadRequest(format!("the request: {why}"))),

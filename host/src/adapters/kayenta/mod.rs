@@ -10,16 +10,18 @@
 //! joins the two), with no credentials of its own; so the base URL to
 //! configure is `http://HOST:PORT/v1/kayenta`.
 
+mod reading;
 mod values;
 
 use std::collections::BTreeMap;
 
+use reading::{RawCohorts, Unread};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use shipgate_policy::Snapshot;
 use shipgate_policy::snapshot::{Metrics, SeriesPair};
-use values::{COHORTS, Point, RawCohorts};
+use values::{COHORTS, Point, Values};
 
 use super::{Adapter, Authentication, Custom, Endpoint, Method, Route};
 use crate::gate::judge_config;
@@ -60,8 +62,8 @@ pub(crate) struct PairInfo {
 }
 
 /// A request as parsed; `V` is how a pair's `values` is read: as raw
-/// arrays, read afterwards ([`RawCohorts`]), or into points at once (to
-/// name a refused request's first bad value, [`refusal`]).
+/// arrays, read as the parse meets them ([`RawCohorts`]), or into points at
+/// once (to name a refused request's first bad value, [`refusal`]).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawRequest<V> {
@@ -99,45 +101,49 @@ struct Scope {
 }
 
 /// Maps a request; the error names the field (`metricSetPairList[2].values.experiment[7]`).
-pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let raw: RawRequest<RawCohorts> = serde_path_to_error::deserialize(&mut deserializer)
-        .map_err(|error| refusal(body, path_error(error)))?;
-    // Every pair's cohorts, read while the body is hashed.
-    let arrays: Vec<values::RawArray> = raw
-        .metric_set_pair_list
-        .iter()
-        .enumerate()
-        .flat_map(|(i, pair)| {
-            COHORTS
-                .iter()
-                .zip(pair.values.0)
-                .filter_map(move |(cohort, raw)| {
-                    raw.map(|raw| (format!("metricSetPairList[{i}].values.{cohort}"), raw))
-                })
-        })
-        .collect();
-    let digest = || {
-        hex::encode(
-            Sha256::new()
-                .chain_update(now)
-                .chain_update(body)
-                .finalize(),
-        )
-    };
-    // Hashing a byte costs about a fifth of reading one.
-    let (read, sha256) = values::read(&arrays, digest, body.len() / 5);
-    let read = match read {
-        Ok(read) => read,
-        Err(found) => {
-            // What was read is let go before the body is read again.
-            drop((arrays, raw));
-            return Err(refusal(body, found));
+/// `body` is shared with a helper thread, so it should be cheap to clone
+/// (`Bytes`, `Arc<[u8]>`).
+pub(crate) fn parse<B>(body: B, now: &str) -> Result<JudgeRequest, String>
+where
+    B: AsRef<[u8]> + Clone + Send + Sync + 'static,
+{
+    let digest = {
+        let (body, now) = (body.clone(), now.to_string());
+        move || {
+            hex::encode(
+                Sha256::new()
+                    .chain_update(now)
+                    .chain_update(body)
+                    .finalize(),
+            )
         }
     };
-    // Back to their pairs, in the order they were listed.
+    let body = &body;
+    // The structure, each cohort's values read as it is met, the body
+    // hashed meanwhile.
+    let structure = || {
+        let mut deserializer = serde_json::Deserializer::from_slice(body.as_ref());
+        let raw = serde_path_to_error::deserialize::<_, RawRequest<RawCohorts>>(&mut deserializer)
+            .map_err(path_error)?;
+        deserializer.end().map_err(|e| e.to_string())?;
+        Ok(raw)
+    };
+    let (read, sha256) = reading::read_while_parsing(body, structure, digest);
+    let (raw, read) = match read {
+        Ok(read) => read,
+        Err(unread) => {
+            let found = match unread {
+                Unread::Parse(found) => found,
+                Unread::Value(n, error) => {
+                    format!("cohort array number {} of the request: {error}", n + 1)
+                }
+            };
+            return Err(refusal(body.as_ref(), found));
+        }
+    };
+    // Back to their pairs: the cohorts were met pair by pair.
     let mut read = read.into_iter();
-    let read_by_pair: Vec<[Option<values::Values>; 2]> = raw
+    let read_by_pair: Vec<[Option<Values>; 2]> = raw
         .metric_set_pair_list
         .iter()
         .map(|pair| pair.values.0.map(|raw| raw.and_then(|_| read.next())))
@@ -160,7 +166,7 @@ pub(crate) fn parse(body: &[u8], now: &str) -> Result<JudgeRequest, String> {
                 "{at}: a second pair for `{key}` with the same tags"
             ));
         }
-        let mut cohort_values = |c: usize| -> Result<values::Values, String> {
+        let mut cohort_values = |c: usize| -> Result<Values, String> {
             let cohort = COHORTS[c];
             let points = read[c].take().ok_or_else(|| {
                 format!("{at}.values: no `{cohort}` series (Kayenta sends control and experiment)")
@@ -238,7 +244,10 @@ fn refusal(body: &[u8], found: String) -> String {
     let typed = serde_path_to_error::deserialize::<_, RawRequest<BTreeMap<String, Vec<Point>>>>(
         &mut deserializer,
     );
-    typed.err().map_or(found, path_error)
+    match typed {
+        Err(error) => path_error(error),
+        Ok(_) => deserializer.end().err().map_or(found, |e| e.to_string()),
+    }
 }
 
 /// `path: message`, or the message for the document itself.
@@ -336,8 +345,9 @@ mod tests {
     use super::*;
 
     /// What the previous parser (every value read with the structure)
-    /// said for each broken request: reading the values afterwards, on two
-    /// threads, must not change a word.
+    /// said for each broken request: reading the values while the structure
+    /// is parsed, on two threads, must not change a word; bytes after the
+    /// request are refused now.
     #[test]
     fn a_broken_request_is_refused_as_one_typed_parse_refuses_it() {
         let cases = [
@@ -366,6 +376,11 @@ mod tests {
                 r#"{"canaryConfig":{"metrics":[{"name":"a"}]},"scoreThresholds":{"pass":75,"marginal":50},"metricSetPairList":[{"name":"a","values":{"control":[1,tru],"experiment":[1,2]}}]}"#,
                 r#"metricSetPairList[0].values.control[1]: expected ident at line 1 column 147"#,
             ),
+            // bytes after the request
+            (
+                r#"{"canaryConfig":{"metrics":[{"name":"a"}]},"scoreThresholds":{"pass":75,"marginal":50},"metricSetPairList":[]} x"#,
+                "trailing characters at line 1 column 112",
+            ),
             // a trailing comma, after a multi-byte character
             (
                 r#"{"canaryConfig":{"metrics":[{"name":"é"}]},"scoreThresholds":{"pass":75,"marginal":50},"metricSetPairList":[{"name":"a","values":{"control":[1,2,],"experiment":[1,2]}}]}"#,
@@ -373,7 +388,7 @@ mod tests {
             ),
         ];
         for (request, expected) in cases {
-            let error = parse(request.as_bytes(), NOW).unwrap_err();
+            let error = parse(request.as_bytes().to_vec(), NOW).unwrap_err();
             assert_eq!(error, expected, "{request}");
         }
     }
@@ -384,21 +399,25 @@ mod tests {
     fn the_last_copy_of_a_cohort_is_judged_and_other_keys_only_checked() {
         let request = r#"{"canaryConfig":{"metrics":[{"name":"a"}]},"scoreThresholds":{"pass":75,"marginal":50},
             "metricSetPairList":[{"name":"a","values":{"control":[9],"extra":[1,null],"control":[1,2],"experiment":[3,"NaN"]}}]}"#;
-        let parsed = parse(request.as_bytes(), NOW).unwrap();
+        let parsed = parse(request.as_bytes().to_vec(), NOW).unwrap();
         let series = &parsed.snapshot.metrics.unwrap().series.unwrap()["a"];
         assert_eq!(series.baseline, [Some(1.0), Some(2.0)]);
         assert_eq!(series.canary, [Some(3.0), None]);
     }
 
     #[test]
-    fn a_bad_value_read_on_the_second_thread_is_named_by_its_place_in_the_body() {
-        // 40 pairs of 1 000 values a cohort, one value a line: read in two
-        // shares, the bad value in the last pair's canary.
-        let cohort = |bad: bool| -> String {
+    fn a_bad_value_read_by_either_thread_is_named_by_its_place_in_the_body() {
+        // 40 pairs of 1 000 values a cohort, one value a line, each pair's
+        // and cohort's own: read by two threads, the bad value in the last
+        // pair's canary.
+        let value = |pair: usize, canary: bool, v: usize| -> f64 {
+            (v % 7 + 10 * pair + if canary { 1000 } else { 0 }) as f64 + 0.25
+        };
+        let cohort = |pair: usize, canary: bool, bad: bool| -> String {
             let values: Vec<String> = (0..1000)
                 .map(|v| match bad && v == 700 {
                     true => "\"x\"".to_string(),
-                    false => format!("{}.25", v % 7),
+                    false => format!("{}", value(pair, canary, v)),
                 })
                 .collect();
             format!("[\n{}\n]", values.join(",\n"))
@@ -407,8 +426,8 @@ mod tests {
             .map(|i| {
                 format!(
                     "{{\"name\":\"m\",\"tags\":{{\"i\":\"{i}\"}},\"values\":{{\"control\":{},\"experiment\":{}}}}}",
-                    cohort(false),
-                    cohort(i == 39)
+                    cohort(i, false, false),
+                    cohort(i, true, i == 39)
                 )
             })
             .collect();
@@ -422,7 +441,7 @@ mod tests {
             .position(|l| l.starts_with("\"x\""))
             .unwrap();
         assert_eq!(
-            parse(request.as_bytes(), NOW).unwrap_err(),
+            parse(request.clone().into_bytes(), NOW).unwrap_err(),
             format!(
                 "metricSetPairList[39].values.experiment[700]: \"x\" is not a number \
                  at line {line} column 3"
@@ -430,13 +449,22 @@ mod tests {
         );
         // Without the bad value, every value is read.
         let good = request.replace("\"x\"", "1.5");
-        let parsed = parse(good.as_bytes(), NOW).unwrap();
+        let parsed = parse(good.into_bytes(), NOW).unwrap();
         let series = parsed.snapshot.metrics.unwrap().series.unwrap();
         assert_eq!(series.len(), 40);
-        assert!(
-            series
-                .values()
-                .all(|s| s.baseline.len() == 1000 && s.canary.len() == 1000)
-        );
+        for i in 0..40 {
+            let pair = &series[&format!("m{{i=\"{i}\"}}")];
+            let expected = |canary| {
+                (0..1000)
+                    .map(|v| Some(value(i, canary, v)))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(pair.baseline, expected(false), "pair {i}");
+            let mut canary = expected(true);
+            if i == 39 {
+                canary[700] = Some(1.5);
+            }
+            assert_eq!(pair.canary, canary, "pair {i}");
+        }
     }
 }
