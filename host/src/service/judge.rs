@@ -106,8 +106,13 @@ pub(crate) fn judge(
     let first =
         first.map(|(prepared, snapshot)| run_part(&prepared, &snapshot, label, cancel.clone()));
     if let Some(Err(error)) = first {
-        // No judgement without this part: the others' work is dropped if
-        // no helper has it yet, not done here for nothing.
+        // No judgement without this part: the others are stopped, dropped
+        // if no helper has them yet, and waited for if one has (so none
+        // outlives the caller's evaluation slots), not done here for nothing.
+        if let Some(cancel) = &cancel {
+            cancel.cancel();
+        }
+        others.into_iter().for_each(helpers::Offered::abandon);
         return Err(error);
     }
     let judged: Vec<Result<Part, JudgeError>> = first
@@ -399,8 +404,9 @@ impl super::Service {
             .map_err(|_| Refusal::Internal("the server is shutting down".into()))?;
         // A request worth splitting takes a second slot if two are free now
         // (taken at once, one given back: the last free slot is left to the
-        // gate's decisions) and judges half its metrics on the other core;
-        // waiting for one would only delay the answer.
+        // gate's decisions) and judges half its metrics on the other core,
+        // a helper's when one is free; waiting for one would only delay the
+        // answer.
         let second = (instances_for(&config, &snapshot, 2) == 2)
             .then(|| self.evaluating.clone().try_acquire_many_owned(2).ok())
             .flatten()

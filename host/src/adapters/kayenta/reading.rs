@@ -158,7 +158,9 @@ impl Installed {
 impl Drop for Installed {
     fn drop(&mut self) {
         QUEUE.set(self.previous.take());
-        self.queue.close(std::thread::panicking());
+        // Closed already after a parse that returned; not after one that
+        // panicked, whose reading stops.
+        self.queue.close_stopping_if_open();
     }
 }
 
@@ -236,6 +238,14 @@ impl Queue {
         state.stopped |= stop;
         drop(state);
         self.changed.notify_all();
+    }
+
+    /// Closes the queue and stops its reading, unless it is closed already.
+    fn close_stopping_if_open(&self) {
+        let open = !self.state().closed;
+        if open {
+            self.close(true);
+        }
     }
 
     /// Reads arrays from the front as they are met, until the parse is over
